@@ -1,0 +1,242 @@
+"""The compact stream, kind 0x03: exact after any skips, bounded error, no drift (§3.4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from graphwire.protocol.header import Flags
+from graphwire.protocol.quantized import (
+    FLAG_REBASE,
+    GRID_LEVELS,
+    KeyframeMissingError,
+    QDecoder,
+    QDelta,
+    QKeyframe,
+    QOutput,
+    QPolicy,
+    QStreamEncoder,
+    decode_q,
+    id_runs,
+    ids_from_runs,
+)
+
+
+def walk(n: int, frames: int, seed: int, scale: float = 300.0, step: float = 2.0) -> np.ndarray:
+    """A settling random walk: (frames, n, 3) float32 positions."""
+    rng = np.random.default_rng(seed)
+    pos = rng.normal(0, scale, (n, 3))
+    out = np.empty((frames, n, 3), np.float32)
+    for f in range(frames):
+        pos = pos + rng.normal(0, step / (1 + f / 20), (n, 3)) * (rng.random((n, 1)) < 0.7)
+        out[f] = pos
+    return out
+
+
+def encode_all(traj: np.ndarray, enc: QStreamEncoder, ids: np.ndarray | None = None,
+               vel: bool = False) -> list[QOutput]:
+    n = traj.shape[1]
+    ids = np.arange(n, dtype=np.uint32) if ids is None else ids
+    rng = np.random.default_rng(0)
+    return [
+        enc.encode(s + 1, ids, traj[s], epoch=7,
+                   vel=rng.normal(0, 5, (n, 3)).astype(np.float32) if vel else None)
+        for s in range(traj.shape[0])
+    ]
+
+
+def assert_exact(dec: QDecoder, enc_grid_step: np.ndarray, true_pos: np.ndarray) -> None:
+    """Decoded positions are the grid points nearest the true positions."""
+    assert dec.grid is not None
+    np.testing.assert_array_equal(dec.q, dec.grid.quantise(true_pos))
+    err = np.abs(dec.positions() - true_pos.astype(np.float64))
+    assert np.all(err <= dec.grid.step / 2 * (1 + 1e-9) + 1e-12)
+    np.testing.assert_array_equal(dec.grid.step, enc_grid_step)
+
+
+def test_first_frame_is_a_full_keyframe_on_a_16_bit_grid() -> None:
+    traj = walk(500, 1, seed=1)
+    out = QStreamEncoder().encode(1, np.arange(500, dtype=np.uint32), traj[0], epoch=1)
+    assert out.base_seq is None and out.keyframe
+    frame = decode_q(out.frame)
+    assert isinstance(frame, QKeyframe)
+    extent = traj[0].max(axis=0).astype(np.float64) - traj[0].min(axis=0)
+    assert np.all(frame.grid.step <= extent / GRID_LEVELS)
+    assert frame.q.min() == 0 and frame.q.max() == GRID_LEVELS
+    assert frame.ids.tolist() == list(range(500))
+
+
+def test_any_subset_and_order_of_deltas_lands_exactly() -> None:
+    traj = walk(300, 40, seed=2)
+    enc = QStreamEncoder(policy=QPolicy(min_age=10**6, max_age=10**6))  # one keyframe
+    outs = encode_all(traj, enc)
+    assert all(o.base_seq == 1 and not o.keyframe for o in outs[1:])
+    rng = np.random.default_rng(3)
+    for _trial in range(20):
+        dec = QDecoder()
+        dec.apply(outs[0].frame)
+        picks = rng.permutation(np.arange(1, len(outs)))[: rng.integers(1, len(outs))]
+        for s in picks:
+            dec.apply(outs[s].frame)
+            assert dec.seq == s + 1
+            assert_exact(dec, dec.grid.step, traj[s])
+
+
+def test_delta_holds_only_moved_nodes() -> None:
+    traj = walk(200, 2, seed=4)
+    traj[1] = traj[0]
+    traj[1, 17] += 50.0
+    traj[1, 150] -= 3.0
+    enc = QStreamEncoder(policy=QPolicy(min_age=100))
+    outs = encode_all(traj, enc)
+    frame = decode_q(outs[1].frame)
+    assert isinstance(frame, QDelta)
+    assert frame.idx.tolist() == [17, 150]
+    assert outs[1].moved == 2
+
+
+@pytest.mark.parametrize("policy", [QPolicy(), QPolicy(rebase_ratio=1.0, min_age=0)])
+def test_ten_thousand_frames_accumulate_no_error(policy: QPolicy) -> None:
+    n, frames = 64, 10_000
+    rng = np.random.default_rng(5)
+    pos = rng.normal(0, 100, (n, 3))
+    enc = QStreamEncoder(policy=policy)
+    dec = QDecoder()
+    ids = np.arange(n, dtype=np.uint32)
+    rebases = 0
+    for s in range(1, frames + 1):
+        pos = pos + rng.normal(0, 0.05, (n, 3))  # a slow drift, the worst case for rounding
+        true = pos.astype(np.float32)
+        out = enc.encode(s, ids, true, epoch=1)
+        rebases += out.keyframe
+        dec.apply(out.frame)
+        if s % 500 == 0 or s == frames:
+            assert_exact(dec, dec.grid.step, true)
+    assert dec.seq == frames
+    assert rebases > 10  # the chain really went through many rebases
+
+
+def test_slow_client_sent_only_the_newest_frame_stays_exact() -> None:
+    traj = walk(400, 120, seed=6)
+    enc = QStreamEncoder()
+    outs = encode_all(traj, enc)
+    rng = np.random.default_rng(7)
+    dec = QDecoder()
+    fulls = 0
+    for s, out in enumerate(outs):
+        if s and rng.random() < 0.6:
+            continue  # the client was too slow for this frame
+        if out.base_seq is None or dec.key_seq == out.base_seq:
+            dec.apply(out.frame)
+        else:
+            dec.apply(out.full_keyframe())
+            fulls += 1
+            if not out.keyframe:
+                dec.apply(out.frame)
+        assert dec.key_seq == out.key_seq
+        assert_exact(dec, dec.grid.step, traj[s])
+    assert fulls >= 1
+
+
+def test_full_keyframe_of_a_rebased_lineage_matches_the_rebased_state() -> None:
+    traj = walk(300, 30, seed=8, step=20.0)
+    enc = QStreamEncoder(policy=QPolicy(rebase_ratio=1.0, min_age=0))
+    outs = encode_all(traj, enc)
+    follower = QDecoder()
+    for out in outs:
+        follower.apply(out.frame)
+    late = QDecoder()
+    late.apply(outs[-1].full_keyframe())
+    assert late.key_seq == follower.key_seq
+    np.testing.assert_array_equal(late.q, follower.base)
+    np.testing.assert_array_equal(late.grid.step, follower.grid.step)
+    np.testing.assert_array_equal(late.grid.origin, follower.grid.origin)
+
+
+def test_grid_follows_a_growing_and_shrinking_layout() -> None:
+    rng = np.random.default_rng(9)
+    base = rng.normal(0, 1, (200, 3))
+    scales = np.concatenate([np.geomspace(10, 1000, 30), np.geomspace(1000, 5, 30)])
+    traj = np.stack([base * s for s in scales]).astype(np.float32)
+    enc = QStreamEncoder()
+    dec = QDecoder()
+    for s, out in enumerate(encode_all(traj, enc)):
+        dec.apply(out.frame)
+        assert_exact(dec, dec.grid.step, traj[s])
+        if out.keyframe:
+            extent = traj[s].max(axis=0).astype(np.float64) - traj[s].min(axis=0)
+            assert np.all(dec.grid.step <= extent / GRID_LEVELS * (1 + 1e-12))
+            assert np.all(dec.grid.step > extent / GRID_LEVELS / 4)
+
+
+def test_delta_naming_another_keyframe_asks_for_one() -> None:
+    traj = walk(50, 3, seed=10)
+    outs = encode_all(traj, QStreamEncoder(policy=QPolicy(min_age=100)))
+    dec = QDecoder()
+    with pytest.raises(KeyframeMissingError) as info:
+        dec.apply(outs[1].frame)
+    assert info.value.needed == 1 and info.value.held is None
+
+
+def test_sparse_ids_travel_as_runs_and_topology_change_starts_a_lineage() -> None:
+    ids = np.array([0, 1, 2, 3, 10, 11, 12, 500], np.uint32)
+    assert id_runs(ids).tolist() == [[0, 4], [10, 3], [500, 1]]
+    np.testing.assert_array_equal(ids_from_runs(id_runs(ids)), ids)
+    traj = walk(8, 3, seed=11)
+    enc = QStreamEncoder()
+    outs = encode_all(traj[:2], enc, ids=ids)
+    dec = QDecoder()
+    for o in outs:
+        dec.apply(o.frame)
+    assert dec.ids.tolist() == ids.tolist()
+    grown = np.append(ids, 501).astype(np.uint32)
+    out = enc.encode(9, grown, np.vstack([traj[2], [[1, 2, 3]]]).astype(np.float32), epoch=7)
+    assert out.base_seq is None and out.keyframe  # new ids never appear in a delta
+    dec.apply(out.frame)
+    assert dec.ids.tolist() == grown.tolist()
+
+
+def test_velocities_only_when_asked() -> None:
+    traj = walk(100, 10, seed=12)
+    plain = encode_all(traj, QStreamEncoder())
+    assert all(not decode_q(o.frame).header.flags & 0x08 for o in plain)
+    with_vel = encode_all(traj, QStreamEncoder(velocity=True), vel=True)
+    dec = QDecoder()
+    for o in with_vel:
+        frame = dec.apply(o.frame)
+        assert frame.header.flags & 0x08
+        assert dec.vel is not None and dec.vel.shape == (100, 3)
+        assert np.all(np.isfinite(dec.vel))
+
+
+def test_settled_flag_and_rebase_flag_bits() -> None:
+    traj = walk(20, 2, seed=13)
+    enc = QStreamEncoder()
+    ids = np.arange(20, dtype=np.uint32)
+    enc.encode(1, ids, traj[0], epoch=1)
+    out = enc.encode(2, ids, traj[0], epoch=1, settled=True, force_keyframe=True)
+    frame = decode_q(out.frame)
+    assert frame.header.flags & Flags.SETTLED and frame.header.flags & FLAG_REBASE
+    assert isinstance(frame, QDelta) and frame.rebase and frame.idx.size == 0
+    assert len(out.frame) < 50  # a settled keyframe for a client that follows costs a header
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(0, 60),
+    frames=st.integers(1, 12),
+    seed=st.integers(0, 2**32 - 1),
+    ratio=st.sampled_from([1.0, 1.6, 100.0]),
+)
+def test_property_follower_is_exact(n: int, frames: int, seed: int, ratio: float) -> None:
+    rng = np.random.default_rng(seed)
+    traj = (rng.normal(0, rng.choice([1e-3, 1.0, 500.0]), (1, n, 3))
+            + np.cumsum(rng.normal(0, 1, (frames, n, 3)), axis=0)).astype(np.float32)
+    enc = QStreamEncoder(policy=QPolicy(rebase_ratio=ratio, min_age=0))
+    dec = QDecoder()
+    for s, out in enumerate(encode_all(traj, enc)):
+        dec.apply(out.frame)
+        if n:
+            assert_exact(dec, dec.grid.step, traj[s])
