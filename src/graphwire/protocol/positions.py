@@ -53,6 +53,27 @@ _ALLOWED_FLAGS = Flags.KEYFRAME | Flags.SETTLED
 FloatArray = npt.NDArray[np.float32]
 
 
+class FrameBuffer:
+    """Reusable scratch memory for building frames.
+
+    A 100,000-node V2 frame is 3.6 MB; allocating that fresh for every frame costs more in page
+    faults than filling it. With a FrameBuffer the records are built in warm memory and the only
+    fresh allocation per frame is the immutable ``bytes`` object that is sent. One buffer per
+    encoding thread; it grows to the largest frame built and stays that size.
+    """
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = np.empty(0, np.uint8)
+
+    def get(self, size: int) -> npt.NDArray[np.uint8]:
+        """A writable view of ``size`` bytes (contents undefined)."""
+        if self._buf.size < size:
+            self._buf = np.empty(max(size, self._buf.size + self._buf.size // 4), np.uint8)
+        return self._buf[:size]
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class NodeRecords:
     """Columns of a position frame: one entry per node, in frame order.
@@ -111,9 +132,11 @@ class PositionFrame:
 
 
 def _encode(kind: Kind, dtype: np.dtype[np.void], wire_ids: npt.NDArray[np.unsignedinteger],
-            flags: int, epoch: int, seq: int, nodes: NodeRecords) -> bytes:
+            flags: int, epoch: int, seq: int, nodes: NodeRecords,
+            scratch: FrameBuffer | None) -> bytes:
     n = len(nodes)
-    buf = np.empty(HEADER_SIZE + n * dtype.itemsize, np.uint8)
+    size = HEADER_SIZE + n * dtype.itemsize
+    buf = scratch.get(size) if scratch is not None else np.empty(size, np.uint8)
     buf[:HEADER_SIZE] = np.frombuffer(pack_header(kind, flags, epoch, seq), np.uint8)
     rec = buf[HEADER_SIZE:].view(dtype)
     rec["wire_id"] = wire_ids
@@ -129,7 +152,8 @@ def _check_flags(flags: int, kind: int) -> int:
     return flags
 
 
-def encode_v2(nodes: NodeRecords, *, seq: int, epoch: int, flags: int = 0) -> bytes:
+def encode_v2(nodes: NodeRecords, *, seq: int, epoch: int, flags: int = 0,
+              scratch: FrameBuffer | None = None) -> bytes:
     """Encode a V2 frame (kind 0x02). ``flags`` may hold KEYFRAME and SETTLED."""
     _check_flags(flags, Kind.POSITIONS_V2)
     if n_over := int(np.count_nonzero(nodes.ids > V2_MAX_ID)):
@@ -137,7 +161,7 @@ def encode_v2(nodes: NodeRecords, *, seq: int, epoch: int, flags: int = 0) -> by
             ErrorCode.FORMAT_UNSUPPORTED, f"{n_over} node ids exceed the 30-bit V2 id space"
         )
     wire = nodes.ids | np.where(nodes.agent, np.uint32(V2_AGENT), np.uint32(V2_KNOWLEDGE))
-    return _encode(Kind.POSITIONS_V2, V2_DTYPE, wire, flags, epoch, seq, nodes)
+    return _encode(Kind.POSITIONS_V2, V2_DTYPE, wire, flags, epoch, seq, nodes, scratch)
 
 
 def v1_fits(ids: npt.NDArray[np.integer]) -> bool:
@@ -145,7 +169,8 @@ def v1_fits(ids: npt.NDArray[np.integer]) -> bool:
     return ids.shape[0] == 0 or int(ids.max()) <= V1_MAX_ID
 
 
-def encode_v1(nodes: NodeRecords, *, seq: int, epoch: int, flags: int = 0) -> bytes:
+def encode_v1(nodes: NodeRecords, *, seq: int, epoch: int, flags: int = 0,
+              scratch: FrameBuffer | None = None) -> bytes:
     """Encode a V1 frame (kind 0x01); ids above 16383 are refused, never truncated."""
     _check_flags(flags, Kind.POSITIONS_V1)
     if not v1_fits(nodes.ids):
@@ -155,7 +180,7 @@ def encode_v1(nodes: NodeRecords, *, seq: int, epoch: int, flags: int = 0) -> by
         )
     ids16 = nodes.ids.astype(np.uint16)
     wire = ids16 | np.where(nodes.agent, np.uint16(V1_AGENT), np.uint16(V1_KNOWLEDGE))
-    return _encode(Kind.POSITIONS_V1, V1_DTYPE, wire, flags, epoch, seq, nodes)
+    return _encode(Kind.POSITIONS_V1, V1_DTYPE, wire, flags, epoch, seq, nodes, scratch)
 
 
 def _decode(data: bytes | memoryview, kind: Kind, dtype: np.dtype[np.void], id_mask: int,

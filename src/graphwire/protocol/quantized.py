@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from . import _kernels
 from .compression import MAX_INFLATED, gunzip_bounded, maybe_gzip
 from .errors import ErrorCode, ProtocolError, malformed
 from .header import (
@@ -39,7 +40,7 @@ from .header import (
     pack_header,
     unpack_header,
 )
-from .varint import decode_varints, encode_varints, unzigzag, varint_lengths, zigzag
+from .varint import decode_varints, unzigzag
 
 # Flag bits kind 0x03 defines beyond §2.1 (documented in docs/protocol.md).
 FLAG_VELOCITY = 0x08
@@ -93,8 +94,18 @@ class Grid:
 
     def quantise(self, pos: npt.ArrayLike) -> I64:
         """Nearest grid coordinates of (n, 3) positions."""
-        p = np.asarray(pos, dtype=np.float64)
-        return np.rint((p - self.origin) / self.step).astype(np.int64)
+        q, _ = self.quantise_peak(pos)
+        return q
+
+    def quantise_peak(self, pos: npt.ArrayLike) -> tuple[I64, int]:
+        """Nearest grid coordinates and the largest magnitude among them."""
+        p = np.asarray(pos)
+        if p.dtype not in (np.float32, np.float64):
+            p = p.astype(np.float64)
+        p = np.ascontiguousarray(p).reshape(-1, 3)
+        q = np.empty(p.shape, np.int64)
+        peak = int(_kernels.quantise(p, self.origin, self.step, q))
+        return q, peak
 
     def position(self, q: npt.NDArray[np.integer]) -> F64:
         """Coordinates of grid points (float64; at most half a step from the quantised input)."""
@@ -120,8 +131,7 @@ def fresh_grid(pos: F32 | F64) -> Grid:
     """A grid for a new keyframe: origin at the minimum corner, 16 bits across the extent."""
     if pos.shape[0] == 0:
         return Grid(np.zeros(3), np.ones(3))
-    lo = pos.min(axis=0).astype(np.float64)
-    hi = pos.max(axis=0).astype(np.float64)
+    lo, hi = _kernels.bounds(pos)
     return Grid(lo, ideal_steps(lo, hi))
 
 
@@ -178,14 +188,13 @@ def _encode_moved(idx: npt.NDArray[np.int64], n: int) -> tuple[int, bytes]:
     """The cheapest of: all nodes, a bitmap over keyframe order, or varint gaps."""
     if idx.shape[0] == n:
         return ID_ALL, b""
-    gaps = np.diff(idx, prepend=-1) - 1
-    gap_bytes = int(varint_lengths(gaps.astype(np.uint32)).sum())
     bitmap_bytes = (n + 7) // 8
-    if bitmap_bytes <= gap_bytes:
+    if bitmap_bytes <= int(_kernels.gap_bytes(idx)):
         mask = np.zeros(n, bool)
         mask[idx] = True
         return ID_BITMAP, np.packbits(mask, bitorder="little").tobytes()
-    return ID_GAPS, encode_varints(gaps.astype(np.uint32))
+    gaps: npt.NDArray[np.uint8] = _kernels.gap_varints(idx)
+    return ID_GAPS, gaps.tobytes()
 
 
 def _decode_moved(coding: int, data: memoryview, moved: int, n: int) -> npt.NDArray[np.int64]:
@@ -204,7 +213,7 @@ def _decode_moved(coding: int, data: memoryview, moved: int, n: int) -> npt.NDAr
             raise malformed(f"moved-node bitmap marks {idx.shape[0]} nodes, header says {moved}")
         return idx
     if coding == ID_GAPS:
-        gaps = decode_varints(data, moved, "moved-node gaps").astype(np.int64)
+        gaps = decode_varints(data, moved, "moved-node gaps")
         idx = np.cumsum(gaps + 1) - 1
         if moved and int(idx[-1]) >= n:
             raise malformed(f"moved-node index {int(idx[-1])} is outside the {n} keyframe nodes")
@@ -287,22 +296,23 @@ def encode_keyframe(
 ) -> bytes:
     """A full keyframe: ids as runs, coordinates as byte planes relative to a per-axis base."""
     n = ids.shape[0]
-    base = q.min(axis=0) if n else np.zeros(3, np.int64)
-    rel = (q - base).astype(np.uint64)
-    span = int(rel.max()) if n else 0
+    if n:
+        lo, hi = _kernels.bounds(q)
+        base, span = lo.astype(np.int64), int((hi - lo).max())
+    else:
+        base, span = np.zeros(3, np.int64), 0
     width = max(2, (span.bit_length() + 7) // 8)
     if width > 4:
         raise ValueError("keyframe coordinates span more than 32 bits")
     runs = id_runs(ids)
+    planes = np.empty(3 * width * n, np.uint8)
+    _kernels.byte_planes(q, base, width, planes)
     parts = [
         _KEY_FIXED.pack(*grid.origin.tolist(), *grid.step.tolist(), *base.tolist(), width, n,
                         runs.shape[0]),
         runs.astype("<u4").tobytes(),
+        planes.tobytes(),
     ]
-    for axis in range(3):
-        col = rel[:, axis]
-        for b in range(width):
-            parts.append(((col >> np.uint64(8 * b)) & np.uint64(0xFF)).astype(np.uint8).tobytes())
     flags = int(Flags.KEYFRAME) | (Flags.SETTLED if settled else 0)
     if vel is not None:
         parts.append(_encode_velocity(vel))
@@ -328,7 +338,10 @@ def encode_delta(
     if not rebase and sh.any():
         raise ValueError("only a rebase may change the grid")
     id_coding, id_bytes = _encode_moved(idx, node_count)
-    values = encode_varints(zigzag(np.ascontiguousarray(dq.T)).reshape(-1))
+    moves = np.ascontiguousarray(dq, dtype=np.int64).reshape(-1, 3)
+    if moves.size and int(np.abs(moves).max()) >= 2**31:
+        raise ValueError("a move does not fit in int32")
+    values = _kernels.varint_columns(moves).tobytes()
     parts = [
         _DELTA_FIXED.pack(key_seq, node_count, idx.shape[0], id_coding, VALUES_VARINT_COLUMNS,
                           *sh.tolist(), len(id_bytes), len(values)),
@@ -385,16 +398,13 @@ def _decode_keyframe(header: FrameHeader, p: memoryview, has_vel: bool) -> QKeyf
     elif n:
         raise malformed(f"keyframe has {n} nodes but no id runs")
     ids = ids_from_runs(runs)
-    q = np.zeros((n, 3), np.int64)
+    q = np.empty((n, 3), np.int64)
     off = _KEY_FIXED.size + 8 * nruns
-    for axis in range(3):
-        for b in range(width):
-            plane = np.frombuffer(p, np.uint8, n, off)
-            q[:, axis] |= plane.astype(np.int64) << (8 * b)
-            off += n
-    q += base
-    if n and int(np.abs(q).max()) >= _Q_LIMIT:
-        raise malformed("keyframe grid coordinates exceed ±2^30")
+    _kernels.read_byte_planes(np.frombuffer(p, np.uint8, 3 * width * n, off), n, width, base, q)
+    if n:
+        lo, hi = _kernels.bounds(q)
+        if max(abs(lo).max(), abs(hi).max()) >= _Q_LIMIT:
+            raise malformed("keyframe grid coordinates exceed ±2^30")
     vel = _decode_velocity(p[need:], n) if has_vel else None
     return QKeyframe(header, Grid(origin, step), ids, q, vel)
 
@@ -414,6 +424,8 @@ def _decode_delta(header: FrameHeader, p: memoryview, has_vel: bool) -> QDelta:
         raise malformed(f"unknown value coding {value_coding}")
     if moved > n:
         raise malformed(f"{moved} moved nodes out of {n}")
+    if 3 * moved > val_len:
+        raise malformed(f"{val_len} bytes of moves cannot hold {moved} nodes")
     start = _DELTA_FIXED.size
     vel_len = _VSCALE.size + 6 * moved if has_vel else 0
     if len(p) != start + id_len + val_len + vel_len:
@@ -508,68 +520,64 @@ class QStreamEncoder:
     ) -> QOutput:
         """Encode snapshot ``seq`` (ids ascending, one row of ``pos`` per id)."""
         ids = np.ascontiguousarray(ids, dtype=np.uint32)
-        pos64 = np.asarray(pos, dtype=np.float64)
+        pos = np.ascontiguousarray(pos).reshape(-1, 3)
+        if pos.dtype not in (np.float32, np.float64):
+            pos = pos.astype(np.float64)
         vel_in = None if not self.velocity else np.asarray(
-            vel if vel is not None else np.zeros_like(pos64), np.float32
-        )
+            vel if vel is not None else np.zeros(pos.shape), np.float32
+        ).reshape(-1, 3)
         lin = self._lin
         if lin is None or lin.epoch != epoch or not np.array_equal(lin.ids, ids):
-            return self._new_lineage(seq, ids, pos64, vel_in, epoch, settled)
-        q = lin.grid.quantise(pos64)
-        if q.shape[0] and int(np.abs(q).max()) >= _Q_LIMIT:
-            return self._new_lineage(seq, ids, pos64, vel_in, epoch, settled)
+            return self._new_lineage(seq, ids, pos, vel_in, epoch, settled)
+        q, peak = lin.grid.quantise_peak(pos)
+        if peak >= _Q_LIMIT:
+            return self._new_lineage(seq, ids, pos, vel_in, epoch, settled)
         lin.age += 1
-        dq = q - lin.base
-        rebase = force_keyframe or lin.age >= self.policy.max_age or self._worth_rebasing(q, dq)
-        if not rebase:
-            lin.prev_q = q
-            return self._delta(seq, lin, q, dq, vel_in, settled, epoch)
-        return self._rebase(seq, lin, pos64, vel_in, settled, epoch)
-
-    def _worth_rebasing(self, q: I64, dq: I64) -> bool:
-        lin = self._lin
-        assert lin is not None
-        if lin.age < self.policy.min_age or q.shape[0] == 0:
-            return False
-        if lin.prev_q is None:
-            return True
-        lo, hi = lin.grid.position(q.min(axis=0)), lin.grid.position(q.max(axis=0))
-        ideal = ideal_steps(lo, hi)
-        if np.any(lin.grid.step > ideal) or np.any(lin.grid.step * 4 <= ideal):
-            return True  # the grid no longer fits the extent within a factor of four
-        since_key = _motion_cost(dq)
-        since_prev = _motion_cost(q - lin.prev_q)
-        return since_key > self.policy.rebase_ratio * since_prev + 16
-
-    def _delta(self, seq: int, lin: _Lineage, q: I64, dq: I64, vel: F32 | None, settled: bool,
-               epoch: int) -> QOutput:
-        idx = np.flatnonzero(np.any(dq != 0, axis=1)).astype(np.int64)
+        prev = lin.prev_q if lin.prev_q is not None else lin.base
+        idx, cost_key, cost_prev = _kernels.moved_and_costs(q, lin.base, prev)
+        rebase = (
+            force_keyframe
+            or lin.age >= self.policy.max_age
+            or self._worth_rebasing(q, cost_key, cost_prev)
+        )
+        if rebase:
+            return self._rebase(seq, lin, pos, vel_in, settled, epoch)
+        lin.prev_q = q
         frame = encode_delta(
-            lin.key_seq, lin.ids.shape[0], idx, dq[idx], seq=seq, epoch=epoch, settled=settled,
-            vel=None if vel is None else vel[idx],
+            lin.key_seq, lin.ids.shape[0], idx, q[idx] - lin.base[idx], seq=seq, epoch=epoch,
+            settled=settled, vel=None if vel_in is None else vel_in[idx],
         )
         return QOutput(seq, frame, lin.key_seq, lin.key_seq, False, int(idx.shape[0]),
                        self._full_of(lin), lin.key_seq)
 
-    def _rebase(self, seq: int, lin: _Lineage, pos: F64, vel: F32 | None, settled: bool,
+    def _worth_rebasing(self, q: I64, cost_key: int, cost_prev: int) -> bool:
+        lin = self._lin
+        assert lin is not None
+        if lin.age < self.policy.min_age or q.shape[0] == 0:
+            return False
+        qlo, qhi = _kernels.bounds(q)
+        ideal = ideal_steps(lin.grid.origin + qlo * lin.grid.step,
+                            lin.grid.origin + qhi * lin.grid.step)
+        if np.any(lin.grid.step > ideal) or np.any(lin.grid.step * 4 <= ideal):
+            return True  # the grid no longer fits the extent within a factor of four
+        return cost_key > self.policy.rebase_ratio * cost_prev + 16
+
+    def _rebase(self, seq: int, lin: _Lineage, pos: F32 | F64, vel: F32 | None, settled: bool,
                 epoch: int) -> QOutput:
         n = lin.ids.shape[0]
         if n:
-            ideal = ideal_steps(pos.min(axis=0), pos.max(axis=0))
-            shift = shift_for(lin.grid.step, ideal)
+            lo, hi = _kernels.bounds(pos)
+            shift = shift_for(lin.grid.step, ideal_steps(lo, hi))
         else:
             shift = np.zeros(3, np.int64)
         grid = lin.grid.shifted(shift)
         base = apply_shift(lin.base, shift)
         q = grid.quantise(pos)
-        dq = q - base
-        idx = np.flatnonzero(np.any(dq != 0, axis=1)).astype(np.int64)
-        sent_vel = None
-        if vel is not None:
-            sent_vel = _roundtrip_velocity(vel[idx])
+        idx = _kernels.moved_rows(q, base)
+        sent_vel = None if vel is None else _roundtrip_velocity(vel[idx])
         frame = encode_delta(
-            lin.key_seq, n, idx, dq[idx], seq=seq, epoch=epoch, settled=settled, rebase=True,
-            shift=shift, vel=None if vel is None else vel[idx],
+            lin.key_seq, n, idx, q[idx] - base[idx], seq=seq, epoch=epoch, settled=settled,
+            rebase=True, shift=shift, vel=None if vel is None else vel[idx],
         )
         old_key = lin.key_seq
         key_vel = None
@@ -580,7 +588,7 @@ class QStreamEncoder:
         return QOutput(seq, frame, old_key, seq, True, int(idx.shape[0]),
                        self._full_of(self._lin), seq)
 
-    def _new_lineage(self, seq: int, ids: U32, pos: F64, vel: F32 | None, epoch: int,
+    def _new_lineage(self, seq: int, ids: U32, pos: F32 | F64, vel: F32 | None, epoch: int,
                      settled: bool) -> QOutput:
         grid = fresh_grid(pos)
         q = grid.quantise(pos)
@@ -599,15 +607,6 @@ class QStreamEncoder:
             return lin.full
 
         return full
-
-
-def _motion_cost(dq: I64) -> int:
-    """Approximate bytes a delta of these moves costs (varints plus one byte of id per node)."""
-    moved = np.any(dq != 0, axis=1)
-    if not moved.any():
-        return 0
-    z = zigzag(dq[moved].reshape(-1))
-    return int(varint_lengths(z).sum()) + int(moved.sum())
 
 
 def _roundtrip_velocity(vel: F32) -> F32:
@@ -656,8 +655,10 @@ class QDecoder:
         base = apply_shift(self.base, d.shift) if d.rebase else self.base
         q = base.copy()
         q[d.idx] += d.dq
-        if q.shape[0] and int(np.abs(q).max()) >= _Q_LIMIT:
-            raise malformed("grid coordinates exceed ±2^30")
+        if q.shape[0]:
+            lo, hi = _kernels.bounds(q)
+            if max(abs(lo).max(), abs(hi).max()) >= _Q_LIMIT:
+                raise malformed("grid coordinates exceed ±2^30")
         vel = None
         if d.vel is not None:
             key_vel = self.key_vel if self.key_vel is not None else np.zeros(q.shape, np.float32)

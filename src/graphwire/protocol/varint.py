@@ -1,7 +1,7 @@
-"""Vectorised zigzag LEB128 varints (unsigned 7-bit groups, low group first, high bit = more).
+"""Zigzag LEB128 varints (7-bit groups, low group first, high bit = more follows).
 
 Used by the compact stream (kind 0x03) for small integers: a move of a few grid steps costs one
-byte. Encoding and decoding run over whole numpy arrays; no per-value Python loop.
+byte. The loops are compiled (see ``_kernels``); no per-value Python loop runs.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from . import _kernels
 from .errors import malformed
 
 MAX_VARINT_BYTES = 5
@@ -25,13 +26,13 @@ def zigzag(values: npt.NDArray[np.integer]) -> npt.NDArray[np.uint32]:
     return ((v << 1) ^ (v >> 63)).astype(np.uint32)
 
 
-def unzigzag(values: npt.NDArray[np.uint32]) -> npt.NDArray[np.int64]:
+def unzigzag(values: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:
     """Inverse of :func:`zigzag`."""
     v = values.astype(np.int64)
     return (v >> 1) ^ -(v & 1)
 
 
-def varint_lengths(values: npt.NDArray[np.uint32]) -> npt.NDArray[np.int64]:
+def varint_lengths(values: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:
     """Bytes each unsigned value takes as a varint."""
     v = values.astype(np.uint64)
     return (
@@ -43,46 +44,29 @@ def varint_lengths(values: npt.NDArray[np.uint32]) -> npt.NDArray[np.int64]:
     )
 
 
-def encode_varints(values: npt.NDArray[np.uint32]) -> bytes:
-    """Concatenated varints of unsigned 32-bit values."""
-    v = values.astype(np.uint64).reshape(-1)
-    lengths = varint_lengths(v.astype(np.uint32))
-    ends = np.cumsum(lengths)
-    starts = ends - lengths
-    out = np.empty(int(ends[-1]) if v.size else 0, np.uint8)
-    for k in range(MAX_VARINT_BYTES):
-        has = lengths > k
-        if not has.any():
-            break
-        group = ((v[has] >> np.uint64(7 * k)) & np.uint64(0x7F)).astype(np.uint8)
-        more = (lengths[has] > k + 1).astype(np.uint8) << 7
-        out[starts[has] + k] = group | more
+def encode_varints(values: npt.NDArray[np.integer]) -> bytes:
+    """Concatenated varints of unsigned values below 2^32."""
+    v = np.ascontiguousarray(values, dtype=np.int64).reshape(-1)
+    if v.size and (int(v.min()) < 0 or int(v.max()) > 0xFFFFFFFF):
+        raise ValueError("varint values must be in [0, 2^32)")
+    out: U8 = _kernels.write_varints(v)
     return out.tobytes()
 
 
-def decode_varints(data: bytes | memoryview | U8, count: int, what: str) -> npt.NDArray[np.uint32]:
+_STATUS = {
+    1: "ends inside a varint or before the last value",
+    3: "has a varint longer than 5 bytes or 32 bits",
+    4: "has bytes left after the last value",
+}
+
+
+def decode_varints(data: bytes | memoryview | U8, count: int, what: str) -> npt.NDArray[np.int64]:
     """Exactly ``count`` varints that fill ``data`` completely, or a ProtocolError."""
-    raw = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
-    if count == 0:
-        if raw.size:
-            raise malformed(f"{what}: {raw.size} bytes where no values were expected")
-        return np.empty(0, np.uint32)
+    raw = data if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
     if raw.size < count or raw.size > MAX_VARINT_BYTES * count:
         raise malformed(f"{what}: {raw.size} bytes cannot hold exactly {count} varints")
-    last = (raw & 0x80) == 0
-    ends = np.flatnonzero(last)
-    if ends.size != count or not last[-1]:
-        raise malformed(f"{what}: found {ends.size} complete varints, expected {count}")
-    starts = np.empty_like(ends)
-    starts[0] = 0
-    starts[1:] = ends[:-1] + 1
-    lengths = ends - starts + 1
-    if int(lengths.max()) > MAX_VARINT_BYTES:
-        raise malformed(f"{what}: a varint is longer than {MAX_VARINT_BYTES} bytes")
-    value_of_byte = np.repeat(np.arange(count), lengths)
-    shift = (np.arange(raw.size) - starts[value_of_byte]) * 7
-    parts = (raw & 0x7F).astype(np.uint64) << shift.astype(np.uint64)
-    values = np.bitwise_or.reduceat(parts, starts)
-    if int(values.max()) > 0xFFFFFFFF:
-        raise malformed(f"{what}: a varint exceeds 32 bits")
-    return values.astype(np.uint32)
+    out = np.empty(count, np.int64)
+    status = _kernels.read_varints(raw, count, out)
+    if status:
+        raise malformed(f"{what}: the data {_STATUS.get(status, 'is malformed')}")
+    return out
