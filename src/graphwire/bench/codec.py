@@ -21,7 +21,7 @@ from graphwire.protocol.positions import (
     encode_v1,
     encode_v2,
 )
-from graphwire.protocol.quantized import QDecoder, QStreamEncoder, decode_q
+from graphwire.protocol.quantized import QDecoder, QPolicy, QStreamEncoder, decode_q
 
 from .report import Row, best_ms, progress
 
@@ -83,7 +83,7 @@ def rows_for(n: int, *, repeat: int = 20) -> list[Row]:
         best_ms(lambda: QDecoder().apply(key), repeat=repeat))
 
     nxt = settling_motion(pos)
-    enc = QStreamEncoder()
+    enc = QStreamEncoder(policy=QPolicy(min_age=2))  # the timed frame is always a delta
     enc.encode(1, ids, pos, epoch=1)
     state = enc._lin  # the encoder state after the keyframe, reused for every timed delta
     assert state is not None

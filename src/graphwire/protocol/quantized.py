@@ -558,8 +558,8 @@ class QStreamEncoder:
         qlo, qhi = _kernels.bounds(q)
         ideal = ideal_steps(lin.grid.origin + qlo * lin.grid.step,
                             lin.grid.origin + qhi * lin.grid.step)
-        if np.any(lin.grid.step > ideal) or np.any(lin.grid.step * 4 <= ideal):
-            return True  # the grid no longer fits the extent within a factor of four
+        if np.any(lin.grid.step * 4 <= ideal):
+            return True  # the layout grew: a coarser grid makes every later delta smaller
         return cost_key > self.policy.rebase_ratio * cost_prev + 16
 
     def _rebase(self, seq: int, lin: _Lineage, pos: F32 | F64, vel: F32 | None, settled: bool,
