@@ -1,0 +1,45 @@
+"""Standard graphs for benchmarks and quality checks (networkx generators, fixed seeds)."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from graphwire.graph.model import EdgeSpec, Graph, GraphData, NodeSpec
+
+
+def _graph(g: nx.Graph, name: str) -> Graph:
+    width = len(str(max(g.number_of_nodes() - 1, 0)))
+    key = [str(i).zfill(width) for i in range(g.number_of_nodes())]  # key order = node order
+    return Graph.from_data(GraphData(
+        [NodeSpec(key[i]) for i in g.nodes],
+        [EdgeSpec(key[a], key[b]) for a, b in g.edges],
+        name=name,
+    ))
+
+
+def barabasi_albert(n: int, m: int = 3, seed: int = 1) -> Graph:
+    """A Barabási–Albert graph: n nodes, m edges per new node (the standard trace: 10k, 3, 1)."""
+    return _graph(nx.barabasi_albert_graph(n, m, seed=seed), f"ba{n}")
+
+
+SBM_BLOCKS, SBM_SIZE, SBM_P_IN, SBM_P_OUT = 20, 100, 0.2, 0.001
+"""The planted-community graph: 20 blocks of 100 nodes, about 20 edges a node inside its block
+and 2 to other blocks."""
+
+
+def planted_communities(seed: int = 3) -> tuple[nx.Graph, np.ndarray]:
+    """The stochastic block model of the quality check, and each node's block."""
+    p = np.full((SBM_BLOCKS, SBM_BLOCKS), SBM_P_OUT)
+    np.fill_diagonal(p, SBM_P_IN)
+    g = nx.stochastic_block_model([SBM_SIZE] * SBM_BLOCKS, p.tolist(), seed=seed)
+    return g, np.arange(SBM_BLOCKS * SBM_SIZE) // SBM_SIZE
+
+
+def block_distance_ratio(pos: np.ndarray, block: np.ndarray) -> float:
+    """Mean distance between nodes of the same block over that between different blocks."""
+    d = np.linalg.norm(pos[:, None, :].astype(np.float64) - pos[None, :, :], axis=2)
+    iu = np.triu_indices(pos.shape[0], 1)
+    same = (block[:, None] == block[None, :])[iu]
+    dist = d[iu]
+    return float(dist[same].mean() / dist[~same].mean())

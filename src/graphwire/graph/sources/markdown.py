@@ -1,0 +1,171 @@
+"""A folder of Markdown pages: a Logseq graph or an Obsidian vault.
+
+Every ``.md`` file is a knowledge node. Its key is its page name as written: the file name
+without ``.md``, case kept, with Logseq's file-name escapes decoded (``a___b.md`` and
+``a%2Fb.md`` are the page ``a/b``). Pages can sit anywhere under the folder (Logseq's
+``pages/`` and ``journals/``, Obsidian's nested folders). Hidden files and folders
+(``.obsidian``, ``.git``, ``.trash``, ...) and Logseq's ``logseq/`` folder (config, ``bak/``)
+at the top are skipped.
+
+**Pages with the same name.** Pages are ranked by folder depth, then by their path relative to
+the vault; the first keeps the bare name and each later one is keyed by its vault-relative path
+without ``.md`` (``notes/2024/todo``), so ``[[todo]]`` means the shallowest ``todo.md``, as it
+would in a flat Logseq graph.
+
+**Links** (see :mod:`.page` for what counts as one): a target is resolved, in order, to the page
+with exactly that key, the page with exactly that vault-relative path (Obsidian's
+``[[folder/note]]``; a trailing ``.md`` is dropped), then the same two ignoring case (Logseq is
+case-insensitive; the smallest matching key wins). A target matching no page becomes a
+placeholder node keyed by the link text (first spelling met, files in path order; other
+spellings that differ only in case join it) with metadata ``{"placeholder": true}``. A link to
+an attachment (``![[diagram.png]]``, ``[[paper.pdf]]``) that is not a page is no edge. A page's
+links to itself are dropped; a link made twice is two edge specs (``Graph.from_data`` adds their
+weights).
+
+**Nodes**: label = the ``title`` property, else the key; metadata = ``{"path": <vault-relative
+path>}`` plus the page's front matter and properties (a property named ``path`` wins).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from urllib.parse import unquote
+
+from tqdm import tqdm
+
+from ..model import EdgeSpec, GraphData, NodeSpec
+from .errors import SourceError
+from .page import Page, parse_page
+from .progress import LARGE_FILE_COUNT, show_progress
+from .text_file import read_text
+
+SKIPPED_TOP_FOLDERS = frozenset({"logseq"})
+"""Folders skipped at the top of the vault, besides hidden ones (Logseq's config and backups)."""
+
+ATTACHMENT_SUFFIXES = frozenset({
+    ".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".bmp", ".avif", ".pdf", ".mp3", ".wav",
+    ".ogg", ".m4a", ".flac", ".mp4", ".webm", ".mov", ".mkv", ".canvas", ".excalidraw", ".zip",
+})
+"""Link targets with these suffixes are attachments, not pages (unless a page has that name)."""
+
+
+def page_name(file_name: str) -> str:
+    """The page a file holds: ``"a___b.md"`` and ``"a%2Fb.md"`` both hold ``"a/b"``."""
+    stem = file_name[:-3] if file_name.lower().endswith(".md") else file_name
+    return unquote(stem.replace("___", "/"))
+
+
+def load_markdown_vault(
+    path: str | os.PathLike[str], *, progress: bool | None = None
+) -> GraphData:
+    """Load every page of a vault; ``progress`` as in :func:`~.load_source`."""
+    root = Path(path)
+    if not root.is_dir():
+        raise SourceError(path, "no such folder" if not root.exists() else "is not a folder")
+    files = page_files(root)
+    if not files:
+        raise SourceError(path, "has no Markdown pages (.md files)")
+    keys = _page_keys(path, files)
+    show = show_progress(progress, len(files), LARGE_FILE_COUNT)
+    pages: dict[str, Page] = {}
+    for rel in tqdm(files, disable=not show, file=sys.stderr, unit="file"):
+        file = os.path.join(os.fspath(path), rel)
+        pages[keys[rel]] = parse_page(file, read_text(file))
+
+    resolver = _Resolver({rel[:-3]: key for rel, key in keys.items()})
+    edges: list[EdgeSpec] = []
+    for rel in files:
+        key = keys[rel]
+        for text, kind in pages[key].references:
+            target = resolver.resolve(text)
+            if target is not None and target != key:
+                edges.append(EdgeSpec(key, target, 1.0, kind))
+
+    nodes = [
+        NodeSpec(key, label=pages[key].title or key, metadata={"path": rel, **pages[key].metadata})
+        for rel, key in keys.items()
+    ]
+    nodes += [
+        NodeSpec(key, label=key, metadata={"placeholder": True})
+        for key in resolver.placeholders.values()
+    ]
+    return GraphData(nodes=nodes, edges=edges, name=root.resolve().name or "vault")
+
+
+def page_files(root: Path) -> list[str]:
+    """Vault-relative POSIX paths of the pages under ``root``, sorted."""
+    found: list[str] = []
+
+    def fail(error: OSError) -> None:
+        raise SourceError(error.filename or root, f"cannot be read ({error.strerror or error})")
+
+    for folder, dirs, names in os.walk(root, onerror=fail):
+        top = Path(folder) == root
+        dirs[:] = sorted(
+            d for d in dirs
+            if not d.startswith(".") and not (top and d in SKIPPED_TOP_FOLDERS)
+        )
+        rel_folder = Path(folder).relative_to(root)
+        found.extend(
+            (rel_folder / name).as_posix()
+            for name in names
+            if name.lower().endswith(".md") and not name.startswith(".")
+        )
+    return sorted(found)
+
+
+def _page_keys(vault: str | os.PathLike[str], files: list[str]) -> dict[str, str]:
+    """The key of each file (the module's rule for pages with the same name), in path order."""
+    ranked = sorted(files, key=lambda rel: (rel.count("/"), rel))
+    chosen: dict[str, str] = {}
+    taken: set[str] = set()
+    later: list[str] = []
+    for rel in ranked:
+        name = page_name(rel.rsplit("/", 1)[-1])
+        if name and name not in taken:
+            chosen[rel] = name
+            taken.add(name)
+        else:
+            later.append(rel)
+    for rel in later:
+        key = next((k for k in (rel[:-3], rel) if k not in taken), None)
+        if key is None:
+            raise SourceError(os.path.join(os.fspath(vault), rel), "its page key is taken twice")
+        chosen[rel] = key
+        taken.add(key)
+    return {rel: chosen[rel] for rel in files}
+
+
+class _Resolver:
+    """Link text → node key, creating placeholders for pages that do not exist."""
+
+    def __init__(self, by_path: dict[str, str]) -> None:
+        self.keys = set(by_path.values())
+        self.by_path = by_path
+        self.folded: dict[str, str] = {}
+        for key in sorted(self.keys):
+            self.folded.setdefault(key.casefold(), key)
+        self.folded_paths: dict[str, str] = {}
+        for rel in sorted(by_path):
+            self.folded_paths.setdefault(rel.casefold(), by_path[rel])
+        self.placeholders: dict[str, str] = {}  # casefolded text → first spelling
+
+    def resolve(self, text: str) -> str | None:
+        target = text.strip()
+        if target.lower().endswith(".md") and len(target) > 3:
+            target = target[:-3]
+        if not target:
+            return None
+        if target in self.keys:
+            return target
+        if target in self.by_path:
+            return self.by_path[target]
+        folded = target.casefold()
+        found = self.folded.get(folded) or self.folded_paths.get(folded)
+        if found is not None:
+            return found
+        if os.path.splitext(target)[1].lower() in ATTACHMENT_SUFFIXES:
+            return None
+        return self.placeholders.setdefault(folded, target)

@@ -1,0 +1,184 @@
+"""One Markdown page of a Logseq or Obsidian vault: its properties and the references it makes.
+
+- Front matter (see :mod:`.front_matter`) and Logseq page properties (``key:: value`` lines at
+  the top of the page, before the first block) become metadata; properties win over front
+  matter. ``alias``/``aliases``/``tags``/``tag`` values are always lists (``[[b]]`` and ``#b``
+  items lose their brackets and ``#``); another property is a list only when it is a comma list
+  of ``[[refs]]``/``#tags``, else the string as written.
+- References: ``alias``/``aliases`` items (type ``"alias"``) and ``tags``/``tag`` items
+  (``"tag"``), then ``[[wiki links]]`` (``"link"``; the target is the text before ``|`` and
+  ``#``) and ``#tag`` / ``#[[multi word tag]]`` (``"tag"``) in the other property values and in
+  the body, in order (front matter values give links only: ``#`` is not a tag in YAML).
+- A tag is ``#`` after the start of a line or whitespace, then a word character; it runs over
+  word characters, ``-`` and ``/`` and ends on a word character. Headings (``# Title``) and
+  ``#`` inside URLs are therefore not tags.
+- Fenced code blocks (``````` or ``~~~``, also inside a Logseq bullet) and inline code spans
+  are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .front_matter import Value, front_matter
+
+ALIAS_KEYS = frozenset({"alias", "aliases"})
+"""Property keys (any case) whose items are other names of the page."""
+
+TAG_KEYS = frozenset({"tags", "tag"})
+"""Property keys (any case) whose items are tags of the page."""
+
+_PROPERTY = re.compile(r"\s*(?:-\s+)?(?P<key>[\w\-./]+)::(?:\s+(?P<value>.*?))?\s*")
+_FENCE = re.compile(r"\s*(?:[-*+]\s+)?(?P<fence>`{3,}|~{3,})(?P<rest>.*)")
+_INLINE_CODE = re.compile(r"(`+).+?\1")
+_BRACKET_TAG = re.compile(r"(?<!\S)#\[\[(?P<target>[^\[\]]+)\]\]")
+_WIKI_LINK = re.compile(r"\[\[(?P<target>[^\[\]]+)\]\]")
+_TAG = re.compile(r"(?<!\S)#(?P<target>\w(?:[\w\-/]*\w)?)")
+_REF_ITEM = re.compile(r"#?\[\[(?P<bracketed>[^\[\]]+)\]\]|#(?P<tag>\S+)")
+
+
+@dataclass(slots=True)
+class Page:
+    """What a page says about itself and what it points to."""
+
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """Front matter and page properties (strings, or lists of strings)."""
+    references: list[tuple[str, str]] = field(default_factory=list)
+    """``(target text, edge type)`` pairs in order of appearance, one per mention."""
+
+    @property
+    def title(self) -> str | None:
+        """The ``title`` property (any case of the key) when it is a non-empty string."""
+        for key, value in self.metadata.items():
+            if key.lower() == "title" and isinstance(value, str) and value.strip():
+                return value.strip()
+        return None
+
+
+def parse_page(path: str | os.PathLike[str], text: str) -> Page:
+    """Read one page's text (``\\n`` line endings); ``path`` names the file in errors."""
+    lines = text.split("\n")
+    matter, start = front_matter(path, lines)
+    page = Page()
+    linked: list[str] = []  # front-matter text to scan for [[links]]
+    scanned: list[str] = []  # property text to scan for links and tags like the body
+    for key, value in matter.items():
+        page.metadata[key] = _special(key, value)
+        if key.lower() not in ALIAS_KEYS | TAG_KEYS:
+            linked += [value] if isinstance(value, str) else value
+    start = _skip_blank(lines, start)
+    while start < len(lines) and (match := _PROPERTY.fullmatch(lines[start])):
+        key, raw = match["key"], match["value"] or ""
+        page.metadata[key] = _special(key, _property_value(key, raw))
+        if key.lower() not in ALIAS_KEYS | TAG_KEYS:
+            scanned.append(raw)
+        start += 1
+    for key, value in page.metadata.items():
+        kind = "alias" if key.lower() in ALIAS_KEYS else "tag" if key.lower() in TAG_KEYS else ""
+        if kind:
+            page.references.extend((item, kind) for item in value)
+    for value_text in linked:
+        page.references.extend((target, "link") for target in _links_only(value_text))
+    for line in [*scanned, *_without_code(lines[start:])]:
+        page.references.extend(_line_references(line))
+    return page
+
+
+def _skip_blank(lines: list[str], start: int) -> int:
+    while start < len(lines) and not lines[start].strip():
+        start += 1
+    return start
+
+
+def _special(key: str, value: Value) -> Value:
+    if key.lower() not in ALIAS_KEYS | TAG_KEYS:
+        return value
+    items = _split_items(value) if isinstance(value, str) else value
+    return [ref for ref in (_strip_ref(item) for item in items) if ref]
+
+
+def _property_value(key: str, raw: str) -> Value:
+    if key.lower() in ALIAS_KEYS | TAG_KEYS:
+        return _split_items(raw)
+    items = _split_items(raw)
+    if len(items) > 1 and all(_REF_ITEM.fullmatch(item) for item in items):
+        return [_strip_ref(item) for item in items]
+    return raw
+
+
+def _split_items(text: str) -> list[str]:
+    # Commas inside [[...]] do not split: "a, [[b, c]]" is two items.
+    items: list[str] = []
+    depth = 0
+    current = ""
+    i = 0
+    while i < len(text):
+        pair = text[i : i + 2]
+        if pair in ("[[", "]]"):
+            depth = depth + 1 if pair == "[[" else max(depth - 1, 0)
+            current += pair
+            i += 2
+            continue
+        if text[i] == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += text[i]
+        i += 1
+    items.append(current)
+    return [item.strip() for item in items if item.strip()]
+
+
+def _strip_ref(item: str) -> str:
+    match = _REF_ITEM.fullmatch(item.strip())
+    if match is None:
+        return item.strip()
+    return (match["bracketed"] or match["tag"]).strip()
+
+
+def _without_code(lines: list[str]) -> list[str]:
+    kept: list[str] = []
+    fence = ""  # the opening fence while inside a fenced block
+    for line in lines:
+        match = _FENCE.match(line)
+        if fence:
+            if (
+                match is not None
+                and match["fence"][0] == fence[0]
+                and len(match["fence"]) >= len(fence)
+                and not match["rest"].strip()
+            ):
+                fence = ""
+            continue
+        if match is not None and not (match["fence"][0] == "`" and "`" in match["rest"]):
+            fence = match["fence"]
+            continue
+        kept.append(_INLINE_CODE.sub(" ", line) if "`" in line else line)
+    return kept
+
+
+def _link_target(text: str) -> str:
+    return text.split("|", 1)[0].split("#", 1)[0].strip()
+
+
+def _links_only(text: str) -> list[str]:
+    return [t for m in _WIKI_LINK.finditer(text) if (t := _link_target(m["target"]))]
+
+
+def _line_references(line: str) -> list[tuple[str, str]]:
+    if "[[" not in line and "#" not in line:
+        return []
+    found: list[tuple[int, str, str]] = []  # (offset, target, type), sorted at the end
+
+    def take(match: re.Match[str], target: str, kind: str) -> str:
+        if target:
+            found.append((match.start(), target, kind))
+        return " " * (match.end() - match.start())  # blank it so later patterns skip it
+
+    line = _BRACKET_TAG.sub(lambda m: take(m, m["target"].strip(), "tag"), line)
+    line = _WIKI_LINK.sub(lambda m: take(m, _link_target(m["target"]), "link"), line)
+    _TAG.sub(lambda m: take(m, m["target"], "tag"), line)
+    return [(target, kind) for _, target, kind in sorted(found, key=lambda f: f[0])]

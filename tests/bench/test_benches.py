@@ -1,0 +1,27 @@
+"""The physics and trace benches run and report the figures their rows name."""
+
+from __future__ import annotations
+
+from graphwire.bench import physics, trace
+
+
+def test_trace_rows_on_a_short_trace() -> None:
+    rows = trace.run(snapshots=12, nodes=500)
+    by = {r["format"]: r for r in rows}
+    assert set(by) == {"v2", "q"}
+    assert by["v2"]["bytesPerMovedNode"] == 36.0  # header bytes are under 0.05 a node here
+    assert 0 < by["q"]["bytesPerNodePerSnapshot"] < by["v2"]["bytesPerNodePerSnapshot"] / 4
+    assert all(r["trace"] == "ba10k" for r in rows)
+
+
+def test_v2_stream_sends_only_nodes_past_the_deadband() -> None:
+    snaps = list(trace.standard_trace(snapshots=3, nodes=300))
+    stream = trace.V2Stream(deadband=1e9)
+    first, n0 = stream.encode(snaps[0])
+    assert n0 == 300 and first[1] & 0x02
+    _, n1 = stream.encode(snaps[1])
+    assert n1 == 0
+
+
+def test_physics_step_row() -> None:
+    assert physics.graphwire_step_ms(300, timed=3) > 0

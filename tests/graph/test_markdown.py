@@ -1,0 +1,274 @@
+"""Markdown vaults (Logseq and Obsidian) written into tmp_path and loaded for real."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from graphwire.graph import Graph
+from graphwire.graph.sources import SourceError, load_markdown_vault, load_source
+from graphwire.graph.sources.front_matter import front_matter
+from graphwire.graph.sources.markdown import page_name
+from graphwire.graph.sources.page import parse_page
+
+from .helpers import edge_set, keys, node, write
+
+LOGSEQ = {
+    "logseq/config.edn": "{:meta/version 1}\n",
+    "logseq/bak/pages/Python/2024.md": "- [[Backup Only]]\n",
+    ".git/HEAD.md": "- [[Git Only]]\n",
+    "pages/Python.md": (
+        "title:: The Python Language\n"
+        "alias:: py, [[snake lang]]\n"
+        "tags:: language, [[Programming Languages]]\n"
+        "type:: [[book]]\n"
+        "\n"
+        "- Created by [[Guido]] #design\n"
+        "- See [[projects/graphwire]] and #[[multi word tag]]\n"
+        "- Compare with [[rust]]\n"
+        "- ```python\n"
+        '  x = "[[Not A Link]]"  # #nottag\n'
+        "  ```\n"
+        "- inline `[[Also Not]]` and `#codetag` code\n"
+        "- # Heading, not a tag; https://example.com/#fragment neither; a#b neither\n"
+        "- waiting on [[Missing Page]] and [[missing page]]\n"
+    ),
+    "pages/Rust.md": "- Compared with [[python]] #Python #123\n",
+    "pages/projects___graphwire.md": "- part of [[projects]]\n",
+    "pages/a%2Fb.md": "- namespaced with percent escape\n",
+    "pages/design.md": "",
+    "journals/2024_01_15.md": "- Worked on [[projects/graphwire]] #python\n",
+}
+
+OBSIDIAN = {
+    ".obsidian/app.json": "{}",
+    ".obsidian/snippets/Ghost.md": "[[Ghost Link]]",
+    ".trash/Old.md": "[[Trash Link]]",
+    "Home.md": (
+        "---\n"
+        "title: Welcome\n"
+        'tags: [start, "index"]\n'
+        "aliases:\n"
+        "  - Start Page\n"
+        "created: 2024-01-01\n"
+        "---\n"
+        "# Home\n"
+        "Go to [[Projects/Alpha|the alpha project]] and [[Notes#Section two]].\n"
+        "Also [[Beta]] and [[beta]].\n"
+        "![[diagram.png]]\n"
+        "#inbox and [[Nowhere]]\n"
+    ),
+    "Projects/Alpha.md": "Back to [[Home]]. Related: [[Notes|notes]] and [[Alpha]] itself.\n",
+    "Projects/Beta.md": '---\nstatus: draft\nrelated: "[[Home]]"\n---\nNothing else.\n',
+    "Notes.md": "Root notes.\n",
+    "Archive/Notes.md": "Older notes, see [[Alpha]] and [[Archive/Notes]].\n",
+}
+
+
+def test_logseq_vault(tmp_path: Path) -> None:
+    data = load_source(write(tmp_path / "graph", LOGSEQ))
+    pages = {"Python", "Rust", "projects/graphwire", "a/b", "design", "2024_01_15"}
+    placeholders = {
+        "py", "snake lang", "language", "Programming Languages", "book", "Guido",
+        "multi word tag", "Missing Page", "projects", "123",
+    }
+    assert keys(data) == pages | placeholders
+    assert edge_set(data) == {
+        ("Python", "py", "alias"),
+        ("Python", "snake lang", "alias"),
+        ("Python", "language", "tag"),
+        ("Python", "Programming Languages", "tag"),
+        ("Python", "book", "link"),
+        ("Python", "Guido", "link"),
+        ("Python", "design", "tag"),
+        ("Python", "projects/graphwire", "link"),
+        ("Python", "multi word tag", "tag"),
+        ("Python", "Rust", "link"),  # [[rust]]: no page "rust", so Rust (any case)
+        ("Python", "Missing Page", "link"),  # both spellings: one placeholder
+        ("Rust", "Python", "link"),
+        ("Rust", "Python", "tag"),
+        ("Rust", "123", "tag"),
+        ("projects/graphwire", "projects", "link"),
+        ("2024_01_15", "projects/graphwire", "link"),
+        ("2024_01_15", "Python", "tag"),
+    }
+    python = node(data, "Python")
+    assert python.label == "The Python Language"
+    assert dict(python.metadata) == {
+        "path": "pages/Python.md",
+        "title": "The Python Language",
+        "alias": ["py", "snake lang"],
+        "tags": ["language", "Programming Languages"],
+        "type": "[[book]]",
+    }
+    assert node(data, "Rust").label == "Rust"
+    assert dict(node(data, "Guido").metadata) == {"placeholder": True}
+    assert dict(node(data, "2024_01_15").metadata) == {"path": "journals/2024_01_15.md"}
+    assert dict(node(data, "projects/graphwire").metadata) == {
+        "path": "pages/projects___graphwire.md"
+    }
+    missing = [e for e in data.edges if e.target == "Missing Page"]
+    assert len(missing) == 2  # one spec per mention
+
+    graph = Graph.from_data(data)
+    assert graph.keys == sorted(keys(data))
+    assert [graph.id_of(k) for k in graph.keys] == list(range(len(graph.keys)))
+    rust, python_id = graph.id_of("Rust"), graph.id_of("Python")
+    assert rust is not None and python_id is not None
+    assert graph.has_edge(rust, python_id)
+
+
+def test_obsidian_vault(tmp_path: Path) -> None:
+    data = load_markdown_vault(write(tmp_path / "vault", OBSIDIAN))
+    assert keys(data) == {
+        "Home", "Alpha", "Beta", "Notes", "Archive/Notes",
+        "start", "index", "Start Page", "inbox", "Nowhere",
+    }
+    assert edge_set(data) == {
+        ("Home", "start", "tag"),
+        ("Home", "index", "tag"),
+        ("Home", "Start Page", "alias"),
+        ("Home", "Alpha", "link"),  # [[Projects/Alpha|...]]: by vault path
+        ("Home", "Notes", "link"),  # [[Notes#...]]: the shallower Notes.md
+        ("Home", "Beta", "link"),
+        ("Home", "inbox", "tag"),
+        ("Home", "Nowhere", "link"),
+        ("Alpha", "Home", "link"),
+        ("Alpha", "Notes", "link"),
+        ("Beta", "Home", "link"),  # a link in a front-matter value
+        ("Archive/Notes", "Alpha", "link"),
+    }
+    home = node(data, "Home")
+    assert home.label == "Welcome"
+    assert dict(home.metadata) == {
+        "path": "Home.md",
+        "title": "Welcome",
+        "tags": ["start", "index"],
+        "aliases": ["Start Page"],
+        "created": "2024-01-01",
+    }
+    assert dict(node(data, "Beta").metadata) == {
+        "path": "Projects/Beta.md", "status": "draft", "related": "[[Home]]",
+    }
+    assert dict(node(data, "Archive/Notes").metadata) == {"path": "Archive/Notes.md"}
+    assert node(data, "Archive/Notes").label == "Archive/Notes"
+
+    graph = Graph.from_data(data)
+    home_id, beta = graph.id_of("Home"), graph.id_of("Beta")
+    assert home_id is not None and beta is not None
+    weights = {(e.source, e.target): e.weight for e in graph.edges()}
+    # [[Beta]] and [[beta]] in Home, related: "[[Home]]" in Beta: three mentions, one edge
+    assert weights[min(home_id, beta), max(home_id, beta)] == 3.0
+
+
+def test_duplicate_names_rank_by_depth_then_path(tmp_path: Path) -> None:
+    write(tmp_path, {"b/x.md": "", "a/x.md": "", "z/deep/x.md": "", "x.md": "", "y/x.md": ""})
+    data = load_markdown_vault(tmp_path)
+    by_path = {n.metadata["path"]: n.key for n in data.nodes}
+    assert by_path == {
+        "x.md": "x", "a/x.md": "a/x", "b/x.md": "b/x", "y/x.md": "y/x",
+        "z/deep/x.md": "z/deep/x",
+    }
+
+
+def test_page_names_decode_logseq_escapes() -> None:
+    assert page_name("a___b.md") == "a/b"
+    assert page_name("a%2Fb.md") == "a/b"
+    assert page_name("Q1%3A plans.md") == "Q1: plans"
+    assert page_name("Case Kept.MD") == "Case Kept"
+
+
+def test_tags_and_code_rules() -> None:
+    page = parse_page("p.md", "\n".join([
+        "#start of line, mid #tag, end #tail-",
+        "not#glued, (#paren) ## Heading, `#code` and #x/y/z",
+        "~~~",
+        "#fenced [[fenced]]",
+        "~~~",
+        "- ```",
+        "  [[in bullet fence]]",
+        "  ```",
+        "[[after|alias text]] [[Page#Heading|shown]] [[ ]] [[#only heading]]",
+    ]))
+    assert page.references == [
+        ("start", "tag"), ("tag", "tag"), ("tail", "tag"), ("x/y/z", "tag"),
+        ("after", "link"), ("Page", "link"),
+    ]
+
+
+def test_front_matter_forms() -> None:
+    lines = [
+        "---",
+        "title: 'It''s here'",
+        'quoted: "a \\"b\\""',
+        "list: [one, 'two, three', ]",
+        "block:",
+        "- x",
+        "- y",
+        "text: |",
+        "  line one",
+        "  line two",
+        "nested:",
+        "  inner: 1",
+        "url: https://example.com/a#b",
+        "# a comment",
+        "empty:",
+        "---",
+        "body",
+    ]
+    values, start = front_matter("f.md", lines)
+    assert start == 16
+    assert values == {
+        "title": "It's here",
+        "quoted": 'a "b"',
+        "list": ["one", "two, three"],
+        "block": ["x", "y"],
+        "text": "line one\nline two",
+        "nested": "inner: 1",
+        "url": "https://example.com/a#b",
+        "empty": "",
+    }
+    assert front_matter("f.md", ["no front matter", "---"]) == ({}, 0)
+
+
+def test_bad_front_matter_line_is_named(tmp_path: Path) -> None:
+    write(tmp_path, {"notes/a.md": "---\ntitle: ok\njust words\n---\n"})
+    with pytest.raises(SourceError) as info:
+        load_source(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path / 'notes' / 'a.md'}, line 3: front matter is not valid YAML-like 'key: value'"
+    )
+    assert info.value.line == 3
+
+
+def test_unclosed_front_matter(tmp_path: Path) -> None:
+    write(tmp_path, {"ok.md": "fine", "open.md": "---\ntitle: never closed\n\nbody\n"})
+    with pytest.raises(SourceError) as info:
+        load_source(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'open.md'}, line 1: ")
+    assert "never closed" in str(info.value)
+
+
+def test_invalid_utf8_names_file_and_line(tmp_path: Path) -> None:
+    write(tmp_path, {"good.md": "[[bad]]", "bad.md": b"line one\nline \xff two\n"})
+    with pytest.raises(SourceError) as info:
+        load_source(tmp_path)
+    assert str(info.value).startswith(f"{tmp_path / 'bad.md'}, line 2, column 6: not valid UTF-8")
+
+
+def test_empty_vault_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, {"readme.txt": "no pages", ".obsidian/hidden.md": "[[x]]"})
+    with pytest.raises(SourceError, match="no Markdown pages"):
+        load_source(tmp_path)
+
+
+def test_progress_bar_follows_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path, {"a.md": "[[b]]", "b.md": ""})
+    load_source(tmp_path, progress=False)
+    load_source(tmp_path)  # not a terminal, and small: no bar
+    assert capsys.readouterr().err == ""
+    load_source(tmp_path, progress=True)
+    assert "2/2" in capsys.readouterr().err

@@ -1,0 +1,66 @@
+"""`graphwire layout`: the command a user runs, on real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from graphwire.bench.graphs import block_distance_ratio, planted_communities
+from graphwire.cli import main
+
+
+def test_layout_of_planted_communities_separates_the_blocks(tmp_path: Path) -> None:
+    g, block = planted_communities()
+    src = tmp_path / "sbm.csv"
+    src.write_text("source,target\n" + "".join(f"n{a:04d},n{b:04d}\n" for a, b in g.edges))
+    out = tmp_path / "layout.json"
+    assert main(["layout", str(src), "--out", str(out), "--no-progress"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["settled"] is True and 0 < doc["steps"] < 30_000
+    nodes = doc["nodes"]
+    assert [n["id"] for n in nodes] == list(range(2000))
+    assert [n["key"] for n in nodes] == sorted(n["key"] for n in nodes)
+    pos = np.array([[n["x"], n["y"], n["z"]] for n in nodes])
+    blocks = np.array([block[int(n["key"][1:])] for n in nodes])
+    assert block_distance_ratio(pos, blocks) < 0.5
+
+
+def test_layout_of_a_small_vault(tmp_path: Path) -> None:
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    (vault / "a.md").write_text("links to [[b]] and [[c]]\n")
+    (vault / "b.md").write_text("back to [[a]]\n")
+    out = tmp_path / "o.json"
+    assert main(["layout", str(vault), "--out", str(out), "--no-progress"]) == 0
+    doc = json.loads(out.read_text())
+    assert [n["key"] for n in doc["nodes"]] == ["a", "b", "c"]
+    assert all(np.isfinite([n["x"], n["y"], n["z"]]).all() for n in doc["nodes"])
+
+
+@pytest.mark.parametrize(("content", "name", "expect"), [
+    (None, "missing.csv", "no such file"),
+    ("source,target\na,b\nc\n", "bad.csv", "line 3"),
+    ('{"nodes": [', "bad.json", "line 1"),
+])
+def test_bad_source_fails_with_one_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 content: str | None, name: str,
+                                                 expect: str) -> None:
+    src = tmp_path / name
+    if content is not None:
+        src.write_text(content)
+    out = tmp_path / "o.json"
+    assert main(["layout", str(src), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert name in err and expect in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_unwritable_output_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                            ) -> None:
+    src = tmp_path / "g.csv"
+    src.write_text("a,b\n")
+    assert main(["layout", str(src), "--out", str(tmp_path / "no" / "o.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
