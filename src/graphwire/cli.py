@@ -89,6 +89,79 @@ def _layout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _setting_value(text: str) -> object:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from .graph.sources import SourceError
+    from .server.app import ServerConfig, serve
+    from .settings import SettingsError, StoreError
+
+    logging.basicConfig(level=logging.WARNING, format="graphwire: %(levelname)s %(message)s")
+    overrides: dict[str, object] = {}
+    for item in args.set or []:
+        path, sep, value = item.partition("=")
+        if not sep:
+            return _fail(f"--set {item!r}: expected PATH=VALUE")
+        overrides[path] = _setting_value(value)
+    config = ServerConfig(
+        source=args.source, host=args.host, port=args.port, db=args.db, token=args.token,
+        admin_token=args.admin_token, allow_origins=args.allow_origin or [],
+        trusted_proxy=args.trusted_proxy, physics_hz=args.physics_hz, seed=args.seed,
+        overrides=overrides)
+    try:
+        asyncio.run(serve(config))
+    except (SourceError, StoreError, SettingsError) as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot serve on {args.host}:{args.port} ({exc.strerror or exc})")
+    return 0
+
+
+def _settings_cli(args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    base = args.url.rstrip("/") + "/api/settings/" + urllib.parse.quote(args.path, safe=".")
+    headers = {"Content-Type": "application/json"}
+    if args.token:
+        headers["Authorization"] = f"Bearer {args.token}"
+    if args.action == "get":
+        req = urllib.request.Request(base, headers=headers)
+    else:
+        body = json.dumps({"value": _setting_value(args.value)}).encode()
+        req = urllib.request.Request(base, data=body, headers=headers, method="PUT")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            doc = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            err = json.loads(exc.read())["error"]
+            return _fail(f"{err['code']}: {err['message']}")
+        except (ValueError, KeyError):
+            return _fail(f"HTTP {exc.code}")
+    except (urllib.error.URLError, OSError) as exc:
+        return _fail(f"cannot reach {args.url} ({getattr(exc, 'reason', exc)})")
+    if args.action == "get":
+        print(json.dumps(doc["value"]))
+    else:
+        was = json.dumps(doc["previousValue"])
+        print(f"{doc['path']} = {json.dumps(doc['value'])} (was {was}, "
+              f"revision {doc['revision']})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``graphwire`` command."""
     parser = argparse.ArgumentParser(
@@ -97,6 +170,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"graphwire {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="serve a graph (the demo without SOURCE)")
+    serve.add_argument("source", nargs="?", help="a Markdown vault, .json, .graphml, .gexf or "
+                       ".csv (default: the bundled demo)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (8080)")
+    serve.add_argument("--db", help="settings database (default: in the user data folder)")
+    serve.add_argument("--token", help="require this token on /ws and /api")
+    serve.add_argument("--admin-token", help="only this token may write system.* settings")
+    serve.add_argument("--allow-origin", action="append", metavar="ORIGIN",
+                       help="a web origin allowed to connect (repeatable)")
+    serve.add_argument("--trusted-proxy", action="store_true",
+                       help="trust X-Forwarded-For for the client's address")
+    serve.add_argument("--physics-hz", type=float, help="cap physics steps per second "
+                       "(default: real time, 1/dt)")
+    serve.add_argument("--seed", type=int, default=1, help="seed of the start layout")
+    serve.add_argument("--set", action="append", metavar="PATH=VALUE",
+                       help="set a setting at start (stored; repeatable)")
+    serve.set_defaults(func=_serve)
+
+    settings = sub.add_parser("settings", help="read or write a setting of a running server")
+    settings_sub = settings.add_subparsers(dest="action", required=True)
+    for action in ("get", "set"):
+        sp = settings_sub.add_parser(action, help=f"{action} one setting")
+        sp.add_argument("path", help="dotted path, e.g. "
+                        "visualisation.graphs.logseq.physics.damping")
+        if action == "set":
+            sp.add_argument("value", help="JSON value (a bare word is a string)")
+        sp.add_argument("--url", default="http://127.0.0.1:8080", help="the server")
+        sp.add_argument("--token", help="bearer token")
+        sp.set_defaults(func=_settings_cli)
 
     layout = sub.add_parser("layout", help="lay a graph out to rest and write the positions")
     layout.add_argument("source", help="a Markdown vault folder, .json, .graphml, .gexf or .csv")

@@ -159,11 +159,13 @@ def test_topology_changes_use_fresh_ids_and_wake() -> None:
     sim = Simulation(g)
     sim.run_until_settled(20_000)
     v0 = g.topology_version
-    ids = sim.add([NodeSpec("agent-1", type=NodeType.AGENT)], [EdgeSpec("agent-1", g.keys[5])])
+    ids, edges = sim.add([NodeSpec("agent-1", type=NodeType.AGENT)],
+                         [EdgeSpec("agent-1", g.keys[5])])
     assert ids == [100] and g.topology_version > v0 and not sim.settled
+    assert [(e.source, e.target) for e in edges] == [(5, 100)]
     assert np.all(np.isfinite(g.pos[100])) and np.linalg.norm(g.pos[100] - g.pos[5]) < 100
     sim.remove_node(100)
-    more = sim.add([NodeSpec("agent-2", type=NodeType.AGENT)])
+    more, _ = sim.add([NodeSpec("agent-2", type=NodeType.AGENT)])
     assert more == [101]  # 100 is never used again
     with pytest.raises(GraphError):
         sim.add([NodeSpec("x")], [EdgeSpec("x", "no-such-node")])

@@ -260,7 +260,8 @@ class Graph:
             self._changed()
         return ids
 
-    def _resolve(self, end: str | int) -> int:
+    def resolve(self, end: str | int) -> int:
+        """The id of a live node given by id or key, or GraphError."""
         if isinstance(end, int) and not isinstance(end, bool):
             if not self.is_live(end):
                 raise GraphError(f"unknown node id {end}")
@@ -273,7 +274,7 @@ class Graph:
     def _add_edges(self, specs: Iterable[EdgeSpec], *, accumulate: bool) -> list[Edge]:
         staged: dict[tuple[int, int], tuple[float, str | None]] = {}
         for e in specs:
-            a, b = self._resolve(e.source), self._resolve(e.target)
+            a, b = self.resolve(e.source), self.resolve(e.target)
             if a == b:
                 continue  # a self-link carries no force and no path
             w = float(e.weight)

@@ -10,7 +10,7 @@ topology change wakes it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 
-from graphwire.graph.model import EdgeSpec, Graph, GraphError, NodeSpec
+from graphwire.graph.model import Edge, EdgeSpec, Graph, GraphError, NodeSpec
 
 from . import kernels
 from .params import PhysicsParams
@@ -63,6 +63,7 @@ class Simulation:
         self._awake = threading.Event()
         self._awake.set()
         self._rng = np.random.default_rng(seed)
+        self.on_wake: Callable[[], None] | None = None  # a runner's nudge, called on wake()
         self._place_unplaced(initial=True)
 
     # -- placement ---------------------------------------------------------------------------
@@ -173,6 +174,8 @@ class Simulation:
             self.settled = False
             self._calm_steps = 0
             self._awake.set()
+        if self.on_wake is not None:
+            self.on_wake()
 
     def wait_awake(self, timeout: float | None = None) -> bool:
         """Block until the simulation is not settled (or ``timeout``); True if awake."""
@@ -224,24 +227,27 @@ class Simulation:
                     self.graph.pinned[int(i)] = False
             self.wake()
 
-    def add(self, nodes: Iterable[NodeSpec] = (), edges: Iterable[EdgeSpec] = ()) -> list[int]:
-        """Add nodes (fresh ids) and edges in one topology change; all or nothing; wakes."""
+    def add(self, nodes: Iterable[NodeSpec] = (),
+            edges: Iterable[EdgeSpec] = ()) -> tuple[list[int], list[Edge]]:
+        """Add nodes (fresh ids) and edges in one topology change; all or nothing; wakes.
+
+        Returns the new ids and the edges written.
+        """
         nodes, edges = list(nodes), list(edges)
         with self.lock:
             g = self.graph
-            before = g.id_limit
             ids = g.add_nodes(nodes)
             try:
-                g.add_edges(edges)
+                written = g.add_edges(edges)
             except GraphError:
                 for nid in ids:  # undo: the ids stay retired, never reused
                     g.remove_node(nid)
                 raise
-            self._force = np.zeros_like(g.pos)
-            if g.id_limit > before or edges:
+            if ids or written:
+                self._force = np.zeros_like(g.pos)
                 self._place_unplaced()
                 self.wake()
-            return ids
+            return ids, written
 
     def remove_node(self, nid: int) -> list[tuple[int, int]]:
         """Remove a node and its edges; wakes."""
@@ -288,11 +294,11 @@ def equilibrium_radius(m: int, p: PhysicsParams) -> float:
     cut-off repulsion of the nodes inside pushes out with about ``ρ · repel_k · cutoff · π``,
     where ``ρ = m / (4/3 π R³)``. Balancing them gives ``R⁴ = ¾ m repel_k cutoff / k``.
     """
-    spacing = max(p.rest_length, 1.0) * max(m, 1) ** (1 / 3)
+    spacing = float(max(p.rest_length, 1.0) * max(m, 1) ** (1 / 3))
     if p.center_gravity_k <= 0 or p.repel_k <= 0:
         return spacing
-    balance = (0.75 * m * p.repel_k * p.repulsion_cutoff / p.center_gravity_k) ** 0.25
-    return min(0.7 * float(balance), spacing)
+    balance = float((0.75 * m * p.repel_k * p.repulsion_cutoff / p.center_gravity_k) ** 0.25)
+    return min(0.7 * balance, spacing)
 
 
 def initial_positions(g: Graph, live: I64, params: PhysicsParams, seed: int) -> F32:
