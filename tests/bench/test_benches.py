@@ -9,7 +9,7 @@ def test_trace_rows_on_a_short_trace() -> None:
     rows = trace.run(snapshots=12, nodes=500)
     by = {r["format"]: r for r in rows}
     assert set(by) == {"v2", "q"}
-    assert by["v2"]["bytesPerMovedNode"] == 36.0  # header bytes are under 0.05 a node here
+    assert 36.0 <= by["v2"]["bytesPerMovedNode"] < 36.1  # 36-byte records plus headers
     assert 0 < by["q"]["bytesPerNodePerSnapshot"] < by["v2"]["bytesPerNodePerSnapshot"] / 4
     assert all(r["trace"] == "ba10k" for r in rows)
 
