@@ -98,7 +98,8 @@ def test_settings_value_vectors(case: dict) -> None:
     assert back.encode().hex() == case["hex"]
 
 
-@pytest.mark.parametrize("case", SETTINGS["messages"], ids=[c["name"] for c in SETTINGS["messages"]])
+@pytest.mark.parametrize("case", SETTINGS["messages"],
+                         ids=[c["name"] for c in SETTINGS["messages"]])
 def test_settings_message_vectors(case: dict) -> None:
     raw = bytes.fromhex(case["hex"])
     msg = sc.decode_settings(raw)

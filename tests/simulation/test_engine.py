@@ -188,7 +188,7 @@ def test_kernel_morton_tree_covers_every_point() -> None:
     sp = pos[order]
     tree = kernels.build_octree(codes[order], sp[:, 0].copy(), sp[:, 1].copy(), sp[:, 2].copy(),
                                 lo, cube, 20000)
-    count, start, end, first, nchild, com, mass, box, parent = tree
+    count, start, end, first, _nchild, _com, mass, box, _parent = tree
     assert mass[0] == 5000
     leaves = np.flatnonzero(first[:count] < 0)
     covered = np.zeros(5000, int)

@@ -11,7 +11,8 @@ The model is not thread-safe on its own: the simulation serialises access with i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -97,6 +98,8 @@ class Graph:
         self._csr: tuple[npt.NDArray[np.int64], npt.NDArray[np.int32],
                          npt.NDArray[np.float32]] | None = None
         self._live: npt.NDArray[np.int64] | None = None
+        self._batch = 0
+        self._dirty = False
 
     # -- construction ----------------------------------------------------------------------
     @classmethod
@@ -240,9 +243,24 @@ class Graph:
 
     # -- changing ---------------------------------------------------------------------------
     def _changed(self) -> None:
-        self.topology_version += 1
         self._csr = None
         self._live = None
+        if self._batch:
+            self._dirty = True
+        else:
+            self.topology_version += 1
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Make every change inside one topology change (one version bump)."""
+        self._batch += 1
+        try:
+            yield
+        finally:
+            self._batch -= 1
+            if not self._batch and self._dirty:
+                self._dirty = False
+                self.topology_version += 1
 
     def add_nodes(self, specs: Iterable[NodeSpec]) -> list[int]:
         """Add nodes with fresh ids (never reused); all or nothing."""

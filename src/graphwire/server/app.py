@@ -34,7 +34,7 @@ from graphwire.settings.schema import KNOWLEDGE_PHYSICS
 from graphwire.simulation import PhysicsParams, ShortestPaths, Simulation, Snapshot
 
 from .graph_service import GraphService
-from .http import make_middlewares
+from .http import ADMIN, IDENTITY, make_middlewares
 from .metrics import Metrics
 from .rate_limit import Limits, RateLimiter
 from .routes import add_routes
@@ -97,6 +97,7 @@ class GraphwireServer:
         self.limiter = RateLimiter(auth=config.token is not None)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner_site: tuple[web.AppRunner, web.TCPSite] | None = None
+        self._loops: list[asyncio.Task[Any]] = []
         self.url = ""
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -137,11 +138,12 @@ class GraphwireServer:
         self.config.port = self.port
         host = cfg.host if ":" not in cfg.host else f"[{cfg.host}]"
         self.url = f"http://{host}:{self.port}/"
-        self.spawn(self._heartbeats())
-        self.spawn(self._housekeeping())
+        self._loops = [self.spawn(self._heartbeats()), self.spawn(self._housekeeping())]
 
     async def stop(self) -> None:
         """Close every client with 1001 (going away) and stop cleanly."""
+        for task in self._loops:
+            task.cancel()
         for session in list(self.sessions.values()):
             session.close(CloseCode.GOING_AWAY, "server shutting down")
         await asyncio.sleep(0)
@@ -230,7 +232,7 @@ class GraphwireServer:
             old.close(CloseCode.NORMAL, "replaced by a resumed connection")
             self.hub.unsubscribe(old)
         self.known.pop(client_id, None)
-        session = Session(self, request, ws, client_id, request["identity"], request["admin"])
+        session = Session(self, request, ws, client_id, request[IDENTITY], request[ADMIN])
         self.sessions[client_id] = session
         self.metrics.connections += 1
         self.metrics.connections_total += 1

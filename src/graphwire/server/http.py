@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("graphwire.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+ADMIN = web.RequestKey("admin", bool)
+"""The request presented the admin token."""
+IDENTITY = web.RequestKey("identity", str)
+"""Who is behind the request, for rate limits and bans (§8)."""
+
 STATUS = {
     ErrorCode.MALFORMED_FRAME: 400, ErrorCode.UNKNOWN_MESSAGE: 400, ErrorCode.UNKNOWN_KIND: 400,
     ErrorCode.FORMAT_UNSUPPORTED: 400, ErrorCode.INVALID_POSITION: 422,
@@ -147,11 +152,12 @@ def make_middlewares(server: GraphwireServer) -> list[Callable[..., Any]]:
         token = presented_token(request)
         needs_token = cfg.token is not None and (request.path == "/ws"
                                                  or request.path.startswith("/api/"))
-        if needs_token and token not in (cfg.token, cfg.admin_token):
+        accepted = {t for t in (cfg.token, cfg.admin_token) if t is not None}
+        if needs_token and (token is None or token not in accepted):
             raise ApiError(ErrorCode.UNAUTHORIZED, "a valid token is required",
                            headers={"WWW-Authenticate": "Bearer"})
-        request["admin"] = cfg.admin_token is not None and token == cfg.admin_token
-        request["identity"] = server.identity_of(request, token)
+        request[ADMIN] = cfg.admin_token is not None and token == cfg.admin_token
+        request[IDENTITY] = server.identity_of(request, token)
         return await handler(request)
 
     @web.middleware
@@ -159,7 +165,7 @@ def make_middlewares(server: GraphwireServer) -> list[Callable[..., Any]]:
         cls = route_class(request)
         if cls is None:
             return await handler(request)
-        identity = request["identity"]
+        identity = request[IDENTITY]
         banned = server.limiter.banned_for(identity)
         if banned > 0:
             raise ApiError(ErrorCode.BANNED, "banned for too many rate-limit violations",

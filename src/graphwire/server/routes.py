@@ -13,7 +13,7 @@ from graphwire.graph.model import GraphError
 from graphwire.protocol.errors import ErrorCode
 from graphwire.settings import SettingsError
 
-from .http import ApiError, json_response, read_json
+from .http import ADMIN, ApiError, json_response, read_json
 
 if TYPE_CHECKING:
     from .app import GraphwireServer
@@ -109,11 +109,12 @@ def add_routes(app: web.Application, server: GraphwireServer) -> None:
                                         for i, n in zip(ids, nodes, strict=True)]})
 
     async def remove_node(request: web.Request) -> web.Response:
+        text = request.match_info["id"]
+        if not text.isdigit():
+            raise ApiError(ErrorCode.MALFORMED_FRAME, "a node id is a non-negative integer")
+        nid = int(text)
         try:
-            nid = int(request.match_info["id"])
             await graph.remove_node(nid)
-        except ValueError:
-            raise ApiError(ErrorCode.MALFORMED_FRAME, "a node id is an integer") from None
         except GraphError as exc:
             raise _graph_error(exc) from None
         return json_response({"removed": nid})
@@ -169,7 +170,7 @@ def add_routes(app: web.Application, server: GraphwireServer) -> None:
             raise ApiError(ErrorCode.MALFORMED_FRAME, 'the body is {"value": ...}')
         try:
             previous = settings.value(path)
-            revision, _ = settings.apply_paths({path: body["value"]}, admin=request["admin"])
+            revision, _ = settings.apply_paths({path: body["value"]}, admin=request[ADMIN])
             value = settings.value(path)
         except SettingsError as exc:
             raise _settings_error(exc) from None
@@ -181,7 +182,7 @@ def add_routes(app: web.Application, server: GraphwireServer) -> None:
         if not isinstance(body, dict) or not body:
             raise ApiError(ErrorCode.MALFORMED_FRAME, 'the body is {"path": value, ...}')
         try:
-            revision, written = settings.apply_paths(body, admin=request["admin"])
+            revision, written = settings.apply_paths(body, admin=request[ADMIN])
         except SettingsError as exc:
             raise _settings_error(exc) from None
         return json_response({"revision": revision,

@@ -126,10 +126,9 @@ class Session:
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), 2.0)
         except (TimeoutError, ConnectionError, RuntimeError):
-            pass
-        finally:
+            # a peer that does not read cannot take the close frame: drop the connection
             transport = self.request.transport
-            if transport is not None and not self.ws.closed:
+            if transport is not None:
                 transport.abort()
 
     async def _send_loop(self) -> None:

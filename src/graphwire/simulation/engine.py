@@ -234,7 +234,7 @@ class Simulation:
         Returns the new ids and the edges written.
         """
         nodes, edges = list(nodes), list(edges)
-        with self.lock:
+        with self.lock, self.graph.batch():
             g = self.graph
             ids = g.add_nodes(nodes)
             try:

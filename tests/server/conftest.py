@@ -1,0 +1,155 @@
+"""Real servers on free ports, and a real WebSocket client (the ``websockets`` library)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import websockets
+
+from graphwire.protocol import settings_codec as sc
+from graphwire.server.app import GraphwireServer, ServerConfig
+
+TIMEOUT = 10.0
+
+
+def ring_csv(path: Path, n: int = 200) -> Path:
+    """A ring with chords: a small connected graph with keys n000 … n199."""
+    rows = ["source,target"]
+    for i in range(n):
+        rows.append(f"n{i:03d},n{(i + 1) % n:03d}")
+        if i % 7 == 0:
+            rows.append(f"n{i:03d},n{(i * 13 + 5) % n:03d}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+class Client:
+    """A WebSocket client that sorts what arrives: JSON by type, binary by kind."""
+
+    def __init__(self, ws: websockets.ClientConnection) -> None:
+        self.ws = ws
+        self.established: dict[str, Any] = {}
+
+    @property
+    def client_id(self) -> str:
+        return str(self.established["clientId"])
+
+    async def send_json(self, msg: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(msg))
+
+    async def send(self, data: bytes | str) -> None:
+        await self.ws.send(data)
+
+    async def recv(self, timeout: float = TIMEOUT) -> bytes | str:
+        return await asyncio.wait_for(self.ws.recv(), timeout)
+
+    async def next_json(self, kind: str | None = None, timeout: float = TIMEOUT,
+                        skip: bool = True) -> dict[str, Any]:
+        """The next JSON message (of ``kind``), passing over binary frames."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            msg = await self.recv(max(0.01, deadline - loop.time()))
+            if isinstance(msg, str):
+                doc: dict[str, Any] = json.loads(msg)
+                if kind is None or doc.get("type") == kind:
+                    return doc
+                if not skip:
+                    raise AssertionError(f"expected {kind}, got {doc}")
+
+    async def next_frame(self, kind: int, timeout: float = TIMEOUT,
+                         until: Callable[[bytes], bool] | None = None) -> bytes:
+        """The next binary message of a kind (that satisfies ``until``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            msg = await self.recv(max(0.01, deadline - loop.time()))
+            if isinstance(msg, bytes) and msg[0] == kind and (until is None or until(msg)):
+                return msg
+
+    async def settings_reply(self, req: int, timeout: float = TIMEOUT) -> sc.SettingsMessage:
+        """The Response or Error answering request ``req``."""
+        while True:
+            frame = await self.next_frame(0x10, timeout)
+            msg = sc.decode_settings(frame)
+            if isinstance(msg, sc.Response | sc.Error | sc.Snapshot) and msg.req == req:
+                return msg
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+class Harness:
+    """A running server and ways to talk to it."""
+
+    def __init__(self, server: GraphwireServer) -> None:
+        self.server = server
+        self.base = f"http://127.0.0.1:{server.port}"
+        self.ws_url = f"ws://127.0.0.1:{server.port}/ws"
+        self.http = aiohttp.ClientSession()
+        self.clients: list[Client] = []
+
+    async def connect(self, query: str = "", headers: dict[str, str] | None = None,
+                      **kw: Any) -> Client:
+        ws = await websockets.connect(self.ws_url + query, max_size=64 * 2**20,
+                                      additional_headers=headers, **kw)
+        client = Client(ws)
+        client.established = await client.next_json("connection_established")
+        table = await client.next_frame(0x10)
+        assert isinstance(sc.decode_settings(table), sc.PathTable)
+        self.clients.append(client)
+        return client
+
+    async def subscribe(self, fmt: str = "q", **extra: Any) -> tuple[Client, dict[str, Any]]:
+        client = await self.connect()
+        await client.send_json({"type": "subscribe", "format": fmt, **extra})
+        return client, await client.next_json("subscription_confirmed")
+
+    async def get(self, path: str, **kw: Any) -> tuple[int, Any]:
+        async with self.http.get(self.base + path, **kw) as resp:
+            return resp.status, await resp.json()
+
+    async def send(self, method: str, path: str, body: Any, **kw: Any) -> tuple[int, Any]:
+        async with self.http.request(method, self.base + path, json=body, **kw) as resp:
+            return resp.status, await resp.json()
+
+    async def close(self) -> None:
+        for c in self.clients:
+            await c.close()
+        await self.http.close()
+
+
+ServerFactory = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture
+async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    """Start servers (port 0: a free port) and stop them after the test."""
+    running: list[Harness] = []
+
+    async def start(**options: Any) -> Harness:
+        source = options.pop("source", None) or str(ring_csv(tmp_path / "ring.csv"))
+        config = ServerConfig(source=source, port=0, db=str(tmp_path / f"s{len(running)}.db"),
+                              static_dir=None, **options)
+        server = GraphwireServer(config)
+        await server.start()
+        harness = Harness(server)
+        running.append(harness)
+        return harness
+
+    yield start
+    for h in running:
+        await h.close()
+        await h.server.stop()
+
+
+@pytest.fixture
+async def harness(make_server: ServerFactory) -> Harness:
+    """One server with the default configuration on a small ring graph."""
+    return await make_server()

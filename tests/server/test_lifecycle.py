@@ -1,0 +1,109 @@
+"""Slow clients, shutdown: what the server does when clients misbehave or it must stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import websockets
+
+from graphwire.protocol.positions import decode_v2
+
+from .conftest import ServerFactory, ring_csv
+
+
+def masked_text(payload: bytes) -> bytes:
+    """A client text frame (clients must mask)."""
+    mask = b"\x01\x02\x03\x04"
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    assert len(payload) < 126
+    return bytes([0x81, 0x80 | len(payload)]) + mask + body
+
+
+async def never_reading_client(port: int, subscribe: dict[str, object]) -> socket.socket:
+    """Handshake, subscribe, then never read again (small receive buffer)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    await loop.sock_sendall(sock, b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                  b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                  b"Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n"
+                                  b"Sec-WebSocket-Version: 13\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += await loop.sock_recv(sock, 1)
+    assert head.startswith(b"HTTP/1.1 101")
+    await loop.sock_sendall(sock, masked_text(json.dumps(subscribe).encode()))
+    return sock
+
+
+async def test_a_client_that_never_reads(make_server: ServerFactory, tmp_path: Path) -> None:
+    h = await make_server(
+        source=str(ring_csv(tmp_path / "r.csv", 2000)),
+        overrides={"system.websocket.slowClientHighWaterBytes": 65536,
+                   "system.websocket.slowClientTimeoutMs": 1500})
+    stuck = await never_reading_client(h.server.port, {"type": "subscribe", "format": "v2"})
+    good, _ = await h.subscribe("v2")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    frames = 0
+    seqs = []
+    peak_outbox = 0
+    while h.server.metrics.slow_closes == 0:
+        frame = decode_v2(await good.next_frame(0x02))
+        frames += 1
+        seqs.append(frame.header.seq)
+        for s in h.server.sessions.values():
+            if s.client_id != good.client_id:
+                peak_outbox = max(peak_outbox, len(s._outbox))
+                assert s.write_buffer() < 65536 + 80_000  # at most one frame past the mark
+        assert loop.time() - start < 30
+    elapsed = loop.time() - start
+    m = h.server.metrics.as_json()
+    assert m["framesSkippedSlow"] > 0 and m["slowClientCloses"] == 1
+    assert peak_outbox <= 2  # never more than the frames handed over at once
+    assert frames / elapsed >= 4.5  # the reading client kept the stream's pace
+    assert seqs == sorted(seqs)
+    while len(h.server.sessions) > 1:  # the stuck connection goes within the close timeout
+        await good.next_frame(0x02)
+        assert loop.time() - start < 40
+    stuck.close()
+
+
+@pytest.mark.timeout(120)
+async def test_sigterm_closes_clients_with_1001_and_exits(tmp_path: Path) -> None:
+    src = ring_csv(tmp_path / "r.csv")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graphwire.cli", "serve", str(src), "--port", str(port),
+         "--db", str(tmp_path / "s.db")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.get_running_loop().run_in_executor(None, proc.stdout.readline)
+        assert f"127.0.0.1:{port}" in line
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            await ws.recv()
+            proc.send_signal(signal.SIGTERM)
+            with pytest.raises(websockets.ConnectionClosed) as info:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 10)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+        rc = await asyncio.get_running_loop().run_in_executor(None, lambda: proc.wait(15))
+        assert rc == 0
+        assert "stopped" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,111 @@
+"""REST routes of §1 with their JSON shapes and §7 errors."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from .conftest import Harness
+
+
+async def test_graph_state_and_data_shapes(harness: Harness) -> None:
+    status, st = await harness.get("/api/graph/state")
+    assert status == 200
+    assert set(st) == {"epoch", "seq", "topologyVersion", "nodesCount", "edgesCount", "settled",
+                       "kineticEnergy", "settingsRevision"}
+    assert st["nodesCount"] == 200 and st["edgesCount"] > 200
+    status, st = await harness.get("/api/graph/state?positions=1")
+    assert len(st["positions"]) == 200 and set(st["positions"][0]) == {"id", "x", "y", "z"}
+    status, data = await harness.get("/api/graph/data")
+    assert data["nodes"][0]["key"] == "n000" and data["nodes"][0]["type"] == "knowledge"
+    assert set(data["edges"][0]) == {"source", "target", "weight", "type"}
+
+
+async def test_topology_routes(harness: Harness) -> None:
+    status, body = await harness.send("POST", "/api/graph/nodes", {
+        "nodes": [{"key": "a1", "type": "agent", "x": 1, "y": 2, "z": 3, "metadata": {"k": 1}},
+                  {"key": "a2"}],
+        "edges": [{"source": "a1", "target": 0}, {"source": "a1", "target": "a2", "weight": 3}]})
+    assert status == 200 and body == {"nodes": [{"id": 200, "key": "a1"},
+                                                {"id": 201, "key": "a2"}]}
+    _, st = await harness.get("/api/graph/state")
+    assert st["nodesCount"] == 202 and st["topologyVersion"] == 1
+    status, body = await harness.send("POST", "/api/graph/edges",
+                                      {"edges": [{"source": 201, "target": 5, "weight": 0.5}]})
+    assert status == 200 and body == {"edges": [{"source": 5, "target": 201, "weight": 0.5,
+                                                 "type": None}]}
+    status, body = await harness.send("DELETE", "/api/graph/edges",
+                                      {"edges": [{"source": 5, "target": 201}]})
+    assert status == 200 and body == {"removed": [[5, 201]]}
+    async with harness.http.delete(harness.base + "/api/graph/nodes/200") as resp:
+        assert resp.status == 200 and await resp.json() == {"removed": 200}
+    async with harness.http.delete(harness.base + "/api/graph/nodes/200") as resp:
+        err = await resp.json()
+        assert resp.status == 404 and err["error"]["code"] == "unknown_node"
+    status, body = await harness.send("POST", "/api/graph/nodes", {"nodes": [{"key": "a3"}]})
+    assert body["nodes"][0]["id"] == 202  # 200 is never reused
+    status, err = await harness.send("POST", "/api/graph/nodes", {"nodes": [{"key": "a3"}]})
+    assert status == 422 and "exists" in err["error"]["message"]
+
+
+async def test_positions_route_answers_like_kind_0x20(harness: Harness) -> None:
+    status, body = await harness.send("POST", "/api/graph/positions", {
+        "positions": [{"id": 3, "x": 1.5, "y": 2.5, "z": -3.5}, {"id": 4000, "x": 0, "y": 0,
+                                                                  "z": 0},
+                      {"id": 5, "x": 600, "y": 0, "z": 0}], "pin": True})
+    assert status == 200 and body == {"accepted": 1, "rejected": [
+        {"id": 4000, "reason": "unknown_node"}, {"id": 5, "reason": "out_of_bounds"}]}
+
+
+async def test_http_errors_are_json_with_fitting_statuses(harness: Harness) -> None:
+    async with harness.http.post(harness.base + "/api/graph/nodes", data="{nope",
+                                 headers={"Content-Type": "application/json"}) as resp:
+        assert resp.status == 400
+        err = (await resp.json())["error"]
+        assert err["code"] == "malformed_frame" and err["category"] == "protocol"
+        assert err["retryable"] is False
+    async with harness.http.post(harness.base + "/api/graph/nodes", data="key=a",
+                                 headers={"Content-Type": "text/plain"}) as resp:
+        assert resp.status == 415
+    async with harness.http.get(harness.base + "/api/nothing-here") as resp:
+        assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
+    big = {"nodes": [{"key": "x" * 1000}] * 20_000}
+    async with harness.http.post(harness.base + "/api/graph/nodes", json=big) as resp:
+        assert resp.status == 413 and (await resp.json())["error"]["code"] == "too_large"
+    status, err = await harness.send("POST", "/api/graph/sssp", {"source": 12345})
+    assert status == 404 and err["error"]["code"] == "unknown_node"
+    status, err = await harness.send("POST", "/api/graph/positions", {"positions": [{"id": 1}]})
+    assert status == 400
+
+
+async def test_metrics_json_and_prometheus(harness: Harness) -> None:
+    c, _ = await harness.subscribe("q")
+    await c.next_frame(0x03)
+    status, m = await harness.get("/api/metrics")
+    assert status == 200
+    for key in ("messagesSent", "messagesReceived", "bytesSent", "bytesReceived",
+                "compressionRatio", "deltaMessages", "fullSyncMessages", "connections",
+                "formats", "framesSkippedSlow", "keyframesInsteadOfDelta", "rateLimitWarnings",
+                "bans"):
+        assert key in m
+    assert m["connections"] == 1 and m["formats"]["q"]["frames"] >= 1
+    assert m["formats"]["q"]["bytesPerNode"] > 0 and m["messagesSent"] >= 3
+    async with harness.http.get(harness.base + "/metrics") as resp:
+        text = await resp.text()
+        assert resp.status == 200 and resp.content_type == "text/plain"
+    assert 'graphwire_frames_sent_total{format="q"}' in text
+    assert "# TYPE graphwire_connections gauge" in text
+    status, health = await harness.get("/healthz")
+    assert status == 200 and health == {"status": "ok"}
+
+
+async def test_the_same_server_serves_its_own_origin(harness: Harness) -> None:
+    own = f"http://127.0.0.1:{harness.server.port}"
+    status, _ = await harness.send("POST", "/api/graph/sssp", {"source": 1},
+                                   headers={"Origin": own})
+    assert status == 200
+    client = await harness.connect(headers={"Origin": own})
+    assert client.established["type"] == "connection_established"
+    async with aiohttp.ClientSession() as s, s.get(
+            harness.base + "/api/graph/state", headers={"Host": f"localhost:{harness.server.port}"}
+    ) as resp:
+        assert resp.status == 200
