@@ -31,6 +31,7 @@ from graphwire.protocol.positions import V1_MAX_ID
 from graphwire.protocol.sssp import encode_sssp
 from graphwire.settings import ChangeSet, SettingsService, SettingsStore
 from graphwire.settings.schema import KNOWLEDGE_PHYSICS
+from graphwire.settings.store import LOG_REVISIONS
 from graphwire.simulation import PhysicsParams, ShortestPaths, Simulation, Snapshot
 
 from .graph_service import GraphService
@@ -70,6 +71,7 @@ class ServerConfig:
     static_dir: Path | None = WEB_DIR
     overrides: dict[str, Any] = field(default_factory=dict)  # settings applied at start
     max_body: int = 16 * 1024 * 1024
+    settings_log: int = LOG_REVISIONS  # revisions a Sync can catch up from
 
 
 @dataclass(slots=True)
@@ -107,7 +109,7 @@ class GraphwireServer:
         self.loop = asyncio.get_running_loop()
         data = await self.loop.run_in_executor(None, lambda: load_source(cfg.source))
         graph = Graph.from_data(data)
-        self.store = SettingsStore(cfg.db or default_db())
+        self.store = SettingsStore(cfg.db or default_db(), log_revisions=cfg.settings_log)
         self.settings = SettingsService(self.store, admin_required=cfg.admin_token is not None)
         if cfg.overrides:
             self.settings.apply_paths(cfg.overrides, admin=True)

@@ -95,7 +95,13 @@ class Session:
     def _queue(self, item: bytes | str) -> None:
         if self.closed:
             return
-        if len(self._outbox) - self._positions_queued >= self.server.ws_settings.outbox_limit:
+        waiting = len(self._outbox) - self._positions_queued
+        limit = self.server.ws_settings.outbox_limit
+        # Over the limit with the socket backed up, the client is not reading: close it.
+        # Over the limit while the socket drains is a burst the sender is still writing out,
+        # allowed up to ten times the limit (the hard bound on memory per client).
+        if waiting >= limit and (self.write_buffer() > self.server.hub.settings.high_water
+                                 or waiting >= 10 * limit):
             self.close_slow()
             return
         self._outbox.append((_OTHER, item))

@@ -34,8 +34,9 @@ class StoreError(Exception):
 class SettingsStore:
     """The SQLite file behind the settings service. Use from one thread."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, log_revisions: int = LOG_REVISIONS) -> None:
         self.path = str(path)
+        self.log_revisions = log_revisions
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -112,9 +113,8 @@ class SettingsStore:
                                      [(revision, pid) for pid, _ in changes])
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES ('revision', ?)",
                                  (revision,))
-                if revision % 1000 == 0:
-                    self._db.execute("DELETE FROM changes WHERE revision <= ?",
-                                     (revision - LOG_REVISIONS,))
+                self._db.execute("DELETE FROM changes WHERE revision <= ?",
+                                 (revision - self.log_revisions,))
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot write settings ({exc})") from exc
         return revision
