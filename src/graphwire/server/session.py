@@ -160,6 +160,8 @@ class Session:
                 finally:
                     if kind == _POSITION:
                         self._positions_queued -= 1
+                if kind == _POSITION and self._positions_queued == 0:
+                    self.server.hub.drained(self.client_id)  # it may have missed a snapshot
 
     # -- errors and warnings ---------------------------------------------------------------------
     def send_error(self, exc: ProtocolError | ErrorInfo, msg_id: MessageId = None) -> None:

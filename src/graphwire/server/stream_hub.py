@@ -14,6 +14,7 @@ tomorrow it can take them from a subscription.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class Subscription:
     needs_key: bool = True
     slow_since: float | None = None
     fresh: bool = True
+    seq: int | None = None  # the snapshot last delivered, whatever the format
 
 
 @dataclass(slots=True, eq=False)
@@ -87,7 +89,18 @@ class _VStream:
     sent: np.ndarray | None = None
     ids: np.ndarray | None = None
     topology_version: int = -1
+    moved: np.ndarray | None = None  # nodes of the latest delta frame; None: keyframes only
     scratch: FrameBuffer = field(default_factory=FrameBuffer)
+
+
+@dataclass(slots=True, eq=False)
+class _Latest:
+    """The newest snapshot and its frames, encoded at most once each, for catch-ups."""
+
+    snap: Snapshot
+    keyframe_all: bool
+    v: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    q: dict[bool, QOutput] = field(default_factory=dict)
 
 
 class StreamHub:
@@ -108,6 +121,9 @@ class StreamHub:
         self._v: dict[str, _VStream] = {"v1": _VStream(), "v2": _VStream()}
         self._q: dict[bool, QStreamEncoder] = {}
         self.latest: Snapshot | None = None
+        self._latest_frames: _Latest | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     # -- subscriptions -----------------------------------------------------------------------
     def subscribe(self, outlet: Outlet, fmt: Format, velocity: bool,
@@ -133,30 +149,74 @@ class StreamHub:
 
     # -- snapshots ---------------------------------------------------------------------------
     def on_snapshot(self, snap: Snapshot, keyframe_all: bool) -> None:
-        """Encode a snapshot once per format in use and deliver it."""
+        """Encode a snapshot once per format in use and deliver it to every ready subscriber.
+
+        Subscribers not due yet (their own pace) or slow are caught up with the newest snapshot
+        as soon as they are: at their due time, or when their socket drains.
+        """
         self.latest = snap
         self.metrics.snapshots += 1
+        self._latest_frames = _Latest(snap, keyframe_all)
+        for fmt in ("v1", "v2"):
+            if any(s.format == fmt for s in self.subs.values()):
+                self._advance_v(snap, fmt, keyframe_all)
+            else:
+                self._v[fmt] = _VStream()
+        self._deliver(list(self.subs.values()), forced_keyframes=True)
+
+    def catch_up(self) -> None:
+        """Deliver the newest snapshot to subscribers that were waiting and now are ready."""
+        self._timer = None
+        if self._latest_frames is not None:
+            waiting = [s for s in self.subs.values() if s.seq != self._latest_frames.snap.seq]
+            self._deliver(waiting, forced_keyframes=False)
+
+    def drained(self, client_id: str) -> None:
+        """A connection wrote its queued position frames: it may be behind."""
+        sub = self.subs.get(client_id)
+        latest = self._latest_frames
+        if sub is not None and latest is not None and sub.seq != latest.snap.seq:
+            self._deliver([sub], forced_keyframes=False)
+
+    def _deliver(self, subs: list[Subscription], *, forced_keyframes: bool) -> None:
+        latest = self._latest_frames
+        if latest is None:
+            return
+        snap = latest.snap
         now = self.clock()
         tolerance = 0.5 * self.stream_interval()
+        later: list[float] = []
         groups: dict[tuple[str, bool], list[Subscription]] = {}
-        for sub in self.subs.values():
+        for sub in subs:
+            if sub.seq == snap.seq:
+                continue
+            if not sub.needs_key and now + tolerance < sub.next_due:
+                later.append(sub.next_due - tolerance)  # not due yet at its own pace
+                continue
+            if not self._writable(sub, now):
+                continue
             groups.setdefault((sub.format, sub.velocity), []).append(sub)
-        for (fmt, velocity), subs in groups.items():
-            ready = [s for s in subs if self._ready(s, now, tolerance)]
+        for (fmt, velocity), ready in groups.items():
             if fmt == "q":
-                self._deliver_q(snap, velocity, subs, ready, keyframe_all)
+                self._deliver_q(latest, velocity, ready, forced_keyframes)
             else:
-                self._deliver_v(snap, fmt, subs, ready, keyframe_all)
-            for s in ready:
-                s.next_due = now + s.interval
-        if not any(s.format == "v1" for s in self.subs.values()):
-            self._v["v1"] = _VStream()
-        if not any(s.format == "v2" for s in self.subs.values()):
-            self._v["v2"] = _VStream()
+                self._deliver_v(latest, fmt, ready)
+            for sub in ready:
+                sub.next_due = now + sub.interval
+                sub.seq = snap.seq
+        if later:
+            self._schedule(min(later))
 
-    def _ready(self, sub: Subscription, now: float, tolerance: float) -> bool:
-        if not sub.needs_key and now + tolerance < sub.next_due:
-            return False  # not due yet at its own pace
+    def _schedule(self, when: float) -> None:
+        if self._timer is not None and self._timer_at <= when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer_at = when
+        self._timer = loop.call_later(max(0.0, when - self.clock()), self.catch_up)
+
+    def _writable(self, sub: Subscription, now: float) -> bool:
         out = sub.outlet
         if out.position_pending() or out.write_buffer() > self.settings.high_water:
             self.metrics.frames_skipped_slow += 1
@@ -182,47 +242,47 @@ class StreamHub:
         agent = snap.agent if idx is None else snap.agent[idx]
         return NodeRecords(ids, agent, pos, vel, dist, parent)
 
-    def _deliver_v(self, snap: Snapshot, fmt: str, subs: list[Subscription],
-                   ready: list[Subscription], keyframe_all: bool) -> None:
+    def _advance_v(self, snap: Snapshot, fmt: str, keyframe_all: bool) -> None:
+        """Move a V1/V2 stream to a snapshot: which nodes its delta frame holds."""
         st = self._v[fmt]
-        encode = encode_v1 if fmt == "v1" else encode_v2
-        if fmt == "v1" and not v1_fits(snap.ids):
-            self._stop_v1(subs, snap)
-            return
-        settled = Flags.SETTLED if snap.settled else 0
         reset = (keyframe_all or st.sent is None or st.topology_version != snap.topology_version
                  or st.ids is None or not np.array_equal(st.ids, snap.ids))
-        key_bytes: bytes | None = None
-        delta: tuple[bytes, int] | None = None
         if reset:
             st.sent, st.ids, st.topology_version = snap.pos.copy(), snap.ids, snap.topology_version
-            moved = None
+            st.moved = None
         else:
             assert st.sent is not None
             diff = snap.pos - st.sent
-            moved = np.flatnonzero((diff * diff).sum(axis=1) > self.settings.deadband ** 2)
-            st.sent[moved] = snap.pos[moved]
+            st.moved = np.flatnonzero((diff * diff).sum(axis=1) > self.settings.deadband ** 2)
+            st.sent[st.moved] = snap.pos[st.moved]
 
-        def keyframe() -> bytes:
-            nonlocal key_bytes
-            if key_bytes is None:
-                key_bytes = encode(self._records(snap, None), seq=snap.seq, epoch=self.epoch(),
-                                   flags=Flags.KEYFRAME | settled, scratch=st.scratch)
-            return key_bytes
-
+    def _deliver_v(self, latest: _Latest, fmt: str, ready: list[Subscription]) -> None:
+        snap = latest.snap
+        st = self._v[fmt]
+        encode = encode_v1 if fmt == "v1" else encode_v2
+        if fmt == "v1" and not v1_fits(snap.ids):
+            self._stop_v1(ready, snap)
+            return
+        settled = Flags.SETTLED if snap.settled else 0
+        frames = latest.v.setdefault(fmt, {})
         for sub in ready:
-            in_sync = (not reset and not sub.needs_key and sub.last_seq == snap.seq - 1)
+            in_sync = (st.moved is not None and not sub.needs_key
+                       and sub.last_seq == snap.seq - 1)
             if in_sync:
-                assert moved is not None
-                if delta is None:
-                    delta = (encode(self._records(snap, moved), seq=snap.seq,
-                                    epoch=self.epoch(), flags=settled, scratch=st.scratch),
-                             int(moved.shape[0]))
-                sub.outlet.offer_frames([delta[0]], fmt, delta[1], False)
+                assert st.moved is not None
+                if "delta" not in frames:
+                    frames["delta"] = encode(self._records(snap, st.moved), seq=snap.seq,
+                                             epoch=self.epoch(), flags=settled,
+                                             scratch=st.scratch)
+                sub.outlet.offer_frames([frames["delta"]], fmt, int(st.moved.shape[0]), False)
             else:
-                if not sub.needs_key and not reset and not sub.fresh:
+                if not sub.needs_key and st.moved is not None and not sub.fresh:
                     self.metrics.keyframes_instead_of_delta += 1
-                sub.outlet.offer_frames([keyframe()], fmt, int(snap.ids.shape[0]), True)
+                if "key" not in frames:
+                    frames["key"] = encode(self._records(snap, None), seq=snap.seq,
+                                           epoch=self.epoch(), flags=Flags.KEYFRAME | settled,
+                                           scratch=st.scratch)
+                sub.outlet.offer_frames([frames["key"]], fmt, int(snap.ids.shape[0]), True)
             sub.last_seq = snap.seq
             sub.needs_key = False
             sub.fresh = False
@@ -235,15 +295,21 @@ class StreamHub:
             self.subs.pop(sub.outlet.client_id, None)
             sub.outlet.send_json(ErrorMessage.of(err).to_json())
 
-    def _deliver_q(self, snap: Snapshot, velocity: bool, subs: list[Subscription],
-                   ready: list[Subscription], keyframe_all: bool) -> None:
-        enc = self._q.get(velocity)
-        if enc is None:
-            enc = self._q[velocity] = QStreamEncoder(velocity=velocity)
-        force = keyframe_all or any(s.needs_key for s in ready)
-        out: QOutput = enc.encode(snap.seq, snap.ids, snap.pos, epoch=self.epoch(),
-                                  vel=snap.vel if velocity else None, settled=snap.settled,
-                                  force_keyframe=force)
+    def _deliver_q(self, latest: _Latest, velocity: bool, ready: list[Subscription],
+                   at_snapshot: bool) -> None:
+        snap = latest.snap
+        out = latest.q.get(velocity)
+        if out is None:
+            enc = self._q.get(velocity)
+            if enc is None:
+                enc = self._q[velocity] = QStreamEncoder(velocity=velocity)
+            # Rebase when a client needs a keyframe: those get one full keyframe of this seq,
+            # everyone else a frame that costs what a delta costs.
+            force = latest.keyframe_all or (at_snapshot and any(s.needs_key for s in ready))
+            out = enc.encode(snap.seq, snap.ids, snap.pos, epoch=self.epoch(),
+                             vel=snap.vel if velocity else None, settled=snap.settled,
+                             force_keyframe=force)
+            latest.q[velocity] = out
         n = int(snap.ids.shape[0])
         for sub in ready:
             if out.base_seq is None or (sub.q_key == out.base_seq and not sub.needs_key):
