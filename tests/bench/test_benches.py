@@ -25,3 +25,26 @@ def test_v2_stream_sends_only_nodes_past_the_deadband() -> None:
 
 def test_physics_step_row() -> None:
     assert physics.graphwire_step_ms(300, timed=3) > 0
+
+
+def test_fanout_rows_from_real_processes() -> None:
+    from graphwire.bench import fanout
+
+    rows = fanout.run(sizes=(4,), baseline_clients=2, warmup=1.5, window=2.0)
+    by = {(r["server"], r["format"]): r for r in rows}
+    assert set(by) == {("graphwire", "q"), ("graphwire", "v2"), ("baseline-json", "json")}
+    q, v2 = by["graphwire", "q"], by["graphwire", "v2"]
+    for r in (q, v2):
+        assert r["clients"] == 4 and r["framesPerClientPerSec"] > 2
+        assert 0 < r["latencyP50Ms"] <= r["latencyP99Ms"] < 1000
+    assert q["bytesPerNode"] < 6 < v2["bytesPerNode"] <= 36.1  # V2: nodes past the deadband
+    assert by["baseline-json", "json"]["bytesPerNode"] > 100
+
+
+def test_settings_bench_rows() -> None:
+    from graphwire.bench import settings
+
+    rows = settings.run(sizes=(3,), sets=20)
+    assert rows[0]["clients"] == 3 and 0 < rows[0]["p50Ms"] <= rows[0]["p99Ms"] < 1000
+    assert rows[1]["commitsPerSec"] > 10
+    assert rows[2]["snapshotGzipRatio"] > 1.5

@@ -14,6 +14,7 @@ import logging
 import secrets
 import signal
 import time
+from collections import deque
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ from .runner import Cadence, SimulationRunner
 from .session import Session
 from .settings_endpoint import SettingsEndpoint
 from .stream_hub import HubSettings, StreamHub
+from .warmup import warm_up
 
 log = logging.getLogger("graphwire.server")
 
@@ -100,6 +102,8 @@ class GraphwireServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner_site: tuple[web.AppRunner, web.TCPSite] | None = None
         self._loops: list[asyncio.Task[Any]] = []
+        # when each recent snapshot was published (wall clock): stream latency measurements
+        self.publish_times: deque[tuple[int, float]] = deque(maxlen=4096)
         self.url = ""
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -108,6 +112,7 @@ class GraphwireServer:
         cfg = self.config
         self.loop = asyncio.get_running_loop()
         data = await self.loop.run_in_executor(None, lambda: load_source(cfg.source))
+        await self.loop.run_in_executor(None, warm_up)
         graph = Graph.from_data(data)
         self.store = SettingsStore(cfg.db or default_db(), log_revisions=cfg.settings_log)
         self.settings = SettingsService(self.store, admin_required=cfg.admin_token is not None)
@@ -170,6 +175,7 @@ class GraphwireServer:
     # -- the simulation's output -----------------------------------------------------------------
     def _publish(self, snap: Snapshot, keyframe_all: bool) -> None:
         """Called in the simulation thread with its lock held: hand over to the loop."""
+        self.publish_times.append((snap.seq, time.time()))
         self.loop.call_soon_threadsafe(self._on_snapshot, snap, keyframe_all)
 
     def _on_snapshot(self, snap: Snapshot, keyframe_all: bool) -> None:
@@ -381,8 +387,9 @@ class GraphwireServer:
             for cls, bucket in session.buckets.items():
                 bucket.reconfigure(limits.per_minute[cls] / 60.0, float(limits.burst[cls]))
 
-    def metrics_json(self) -> dict[str, Any]:
-        """``/api/metrics``: the counters and the stream's state."""
+    def metrics_json(self, snapshots: bool = False) -> dict[str, Any]:
+        """``/api/metrics``: the counters and the stream's state (``snapshots``: when each of
+        the last 4,096 snapshots was published, as ``[seq, unix time]``)."""
         out = self.metrics.as_json()
         snap = self.graph.latest
         out["stream"] = {
@@ -391,6 +398,8 @@ class GraphwireServer:
             "epoch": self.graph.epoch,
         }
         out["rateLimitState"] = len(self.limiter)
+        if snapshots:
+            out["snapshotTimes"] = [list(pair) for pair in list(self.publish_times)]
         return out
 
 

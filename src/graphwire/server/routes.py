@@ -189,7 +189,7 @@ def add_routes(app: web.Application, server: GraphwireServer) -> None:
                               "changed": [settings.path_of(pid) for pid, _ in written]})
 
     async def metrics_json(request: web.Request) -> web.Response:
-        return json_response(server.metrics_json())
+        return json_response(server.metrics_json(request.query.get("snapshots") == "1"))
 
     async def metrics_text(request: web.Request) -> web.Response:
         return web.Response(text=server.metrics.prometheus(),

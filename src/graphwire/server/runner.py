@@ -131,7 +131,10 @@ class SimulationRunner:
             next_step = max(next_step + step_interval,
                             time.monotonic() - iterations * step_interval)
             now = time.monotonic()
-            if now >= next_publish or self._request or steps_since >= iterations:
+            # publish when due, or when the next step would come later than the due time
+            # (physics slower than the stream must not halve the stream rate)
+            due = now >= next_publish or now + 0.5 * step_interval >= next_publish
+            if due or self._request or steps_since >= iterations:
                 last_publish = self._publish(now, last_publish, keyframe=False)
                 next_publish = now + 1.0 / self.rate
                 steps_since = 0
