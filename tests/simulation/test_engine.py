@@ -199,3 +199,26 @@ def test_kernel_morton_tree_covers_every_point() -> None:
         pts = sp[start[leaf]:end[leaf]]
         assert np.all(pts >= box[leaf, :3] - 1e-3) and np.all(pts <= box[leaf, :3] + box[leaf, 3]
                                                                + 1e-3)
+
+
+def test_agent_nodes_move_by_their_own_parameters() -> None:
+    def run(agent_params: PhysicsParams | None) -> tuple[float, float]:
+        g = ring_of_cliques()
+        sim = Simulation(g, agent_params=agent_params)
+        sim.add([NodeSpec(f"agent-{i}", type=NodeType.AGENT) for i in range(4)],
+                [EdgeSpec(f"agent-{i}", f"c{i}-1") for i in range(4)])
+        sim.step(1500)
+        agents = np.flatnonzero(g.agent[: g.id_limit])
+        src, dst, _ = g.edge_arrays()
+        touch = g.agent[src] | g.agent[dst]
+        length = np.linalg.norm(g.pos[src] - g.pos[dst], axis=1)
+        return float(length[touch].mean()), float(np.abs(g.vel[agents]).max())
+
+    same = run(None)
+    long_springs = run(PhysicsParams(rest_length=120.0))
+    frozen = run(PhysicsParams(max_velocity=1e-6))
+    assert long_springs[0] > 1.5 * same[0]  # springs touching an agent take its rest length
+    assert frozen[1] <= 1e-6 * 1.001  # agents integrate with their own max_velocity
+    sim = Simulation(ring_of_cliques())
+    sim.set_params(agent=True, damping=0.5)
+    assert sim.agent_params.damping == 0.5 and sim.params.damping == 0.92

@@ -31,7 +31,7 @@ from graphwire.protocol.errors import ErrorCode, ProtocolError
 from graphwire.protocol.positions import V1_MAX_ID
 from graphwire.protocol.sssp import encode_sssp
 from graphwire.settings import ChangeSet, SettingsService, SettingsStore
-from graphwire.settings.schema import KNOWLEDGE_PHYSICS
+from graphwire.settings.schema import AGENT_PHYSICS, KNOWLEDGE_PHYSICS
 from graphwire.settings.store import LOG_REVISIONS
 from graphwire.simulation import PhysicsParams, ShortestPaths, Simulation, Snapshot
 
@@ -119,7 +119,8 @@ class GraphwireServer:
         if cfg.overrides:
             self.settings.apply_paths(cfg.overrides, admin=True)
         epoch = self.settings.start_epoch()
-        self.sim = Simulation(graph, self._physics_params(), seed=cfg.seed)
+        self.sim = Simulation(graph, self._physics_params(KNOWLEDGE_PHYSICS), seed=cfg.seed,
+                              agent_params=self._physics_params(AGENT_PHYSICS))
         self.graph = GraphService(self.sim, epoch, self.loop, self._graph_changed,
                                   self._sssp_changed)
         self.runner = SimulationRunner(self.sim, self._publish, physics_hz=cfg.physics_hz)
@@ -343,16 +344,16 @@ class GraphwireServer:
                 del self.known[cid]
 
     # -- settings with a live effect ----------------------------------------------------------
-    def _physics_params(self) -> PhysicsParams:
+    def _physics_params(self, prefix: str) -> PhysicsParams:
         names = PhysicsParams.__dataclass_fields__
-        values = {name: self.settings.value(KNOWLEDGE_PHYSICS + name) for name in names}
+        values = {name: self.settings.value(prefix + name) for name in names}
         return PhysicsParams(**values)
 
     def _settings_changed(self, change: ChangeSet) -> None:
         paths = [self.settings.path_of(pid) for pid, _ in change.entries]
-        if any(p.startswith(KNOWLEDGE_PHYSICS) for p in paths):
-            params = self._physics_params()
-            self.spawn(self.graph.set_params(params))
+        for prefix, agent in ((KNOWLEDGE_PHYSICS, False), (AGENT_PHYSICS, True)):
+            if any(p.startswith(prefix) for p in paths):
+                self.spawn(self.graph.set_params(self._physics_params(prefix), agent=agent))
         if any(p.startswith("system.") for p in paths):
             self._load_live_settings()
 

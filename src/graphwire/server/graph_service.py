@@ -76,9 +76,10 @@ class GraphService:
                 return fn()
         return await self.loop.run_in_executor(self._reads if read else self._commands, run)
 
-    async def set_params(self, params: PhysicsParams) -> None:
-        """New physics parameters, in effect from the next step; wakes a settled layout."""
-        await self._locked(lambda: self.sim.set_params(**params.as_dict()))
+    async def set_params(self, params: PhysicsParams, *, agent: bool = False) -> None:
+        """New physics parameters (of agent nodes with ``agent``), in effect from the next step;
+        wakes a settled layout."""
+        await self._locked(lambda: self.sim.set_params(agent=agent, **params.as_dict()))
 
     # -- snapshots ---------------------------------------------------------------------------
     def snapshot_published(self, snap: Snapshot) -> None:

@@ -153,9 +153,8 @@ class SimulationRunner:
         if snap.vel.shape[0]:
             speeds = np.sqrt((snap.vel.astype(np.float64) ** 2).sum(axis=1))
             fast = float((speeds > c.motion_speed).mean()) > c.motion_threshold
-        if time.monotonic() - self._last_interaction < INTERACTION_HOLD:
-            fast = True
-        target = c.max_rate if fast and not snap.settled else c.min_rate
+        dragging = time.monotonic() - self._last_interaction < INTERACTION_HOLD
+        target = c.max_rate if dragging or (fast and not snap.settled) else c.min_rate
         keep = c.motion_damping ** (min(max(elapsed, 0.0), 10.0) / 0.2)
         rate = target + (self.rate - target) * keep
         self.rate = min(max(rate, min(c.min_rate, c.max_rate)), max(c.min_rate, c.max_rate))

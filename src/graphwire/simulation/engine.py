@@ -45,10 +45,15 @@ class Snapshot:
 class Simulation:
     """A force-directed 3D layout of a graph, stepped on demand."""
 
-    def __init__(self, graph: Graph, params: PhysicsParams | None = None, *, seed: int = 1) -> None:
+    def __init__(self, graph: Graph, params: PhysicsParams | None = None, *, seed: int = 1,
+                 agent_params: PhysicsParams | None = None) -> None:
         self.graph = graph
         self.params = params or PhysicsParams()
         self.params.validate()
+        # Agent nodes move by their own parameters (the agent graph's settings); the repulsion
+        # field, the time step, warm-up and settling are the layout's, shared by all nodes.
+        self.agent_params = agent_params or self.params
+        self.agent_params.validate()
         self.seed = seed
         self.lock = threading.RLock()
         self.steps = 0  # physics steps since start
@@ -142,16 +147,17 @@ class Simulation:
                               p.theta, rep)
         ramp = 1.0 if p.warmup_iterations == 0 else min(
             1.0, (self._since_start + 1) / p.warmup_iterations)
+        a = self.agent_params
         params = np.array([
-            p.max_force, p.spring_k, p.rest_length, p.center_gravity_k, p.gravity,
-            p.bounds_size, p.boundary_margin, p.boundary_k, p.temperature,
+            [q.max_force, q.spring_k, q.rest_length, q.center_gravity_k, q.gravity,
+             q.bounds_size, q.boundary_margin, q.boundary_k, q.temperature] for q in (p, a)
         ], np.float64)
-        kernels.forces(pos, live, order, rep, indptr, nbr, wts, params, self.seed, self.steps,
-                       self._heat, ramp, self._force)
-        energy, speed = kernels.integrate(
-            pos, g.vel, self._force, g.mass, g.pinned, live, p.dt, p.damping, p.max_velocity,
-            p.bounds_size,
-        )
+        motion = np.array([[q.damping, q.max_velocity, q.bounds_size] for q in (p, a)],
+                          np.float64)
+        kernels.forces(pos, live, order, rep, g.agent, indptr, nbr, wts, params, self.seed,
+                       self.steps, self._heat, ramp, self._force)
+        energy, speed = kernels.integrate(pos, g.vel, self._force, g.mass, g.pinned, g.agent,
+                                          live, p.dt, motion)
         self.steps += 1
         self._since_start += 1
         self._heat *= 1.0 - p.cooling_rate
@@ -195,14 +201,19 @@ class Simulation:
         return total
 
     # -- commands ---------------------------------------------------------------------------
-    def set_params(self, **changes: Any) -> PhysicsParams:
-        """Change parameters; they take effect on the next step and wake the layout."""
+    def set_params(self, *, agent: bool = False, **changes: Any) -> PhysicsParams:
+        """Change parameters (of agent nodes with ``agent``); they take effect on the next step
+        and wake the layout."""
         with self.lock:
-            new = self.params.replace(**changes)
-            if new != self.params:
-                self.params = new
+            old = self.agent_params if agent else self.params
+            new = old.replace(**changes)
+            if new != old:
+                if agent:
+                    self.agent_params = new
+                else:
+                    self.params = new
                 self.wake()
-            return self.params
+            return new
 
     def move(self, ids: Iterable[int], positions: npt.ArrayLike, *, pin: bool = False) -> None:
         """Put nodes where a user dragged them (and pin them there when ``pin``); wakes."""

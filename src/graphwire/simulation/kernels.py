@@ -305,31 +305,34 @@ def repulsion(xs, ys, zs, groups, start, end, first, nchild, com, mass, box,  # 
 
 
 @njit(cache=True, nogil=True, error_model="numpy", parallel=True, fastmath=True)
-def forces(pos, live, order, rep, indptr, nbr, wts, params,  # type: ignore[no-untyped-def]
+def forces(pos, live, order, rep, agent, indptr, nbr, wts, params,  # type: ignore[no-untyped-def]
            seed, step, heat, ramp, out):
     """Total force on every live node, written to ``out`` by node id.
 
-    ``rep`` is the repulsion in Morton order (``order`` maps it to ``live``). ``params``:
-    max_force, spring_k, rest_length, center_gravity_k, gravity, bounds, boundary_margin,
-    boundary_k, temperature.
+    ``rep`` is the repulsion in Morton order (``order`` maps it to ``live``). ``params`` has two
+    rows, knowledge (0) and agent (1): max_force, spring_k, rest_length, center_gravity_k,
+    gravity, bounds, boundary_margin, boundary_k, temperature. A node's own forces use its
+    type's row; a spring uses the agent row when either end is an agent.
     """
-    max_force, spring_k, rest, center_k = params[0], params[1], params[2], params[3]
-    gravity, bounds, margin, boundary_k, temperature = (params[4], params[5], params[6],
-                                                        params[7], params[8])
     for p in prange(order.shape[0]):
         i = live[order[p]]
+        row = 1 if agent[i] else 0
+        max_force, center_k, gravity = params[row, 0], params[row, 3], params[row, 4]
+        bounds, margin, boundary_k, temperature = (params[row, 5], params[row, 6],
+                                                   params[row, 7], params[row, 8])
         fx = np.float64(rep[p, 0])
         fy = np.float64(rep[p, 1])
         fz = np.float64(rep[p, 2])
         px, py, pz = pos[i, 0], pos[i, 1], pos[i, 2]
         for e in range(indptr[i], indptr[i + 1]):
             j = nbr[e]
+            srow = 1 if agent[i] or agent[j] else 0
             ex = pos[j, 0] - px
             ey = pos[j, 1] - py
             ez = pos[j, 2] - pz
             d = np.sqrt(ex * ex + ey * ey + ez * ez)
             if d > 1e-9:
-                s = spring_k * wts[e] * (d - rest) / d
+                s = params[srow, 1] * wts[e] * (d - params[srow, 2]) / d
                 fx += ex * s
                 fy += ey * s
                 fz += ez * s
@@ -374,10 +377,11 @@ def forces(pos, live, order, rep, indptr, nbr, wts, params,  # type: ignore[no-u
 
 
 @njit(cache=True, nogil=True, error_model="numpy", parallel=True)
-def integrate(pos, vel, force, mass, pinned, live, dt, damping, max_velocity,  # type: ignore[no-untyped-def]
-              bounds):
+def integrate(pos, vel, force, mass, pinned, agent, live, dt,  # type: ignore[no-untyped-def]
+              motion):
     """v ← (v + F·dt/m)·damping, |v| ≤ max_velocity, p ← p + v·dt, clamped to ±bounds.
 
+    ``motion`` has a row per node type (knowledge 0, agent 1): damping, max_velocity, bounds.
     Pinned nodes keep their position and have no velocity. Returns the kinetic energy
     ½·Σ m·v² and the largest speed.
     """
@@ -391,6 +395,8 @@ def integrate(pos, vel, force, mass, pinned, live, dt, damping, max_velocity,  #
             vel[i, 1] = 0.0
             vel[i, 2] = 0.0
             continue
+        row = 1 if agent[i] else 0
+        damping, max_velocity, bounds = motion[row, 0], motion[row, 1], motion[row, 2]
         inv = dt / mass[i]
         vx = (vel[i, 0] + force[i, 0] * inv) * damping
         vy = (vel[i, 1] + force[i, 1] * inv) * damping

@@ -19,6 +19,11 @@ The model (one step, per live unpinned node, forces per unit mass):
 - the total force is capped at ``max_force``; then ``v ← (v + F·dt) · damping``,
   ``|v| ≤ max_velocity``, ``p ← p + v·dt``.
 
+Agent nodes (``type: agent``) have a parameter set of their own (the agent graph's settings,
+``visualisation.graphs.visionflow.physics.*``): it drives their own forces, the springs that touch
+them and their integration (damping, max_velocity, bounds); the repulsion field, ``dt``, warm-up,
+cooling and settling belong to the layout and are taken from the knowledge set.
+
 ``iterations`` caps the physics steps run between two published snapshots (catch-up work when the
 stream is slow); ``enabled`` false freezes the layout. The layout is *settled* once the mean
 kinetic energy per node stays under ``settle_energy`` for ``settle_steps`` steps.

@@ -1,0 +1,103 @@
+"""Stream cadence: settled keyframes, faster while nodes are dragged, and the settings CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import sys
+
+from graphwire.protocol.client_positions import encode_client_positions
+from graphwire.protocol.header import Flags
+from graphwire.protocol.positions import decode_v2
+
+from .conftest import Harness, ServerFactory
+
+QUICK_SETTLE = {
+    "visualisation.graphs.logseq.physics.warmup_iterations": 0,
+    "visualisation.graphs.logseq.physics.settle_steps": 5,
+    "visualisation.graphs.logseq.physics.settle_energy": 50.0,
+    "system.websocket.settledKeyframeIntervalMs": 300,
+}
+
+
+async def test_once_settled_only_a_keyframe_every_interval(make_server: ServerFactory) -> None:
+    h = await make_server(overrides=QUICK_SETTLE)
+    c, _ = await h.subscribe("v2")
+    loop = asyncio.get_running_loop()
+    frame = decode_v2(await c.next_frame(0x02, until=lambda f: f[1] & Flags.SETTLED != 0))
+    times = []
+    for _ in range(4):
+        frame = decode_v2(await c.next_frame(0x02))
+        times.append(loop.time())
+        assert frame.header.settled and frame.header.keyframe  # nothing else is sent
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) > 0.2 and max(gaps) < 1.5
+    _, st = await h.get("/api/graph/state")
+    assert st["settled"] is True
+
+
+async def test_a_drag_wakes_a_settled_layout_and_speeds_the_stream(make_server: ServerFactory
+                                                                   ) -> None:
+    h = await make_server(overrides=QUICK_SETTLE)
+    c, _ = await h.subscribe("v2")
+    await c.next_frame(0x02, until=lambda f: f[1] & Flags.SETTLED != 0)
+    status, _ = await h.send("PATCH", "/api/settings", {  # settle normally from now on
+        "visualisation.graphs.logseq.physics.settle_energy": 0.005,
+        "visualisation.graphs.logseq.physics.settle_steps": 60})
+    assert status == 200
+    epoch = c.established["epoch"]
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    frames = 0
+    batch = 0
+    seqs = []
+    while loop.time() - start < 1.5:
+        batch += 1
+        await c.send(encode_client_positions([3], [[batch * 0.5, 0, 0]], batch=batch,
+                                             epoch=epoch))
+        seqs.append(decode_v2(await c.next_frame(0x02)).header.seq)
+        frames += 1
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert frames / 1.5 > 12  # above the 5 Hz calm rate while a user drags
+    assert h.server.runner.rate > 10
+
+
+async def test_agent_physics_settings_reach_the_simulation(harness: Harness) -> None:
+    status, _ = await harness.send("PATCH", "/api/settings", {
+        "visualisation.graphs.visionflow.physics.damping": 0.5,
+        "visualisation.graphs.visionflow.physics.rest_length": 90})
+    assert status == 200
+    sim = harness.server.sim
+    for _ in range(300):
+        if sim.agent_params.rest_length == 90.0:
+            break
+        await asyncio.sleep(0.01)
+    assert sim.agent_params.damping == 0.5 and sim.agent_params.rest_length == 90.0
+    assert sim.params.damping == 0.92 and sim.params.rest_length == 35.0
+
+
+async def cli(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "graphwire.cli", "settings", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_settings_cli_against_a_running_server(make_server: ServerFactory) -> None:
+    h = await make_server(token="tok")
+    path = "visualisation.graphs.logseq.physics.damping"
+    rc, out, err = await cli("get", path, "--url", h.base, "--token", "tok")
+    assert rc == 0 and json.loads(out) == 0.92, err
+    rc, out, err = await cli("set", path, "0.8", "--url", h.base, "--token", "tok")
+    assert rc == 0 and out.strip() == f"{path} = 0.8 (was 0.92, revision 1)", err
+    rc, out, err = await cli("set", path, "7", "--url", h.base, "--token", "tok")
+    assert rc == 2 and "invalid_value" in err and "at most 1" in err
+    rc, out, err = await cli("get", path, "--url", h.base)
+    assert rc == 2 and "unauthorized" in err
+    rc, out, err = await cli("get", "no.such.path", "--url", h.base, "--token", "tok")
+    assert rc == 2 and "unknown_path" in err
+    rc, out, err = await cli("get", path, "--url", "http://127.0.0.1:9")
+    assert rc == 2 and "cannot reach" in err
