@@ -240,3 +240,52 @@ def test_property_follower_is_exact(n: int, frames: int, seed: int, ratio: float
         dec.apply(out.frame)
         if n:
             assert_exact(dec, dec.grid.step, traj[s])
+
+
+def test_prediction_is_integer_floor_extrapolation() -> None:
+    from graphwire.protocol.quantized import predict
+
+    base = np.array([[10, 10, 10]], np.int64)
+    motion = np.array([[3, -3, 0]], np.int64)
+    assert predict(base, motion, 2, 1).tolist() == [[11, 8, 10]]  # floor(3/2)=1, floor(-3/2)=-2
+    assert predict(base, motion, 2, 4).tolist() == [[16, 4, 10]]
+    assert predict(base, motion, 1, 100).tolist() == [[58, -38, 10]]  # at most 16 snapshots
+    assert predict(base, None, 0, 5) is base and predict(base, motion, 0, 5) is base
+
+
+def test_moving_layout_sends_residuals_and_late_joiners_get_the_motion() -> None:
+    from graphwire.protocol.quantized import FLAG_MOTION, VALUES_PREDICTED
+
+    n = 300
+    rng = np.random.default_rng(21)
+    start = rng.normal(0, 200, (n, 3))
+    velocity = rng.normal(0, 3, (n, 3))
+    traj = np.stack([start + velocity * s for s in range(12)]).astype(np.float32)
+    outs = encode_all(traj, QStreamEncoder())
+    frames = [decode_q(o.frame) for o in outs[1:]]
+    assert all(isinstance(f, QDelta) and f.rebase for f in frames)  # moving: rebase each frame
+    predicted = [f for f in frames[1:] if isinstance(f, QDelta)]
+    assert all(f.value_coding == VALUES_PREDICTED for f in predicted)
+    # uniform motion is predicted to within the rounding of the grid
+    assert all(np.abs(f.dq).max() <= 2 for f in predicted if not f.shift.any())
+    plain = encode_all(traj, QStreamEncoder(policy=QPolicy(predict=False)))
+    assert sum(len(o.frame) for o in outs[2:]) < 0.5 * sum(len(o.frame) for o in plain[2:])
+    full = outs[-1].full_keyframe()
+    assert decode_q(full).header.flags & FLAG_MOTION
+    late = QDecoder()
+    late.apply(full)
+    follower = QDecoder()
+    for o in outs:
+        follower.apply(o.frame)
+    np.testing.assert_array_equal(late.q, follower.q)
+    np.testing.assert_array_equal(late.motion, follower.motion)
+    assert late.span == follower.span == 1
+
+
+def test_prediction_can_be_switched_off() -> None:
+    traj = walk(100, 8, seed=22)
+    outs = encode_all(traj, QStreamEncoder(policy=QPolicy(predict=False)))
+    for o in outs[1:]:
+        frame = decode_q(o.frame)
+        assert isinstance(frame, QDelta) and frame.value_coding == 0
+    assert not decode_q(outs[-1].full_keyframe()).header.flags & 0x20

@@ -9,8 +9,10 @@ positions: nothing accumulates, so nothing drifts.
 
 A *rebase* is a keyframe sent as a delta from the previous keyframe (flags KEYFRAME | REBASE).
 For a client that follows the stream it costs what a delta costs, so the encoder rebases often
-while the layout moves (each frame then carries one snapshot's motion) and rarely once it
-settles. It may refine or coarsen the grid by powers of two, so the step stays within a factor 2
+while the layout moves and rarely once it settles. A rebased keyframe also knows the motion that
+led to it, so later frames code each node's residual against the keyframe's linear prediction:
+on a moving layout that halves the bits again, and the prediction still depends only on the
+keyframe, so any delta still applies after any skip. It may refine or coarsen the grid by powers of two, so the step stays within a factor 2
 of 1/65,535 of the extent while the layout grows or shrinks. A client that holds no keyframe of
 the lineage is sent the *full* keyframe, encoded at most once per keyframe and shared.
 
@@ -47,7 +49,10 @@ FLAG_VELOCITY = 0x08
 """The frame carries velocities (only for subscriptions that asked for them)."""
 FLAG_REBASE = 0x10
 """With KEYFRAME: the keyframe is given as a delta from the keyframe named by ``keySeq``."""
-_ALLOWED = Flags.COMPRESSED | Flags.KEYFRAME | Flags.SETTLED | FLAG_VELOCITY | FLAG_REBASE
+FLAG_MOTION = 0x20
+"""A full keyframe carries the motion that produced it (for predicted deltas)."""
+_ALLOWED = (Flags.COMPRESSED | Flags.KEYFRAME | Flags.SETTLED | FLAG_VELOCITY | FLAG_REBASE
+            | FLAG_MOTION)
 
 GRID_LEVELS = 65535
 """A fresh grid divides the keyframe's extent on each axis into this many steps (16 bits)."""
@@ -59,6 +64,10 @@ _VSCALE = struct.Struct("<3f")
 
 ID_ALL, ID_BITMAP, ID_GAPS = 0, 1, 2
 VALUES_VARINT_COLUMNS = 0
+VALUES_PREDICTED = 1
+PREDICTION_HORIZON = 16
+"""Predictions extrapolate the keyframe's motion at most this many snapshots ahead."""
+_MOTION_HEAD = struct.Struct("<II")  # span, byte length of the motion varints
 
 _Q_LIMIT = 1 << 30  # grid coordinates stay within ±2^30 so a client's int32 never overflows
 _MAX_SHIFT = 30
@@ -160,6 +169,19 @@ def apply_shift(q: I64, shift: npt.NDArray[np.integer]) -> I64:
     return out
 
 
+def predict(base: I64, motion: I64 | None, span: int, steps: int) -> I64:
+    """Where a keyframe expects its nodes ``steps`` snapshots later (grid coordinates).
+
+    ``motion`` is how far each node moved over the ``span`` snapshots before the keyframe;
+    the prediction is ``base + floor(motion × min(steps, 16) / span)``, in integers, so every
+    decoder computes the same value.
+    """
+    if motion is None or span <= 0 or steps <= 0:
+        return base
+    h = min(steps, PREDICTION_HORIZON)
+    return base + np.floor_divide(motion * h, span)
+
+
 # ---------------------------------------------------------------------------------------------
 # id runs and moved-node sets
 
@@ -258,6 +280,8 @@ class QKeyframe:
     ids: U32
     q: I64
     vel: F32 | None
+    motion: I64 | None = None
+    span: int = 0
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -271,6 +295,7 @@ class QDelta:
     dq: I64
     shift: npt.NDArray[np.int64]
     vel: F32 | None
+    value_coding: int = VALUES_VARINT_COLUMNS
 
     @property
     def rebase(self) -> bool:
@@ -293,15 +318,18 @@ def encode_keyframe(
     epoch: int,
     settled: bool = False,
     vel: F32 | None = None,
+    motion: I64 | None = None,
+    span: int = 0,
 ) -> bytes:
-    """A full keyframe: ids as runs, coordinates as byte planes relative to a per-axis base."""
+    """A full keyframe: ids as runs, coordinates as byte planes relative to a per-axis base,
+    and the motion that produced it when there is any (``FLAG_MOTION``)."""
     n = ids.shape[0]
     if n:
         lo, hi = _kernels.bounds(q)
-        base, span = lo.astype(np.int64), int((hi - lo).max())
+        base, extent = lo.astype(np.int64), int((hi - lo).max())
     else:
-        base, span = np.zeros(3, np.int64), 0
-    width = max(2, (span.bit_length() + 7) // 8)
+        base, extent = np.zeros(3, np.int64), 0
+    width = max(2, (extent.bit_length() + 7) // 8)
     if width > 4:
         raise ValueError("keyframe coordinates span more than 32 bits")
     runs = id_runs(ids)
@@ -314,6 +342,10 @@ def encode_keyframe(
         planes.tobytes(),
     ]
     flags = int(Flags.KEYFRAME) | (Flags.SETTLED if settled else 0)
+    if motion is not None and span > 0 and n and motion.any():
+        values = _kernels.varint_columns(np.ascontiguousarray(motion, np.int64)).tobytes()
+        parts.append(_MOTION_HEAD.pack(span, len(values)) + values)
+        flags |= FLAG_MOTION
     if vel is not None:
         parts.append(_encode_velocity(vel))
         flags |= FLAG_VELOCITY
@@ -332,8 +364,10 @@ def encode_delta(
     rebase: bool = False,
     shift: npt.NDArray[np.int64] | None = None,
     vel: F32 | None = None,
+    value_coding: int = VALUES_VARINT_COLUMNS,
 ) -> bytes:
-    """A delta naming ``key_seq`` (or, with ``rebase``, a keyframe based on it)."""
+    """A delta naming ``key_seq`` (or, with ``rebase``, a keyframe based on it). With
+    ``VALUES_PREDICTED`` the moves are residuals against the keyframe's prediction."""
     sh = np.zeros(3, np.int64) if shift is None else shift
     if not rebase and sh.any():
         raise ValueError("only a rebase may change the grid")
@@ -343,7 +377,7 @@ def encode_delta(
         raise ValueError("a move does not fit in int32")
     values = _kernels.varint_columns(moves).tobytes()
     parts = [
-        _DELTA_FIXED.pack(key_seq, node_count, idx.shape[0], id_coding, VALUES_VARINT_COLUMNS,
+        _DELTA_FIXED.pack(key_seq, node_count, idx.shape[0], id_coding, value_coding,
                           *sh.tolist(), len(id_bytes), len(values)),
         id_bytes,
         values,
@@ -383,7 +417,15 @@ def _decode_keyframe(header: FrameHeader, p: memoryview, has_vel: bool) -> QKeyf
         raise malformed(f"keyframe coordinate width {width} is not 2, 3 or 4 bytes")
     need = _KEY_FIXED.size + 8 * nruns + 3 * width * n
     vel_len = _VSCALE.size + 6 * n if has_vel else 0
-    if len(p) != need + vel_len:
+    motion, span, motion_len = None, 0, 0
+    if header.flags & FLAG_MOTION:
+        if len(p) < need + _MOTION_HEAD.size:
+            raise malformed("keyframe motion block is missing")
+        span, mlen = _MOTION_HEAD.unpack_from(p, need)
+        if span == 0:
+            raise malformed("keyframe motion span must be at least 1")
+        motion_len = _MOTION_HEAD.size + mlen
+    if len(p) != need + motion_len + vel_len:
         raise malformed(
             f"keyframe payload of {len(p)} bytes does not match {n} nodes in {nruns} runs"
         )
@@ -405,8 +447,11 @@ def _decode_keyframe(header: FrameHeader, p: memoryview, has_vel: bool) -> QKeyf
         lo, hi = _kernels.bounds(q)
         if max(abs(lo).max(), abs(hi).max()) >= _Q_LIMIT:
             raise malformed("keyframe grid coordinates exceed ±2^30")
-    vel = _decode_velocity(p[need:], n) if has_vel else None
-    return QKeyframe(header, Grid(origin, step), ids, q, vel)
+    if motion_len:
+        raw = p[need + _MOTION_HEAD.size : need + motion_len]
+        motion = unzigzag(decode_varints(raw, 3 * n, "keyframe motion")).reshape(3, n).T.copy()
+    vel = _decode_velocity(p[need + motion_len :], n) if has_vel else None
+    return QKeyframe(header, Grid(origin, step), ids, q, vel, motion, span)
 
 
 def _decode_delta(header: FrameHeader, p: memoryview, has_vel: bool) -> QDelta:
@@ -420,7 +465,7 @@ def _decode_delta(header: FrameHeader, p: memoryview, has_vel: bool) -> QDelta:
         raise malformed("a delta that is not a rebase cannot change the grid")
     if np.any(np.abs(shift) > _MAX_SHIFT):
         raise malformed(f"grid shift {shift.tolist()} is out of range")
-    if value_coding != VALUES_VARINT_COLUMNS:
+    if value_coding not in (VALUES_VARINT_COLUMNS, VALUES_PREDICTED):
         raise malformed(f"unknown value coding {value_coding}")
     if moved > n:
         raise malformed(f"{moved} moved nodes out of {n}")
@@ -434,7 +479,7 @@ def _decode_delta(header: FrameHeader, p: memoryview, has_vel: bool) -> QDelta:
     values = decode_varints(p[start + id_len : start + id_len + val_len], 3 * moved, "moves")
     dq = unzigzag(values).reshape(3, moved).T.copy()
     vel = _decode_velocity(p[start + id_len + val_len :], moved) if has_vel else None
-    return QDelta(header, key_seq, n, idx, dq, shift, vel)
+    return QDelta(header, key_seq, n, idx, dq, shift, vel, value_coding)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,19 +490,22 @@ def _decode_delta(header: FrameHeader, p: memoryview, has_vel: bool) -> QDelta:
 class QPolicy:
     """When the encoder makes a new keyframe.
 
-    ``rebase_ratio``: rebase when the delta against the keyframe would cost more than this many
-    times the motion since the previous snapshot. A rebase costs a client that follows the
-    stream what a delta costs, so the default (1.0) rebases as soon as motion accumulates: each
-    frame then carries about one snapshot's motion (2.4 bytes a node on the standard trace,
-    against 4.0 at 1.6 and 5.3 with one keyframe; docs/benchmarks.md). A client that skipped a
-    frame gets the full keyframe instead, at most ~6 bytes a node, less than the frames it
-    skipped. While nothing moves the keyframe is kept. ``max_age``: snapshots a keyframe may
-    live at most; ``min_age``: at least (unless forced).
+    ``rebase_ratio``: rebase when the delta against the keyframe (its residuals against the
+    keyframe's prediction) would cost more than this many times the raw motion since the
+    previous snapshot. A rebase costs a client that follows the stream what a delta costs, and
+    gives the next frame a fresh prediction, so the default (0.5) rebases on nearly every frame
+    while the layout moves: 1.05 bytes a node per snapshot on the standard trace, against 1.95
+    at 1.0 and 5.3 with one keyframe (docs/benchmarks.md). A client that skipped a frame gets
+    the full keyframe instead (~8.5 bytes a node with its motion). While nothing moves the
+    keyframe is kept. ``predict``: code moves as residuals against the keyframe's linear
+    prediction. ``max_age``: snapshots a keyframe may live at most; ``min_age``: at least
+    (unless forced).
     """
 
-    rebase_ratio: float = 1.0
+    rebase_ratio: float = 0.5
     min_age: int = 1
     max_age: int = 300
+    predict: bool = True
 
 
 @dataclass(slots=True, eq=False)
@@ -492,6 +540,8 @@ class _Lineage:
     age: int = 0
     prev_q: I64 | None = None
     full: bytes | None = None
+    motion: I64 | None = None  # how the keyframe's nodes moved over the `span` before it
+    span: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -537,8 +587,9 @@ class QStreamEncoder:
         if peak >= _Q_LIMIT:
             return self._new_lineage(seq, ids, pos, vel_in, epoch, settled)
         lin.age += 1
+        pred = predict(lin.base, lin.motion, lin.span, seq - lin.key_seq)
         prev = lin.prev_q if lin.prev_q is not None else lin.base
-        idx, cost_key, cost_prev = _kernels.moved_and_costs(q, lin.base, prev)
+        idx, cost_key, cost_prev = _kernels.moved_and_costs(q, pred, prev)
         rebase = (
             force_keyframe
             or lin.age >= self.policy.max_age
@@ -548,8 +599,9 @@ class QStreamEncoder:
             return self._rebase(seq, lin, pos, vel_in, settled, epoch)
         lin.prev_q = q
         frame = encode_delta(
-            lin.key_seq, lin.ids.shape[0], idx, q[idx] - lin.base[idx], seq=seq, epoch=epoch,
+            lin.key_seq, lin.ids.shape[0], idx, q[idx] - pred[idx], seq=seq, epoch=epoch,
             settled=settled, vel=None if vel_in is None else vel_in[idx],
+            value_coding=VALUES_PREDICTED if pred is not lin.base else VALUES_VARINT_COLUMNS,
         )
         return QOutput(seq, frame, lin.key_seq, lin.key_seq, False, int(idx.shape[0]),
                        self._full_of(lin), lin.key_seq)
@@ -575,20 +627,25 @@ class QStreamEncoder:
         else:
             shift = np.zeros(3, np.int64)
         grid = lin.grid.shifted(shift)
+        predicted = predict(lin.base, lin.motion, lin.span, seq - lin.key_seq)
         base = apply_shift(lin.base, shift)
+        pred = apply_shift(predicted, shift) if predicted is not lin.base else base
         q = grid.quantise(pos)
-        idx = _kernels.moved_rows(q, base)
+        idx = _kernels.moved_rows(q, pred)
         sent_vel = None if vel is None else _roundtrip_velocity(vel[idx])
         frame = encode_delta(
-            lin.key_seq, n, idx, q[idx] - base[idx], seq=seq, epoch=epoch, settled=settled,
+            lin.key_seq, n, idx, q[idx] - pred[idx], seq=seq, epoch=epoch, settled=settled,
             rebase=True, shift=shift, vel=None if vel is None else vel[idx],
+            value_coding=VALUES_PREDICTED if predicted is not lin.base else VALUES_VARINT_COLUMNS,
         )
         old_key = lin.key_seq
         key_vel = None
         if lin.vel is not None and sent_vel is not None:
             key_vel = lin.vel.copy()
             key_vel[idx] = sent_vel
-        self._lin = _Lineage(seq, grid, lin.ids, q, key_vel, settled, epoch, 0, q, None)
+        motion = q - base if self.policy.predict else None
+        self._lin = _Lineage(seq, grid, lin.ids, q, key_vel, settled, epoch, 0, q, None,
+                             motion, seq - old_key)
         return QOutput(seq, frame, old_key, seq, True, int(idx.shape[0]),
                        self._full_of(self._lin), seq)
 
@@ -607,7 +664,8 @@ class QStreamEncoder:
         def full() -> bytes:
             if lin.full is None:
                 lin.full = encode_keyframe(lin.grid, lin.ids, lin.base, seq=lin.key_seq,
-                                           epoch=lin.epoch, settled=lin.settled, vel=lin.vel)
+                                           epoch=lin.epoch, settled=lin.settled, vel=lin.vel,
+                                           motion=lin.motion, span=lin.span)
             return lin.full
 
         return full
@@ -635,6 +693,8 @@ class QDecoder:
     q: I64 = field(default_factory=lambda: np.empty((0, 3), np.int64))
     key_vel: F32 | None = None
     vel: F32 | None = None
+    motion: I64 | None = None
+    span: int = 0
 
     def apply(self, data: bytes | memoryview) -> QKeyframe | QDelta:
         """Apply one frame; raise :class:`KeyframeMissingError` if it needs a keyframe not held."""
@@ -645,6 +705,7 @@ class QDecoder:
             self.key_vel = frame.vel
             self.vel = None if frame.vel is None else frame.vel.copy()
             self.key_seq = frame.header.seq
+            self.motion, self.span = frame.motion, frame.span
         else:
             self._apply_delta(frame)
         self.seq = frame.header.seq
@@ -656,8 +717,11 @@ class QDecoder:
             raise KeyframeMissingError(d.key_seq, self.key_seq)
         if d.node_count != self.ids.shape[0]:
             raise malformed(f"delta for {d.node_count} nodes, keyframe holds {self.ids.shape[0]}")
+        pred = self.base
+        if d.value_coding == VALUES_PREDICTED:
+            pred = predict(self.base, self.motion, self.span, d.header.seq - d.key_seq)
         base = apply_shift(self.base, d.shift) if d.rebase else self.base
-        q = base.copy()
+        q = (apply_shift(pred, d.shift) if d.rebase else pred).copy()
         q[d.idx] += d.dq
         if q.shape[0]:
             lo, hi = _kernels.bounds(q)
@@ -670,6 +734,7 @@ class QDecoder:
             vel[d.idx] = d.vel
         self.q, self.vel = q, vel
         if d.rebase:
+            self.motion, self.span = q - base, d.header.seq - d.key_seq
             self.grid = self.grid.shifted(d.shift)
             self.base = q.copy()
             self.key_vel = None if vel is None else vel.copy()
