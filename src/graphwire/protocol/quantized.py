@@ -12,8 +12,9 @@ For a client that follows the stream it costs what a delta costs, so the encoder
 while the layout moves and rarely once it settles. A rebased keyframe also knows the motion that
 led to it, so later frames code each node's residual against the keyframe's linear prediction:
 on a moving layout that halves the bits again, and the prediction still depends only on the
-keyframe, so any delta still applies after any skip. It may refine or coarsen the grid by powers of two, so the step stays within a factor 2
-of 1/65,535 of the extent while the layout grows or shrinks. A client that holds no keyframe of
+keyframe, so any delta still applies after any skip. A rebase may refine or coarsen the grid by
+powers of two, so the step stays within a factor 2 of 1/65,535 of the extent while the layout
+grows or shrinks. A client that holds no keyframe of
 the lineage is sent the *full* keyframe, encoded at most once per keyframe and shared.
 
 This module is sans-I/O: :class:`QStreamEncoder` turns snapshots into frames, :class:`QDecoder`
