@@ -31,6 +31,17 @@ def _vlen(z: int) -> int:
     return 5
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _put(out, o, z):  # type: ignore[no-untyped-def]
+    """Write z (>= 0) as a varint at out[o]; returns the offset after it."""
+    while z >= 0x80:
+        out[o] = (z & 0x7F) | 0x80
+        o += 1
+        z >>= 7
+    out[o] = z
+    return o + 1
+
+
 @njit(cache=True, nogil=True)
 def quantise(pos, origin, step, out):  # type: ignore[no-untyped-def]
     """out[i, a] = rint((pos[i, a] - origin[a]) / step[a]); returns the largest |out|."""
@@ -97,13 +108,7 @@ def varint_columns(d):  # type: ignore[no-untyped-def]
     o = 0
     for a in range(3):
         for k in range(m):
-            z = _zz(d[k, a])
-            while z >= 0x80:
-                out[o] = (z & 0x7F) | 0x80
-                o += 1
-                z >>= 7
-            out[o] = z
-            o += 1
+            o = _put(out, o, _zz(d[k, a]))
     return out[:o].copy()
 
 
@@ -115,14 +120,8 @@ def gap_varints(idx):  # type: ignore[no-untyped-def]
     o = 0
     prev = -1
     for k in range(m):
-        z = idx[k] - prev - 1
+        o = _put(out, o, idx[k] - prev - 1)
         prev = idx[k]
-        while z >= 0x80:
-            out[o] = (z & 0x7F) | 0x80
-            o += 1
-            z >>= 7
-        out[o] = z
-        o += 1
     return out[:o].copy()
 
 
@@ -171,13 +170,7 @@ def write_varints(values):  # type: ignore[no-untyped-def]
     out = np.empty(5 * values.shape[0], np.uint8)
     o = 0
     for k in range(values.shape[0]):
-        z = values[k]
-        while z >= 0x80:
-            out[o] = (z & 0x7F) | 0x80
-            o += 1
-            z >>= 7
-        out[o] = z
-        o += 1
+        o = _put(out, o, values[k])
     return out[:o].copy()
 
 

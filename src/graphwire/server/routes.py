@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from aiohttp import web
 
-from graphwire.graph.model import GraphError
+from graphwire.graph.model import EdgeSpec, GraphError
 from graphwire.protocol.errors import ErrorCode
 from graphwire.settings import SettingsError
 
@@ -119,20 +119,25 @@ def add_routes(app: web.Application, server: GraphwireServer) -> None:
             raise _graph_error(exc) from None
         return json_response({"removed": nid})
 
-    async def add_edges(request: web.Request) -> web.Response:
+    async def edge_specs(request: web.Request) -> list[EdgeSpec]:
         body = await read_json(request)
         try:
-            edges = [graph.edge_spec(i) for i in _list(body, "edges", MAX_TOPOLOGY_ITEMS)]
+            return [graph.edge_spec(i) for i in _list(body, "edges", MAX_TOPOLOGY_ITEMS)]
+        except GraphError as exc:
+            raise _graph_error(exc) from None
+
+    async def add_edges(request: web.Request) -> web.Response:
+        edges = await edge_specs(request)
+        try:
             written = await graph.add_edges(edges)
         except GraphError as exc:
             raise _graph_error(exc) from None
         return json_response({"edges": [graph.graph.edge_json(e) for e in written]})
 
     async def remove_edges(request: web.Request) -> web.Response:
-        body = await read_json(request)
+        edges = await edge_specs(request)
         try:
-            specs = [graph.edge_spec(item) for item in _list(body, "edges", MAX_TOPOLOGY_ITEMS)]
-            gone = await graph.remove_edges(specs)
+            gone = await graph.remove_edges(edges)
         except GraphError as exc:
             raise _graph_error(exc) from None
         return json_response({"removed": [[a, b] for a, b in gone]})
