@@ -393,3 +393,14 @@ def test_random_bytes_raise_only_protocol_errors(
 ) -> None:
     _only_protocol_errors(decode, raw)
     _only_protocol_errors(decode, bytes([first]) + raw)
+
+
+@FAST
+@given(values=st.lists(st.integers(0, 2**32 - 1), max_size=200))
+def test_varints_roundtrip(values: list[int]) -> None:
+    from graphwire.protocol.varint import decode_varints, encode_varints, unzigzag, zigzag
+
+    raw = encode_varints(np.array(values, np.int64))
+    assert decode_varints(raw, len(values), "test").tolist() == values
+    signed = np.array([v - 2**31 for v in values], np.int64)
+    assert unzigzag(zigzag(signed)).tolist() == signed.tolist()

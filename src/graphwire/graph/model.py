@@ -236,11 +236,6 @@ class Graph:
             self._csr = (np.cumsum(indptr), cols[order], ws[order])
         return self._csr
 
-    def degree(self) -> npt.NDArray[np.int64]:
-        """Number of edges at each id."""
-        indptr = self.csr()[0]
-        return np.diff(indptr)
-
     # -- changing ---------------------------------------------------------------------------
     def _changed(self) -> None:
         self._csr = None

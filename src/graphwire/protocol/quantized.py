@@ -515,8 +515,8 @@ class QOutput:
 
     ``frame`` applies to a client holding keyframe ``base_seq`` (None: ``frame`` is a full
     keyframe, anyone can apply it); afterwards that client holds keyframe ``key_seq``. A client
-    holding anything else is sent ``full_keyframe()`` instead, which is the full keyframe
-    ``key_seq`` when ``frame`` is itself a keyframe (check ``full_keyframe_seq``).
+    holding anything else is sent ``full_keyframe()``, the full keyframe ``key_seq`` (encoded
+    once, on first use), followed by ``frame`` unless ``frame`` is itself that keyframe.
     """
 
     seq: int
@@ -526,7 +526,6 @@ class QOutput:
     keyframe: bool
     moved: int
     full_keyframe: Callable[[], bytes]
-    full_keyframe_seq: int
 
 
 @dataclass(slots=True, eq=False)
@@ -605,7 +604,7 @@ class QStreamEncoder:
             value_coding=VALUES_PREDICTED if pred is not lin.base else VALUES_VARINT_COLUMNS,
         )
         return QOutput(seq, frame, lin.key_seq, lin.key_seq, False, int(idx.shape[0]),
-                       self._full_of(lin), lin.key_seq)
+                       self._full_of(lin))
 
     def _worth_rebasing(self, q: I64, cost_key: int, cost_prev: int) -> bool:
         lin = self._lin
@@ -648,7 +647,7 @@ class QStreamEncoder:
         self._lin = _Lineage(seq, grid, lin.ids, q, key_vel, settled, epoch, 0, q, None,
                              motion, seq - old_key)
         return QOutput(seq, frame, old_key, seq, True, int(idx.shape[0]),
-                       self._full_of(self._lin), seq)
+                       self._full_of(self._lin))
 
     def _new_lineage(self, seq: int, ids: U32, pos: F32 | F64, vel: F32 | None, epoch: int,
                      settled: bool) -> QOutput:
@@ -658,7 +657,7 @@ class QStreamEncoder:
         lin = _Lineage(seq, grid, ids, q, key_vel, settled, epoch, 0, q, None)
         self._lin = lin
         frame = self._full_of(lin)()
-        return QOutput(seq, frame, None, seq, True, ids.shape[0], self._full_of(lin), seq)
+        return QOutput(seq, frame, None, seq, True, ids.shape[0], self._full_of(lin))
 
     @staticmethod
     def _full_of(lin: _Lineage) -> Callable[[], bytes]:

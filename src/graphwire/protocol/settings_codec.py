@@ -8,7 +8,6 @@ allocates, limits nesting to 32 levels, and rejects bad utf-8 and trailing bytes
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -536,10 +535,3 @@ def settings_digest(items: Sequence[tuple[int, Value]] | Mapping[int, Value]) ->
 def value_hash(value: Value) -> bytes:
     """blake3 of a value's encoding: equal hashes mean equal stored values (dedup, §4)."""
     return bytes(blake3.blake3(value.encode()).digest())
-
-
-def is_finite_number(value: Value) -> bool:
-    """Whether a value is an integer or a finite float."""
-    if value.tag in (Tag.I32, Tag.I64):
-        return True
-    return value.tag in (Tag.F32, Tag.F64) and math.isfinite(value.data)

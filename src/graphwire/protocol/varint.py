@@ -32,18 +32,6 @@ def unzigzag(values: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:
     return (v >> 1) ^ -(v & 1)
 
 
-def varint_lengths(values: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:
-    """Bytes each unsigned value takes as a varint."""
-    v = values.astype(np.uint64)
-    return (
-        1
-        + (v >= 1 << 7).astype(np.int64)
-        + (v >= 1 << 14)
-        + (v >= 1 << 21)
-        + (v >= 1 << 28)
-    )
-
-
 def encode_varints(values: npt.NDArray[np.integer]) -> bytes:
     """Concatenated varints of unsigned values below 2^32."""
     v = np.ascontiguousarray(values, dtype=np.int64).reshape(-1)

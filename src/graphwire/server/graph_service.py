@@ -255,11 +255,6 @@ class GraphService:
         if broadcast:
             self.on_sssp(result)
 
-    def agent_count(self) -> int:
-        """Live agent nodes."""
-        live = self.graph.live_ids()
-        return int(self.graph.agent[live].sum())
-
     @staticmethod
     def node_spec(item: dict[str, Any]) -> NodeSpec:
         """A node of a ``POST /api/graph/nodes`` body (validated)."""

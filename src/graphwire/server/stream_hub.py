@@ -325,7 +325,3 @@ class StreamHub:
             sub.q_key = out.key_seq
             sub.needs_key = False
             sub.fresh = False
-
-    def reset_q(self) -> None:
-        """Forget the compact streams' lineages (a new epoch)."""
-        self._q.clear()

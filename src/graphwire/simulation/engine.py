@@ -282,11 +282,6 @@ class Simulation:
             self.seq += 1
             return self._snapshot(self.seq)
 
-    def peek(self) -> Snapshot:
-        """Copy the current layout without publishing (seq unchanged)."""
-        with self.lock:
-            return self._snapshot(self.seq)
-
     def _snapshot(self, seq: int) -> Snapshot:
         g = self.graph
         live = g.live_ids()
