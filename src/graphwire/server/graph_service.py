@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -104,9 +105,9 @@ class GraphService:
         raise RuntimeError("the simulation publishes no snapshots")
 
     # -- REST views --------------------------------------------------------------------------
-    async def data_json(self, snap: Snapshot, settings_revision: int) -> dict[str, Any]:
-        """``GET /api/graph/data`` at snapshot ``snap``."""
-        def build() -> dict[str, Any]:
+    async def data_json(self, snap: Snapshot, settings_revision: int) -> bytes:
+        """``GET /api/graph/data`` at snapshot ``snap``, serialized (off the event loop)."""
+        def build() -> bytes:
             g = self.graph
             ids = snap.ids.tolist()
             pos = snap.pos.tolist()
@@ -117,9 +118,10 @@ class GraphService:
                 for i, p in zip(ids, pos, strict=True)
             ]
             edges = [g.edge_json(e) for e in g.edges()]
-            return {"epoch": self.epoch, "seq": snap.seq,
-                    "topologyVersion": snap.topology_version,
-                    "settingsRevision": settings_revision, "nodes": nodes, "edges": edges}
+            doc = {"epoch": self.epoch, "seq": snap.seq,
+                   "topologyVersion": snap.topology_version,
+                   "settingsRevision": settings_revision, "nodes": nodes, "edges": edges}
+            return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
         return await self._locked(build, read=True)
 
     def state_json(self, snap: Snapshot, settings_revision: int,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -56,12 +55,10 @@ def add_routes(app: web.Application, server: GraphwireServer) -> None:
 
     async def data(request: web.Request) -> web.Response:
         snap = await graph.current_snapshot(server.runner.request_snapshot)
-        doc = await graph.data_json(snap, settings.revision)
+        body = await graph.data_json(snap, settings.revision)
         client_id = request.query.get("clientId")
         if client_id:
             server.hub.request_keyframe(client_id)
-        body = await server.loop.run_in_executor(
-            None, lambda: json.dumps(doc, separators=(",", ":"), allow_nan=False).encode())
         return json_response(body)
 
     async def state(request: web.Request) -> web.Response:

@@ -74,7 +74,6 @@ class Subscription:
     velocity: bool
     interval: float
     next_due: float = 0.0
-    last_seq: int | None = None  # V1/V2: seq of the last frame sent
     q_key: int | None = None  # q: seq of the keyframe held
     needs_key: bool = True
     slow_since: float | None = None
@@ -120,7 +119,6 @@ class StreamHub:
         self.subs: dict[str, Subscription] = {}
         self._v: dict[str, _VStream] = {"v1": _VStream(), "v2": _VStream()}
         self._q: dict[bool, QStreamEncoder] = {}
-        self.latest: Snapshot | None = None
         self._latest_frames: _Latest | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -154,7 +152,6 @@ class StreamHub:
         Subscribers not due yet (their own pace) or slow are caught up with the newest snapshot
         as soon as they are: at their due time, or when their socket drains.
         """
-        self.latest = snap
         self.metrics.snapshots += 1
         self._latest_frames = _Latest(snap, keyframe_all)
         for fmt in ("v1", "v2"):
@@ -267,7 +264,7 @@ class StreamHub:
         frames = latest.v.setdefault(fmt, {})
         for sub in ready:
             in_sync = (st.moved is not None and not sub.needs_key
-                       and sub.last_seq == snap.seq - 1)
+                       and sub.seq == snap.seq - 1)
             if in_sync:
                 assert st.moved is not None
                 if "delta" not in frames:
@@ -283,7 +280,6 @@ class StreamHub:
                                            epoch=self.epoch(), flags=Flags.KEYFRAME | settled,
                                            scratch=st.scratch)
                 sub.outlet.offer_frames([frames["key"]], fmt, int(snap.ids.shape[0]), True)
-            sub.last_seq = snap.seq
             sub.needs_key = False
             sub.fresh = False
 
