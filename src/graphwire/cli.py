@@ -11,29 +11,28 @@ from collections.abc import Callable, Sequence
 
 from . import __version__
 
-BENCHES = ("codec", "physics", "trace", "fanout", "settings")
+BENCHES = ("codec", "physics", "trace", "fanout", "settings", "layout")
 
 
 def _bench(args: argparse.Namespace) -> int:
+    import importlib
+    import inspect
+
     from .bench import report
 
     name: str = args.name
-    runner: Callable[[], list[report.Row]]
-    if name == "codec":
-        from .bench import codec
-
-        runner = codec.run
+    options = list(args.options or [])
+    as_json = args.json or "--json" in options
+    options = [o for o in options if o != "--json"]
+    module = importlib.import_module(f"graphwire.bench.{name}")
+    runner: Callable[..., list[report.Row]] = module.run
+    if inspect.signature(runner).parameters:
+        rows = runner(options)
+    elif options:
+        return _fail(f"bench {name} takes no options (got {' '.join(options)})")
     else:
-        import importlib
-
-        try:
-            module = importlib.import_module(f"graphwire.bench.{name}")
-        except ModuleNotFoundError:
-            print(f"graphwire bench: {name!r} is not available yet", file=sys.stderr)
-            return 2
-        runner = module.run
-    rows = runner()
-    report.emit(name, rows, as_json=args.json)
+        rows = runner()
+    report.emit(name, rows, as_json=as_json)
     return 0
 
 
@@ -127,6 +126,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings_reference(args: argparse.Namespace) -> int:
+    from .settings.schema import reference
+
+    sys.stdout.write(reference())
+    return 0
+
+
 def _settings_cli(args: argparse.Namespace) -> int:
     import json
     import urllib.error
@@ -192,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     settings = sub.add_parser("settings", help="read or write a setting of a running server")
     settings_sub = settings.add_subparsers(dest="action", required=True)
+    ref = settings_sub.add_parser("reference", help="print every setting as a Markdown table")
+    ref.set_defaults(func=_settings_reference)
     for action in ("get", "set"):
         sp = settings_sub.add_parser(action, help=f"{action} one setting")
         sp.add_argument("path", help="dotted path, e.g. "
@@ -215,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run a benchmark and print its table (or --json)")
     bench.add_argument("name", choices=BENCHES, help="which benchmark")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("options", nargs=argparse.REMAINDER,
+                       help="options of the benchmark (graphwire bench layout --help)")
     bench.set_defaults(func=_bench)
     return parser
 

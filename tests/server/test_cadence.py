@@ -10,6 +10,7 @@ import sys
 from graphwire.protocol.client_positions import encode_client_positions
 from graphwire.protocol.header import Flags
 from graphwire.protocol.positions import decode_v2
+from graphwire.simulation import PhysicsParams
 
 from .conftest import Harness, ServerFactory
 
@@ -74,7 +75,8 @@ async def test_agent_physics_settings_reach_the_simulation(harness: Harness) -> 
             break
         await asyncio.sleep(0.01)
     assert sim.agent_params.damping == 0.5 and sim.agent_params.rest_length == 90.0
-    assert sim.params.damping == 0.92 and sim.params.rest_length == 35.0
+    default = PhysicsParams()
+    assert sim.params.damping == default.damping and sim.params.rest_length == default.rest_length
 
 
 async def cli(*args: str) -> tuple[int, str, str]:
@@ -90,9 +92,10 @@ async def test_settings_cli_against_a_running_server(make_server: ServerFactory)
     h = await make_server(token="tok")
     path = "visualisation.graphs.logseq.physics.damping"
     rc, out, err = await cli("get", path, "--url", h.base, "--token", "tok")
-    assert rc == 0 and json.loads(out) == 0.92, err
+    was = PhysicsParams().damping
+    assert rc == 0 and json.loads(out) == was, err
     rc, out, err = await cli("set", path, "0.8", "--url", h.base, "--token", "tok")
-    assert rc == 0 and out.strip() == f"{path} = 0.8 (was 0.92, revision 1)", err
+    assert rc == 0 and out.strip() == f"{path} = 0.8 (was {was}, revision 1)", err
     rc, out, err = await cli("set", path, "7", "--url", h.base, "--token", "tok")
     assert rc == 2 and "invalid_value" in err and "at most 1" in err
     rc, out, err = await cli("get", path, "--url", h.base)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import aiohttp
 
+from graphwire.simulation import PhysicsParams
+
 from .conftest import Harness
 
 
@@ -51,7 +53,8 @@ async def test_positions_route_answers_like_kind_0x20(harness: Harness) -> None:
     status, body = await harness.send("POST", "/api/graph/positions", {
         "positions": [{"id": 3, "x": 1.5, "y": 2.5, "z": -3.5}, {"id": 4000, "x": 0, "y": 0,
                                                                   "z": 0},
-                      {"id": 5, "x": 600, "y": 0, "z": 0}], "pin": True})
+                      {"id": 5, "x": PhysicsParams().bounds_size + 100, "y": 0, "z": 0}],
+        "pin": True})
     assert status == 200 and body == {"accepted": 1, "rejected": [
         {"id": 4000, "reason": "unknown_node"}, {"id": 5, "reason": "out_of_bounds"}]}
 

@@ -10,10 +10,12 @@ import pytest
 
 from graphwire.protocol import settings_codec as sc
 from graphwire.protocol.settings_codec import Tag, Value
+from graphwire.simulation import PhysicsParams
 
 from .conftest import Client, Harness, ServerFactory
 
 DAMPING, SPRING, ITERATIONS, ENABLED = 1, 2, 8, 9
+DEFAULT = PhysicsParams()
 F = lambda x: Value(Tag.F64, x)  # noqa: E731
 
 
@@ -35,13 +37,13 @@ async def no_delta_before(c: Client, req: int) -> None:
 async def test_get_set_batch_and_types(harness: Harness) -> None:
     c = await harness.connect()
     r = await request(c, sc.Get(7, DAMPING))
-    assert r == sc.Response(7, 0, ((DAMPING, F(0.92)),))
-    r = await request(c, sc.Set(8, SPRING, Value(Tag.I32, 1)))  # I32 accepted for a float
-    assert r == sc.Response(8, 1, ((SPRING, F(1.0)),))
+    assert r == sc.Response(7, 0, ((DAMPING, F(DEFAULT.damping)),))
+    r = await request(c, sc.Set(8, SPRING, Value(Tag.I32, 2)))  # I32 accepted for a float
+    assert r == sc.Response(8, 1, ((SPRING, F(2.0)),))
     r = await request(c, sc.Set(9, ITERATIONS, Value(Tag.I32, 200)))  # I32 for an I64
     assert r == sc.Response(9, 2, ((ITERATIONS, Value(Tag.I64, 200)),))
     r = await request(c, sc.BatchGet(10, (DAMPING, SPRING, ENABLED)))
-    assert r == sc.Response(10, 2, ((DAMPING, F(0.92)), (SPRING, F(1.0)),
+    assert r == sc.Response(10, 2, ((DAMPING, F(DEFAULT.damping)), (SPRING, F(2.0)),
                                     (ENABLED, Value(Tag.BOOL, True))))
     r = await request(c, sc.BatchSet(11, ((DAMPING, F(0.9)), (ENABLED, Value(Tag.BOOL, False)))))
     assert isinstance(r, sc.Response) and r.revision == 3 and len(r.entries) == 2
@@ -78,7 +80,8 @@ async def test_malformed_and_internal_errors(harness: Harness) -> None:
     r = await request(c, sc.Set(13, DAMPING, F(0.5)))
     assert isinstance(r, sc.Error) and r.code == 7
     harness.server.store._db.execute("PRAGMA query_only = OFF")
-    assert (await request(c, sc.Get(14, DAMPING))) == sc.Response(14, 0, ((DAMPING, F(0.92)),))
+    assert (await request(c, sc.Get(14, DAMPING))) == sc.Response(
+        14, 0, ((DAMPING, F(DEFAULT.damping)),))
 
 
 async def test_delta_reaches_the_others_not_the_writer(harness: Harness) -> None:
@@ -92,7 +95,8 @@ async def test_delta_reaches_the_others_not_the_writer(harness: Harness) -> None
     status, body = await harness.send(
         "PUT", "/api/settings/visualisation.graphs.logseq.physics.spring_k", {"value": 3})
     assert status == 200 and body == {"path": "visualisation.graphs.logseq.physics.spring_k",
-                                      "value": 3.0, "previousValue": 0.05, "revision": 2}
+                                      "value": 3.0, "previousValue": DEFAULT.spring_k,
+                                      "revision": 2}
     for c in (writer, other):
         delta = sc.decode_settings(await c.next_frame(0x10))
         assert delta == sc.Delta(2, ((SPRING, F(3.0)),))
@@ -161,7 +165,8 @@ async def test_snapshots_over_256_bytes_are_gzip(harness: Harness) -> None:
 async def test_rest_settings_routes(harness: Harness) -> None:
     status, doc = await harness.get("/api/settings")
     assert status == 200 and set(doc) == {"revision", "schemaVersion", "digest", "settings"}
-    assert doc["settings"]["visualisation"]["graphs"]["logseq"]["physics"]["damping"] == 0.92
+    physics = doc["settings"]["visualisation"]["graphs"]["logseq"]["physics"]
+    assert physics["damping"] == DEFAULT.damping
     assert doc["settings"]["system"]["websocket"]["minUpdateRate"] == 5.0
     status, body = await harness.send("PATCH", "/api/settings", {
         "visualisation.rendering.nodes.size": 7, "visualisation.rendering.edges.opacity": 0.35})

@@ -28,18 +28,16 @@ SBM_BLOCKS, SBM_SIZE, SBM_P_IN, SBM_P_OUT = 20, 100, 0.2, 0.001
 and 2 to other blocks."""
 
 
-def planted_communities(seed: int = 3) -> tuple[nx.Graph, np.ndarray]:
-    """The stochastic block model of the quality check, and each node's block."""
-    p = np.full((SBM_BLOCKS, SBM_BLOCKS), SBM_P_OUT)
+def planted_communities(blocks: int = SBM_BLOCKS, seed: int = 3) -> tuple[Graph, np.ndarray]:
+    """The stochastic block model of the quality check (node i is id i), and each node's
+    block."""
+    p = np.full((blocks, blocks), SBM_P_OUT)
     np.fill_diagonal(p, SBM_P_IN)
-    g = nx.stochastic_block_model([SBM_SIZE] * SBM_BLOCKS, p.tolist(), seed=seed)
-    return g, np.arange(SBM_BLOCKS * SBM_SIZE) // SBM_SIZE
+    g = nx.stochastic_block_model([SBM_SIZE] * blocks, p.tolist(), seed=seed)
+    return _graph(g, f"sbm{blocks}"), np.arange(blocks * SBM_SIZE) // SBM_SIZE
 
 
-def block_distance_ratio(pos: np.ndarray, block: np.ndarray) -> float:
-    """Mean distance between nodes of the same block over that between different blocks."""
-    d = np.linalg.norm(pos[:, None, :].astype(np.float64) - pos[None, :, :], axis=2)
-    iu = np.triu_indices(pos.shape[0], 1)
-    same = (block[:, None] == block[None, :])[iu]
-    dist = d[iu]
-    return float(dist[same].mean() / dist[~same].mean())
+def grid(side: int = 100) -> Graph:
+    """A side × side grid graph; node ``r · side + c`` is row r, column c."""
+    g = nx.grid_2d_graph(side, side)
+    return _graph(nx.convert_node_labels_to_integers(g, ordering="sorted"), f"grid{side}")

@@ -11,11 +11,12 @@ import numpy as np
 
 from graphwire.graph.model import EdgeSpec, Graph, GraphData, NodeSpec
 from graphwire.protocol.quantized import QDecoder, QPolicy, QStreamEncoder
-from graphwire.simulation import Simulation
+from graphwire.simulation import Simulation, compile_kernels
 
 
 def warm_up() -> None:
     """Run each kernel once with the argument types the server uses."""
+    compile_kernels()
     g = Graph.from_data(GraphData([NodeSpec(f"w{i:02d}") for i in range(40)],
                                   [EdgeSpec(f"w{i:02d}", f"w{(i + 1) % 40:02d}")
                                    for i in range(40)]))

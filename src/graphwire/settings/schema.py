@@ -84,18 +84,6 @@ def _s(path: str, default: str, choices: tuple[str, ...] | None = None,
     return Setting(path, Tag.STRING, default, choices=choices, help=help)
 
 
-# Ranges of the physics parameters (PhysicsParams.validate holds the same bounds).
-_PHYSICS_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "damping": (0.0, 1.0), "spring_k": (0.0, 100.0), "repel_k": (0.0, 1e6),
-    "max_velocity": (1e-6, 1e6), "max_force": (1e-6, 1e6), "dt": (1e-6, 1.0),
-    "rest_length": (0.0, 1e5), "repulsion_cutoff": (1e-3, 1e6),
-    "repulsion_softening_epsilon": (1e-9, 1e6), "center_gravity_k": (0.0, 100.0),
-    "bounds_size": (1.0, 1e7), "warmup_iterations": (0, 1_000_000),
-    "cooling_rate": (0.0, 0.999), "gravity": (0.0, 1e6), "temperature": (0.0, 100.0),
-    "iterations": (1, 100_000), "theta": (0.0, 2.0), "boundary_margin": (0.01, 1.0),
-    "boundary_k": (0.0, 1e6), "settle_energy": (0.0, 1e6), "settle_steps": (1, 1_000_000),
-}
-
 # The fixed ids first, in their order, then the rest of PhysicsParams in declaration order.
 _PHYSICS_ORDER = [p.rsplit(".", 1)[1] for p in FIXED_PATH_IDS] + [
     name for name in PhysicsParams.__dataclass_fields__
@@ -104,18 +92,20 @@ _PHYSICS_ORDER = [p.rsplit(".", 1)[1] for p in FIXED_PATH_IDS] + [
 
 
 def _physics(prefix: str) -> list[Setting]:
+    """The physics settings, with the defaults, ranges and help of ``PhysicsParams``."""
     defaults = PhysicsParams()
+    ranges, helps = PhysicsParams.ranges(), PhysicsParams.helps()
     out = []
     for name in _PHYSICS_ORDER:
         value = getattr(defaults, name)
-        lo, hi = _PHYSICS_RANGES.get(name, (None, None))
+        lo, hi = ranges[name]
         if isinstance(value, bool):
-            out.append(_b(prefix + name, value))
+            out.append(_b(prefix + name, value, helps[name]))
         elif isinstance(value, int):
             out.append(_i(prefix + name, value, None if lo is None else int(lo),
-                          None if hi is None else int(hi)))
+                          None if hi is None else int(hi), helps[name]))
         else:
-            out.append(_f(prefix + name, value, lo, hi))
+            out.append(_f(prefix + name, value, lo, hi, helps[name]))
     return out
 
 
@@ -188,6 +178,38 @@ def build_schema() -> list[Setting]:
     ]
 
 
+def reference() -> str:
+    """``docs/settings.md``: every setting as a Markdown table (generated, kept in the repo)."""
+    lines = [
+        "# Settings",
+        "",
+        "Every setting of graphwire: dotted path, type on the wire, default, range and what it",
+        "does. Generated from `graphwire.settings.schema` (`graphwire settings reference >",
+        "docs/settings.md`; a test keeps this file equal to it). Paths under `system.*` need",
+        "the admin token when the server has one. Path ids 1–9 are fixed by the contract",
+        "(marked); the others are assigned per database. The agent graph's physics",
+        "(`visualisation.graphs.visionflow.physics.*`) has the same knobs as the knowledge",
+        "graph's; the model they drive is described in `docs/layout.md`.",
+        "",
+        "| path | type | default | range | what it does |",
+        "|---|---|---|---|---|",
+    ]
+    for st in build_schema():
+        fixed = FIXED_PATH_IDS.get(st.path)
+        name = f"`{st.path}`" + (f" (id {fixed})" if fixed else "")
+        default = "true" if st.default is True else "false" if st.default is False else st.default
+        span = ("" if st.minimum is None and st.maximum is None
+                else f"{_num(st.minimum)} … {_num(st.maximum)}")
+        if st.choices:
+            span = ", ".join(st.choices)
+        lines.append(f"| {name} | {st.tag.name} | {default} | {span} | {st.help} |")
+    return "\n".join(lines) + "\n"
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else f"{v:g}"
+
+
 class Schema:
     """The settings schema, by path."""
 
@@ -209,3 +231,4 @@ class Schema:
     def get(self, path: str) -> Setting | None:
         """The setting at a path."""
         return self.by_path.get(path)
+

@@ -5,6 +5,11 @@ change (parameters, pins, drags, topology), so a server can step it in a thread 
 loop applies commands; each change takes effect on the next step. Once the layout is settled
 the simulation stops stepping (``step`` returns 0) until a parameter change, pin, drag or
 topology change wakes it.
+
+A graph loaded without positions starts with the multilevel refinement (``multilevel``): while
+it runs, a step lays out the current coarse level (as many coarse steps as cost about one step
+of the whole graph) and a snapshot shows every node at its coarse group, so a viewer watches the
+shape appear and sharpen. A drag, pin or topology change ends the refinement at once.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 
-from graphwire.graph.model import Edge, EdgeSpec, Graph, GraphError, NodeSpec
+from graphwire.graph.model import Edge, EdgeSpec, Graph, GraphData, GraphError, NodeSpec
 
-from . import kernels
+from . import forcefield, multilevel
 from .params import PhysicsParams
 
 F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 
@@ -51,7 +57,7 @@ class Simulation:
         self.params = params or PhysicsParams()
         self.params.validate()
         # Agent nodes move by their own parameters (the agent graph's settings); the repulsion
-        # field, the time step, warm-up and settling are the layout's, shared by all nodes.
+        # tree, the global speed, the time step and settling are the layout's.
         self.agent_params = agent_params or self.params
         self.agent_params.validate()
         self.seed = seed
@@ -62,12 +68,17 @@ class Simulation:
         self.kinetic_energy = 0.0
         self.max_speed = 0.0
         self._calm_steps = 0
-        self._since_start = 0
-        self._heat = 1.0
-        self._force = np.zeros_like(graph.pos)
+        self._fine_steps = 0  # steps on the graph itself (not on coarse levels)
+        self._force, self._last, self._heat = forcefield.scratch(graph.pos.shape[0])
+        self._speed = forcefield.Speed()
+        self._weight = np.ones(0)
+        self._weight_key: tuple[int, bool, int] | None = None
+        self._component = np.zeros(0, np.int64)
+        self._component_key: tuple[int, int] | None = None
         self._awake = threading.Event()
         self._awake.set()
         self._rng = np.random.default_rng(seed)
+        self.refinement: multilevel.Refinement | None = None
         self.on_wake: Callable[[], None] | None = None  # a runner's nudge, called on wake()
         self._place_unplaced(initial=True)
 
@@ -79,7 +90,13 @@ class Simulation:
         if todo.shape[0] == 0:
             return
         if initial and todo.shape[0] == live.shape[0]:
-            g.pos[live] = initial_positions(g, live, self.params, self.seed)
+            levels = (multilevel.hierarchy(self._finest_level(live)) if self.params.multilevel
+                      else [])
+            if len(levels) > 1:
+                self.refinement = multilevel.Refinement(levels, live, self.params, self._rng)
+                g.pos[live] = self.refinement.finest_positions()
+            else:
+                g.pos[live] = initial_positions(g, live, self.params, self.seed)
             return
         # Later arrivals: near the centre of their placed neighbours, else near the origin.
         indptr, nbr, _ = g.csr()
@@ -92,6 +109,21 @@ class Simulation:
             g.pos[i] = (centre + jitter).astype(np.float32)
             placed[i] = True
 
+    def _finest_level(self, live: I64) -> multilevel.Level:
+        """The graph's live nodes as the finest level of a hierarchy (rows in ``live`` order)."""
+        g = self.graph
+        index = np.full(g.id_limit, -1, np.int64)
+        index[live] = np.arange(live.shape[0])
+        indptr, nbr, wts = g.csr()
+        rows = np.repeat(np.arange(g.id_limit), np.diff(indptr))
+        keep = (index[rows] >= 0) & (index[nbr] >= 0)
+        m = live.shape[0]
+        adj = sparse.csr_matrix((wts[keep].astype(np.float64),
+                                 (index[rows[keep]], index[nbr[keep]])), shape=(m, m))
+        return multilevel.Level(adj.indptr.astype(np.int64), adj.indices.astype(np.int32),
+                                adj.data.astype(np.float32), self._weights(self.params)[live],
+                                g.agent[live].copy())
+
     # -- stepping ----------------------------------------------------------------------------
     def step(self, count: int = 1) -> int:
         """Run up to ``count`` physics steps; stops early once settled. Returns steps run."""
@@ -103,85 +135,138 @@ class Simulation:
             for _ in range(count):
                 if self.settled:
                     break
-                self._step_once(p)
+                if self.refinement is not None:
+                    self._refine(p)
+                else:
+                    self._step_once(p)
+                self.steps += 1
                 done += 1
         return done
 
+    def _refine(self, p: PhysicsParams) -> None:
+        """About one step's worth of work on the coarse levels (a refinement step)."""
+        r = self.refinement
+        assert r is not None
+        work = 0
+        budget = self.graph.node_count
+        while work < budget:
+            level = r.level
+            arrays = forcefield.Arrays(
+                r.pos, r.vel, r.live, level.indptr, level.nbr, level.wts, level.weight,
+                level.agent, r.pinned, r.force, r.last, r.heat, r.component)
+            moved2, biggest = forcefield.step(arrays, r.speed, p, self.agent_params,
+                                              seed=self.seed, count=self.steps, stride=r.stride)
+            work += level.size
+            self.kinetic_energy = moved2
+            self.max_speed = biggest / p.dt
+            if r.record(moved2):
+                out = r.descend(p)
+                if out is not None:
+                    self._end_refinement(out)
+                    return
+
+    def _end_refinement(self, finest: F32) -> None:
+        r = self.refinement
+        assert r is not None
+        self.graph.pos[r.ids] = finest
+        self.graph.vel[r.ids] = 0.0
+        self.refinement = None
+
+    def finish_refinement(self) -> None:
+        """End a running multilevel start now: every node goes where its group is."""
+        with self.lock:
+            if self.refinement is not None:
+                self._end_refinement(self.refinement.finish(self.params))
+
     def _step_once(self, p: PhysicsParams) -> None:
         g = self.graph
+        cap = g.pos.shape[0]
+        if self._force.shape[0] != cap:
+            force, last, heat = forcefield.scratch(cap)
+            n = min(cap, self._last.shape[0])
+            last[:n] = self._last[:n]
+            heat[:n] = self._heat[:n]
+            self._force, self._last, self._heat = force, last, heat
         live = g.live_ids()
-        if self._force.shape != g.pos.shape:
-            self._force = np.zeros_like(g.pos)
-        m = live.shape[0]
-        if m == 0:
+        if live.shape[0] == 0:
             self._mark_settled()
             return
         indptr, nbr, wts = g.csr()
-        pos = g.pos
-        lo = pos[live].min(axis=0).astype(np.float64)
-        hi = pos[live].max(axis=0).astype(np.float64)
-        cube = max(float((hi - lo).max()), 1e-6) * (1 + 1e-6)
-        codes = kernels.morton_codes(pos, live, lo, float((1 << kernels.MORTON_BITS) / cube))
-        order = np.argsort(codes, kind="stable")
-        codes = codes[order]
-        sorted_pos = pos[live[order]]
-        xs = np.ascontiguousarray(sorted_pos[:, 0])
-        ys = np.ascontiguousarray(sorted_pos[:, 1])
-        zs = np.ascontiguousarray(sorted_pos[:, 2])
-        capacity = max(64, 4 * m)
-        while True:
-            tree = kernels.build_octree(codes, xs, ys, zs, lo, cube, capacity)
-            if tree[0] >= 0:
-                break
-            capacity *= 2
-        count, start, end, first, nchild, com, mass, box, parent = tree
-        rep = np.zeros((m, 3), np.float32)
-        if p.repel_k > 0:
-            # a group is the highest cell that is small or a leaf: every point is in one
-            cand = (mass[:count] <= kernels.GROUP_SIZE) | (first[:count] < 0)
-            top = parent[:count] < 0
-            groups = np.flatnonzero(cand & (top | ~cand[np.maximum(parent[:count], 0)]))
-            kernels.repulsion(xs, ys, zs, groups, start, end, first, nchild,
-                              com.astype(np.float32), mass.astype(np.float32), box, p.repel_k,
-                              p.repulsion_cutoff, p.repulsion_softening_epsilon, p.max_force,
-                              p.theta, rep)
-        ramp = 1.0 if p.warmup_iterations == 0 else min(
-            1.0, (self._since_start + 1) / p.warmup_iterations)
-        a = self.agent_params
-        params = np.array([
-            [q.max_force, q.spring_k, q.rest_length, q.center_gravity_k, q.gravity,
-             q.bounds_size, q.boundary_margin, q.boundary_k, q.temperature] for q in (p, a)
-        ], np.float64)
-        motion = np.array([[q.damping, q.max_velocity, q.bounds_size] for q in (p, a)],
-                          np.float64)
-        kernels.forces(pos, live, order, rep, g.agent, indptr, nbr, wts, params, self.seed,
-                       self.steps, self._heat, ramp, self._force)
-        energy, speed = kernels.integrate(pos, g.vel, self._force, g.mass, g.pinned, g.agent,
-                                          live, p.dt, motion)
-        self.steps += 1
-        self._since_start += 1
-        self._heat *= 1.0 - p.cooling_rate
-        self.kinetic_energy = float(energy) / m
-        self.max_speed = float(speed)
-        if self.kinetic_energy < p.settle_energy and self._since_start > p.warmup_iterations:
+        arrays = forcefield.Arrays(g.pos, g.vel, live, indptr, nbr, wts, self._weights(p),
+                                   g.agent, g.pinned, self._force, self._last, self._heat,
+                                   self._components())
+        moved2, biggest = forcefield.step(arrays, self._speed, p, self.agent_params,
+                                          seed=self.seed, count=self.steps)
+        self._fine_steps += 1
+        if self._fine_steps > p.warmup_iterations:
+            self._heat[live] *= 1.0 - p.cooling_rate
+        self.kinetic_energy = moved2
+        self.max_speed = biggest / p.dt
+        if moved2 < p.settle_energy:
             self._calm_steps += 1
             if self._calm_steps >= p.settle_steps:
                 self._mark_settled()
         else:
             self._calm_steps = 0
 
+    def _components(self) -> I64:
+        """The connected component of every id (cached until the topology changes)."""
+        g = self.graph
+        key = (g.topology_version, g.id_limit)
+        if self._component_key != key:
+            indptr, nbr, _ = g.csr()
+            self._component = forcefield.components(indptr, nbr, g.id_limit)
+            self._component_key = key
+        return self._component
+
+    def _weights(self, p: PhysicsParams) -> F64:
+        """Each node's repulsion weight by id: degree + 1 (ForceAtlas2's mass), or 1."""
+        g = self.graph
+        key = (g.topology_version, p.degree_repulsion, g.pos.shape[0])
+        if self._weight_key != key:
+            indptr, _, _ = g.csr()
+            w = np.ones(g.pos.shape[0], np.float64)
+            if p.degree_repulsion:
+                w[: indptr.shape[0] - 1] += np.diff(indptr)
+            self._weight, self._weight_key = w, key
+        return self._weight
+
     def _mark_settled(self) -> None:
         self.settled = True
         self._awake.clear()
 
-    def wake(self) -> None:
-        """Resume stepping (after a change the layout must answer)."""
+    def wake(self, near: Iterable[int] | None = None) -> None:
+        """Resume stepping (after a change the layout must answer).
+
+        ``near``: the nodes a local change touched; they and their neighbours up to
+        :data:`WARM_HOPS` hops away are free to move again, the rest of the layout stays as
+        cool as it was. Without ``near`` (a parameter change) every node is.
+        """
         with self.lock:
+            if near is None:
+                self._heat[:] = 1.0
+            else:
+                self._warm(np.fromiter(near, np.int64))
             self.settled = False
             self._calm_steps = 0
             self._awake.set()
         if self.on_wake is not None:
             self.on_wake()
+
+    def _warm(self, ids: I64) -> None:
+        g = self.graph
+        if self._heat.shape[0] < g.pos.shape[0]:
+            heat = np.ones(g.pos.shape[0])
+            heat[: self._heat.shape[0]] = self._heat
+            self._heat = heat
+        indptr, nbr, _ = g.csr()
+        ids = ids[(ids >= 0) & (ids < g.id_limit)]
+        for _ in range(WARM_HOPS):
+            if ids.shape[0] == 0:
+                break
+            self._heat[ids] = 1.0
+            ids = np.unique(np.concatenate([nbr[indptr[i]:indptr[i + 1]] for i in ids]))
+        self._heat[ids] = 1.0
 
     def wait_awake(self, timeout: float | None = None) -> bool:
         """Block until the simulation is not settled (or ``timeout``); True if awake."""
@@ -219,6 +304,7 @@ class Simulation:
         """Put nodes where a user dragged them (and pin them there when ``pin``); wakes."""
         ids_a = np.asarray(list(ids), np.int64)
         pos = np.asarray(positions, np.float32).reshape(-1, 3)
+        self.finish_refinement()
         with self.lock:
             g = self.graph
             for i in ids_a.tolist():
@@ -228,15 +314,15 @@ class Simulation:
             g.vel[ids_a] = 0.0
             if pin:
                 g.pinned[ids_a] = True
-            self.wake()
+            self.wake(ids_a)
 
     def release(self, ids: Iterable[int]) -> None:
         """Unpin nodes and give them back to the physics; wakes."""
+        self.finish_refinement()
         with self.lock:
-            for i in ids:
-                if self.graph.is_live(int(i)):
-                    self.graph.pinned[int(i)] = False
-            self.wake()
+            freed = [int(i) for i in ids if self.graph.is_live(int(i))]
+            self.graph.pinned[freed] = False
+            self.wake(freed)
 
     def add(self, nodes: Iterable[NodeSpec] = (),
             edges: Iterable[EdgeSpec] = ()) -> tuple[list[int], list[Edge]]:
@@ -245,6 +331,7 @@ class Simulation:
         Returns the new ids and the edges written.
         """
         nodes, edges = list(nodes), list(edges)
+        self.finish_refinement()
         with self.lock, self.graph.batch():
             g = self.graph
             ids = g.add_nodes(nodes)
@@ -255,24 +342,25 @@ class Simulation:
                     g.remove_node(nid)
                 raise
             if ids or written:
-                self._force = np.zeros_like(g.pos)
                 self._place_unplaced()
-                self.wake()
+                self.wake([*ids, *(e.source for e in written), *(e.target for e in written)])
             return ids, written
 
     def remove_node(self, nid: int) -> list[tuple[int, int]]:
         """Remove a node and its edges; wakes."""
+        self.finish_refinement()
         with self.lock:
             gone = self.graph.remove_node(nid)
-            self.wake()
+            self.wake([end for pair in gone for end in pair if end != nid])
             return gone
 
     def remove_edges(self, pairs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
         """Remove edges; wakes if any existed."""
+        self.finish_refinement()
         with self.lock:
             gone = self.graph.remove_edges(pairs)
             if gone:
-                self.wake()
+                self.wake([end for pair in gone for end in pair])
             return gone
 
     # -- reading ----------------------------------------------------------------------------
@@ -280,6 +368,8 @@ class Simulation:
         """Copy the current layout as the next snapshot (seq += 1)."""
         with self.lock:
             self.seq += 1
+            if self.refinement is not None:
+                self.graph.pos[self.refinement.ids] = self.refinement.finest_positions()
             return self._snapshot(self.seq)
 
     def _snapshot(self, seq: int) -> Snapshot:
@@ -293,18 +383,24 @@ class Simulation:
         )
 
 
-def equilibrium_radius(m: int, p: PhysicsParams) -> float:
-    """About the radius a layout of m nodes settles to (measured: ~0.7 of this balance).
+def compile_kernels() -> None:
+    """Run every physics kernel once (numba compiles or loads them on first use, which takes
+    a second or more): on a small ring, through its multilevel start and some steps after."""
+    n = 3 * multilevel.MIN_NODES
+    keys = [f"w{i:03d}" for i in range(n)]
+    g = Graph.from_data(GraphData([NodeSpec(k) for k in keys],
+                                  [EdgeSpec(keys[i], keys[(i + 1) % n]) for i in range(n)]))
+    sim = Simulation(g)
+    while sim.refinement is not None:
+        sim.step(1)
+    sim.step(2)
 
-    At the surface of a ball the centre spring pulls with ``center_gravity_k · R``; the
-    cut-off repulsion of the nodes inside pushes out with about ``ρ · repel_k · cutoff · π``,
-    where ``ρ = m / (4/3 π R³)``. Balancing them gives ``R⁴ = ¾ m repel_k cutoff / k``.
-    """
-    spacing = float(max(p.rest_length, 1.0) * max(m, 1) ** (1 / 3))
-    if p.center_gravity_k <= 0 or p.repel_k <= 0:
-        return spacing
-    balance = float((0.75 * m * p.repel_k * p.repulsion_cutoff / p.center_gravity_k) ** 0.25)
-    return min(0.7 * balance, spacing)
+
+WARM_HOPS = 2
+"""A local change frees the nodes it touched and their neighbours this many hops away."""
+
+START_RADIUS = 2.0
+"""A start of m nodes fills a ball of about ``START_RADIUS · m^(1/3)`` layout units."""
 
 
 def initial_positions(g: Graph, live: I64, params: PhysicsParams, seed: int) -> F32:
@@ -334,7 +430,9 @@ def initial_positions(g: Graph, live: I64, params: PhysicsParams, seed: int) -> 
         p[has] = 0.5 * p[has] + 0.5 * mean[has]
         p -= p.mean(axis=0)
         p /= p.std(axis=0) + 1e-12
-    radius = min(equilibrium_radius(m, params), params.bounds_size * params.boundary_margin)
+    radius = min(START_RADIUS * params.rest_length * max(m, 1) ** (1 / 3),
+                 params.bounds_size * params.boundary_margin)
     r = np.linalg.norm(p, axis=1, keepdims=True)
     scale = radius / max(float(np.percentile(r, 95)), 1e-9)
-    return (p * scale).astype(np.float32)
+    out: F32 = (p * scale).astype(np.float32)
+    return out

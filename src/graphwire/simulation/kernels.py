@@ -73,7 +73,7 @@ def morton_codes(pos, live, lo, scale):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def build_octree(codes, xs, ys, zs, lo, cube, capacity):  # type: ignore[no-untyped-def]
+def build_octree(codes, xs, ys, zs, ws, lo, cube, capacity):  # type: ignore[no-untyped-def]
     """Linear octree over points sorted by Morton code.
 
     Returns (count, start, end, first_child, n_child, com (count, 3), mass, box (count, 4):
@@ -122,10 +122,10 @@ def build_octree(codes, xs, ys, zs, lo, cube, capacity):  # type: ignore[no-unty
     for node in range(count - 1, -1, -1):
         if first[node] < 0:
             for j in range(start[node], end[node]):
-                com[node, 0] += xs[j]
-                com[node, 1] += ys[j]
-                com[node, 2] += zs[j]
-            mass[node] = end[node] - start[node]
+                com[node, 0] += ws[j] * xs[j]
+                com[node, 1] += ws[j] * ys[j]
+                com[node, 2] += ws[j] * zs[j]
+                mass[node] += ws[j]
         else:
             for c in range(first[node], first[node] + nchild[node]):
                 com[node, 0] += com[c, 0]
@@ -173,10 +173,10 @@ GROUP_SIZE = 16  # points that share one tree walk and one interaction list
 
 
 # _apply_far and _apply_near spell the same pair force out on purpose: written once in a shared
-# inline helper, the hottest loop of the step ran 6% slower (0.84 against 0.79 ns an interaction).
+# inline helper, the hottest loop of the step ran measurably slower.
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
 def _apply_far(gx, gy, gz, fx, fy, fz, n, cx, cy, cz, cm, nf,  # type: ignore[no-untyped-def]
-               repel_k, on2, cut2, eps, max_force):
+               eps, on2, cut2):
     for k in range(n):
         x, y, z = gx[k], gy[k], gz[k]
         ax = np.float32(0.0)
@@ -187,58 +187,78 @@ def _apply_far(gx, gy, gz, fx, fy, fz, n, cx, cy, cz, cm, nf,  # type: ignore[no
             dy = y - cy[t]
             dz = z - cz[t]
             r2 = dx * dx + dy * dy + dz * dz
-            if r2 < cut2:
-                f = cm[t] * min(repel_k / (r2 + eps), max_force) * _switch(r2, on2, cut2)
-                s = f / np.sqrt(r2)
-                ax += dx * s
-                ay += dy * s
-                az += dz * s
+            s = cm[t] / (r2 + eps)
+            if cut2 > 0:
+                s = s * _switch(r2, on2, cut2) if r2 < cut2 else np.float32(0.0)
+            ax += dx * s
+            ay += dy * s
+            az += dz * s
         fx[k] += ax
         fy[k] += ay
         fz[k] += az
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
-def _apply_near(gx, gy, gz, fx, fy, fz, n, xs, ys, zs, ns, ne, nn,  # type: ignore[no-untyped-def]
-                repel_k, on2, cut2, eps, max_force):
+def _apply_near(gx, gy, gz, fx, fy, fz, cx, cy, cz, n, xs, ys, zs,  # type: ignore[no-untyped-def]
+                ws, ns, ne, nn, eps, on2, cut2, reach):
     for k in range(n):
         x, y, z = gx[k], gy[k], gz[k]
         ax = np.float32(0.0)
         ay = np.float32(0.0)
         az = np.float32(0.0)
+        bx = np.float32(0.0)
+        by = np.float32(0.0)
+        bz = np.float32(0.0)
         for t in range(nn):
             for j in range(ns[t], ne[t]):
                 dx = x - xs[j]
                 dy = y - ys[j]
                 dz = z - zs[j]
                 r2 = dx * dx + dy * dy + dz * dz
-                if r2 < cut2 and r2 > 0.0:
-                    f = min(repel_k / (r2 + eps), max_force) * _switch(r2, on2, cut2)
-                    s = f / np.sqrt(r2)
-                    ax += dx * s
-                    ay += dy * s
-                    az += dz * s
+                s = ws[j] / (r2 + eps)
+                if cut2 > 0:
+                    s = s * _switch(r2, on2, cut2) if r2 < cut2 else np.float32(0.0)
+                ax += dx * s
+                ay += dy * s
+                az += dz * s
+                if r2 < reach * reach and r2 > 0:
+                    d = np.sqrt(r2)
+                    c = (reach - d) / d
+                    bx += dx * c
+                    by += dy * c
+                    bz += dz * c
         fx[k] += ax
         fy[k] += ay
         fz[k] += az
+        cx[k] += bx
+        cy[k] += by
+        cz[k] += bz
 
 
 @njit(cache=True, nogil=True, error_model="numpy", parallel=True)
-def repulsion(xs, ys, zs, groups, start, end, first, nchild, com, mass, box,  # type: ignore[no-untyped-def]
-              repel_k, cutoff, eps, max_force, theta, out):
-    """Barnes–Hut repulsion, one tree walk per group (Barnes 1990, grouped traversal).
+def repulsion(xs, ys, zs, ws, groups, start, end, first, nchild,  # type: ignore[no-untyped-def]
+              com, mass, box, cutoff, eps, theta, reach, out, crowd):
+    """Barnes–Hut field of ``Σ_j w_j (p − p_j) / (|p − p_j|² + eps)`` at every point.
 
-    A group is a cell of at most ``GROUP_SIZE`` points. Its points share one interaction list:
-    cells far enough from the group's bounding box (edge / distance < theta) act through their
-    centre of mass; nearer leaves contribute their points one by one. Cells wholly beyond the
-    cut-off from the box are skipped. The lists are evaluated in tight loops over contiguous
-    arrays, which the compiler vectorises. Writes the force on each point, in Morton order, to
-    ``out``.
+    That is a force of ``w_j / d`` from each other point, the repulsion law of ForceAtlas2 (the
+    caller multiplies by the point's own weight and the strength). One tree walk per group
+    (Barnes 1990, grouped traversal): a group is a cell of at most ``GROUP_SIZE`` points that
+    share one interaction list; cells far enough from the group's bounding box (edge /
+    distance < theta) act through their weighted centre, nearer leaves contribute their points
+    one by one. With ``cutoff`` > 0 the force is switched off smoothly between half the cut-off
+    and the cut-off, and cells wholly beyond it are skipped. A point's own term is zero (its
+    offset from itself is zero). Writes the field at each point, in Morton order, to ``out``.
+
+    Every pair closer than ``reach`` is evaluated exactly (cells within reach of the group are
+    always opened) and also adds ``(reach − d) · unit vector`` to ``crowd``: the overlap that
+    the collision force pushes apart.
     """
-    cut2 = np.float32(cutoff * cutoff)
+    cut2 = np.float32(cutoff * cutoff) if cutoff > 0 else np.float32(0.0)
     on2 = np.float32(0.25 * cutoff * cutoff)  # the switch starts at half the cut-off
     theta2 = theta * theta
-    k32, e32, m32 = np.float32(repel_k), np.float32(eps), np.float32(max_force)
+    e32 = np.float32(eps)
+    r32 = np.float32(reach)
+    reach2 = reach * reach
     for gi in prange(groups.shape[0]):
         group = groups[gi]
         s, e = start[group], end[group]
@@ -252,6 +272,9 @@ def repulsion(xs, ys, zs, groups, start, end, first, nchild, com, mass, box,  # 
         fx = np.zeros(n, np.float32)
         fy = np.zeros(n, np.float32)
         fz = np.zeros(n, np.float32)
+        qx = np.zeros(n, np.float32)
+        qy = np.zeros(n, np.float32)
+        qz = np.zeros(n, np.float32)
         cx = np.empty(_LIST, np.float32)
         cy = np.empty(_LIST, np.float32)
         cz = np.empty(_LIST, np.float32)
@@ -270,158 +293,206 @@ def repulsion(xs, ys, zs, groups, start, end, first, nchild, com, mass, box,  # 
             dx = max(bx - hix, 0.0, lox - (bx + size))
             dy = max(by - hiy, 0.0, loy - (by + size))
             dz = max(bz - hiz, 0.0, loz - (bz + size))
-            if dx * dx + dy * dy + dz * dz >= cut2:
-                continue  # every point of this cell is beyond the cut-off of every point here
+            gap2 = dx * dx + dy * dy + dz * dz
+            if cut2 > 0 and gap2 >= cut2:
+                continue  # every point of this cell is beyond the cut-off of every point
             px, py, pz = com[node, 0], com[node, 1], com[node, 2]
             dx = max(lox - px, 0.0, px - hix)
             dy = max(loy - py, 0.0, py - hiy)
             dz = max(loz - pz, 0.0, pz - hiz)
-            if size * size < theta2 * (dx * dx + dy * dy + dz * dz):
+            if gap2 >= reach2 and size * size < theta2 * (dx * dx + dy * dy + dz * dz):
                 cx[nf] = px
                 cy[nf] = py
                 cz[nf] = pz
                 cm[nf] = mass[node]
                 nf += 1
                 if nf == _LIST:
-                    _apply_far(gx, gy, gz, fx, fy, fz, n, cx, cy, cz, cm, nf,
-                               k32, on2, cut2, e32, m32)
+                    _apply_far(gx, gy, gz, fx, fy, fz, n, cx, cy, cz, cm, nf, e32, on2, cut2)
                     nf = 0
             elif first[node] < 0:
                 ns[nn] = start[node]
                 ne[nn] = end[node]
                 nn += 1
                 if nn == _LIST:
-                    _apply_near(gx, gy, gz, fx, fy, fz, n, xs, ys, zs, ns, ne, nn,
-                                k32, on2, cut2, e32, m32)
+                    _apply_near(gx, gy, gz, fx, fy, fz, qx, qy, qz, n, xs, ys, zs, ws, ns, ne,
+                                nn, e32, on2, cut2, r32)
                     nn = 0
             else:
                 for c in range(first[node], first[node] + nchild[node]):
                     stack[sp] = c
                     sp += 1
-        _apply_far(gx, gy, gz, fx, fy, fz, n, cx, cy, cz, cm, nf, k32, on2, cut2, e32, m32)
-        _apply_near(gx, gy, gz, fx, fy, fz, n, xs, ys, zs, ns, ne, nn, k32, on2, cut2, e32, m32)
+        _apply_far(gx, gy, gz, fx, fy, fz, n, cx, cy, cz, cm, nf, e32, on2, cut2)
+        _apply_near(gx, gy, gz, fx, fy, fz, qx, qy, qz, n, xs, ys, zs, ws, ns, ne, nn, e32, on2,
+                    cut2, r32)
         for k in range(n):
             out[s + k, 0] = fx[k]
             out[s + k, 1] = fy[k]
             out[s + k, 2] = fz[k]
+            crowd[s + k, 0] = qx[k]
+            crowd[s + k, 1] = qy[k]
+            crowd[s + k, 2] = qz[k]
+
+
+# Rows of the ``params`` table of ``forces``: one per node type (knowledge 0, agent 1).
+(P_REPEL, P_SPRING, P_LINLOG, P_GRAVITY, P_CENTER, P_BOUNDS, P_MARGIN, P_WALL, P_NOISE,
+ P_COLLIDE, P_MAX_FORCE) = range(11)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", parallel=True, fastmath=True)
-def forces(pos, live, order, rep, agent, indptr, nbr, wts, params,  # type: ignore[no-untyped-def]
-           seed, step, heat, ramp, out):
-    """Total force on every live node, written to ``out`` by node id.
+def forces(pos, live, order, rep, crowd, weight, agent, indptr, nbr,  # type: ignore[no-untyped-def]
+           wts, component, hub, params, unit, seed, step, heat, out):
+    """Total force on every live node, in layout units (positions / ``unit``), by node id.
 
-    ``rep`` is the repulsion in Morton order (``order`` maps it to ``live``). ``params`` has two
-    rows, knowledge (0) and agent (1): max_force, spring_k, rest_length, center_gravity_k,
-    gravity, bounds, boundary_margin, boundary_k, temperature. A node's own forces use its
-    type's row; a spring uses the agent row when either end is an agent.
+    ``rep`` is the repulsion field in Morton order (``order`` maps it to ``live``); a node's
+    repulsion is its weight × the field × the repulsion strength. Springs pull with
+    ``spring · w · log(1 + d)`` (LinLog) or ``spring · w · d`` along each edge, using the agent
+    row when either end is an agent. Gravity pulls ``gravity · weight`` towards the origin
+    whatever the distance, the centre spring ``center · weight · d``, both measured at the
+    centre of the node's connected ``component`` (``hub``, layout units); a soft wall pushes back
+    past ``margin · bounds``; noise ``noise · heat`` shakes nodes (off by default); the collision
+    force ``collide · crowd`` pushes apart nodes closer than one layout unit.
     """
     for p in prange(order.shape[0]):
         i = live[order[p]]
         row = 1 if agent[i] else 0
-        max_force, center_k, gravity = params[row, 0], params[row, 3], params[row, 4]
-        bounds, margin, boundary_k, temperature = (params[row, 5], params[row, 6],
-                                                   params[row, 7], params[row, 8])
-        fx = np.float64(rep[p, 0])
-        fy = np.float64(rep[p, 1])
-        fz = np.float64(rep[p, 2])
-        px, py, pz = pos[i, 0], pos[i, 1], pos[i, 2]
+        wi = weight[i]
+        kr = params[row, P_REPEL] * wi
+        fx = kr * rep[p, 0]
+        fy = kr * rep[p, 1]
+        fz = kr * rep[p, 2]
+        kc = params[row, P_COLLIDE]
+        fx += kc * crowd[p, 0]
+        fy += kc * crowd[p, 1]
+        fz += kc * crowd[p, 2]
+        px, py, pz = pos[i, 0] / unit, pos[i, 1] / unit, pos[i, 2] / unit
         for e in range(indptr[i], indptr[i + 1]):
             j = nbr[e]
             srow = 1 if agent[i] or agent[j] else 0
-            ex = pos[j, 0] - px
-            ey = pos[j, 1] - py
-            ez = pos[j, 2] - pz
+            ex = pos[j, 0] / unit - px
+            ey = pos[j, 1] / unit - py
+            ez = pos[j, 2] / unit - pz
             d = np.sqrt(ex * ex + ey * ey + ez * ez)
             if d > 1e-9:
-                s = params[srow, 1] * wts[e] * (d - params[srow, 2]) / d
+                s = params[srow, P_SPRING] * wts[e]
+                if params[srow, P_LINLOG] != 0.0 and d > 1.0:
+                    s /= d  # LinLog: a constant pull past one layout unit
                 fx += ex * s
                 fy += ey * s
                 fz += ez * s
-        fx -= center_k * px
-        fy -= center_k * py
-        fz -= center_k * pz
-        r = np.sqrt(px * px + py * py + pz * pz)
-        if r > 1e-9 and gravity != 0.0:
-            fx -= gravity * px / r
-            fy -= gravity * py / r
-            fz -= gravity * pz / r
-        wall = margin * bounds
+        # gravity and the centre spring pull a node's component (its centre ``hub``) as a
+        # whole: they move components into view without bending any of them
+        c = component[i]
+        cx, cy, cz = hub[c, 0], hub[c, 1], hub[c, 2]
+        r = np.sqrt(cx * cx + cy * cy + cz * cz)
+        # (constant past one unit from the origin, linear inside: no flip as it crosses)
+        g = params[row, P_CENTER] * wi + params[row, P_GRAVITY] * wi / max(r, 1.0)
+        fx -= g * cx
+        fy -= g * cy
+        fz -= g * cz
+        wall = params[row, P_MARGIN] * params[row, P_BOUNDS] / unit
+        wall_k = params[row, P_WALL] * wi
         if px > wall:
-            fx -= boundary_k * (px - wall)
+            fx -= wall_k * (px - wall)
         elif px < -wall:
-            fx -= boundary_k * (px + wall)
+            fx -= wall_k * (px + wall)
         if py > wall:
-            fy -= boundary_k * (py - wall)
+            fy -= wall_k * (py - wall)
         elif py < -wall:
-            fy -= boundary_k * (py + wall)
+            fy -= wall_k * (py + wall)
         if pz > wall:
-            fz -= boundary_k * (pz - wall)
+            fz -= wall_k * (pz - wall)
         elif pz < -wall:
-            fz -= boundary_k * (pz + wall)
-        fx *= ramp
-        fy *= ramp
-        fz *= ramp
-        if temperature != 0.0 and heat > 0.0:
-            amp = temperature * heat * max_force
+            fz -= wall_k * (pz + wall)
+        noise = params[row, P_NOISE]
+        if noise != 0.0 and heat[i] > 0.0:
+            amp = noise * heat[i] * wi
             fx += amp * _hash_unit(seed, step, i, 0)
             fy += amp * _hash_unit(seed, step, i, 1)
             fz += amp * _hash_unit(seed, step, i, 2)
+        cap = params[row, P_MAX_FORCE] * wi
         mag = np.sqrt(fx * fx + fy * fy + fz * fz)
-        if mag > max_force:
-            s = max_force / mag
-            fx *= s
-            fy *= s
-            fz *= s
+        if mag > cap:
+            fx *= cap / mag
+            fy *= cap / mag
+            fz *= cap / mag
         out[i, 0] = fx
         out[i, 1] = fy
         out[i, 2] = fz
 
 
 @njit(cache=True, nogil=True, error_model="numpy", parallel=True)
-def integrate(pos, vel, force, mass, pinned, agent, live, dt,  # type: ignore[no-untyped-def]
-              motion):
-    """v ← (v + F·dt/m)·damping, |v| ≤ max_velocity, p ← p + v·dt, clamped to ±bounds.
-
-    ``motion`` has a row per node type (knowledge 0, agent 1): damping, max_velocity, bounds.
-    Pinned nodes keep their position and have no velocity. Returns the kinetic energy
-    ½·Σ m·v² and the largest speed.
-    """
+def swing_traction(force, last, weight, pinned, live):  # type: ignore[no-untyped-def]
+    """Per node, ``weight · |F − F_last|`` (swing) into ``last[:, 3]``; returns the sums of
+    swing and of ``weight · |F + F_last| / 2`` (traction) over the free live nodes."""
     m = live.shape[0]
-    energy = np.zeros(m, np.float64)
-    speed = np.zeros(m, np.float64)
+    sw = np.zeros(m, np.float64)
+    tr = np.zeros(m, np.float64)
     for k in prange(m):
         i = live[k]
+        ax = force[i, 0] - last[i, 0]
+        ay = force[i, 1] - last[i, 1]
+        az = force[i, 2] - last[i, 2]
+        bx = force[i, 0] + last[i, 0]
+        by = force[i, 1] + last[i, 1]
+        bz = force[i, 2] + last[i, 2]
+        s = weight[i] * np.sqrt(ax * ax + ay * ay + az * az)
+        last[i, 3] = s
+        if not pinned[i]:
+            sw[k] = s
+            tr[k] = 0.5 * weight[i] * np.sqrt(bx * bx + by * by + bz * bz)
+    return sw.sum(), tr.sum()
+
+
+@njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+def move(pos, vel, force, last, pinned, agent, live, speed, heat, stride,  # type: ignore[no-untyped-def]
+         unit, dt, motion):
+    """Move every free node by its own speed (ForceAtlas2's swing rule) and remember its force.
+
+    A node moves ``F · speed · heat / (1 + sqrt(speed · swing))`` layout units (a node whose
+    force flips back and forth slows down, one pushed steadily keeps the global speed; a node
+    cools as its ``heat`` decays, so the layout comes to rest) times ``stride`` (the layout's
+    edge length: LinLog's forces do not grow with the scale, its moves do), averaged with its
+    previous move by ``momentum`` (an exponential average that smooths a node's path), at most
+    ``max_step`` position units; positions stay inside ±bounds. ``motion`` has a row per node
+    type: momentum, max_step, bounds. The velocity is the move over ``dt``. Returns the mean
+    squared move in layout units and the largest move in position units.
+    """
+    m = live.shape[0]
+    moved2 = np.zeros(m, np.float64)
+    moved = np.zeros(m, np.float64)
+    for k in prange(m):
+        i = live[k]
+        last[i, 0] = force[i, 0]
+        last[i, 1] = force[i, 1]
+        last[i, 2] = force[i, 2]
         if pinned[i]:
             vel[i, 0] = 0.0
             vel[i, 1] = 0.0
             vel[i, 2] = 0.0
             continue
         row = 1 if agent[i] else 0
-        damping, max_velocity, bounds = motion[row, 0], motion[row, 1], motion[row, 2]
-        inv = dt / mass[i]
-        vx = (vel[i, 0] + force[i, 0] * inv) * damping
-        vy = (vel[i, 1] + force[i, 1] * inv) * damping
-        vz = (vel[i, 2] + force[i, 2] * inv) * damping
-        v = np.sqrt(vx * vx + vy * vy + vz * vz)
-        if v > max_velocity:
-            s = max_velocity / v
-            vx *= s
-            vy *= s
-            vz *= s
-            v = max_velocity
-        vel[i, 0] = vx
-        vel[i, 1] = vy
-        vel[i, 2] = vz
+        momentum, max_step, bounds = motion[row, 0], motion[row, 1], motion[row, 2]
+        f = stride * speed * heat[i] / (1.0 + np.sqrt(speed * last[i, 3])) * unit
+        keep = 1.0 - momentum
+        dx = keep * force[i, 0] * f + momentum * vel[i, 0] * dt
+        dy = keep * force[i, 1] * f + momentum * vel[i, 1] * dt
+        dz = keep * force[i, 2] * f + momentum * vel[i, 2] * dt
+        d = np.sqrt(dx * dx + dy * dy + dz * dz)
+        if d > max_step:
+            s = max_step / d
+            dx *= s
+            dy *= s
+            dz *= s
+            d = max_step
+        step = (dx, dy, dz)
         for a in range(3):
-            p = pos[i, a] + vel[i, a] * dt
+            p = pos[i, a] + step[a]
             if p > bounds:
                 p = bounds
-                vel[i, a] = -0.5 * vel[i, a]
             elif p < -bounds:
                 p = -bounds
-                vel[i, a] = -0.5 * vel[i, a]
+            vel[i, a] = (p - pos[i, a]) / dt
             pos[i, a] = p
-        energy[k] = 0.5 * mass[i] * v * v
-        speed[k] = v
-    return energy.sum(), speed.max() if m else 0.0
+        moved2[k] = (d / unit) * (d / unit)
+        moved[k] = d
+    return (moved2.sum() / m if m else 0.0), (moved.max() if m else 0.0)

@@ -1,68 +1,119 @@
-"""Physics parameters: the defaults of the issue, and what each one does in graphwire's model.
+"""Physics parameters: every knob of the layout, its default and its range, written once.
 
-The model (one step, per live unpinned node, forces per unit mass):
+The model is ForceAtlas2's (Jacomy et al., PLOS ONE 2014) in 3D, with a multilevel start.
+Forces act in *layout units*: a position in the wire's units is ``rest_length`` × the layout
+position, so ``rest_length`` scales a layout without changing its shape. Per live node:
 
-- repulsion ``repel_k / (d² + repulsion_softening_epsilon)`` from every node within
-  ``repulsion_cutoff`` (per pair at most ``max_force``), switched off smoothly from half the
-  cut-off to the cut-off (the CHARMM switching function: a hard edge would make the force jump
-  as nodes cross it, and make every Barnes–Hut cell that straddles it an error), computed by
-  Barnes–Hut with opening angle ``theta``;
-- springs ``spring_k · weight · (d − rest_length)`` along every edge;
-- ``center_gravity_k · p`` towards the origin (a spring to the centre) and ``gravity`` towards the
-  origin whatever the distance (keeps far components from drifting when the spring is off);
-- a soft wall: ``boundary_k · overshoot`` inwards past ``boundary_margin · bounds_size``, and a
-  hard clamp at ``±bounds_size`` that reflects half the velocity;
-- during the first ``warmup_iterations`` steps all forces ramp up linearly from 0, so the first
-  steps from a random start do not explode;
-- ``temperature · heat · max_force`` of deterministic noise, where heat starts at 1 and cools by
-  ``cooling_rate`` a step (annealing: it shakes nodes out of tangles early, and fades);
-- the total force is capped at ``max_force``; then ``v ← (v + F·dt) · damping``,
-  ``|v| ≤ max_velocity``, ``p ← p + v·dt``.
+- repulsion ``repel_k · w_i · w_j / d`` from every other node, where ``w = degree + 1`` when
+  ``degree_repulsion`` (hubs push harder, so communities separate) and 1 otherwise; computed by
+  Barnes–Hut with opening angle ``theta``, softened by ``repulsion_softening_epsilon`` (layout
+  units²), long-range unless ``repulsion_cutoff`` (wire units) is above 0;
+- attraction ``spring_k · weight · log(1 + d)`` along every edge (LinLog: tight communities
+  far apart), or ``spring_k · weight · d`` when ``linlog`` is off;
+- gravity ``gravity · w`` towards the origin whatever the distance (keeps components in view)
+  and ``center_gravity_k · w · d`` (a spring to the centre, off by default);
+- a soft wall ``boundary_k · w · overshoot`` past ``boundary_margin · bounds_size``, and a hard
+  clamp at ``±bounds_size``;
+- ``temperature · w`` of deterministic noise that cools by ``cooling_rate`` a step (off by
+  default: noise mixes a layout that has found its shape).
+
+Each node then moves by its own speed (ForceAtlas2's swing rule): ``F · s / (1 + √(s ·
+swing))``, where swing is how much its force flipped since the last step; the global speed
+``s`` adapts to the ratio of the whole layout's swing and traction within ``jitter_tolerance``.
+A node that oscillates slows down, a node pushed steadily keeps moving; nothing shakes the
+layout as a whole, so quality does not decay with time. ``1 − damping`` of a node's previous
+move carries into the next (momentum; none by default). A move is at most ``max_velocity ·
+dt`` wire units; ``dt`` is the time a step stands for (velocities are moves over ``dt``; the
+server steps in real time at ``1/dt`` steps a second at most).
 
 Agent nodes (``type: agent``) have a parameter set of their own (the agent graph's settings,
 ``visualisation.graphs.visionflow.physics.*``): it drives their own forces, the springs that touch
-them and their integration (damping, max_velocity, bounds); the repulsion field, ``dt``, warm-up,
-cooling and settling belong to the layout and are taken from the knowledge set.
+them and their motion; the repulsion tree, the global speed, the time step and settling belong
+to the layout and are taken from the knowledge set.
 
 ``iterations`` caps the physics steps run between two published snapshots (catch-up work when the
 stream is slow); ``enabled`` false freezes the layout. The layout is *settled* once the mean
-kinetic energy per node stays under ``settle_energy`` for ``settle_steps`` steps.
+squared move of a node stays under ``settle_energy`` (layout units², per step) for
+``settle_steps`` steps.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+
+def _knob(default: Any, lo: float | None = None, hi: float | None = None, help: str = "") -> Any:
+    """A dataclass field with its range (inclusive) and a line of help in its metadata."""
+    return field(default=default, metadata={"range": (lo, hi), "help": help})
 
 
 @dataclass(frozen=True, slots=True)
 class PhysicsParams:
-    """Every parameter of the physics, with its default."""
+    """Every parameter of the physics, with its default, range and help (``ranges``,
+    ``helps``)."""
 
-    damping: float = 0.92
-    spring_k: float = 0.05
-    repel_k: float = 50.0
-    max_velocity: float = 200.0
-    max_force: float = 50.0
-    dt: float = 0.016
-    rest_length: float = 35.0
-    repulsion_cutoff: float = 80.0
-    repulsion_softening_epsilon: float = 0.001
-    center_gravity_k: float = 0.02
-    bounds_size: float = 500.0
-    warmup_iterations: int = 200
-    cooling_rate: float = 0.002
-    gravity: float = 0.0001
-    temperature: float = 0.01
-    iterations: int = 100
-    enabled: bool = True
+    damping: float = _knob(1.0, 0.2, 1.0, "share of a node's last move it does not carry into "
+                           "the next (1: no momentum)")
+    spring_k: float = _knob(1.0, 0.0, 100.0, "strength of the springs along edges")
+    repel_k: float = _knob(3.0, 0.0, 1e6, "strength of the repulsion between all nodes "
+                           "(relative to the graph's total weight): larger spreads the layout")
+    max_velocity: float = _knob(10_000.0, 1e-6, 1e7, "largest speed of a node (units/s; "
+                                "a move is at most max_velocity · dt)")
+    max_force: float = _knob(1000.0, 1e-6, 1e9, "largest force on a node per unit of weight")
+    dt: float = _knob(0.016, 1e-6, 1.0, "time a step stands for (s): velocities are moves "
+                      "over dt, and the server steps at most 1/dt times a second")
+    rest_length: float = _knob(10.0, 1e-3, 1e5, "the layout unit: a short edge, and the "
+                               "distance under which nodes push apart")
+    repulsion_cutoff: float = _knob(0.0, 0.0, 1e7, "repulsion ends at this distance "
+                                    "(0: no cut-off, repulsion reaches every node)")
+    repulsion_softening_epsilon: float = _knob(1e-4, 1e-9, 1e6, "softens the repulsion of "
+                                               "nodes closer than its square root (layout "
+                                               "units)")
+    center_gravity_k: float = _knob(0.0, 0.0, 100.0, "spring pulling each connected "
+                                    "component's centre to the origin")
+    bounds_size: float = _knob(5000.0, 1.0, 1e7, "nodes stay inside ±bounds_size on each axis")
+    warmup_iterations: int = _knob(50, 0, 1_000_000, "steps at full heat before the layout "
+                                   "starts to cool")
+    cooling_rate: float = _knob(0.002, 0.0, 0.999, "share of its heat a node loses each step "
+                                "(0: never comes to rest)")
+    gravity: float = _knob(0.2, 0.0, 1e6, "constant pull of each connected component towards "
+                           "the origin: keeps components in view without bending them")
+    temperature: float = _knob(0.0, 0.0, 100.0, "random shaking of hot nodes (0: none)")
+    iterations: int = _knob(100, 1, 100_000, "most physics steps run between two snapshots")
+    enabled: bool = _knob(True, help="run the physics (false: the layout is frozen)")
     # graphwire's own knobs
-    theta: float = 0.8
-    boundary_margin: float = 0.85
-    boundary_k: float = 2.0
-    settle_energy: float = 0.005
-    settle_steps: int = 60
+    theta: float = _knob(1.0, 0.0, 2.0, "Barnes–Hut opening angle: larger is faster and "
+                         "coarser (0: exact)")
+    boundary_margin: float = _knob(0.9, 0.01, 1.0, "a soft wall starts at this share of "
+                                   "bounds_size")
+    boundary_k: float = _knob(1.0, 0.0, 1e6, "stiffness of the soft wall")
+    settle_energy: float = _knob(1e-6, 0.0, 1e6, "the layout is calm while a node's mean "
+                                 "squared move per step stays under this (layout units²)")
+    settle_steps: int = _knob(30, 1, 1_000_000, "calm steps in a row after which the layout "
+                              "is settled and stops stepping")
+    linlog: bool = _knob(True, help="LinLog springs (a constant pull past one unit: tight "
+                         "communities far apart); off: linear springs")
+    degree_repulsion: bool = _knob(True, help="nodes repel with weight degree + 1 (hubs push "
+                                   "harder, so communities separate); off: all alike")
+    jitter_tolerance: float = _knob(1.0, 0.01, 100.0, "how much oscillation the adaptive "
+                                    "speed tolerates: larger is faster and less precise")
+    collision_k: float = _knob(10.0, 0.0, 1e6, "stiffness of the push between nodes closer "
+                               "than rest_length (0: nodes may overlap)")
+    multilevel: bool = _knob(True, help="lay a new graph out coarse-to-fine (unfolds grids, "
+                             "trees and other large sparse graphs)")
+
+    @staticmethod
+    def helps() -> dict[str, str]:
+        """A line of help for every parameter."""
+        return {f.name: f.metadata["help"] for f in dataclasses.fields(PhysicsParams)}
+
+    @staticmethod
+    def ranges() -> dict[str, tuple[float | None, float | None]]:
+        """The inclusive range of every numeric parameter (None: unbounded)."""
+        return {f.name: f.metadata["range"] for f in dataclasses.fields(PhysicsParams)
+                if "range" in f.metadata}
 
     def replace(self, **changes: Any) -> PhysicsParams:
         """A copy with some parameters changed (unknown names or bad values raise ValueError)."""
@@ -76,33 +127,15 @@ class PhysicsParams:
 
     def validate(self) -> None:
         """Raise ValueError naming the first parameter outside its range."""
-        checks: list[tuple[str, bool]] = [
-            ("damping", 0.0 <= self.damping <= 1.0),
-            ("spring_k", self.spring_k >= 0),
-            ("repel_k", self.repel_k >= 0),
-            ("max_velocity", self.max_velocity > 0),
-            ("max_force", self.max_force > 0),
-            ("dt", 0 < self.dt <= 1),
-            ("rest_length", self.rest_length >= 0),
-            ("repulsion_cutoff", self.repulsion_cutoff > 0),
-            ("repulsion_softening_epsilon", self.repulsion_softening_epsilon > 0),
-            ("center_gravity_k", self.center_gravity_k >= 0),
-            ("bounds_size", self.bounds_size > 0),
-            ("warmup_iterations", self.warmup_iterations >= 0),
-            ("cooling_rate", 0 <= self.cooling_rate < 1),
-            ("gravity", self.gravity >= 0),
-            ("temperature", self.temperature >= 0),
-            ("iterations", self.iterations >= 1),
-            ("theta", 0 <= self.theta <= 2),
-            ("boundary_margin", 0 < self.boundary_margin <= 1),
-            ("boundary_k", self.boundary_k >= 0),
-            ("settle_energy", self.settle_energy >= 0),
-            ("settle_steps", self.settle_steps >= 1),
-        ]
-        for name, ok in checks:
-            if not ok:
-                value = getattr(self, name)
-                raise ValueError(f"physics parameter {name} = {value!r} is out of range")
+        for name, (lo, hi) in self.ranges().items():
+            value = getattr(self, name)
+            if isinstance(value, bool):
+                continue
+            if (lo is not None and not value >= lo) or (hi is not None and not value <= hi):
+                low = "-inf" if lo is None else f"{lo:g}"
+                high = "inf" if hi is None else f"{hi:g}"
+                raise ValueError(f"physics parameter {name} = {value!r} is out of range "
+                                 f"[{low}, {high}]")
 
     def as_dict(self) -> dict[str, Any]:
         """Parameters by name."""
