@@ -1,0 +1,76 @@
+/**
+ * Labels with a level of detail: only the hovered, selected and source nodes, and the few
+ * nodes nearest the camera (within `labelDistance`), get a label: a pool of DOM elements
+ * positioned over the canvas, never one per node.
+ * @module ui/labels
+ */
+
+export class Labels {
+  /** @param {HTMLElement} root */
+  constructor(root, { nearest = 12, hubs = 10 } = {}) {
+    this.root = root;
+    this.nearest = nearest;
+    this.hubs = hubs;
+    this.enabled = true;
+    this.maxDistance = 250;
+    this.pool = [];
+  }
+
+  element(i) {
+    while (this.pool.length <= i) {
+      const el = document.createElement('div');
+      el.className = 'label';
+      this.root.append(el);
+      this.pool.push(el);
+    }
+    return this.pool[i];
+  }
+
+  /**
+   * Choose and place labels.
+   * @param {import('../view/renderer.js').Renderer} view
+   * @param {import('../view/graph_model.js').GraphModel} model
+   * @param {number[]} always slots that always get a label (-1: none)
+   */
+  update(view, model, always) {
+    const { x, y, depth } = view.project();
+    const chosen = [];
+    const seen = new Set();
+    for (const s of always) {
+      if (s >= 0 && model.nodes[s] && Number.isFinite(x[s]) && !seen.has(s)) { chosen.push([s, true]); seen.add(s); }
+    }
+    if (this.enabled) {
+      // the nearest nodes on screen, within the label distance from the camera
+      const near = [];
+      const far = this.maxDistance > 0 ? this.maxDistance : Infinity;
+      for (let s = 0; s < x.length; s++) {
+        if (!(depth[s] < far) || seen.has(s)) continue;
+        if (x[s] < 0 || y[s] < 0 || x[s] > view.width || y[s] > view.height) continue;
+        near.push(s);
+      }
+      near.sort((a, b) => depth[a] - depth[b]);
+      for (const s of near.slice(0, this.nearest)) { chosen.push([s, false]); seen.add(s); }
+      // and the biggest hubs on screen, so an overview names its landmarks
+      const hubs = [];
+      for (let s = 0; s < x.length; s++) {
+        if (seen.has(s) || !Number.isFinite(x[s]) || x[s] < 0 || y[s] < 0 || x[s] > view.width || y[s] > view.height) continue;
+        const d = model.degree(s);
+        if (hubs.length < this.hubs || d > hubs[hubs.length - 1][1]) {
+          hubs.push([s, d]);
+          hubs.sort((a, b) => b[1] - a[1]);
+          if (hubs.length > this.hubs) hubs.pop();
+        }
+      }
+      for (const [s] of hubs) chosen.push([s, false]);
+    }
+    chosen.forEach(([s, strong], i) => {
+      const el = this.element(i);
+      el.textContent = model.nodes[s].label;
+      el.className = strong ? 'label strong' : 'label';
+      const r = view.pixelRadius(s, depth[s]);
+      el.style.transform = `translate(${x[s] + r + 3}px, ${y[s] - 8}px)`;
+      el.hidden = false;
+    });
+    for (let i = chosen.length; i < this.pool.length; i++) this.pool[i].hidden = true;
+  }
+}
