@@ -23,7 +23,7 @@ const $ = (sel) => document.querySelector(sel);
 const R = 'visualisation.rendering.';
 
 const model = new GraphModel();
-const view = new Renderer($('#scene'));
+const view = new Renderer($('#scene'), { nodes: params.get('nodes') || undefined });
 const labels = new Labels($('#labels'));
 const worker = new Worker(new URL('./decode_worker.js', import.meta.url), { type: 'module' });
 const conn = new Connection({
@@ -500,6 +500,22 @@ window.graphwire = {
   },
   /** Where this page pinned a node. */
   pinnedAt(key) { const s = model.slotOfKey.get(key); return app.pinned.get(s) ?? null; },
+  /** A node on screen 3 to 6 hops from the shortest-path source, as `{x, y}` (screenshots). */
+  farNeighbourOnScreen() {
+    if (!app.sssp) return null;
+    const { x, y } = view.project();
+    const rect = canvas.getBoundingClientRect();
+    let best = null;
+    for (let s = 0; s < model.slotCount; s++) {
+      const hops = pathTo(s).length / 2;
+      if (hops < 3 || hops > 6 || !Number.isFinite(x[s])) continue;
+      if (x[s] < 380 || x[s] > view.width - 380 || y[s] < 80 || y[s] > view.height - 80) continue;
+      if (!best || hops > best.hops || (hops === best.hops && model.degree(s) > best.degree)) {
+        best = { hops, degree: model.degree(s), x: rect.left + x[s], y: rect.top + y[s] };
+      }
+    }
+    return best;
+  },
   /** Keys of every node (tests pick from them). */
   keys() { return model.nodes.filter(Boolean).map((n) => n.key); },
 };

@@ -225,8 +225,12 @@ export class Connection extends Emitter {
       if (!this.established) return;
       this.sendNow(JSON.stringify({ type: 'ping', timestamp: Date.now() }));
       this.pongTimer = this.timers.setTimeout(() => {
-        this.pongTimer = null;
-        this.lost('no pong');
+        // A page that was busy (a long task) may have the pong queued behind this timer: give
+        // queued messages one turn before declaring the connection lost.
+        this.pongTimer = this.timers.setTimeout(() => {
+          this.pongTimer = null;
+          this.lost('no pong');
+        }, 0);
       }, this.pongTimeoutMs);
       this.schedulePing();
     }, this.pingIntervalMs);

@@ -41,15 +41,18 @@ export class Labels {
     }
     if (this.enabled) {
       // the nearest nodes on screen, within the label distance from the camera
-      const near = [];
+      const near = []; // the `nearest` smallest depths, kept sorted (one pass, no full sort)
       const far = this.maxDistance > 0 ? this.maxDistance : Infinity;
       for (let s = 0; s < x.length; s++) {
         if (!(depth[s] < far) || seen.has(s)) continue;
         if (x[s] < 0 || y[s] < 0 || x[s] > view.width || y[s] > view.height) continue;
-        near.push(s);
+        if (near.length === this.nearest && depth[s] >= depth[near[near.length - 1]]) continue;
+        let i = near.length;
+        while (i > 0 && depth[near[i - 1]] > depth[s]) i -= 1;
+        near.splice(i, 0, s);
+        if (near.length > this.nearest) near.pop();
       }
-      near.sort((a, b) => depth[a] - depth[b]);
-      for (const s of near.slice(0, this.nearest)) { chosen.push([s, false]); seen.add(s); }
+      for (const s of near) { chosen.push([s, false]); seen.add(s); }
       // and the biggest hubs on screen, so an overview names its landmarks
       const hubs = [];
       for (let s = 0; s < x.length; s++) {

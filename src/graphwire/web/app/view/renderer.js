@@ -1,13 +1,23 @@
 /**
- * The 3D view: one instanced draw call for every node and one line-segments draw call for every
- * edge, both reading the same positions.
+ * The 3D view: one draw call for every node and one line-segments draw call for every edge,
+ * both reading the same positions.
  *
  * Positions live in two Float32Arrays, `prev` and `next` (x, y, z per render slot). A frame is
  * applied by blending `prev` to where the nodes are shown now and copying the decoded array into
  * `next`: no matrices are built. The vertex shaders draw `mix(prev, next, t)`, with `t` running
- * from 0 to 1 over the frame interval, so motion stays smooth between frames. Nodes are
- * camera-facing quads shaded as spheres in the fragment shader (two triangles a node); edges
- * are an index buffer of slot pairs over the same position attributes.
+ * from 0 to 1 over the frame interval, so motion stays smooth between frames. Edges are an index
+ * buffer of slot pairs over the same position arrays.
+ *
+ * Nodes are drawn in one of two ways, both one draw call and both shaded as spheres in the
+ * fragment shader:
+ * - `instanced` (default on a GPU): camera-facing quads of an `InstancedBufferGeometry`, the
+ *   positions in instanced attributes;
+ * - `points` (default on a software rasteriser, e.g. headless Chromium's SwiftShader): one
+ *   GL point a node, the positions in plain vertex attributes that the edges share. Measured
+ *   on SwiftShader, 100,000 instanced quads cost about 4 s a frame (about 40 µs an instance),
+ *   100,000 points about 0.2 s; on a GPU both are well under a millisecond, and quads have no
+ *   point-size limit.
+ * `?nodes=instanced|points` in the page's address overrides the choice.
  * @module view/renderer
  */
 import * as THREE from 'three';
@@ -51,6 +61,42 @@ void main() {
   gl_FragColor = vec4(mix(c, uBackground, vFog), 1.0);
 }`;
 
+const POINT_VERTEX = `
+attribute vec3 prevPos;
+attribute vec3 color;
+attribute float size;
+uniform float uT;
+uniform float uScale;
+uniform float uPixels;
+varying vec3 vColor;
+varying float vFog;
+void main() {
+  vec3 p = mix(prevPos, position, uT);
+  vec4 mv = modelViewMatrix * vec4(p, 1.0);
+  gl_PointSize = max(1.5, 2.0 * size * uScale * uPixels / max(1e-3, -mv.z));
+  vColor = color;
+  vFog = clamp((-mv.z) / 6000.0, 0.0, 0.6);
+  gl_Position = projectionMatrix * mv;
+}`;
+
+const POINT_FRAGMENT = NODE_FRAGMENT
+  .replace('varying vec2 vUv;', '')
+  .replace('float r2 = dot(vUv, vUv);', 'vec2 vUv = vec2(2.0 * gl_PointCoord.x - 1.0, 1.0 - 2.0 * gl_PointCoord.y);\n  float r2 = dot(vUv, vUv);');
+
+/** Whether WebGL runs on a software rasteriser (no GPU). */
+export function softwareRenderer() {
+  try {
+    const gl = document.createElement('canvas').getContext('webgl2');
+    if (!gl) return false;
+    const info = gl.getExtension('WEBGL_debug_renderer_info');
+    const name = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+    gl.getExtension('WEBGL_lose_context')?.loseContext();
+    return /swiftshader|llvmpipe|softpipe|software/i.test(name);
+  } catch {
+    return false;
+  }
+}
+
 const EDGE_VERTEX = `
 attribute vec3 prevPos;
 uniform float uT;
@@ -65,11 +111,16 @@ uniform float uOpacity;
 void main() { gl_FragColor = vec4(uColor, uOpacity); }`;
 
 export class Renderer {
-  /** @param {HTMLElement} container */
-  constructor(container) {
+  /**
+   * @param {HTMLElement} container
+   * @param {{nodes?: 'instanced'|'points'}} [options]
+   */
+  constructor(container, options = {}) {
     this.container = container;
-    this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
-    this.renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
+    const software = softwareRenderer();
+    this.mode = options.nodes || (software ? 'points' : 'instanced');
+    // multisampling costs a software rasteriser about 3.5 times the frame
+    this.renderer = new THREE.WebGLRenderer({ antialias: !software });
     container.appendChild(this.renderer.domElement);
     this.scene = new THREE.Scene();
     this.background = new THREE.Color('#0b0e14');
@@ -88,6 +139,7 @@ export class Renderer {
     this.nodeScale = 1;
     this.uniforms = {
       uT: { value: 1 }, uScale: { value: 1 }, uBackground: { value: this.background },
+      uPixels: { value: 1 },
     };
     this.edgeUniforms = {
       uT: this.uniforms.uT, uColor: { value: new THREE.Color('#90a4ae') }, uOpacity: { value: 0.35 },
@@ -95,6 +147,17 @@ export class Renderer {
     this.pathUniforms = {
       uT: this.uniforms.uT, uColor: { value: new THREE.Color('#ff5252') }, uOpacity: { value: 1 },
     };
+    // Drawing cost adapts to the machine: a GPU draws 100,000 nodes and 300,000 edges at full
+    // quality, a software rasteriser (SwiftShader, headless) cannot. When frames take too long,
+    // the pixel ratio drops and fewer edges are drawn (a uniform sample: the index is shuffled,
+    // so any prefix is one); when they are quick again, quality comes back.
+    this.maxPixelRatio = Math.min(window.devicePixelRatio || 1, 2);
+    this.pixelRatio = this.maxPixelRatio;
+    this.renderer.setPixelRatio(this.pixelRatio);
+    this.edgeBudget = Infinity;
+    this.frameMs = 16;
+    this.lastRender = 0;
+    this.lastAdapt = 0;
     this.allocate(1024);
     this.resize();
     window.addEventListener('resize', () => this.resize());
@@ -117,26 +180,49 @@ export class Renderer {
       this.edges.geometry.dispose();
       this.path.geometry.dispose();
     }
-    const quad = new THREE.InstancedBufferGeometry();
-    quad.setAttribute('position', new THREE.Float32BufferAttribute([-1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 1, 0], 3));
-    quad.setIndex([0, 1, 2, 0, 2, 3]);
-    this.attrs = {
-      prev: new THREE.InstancedBufferAttribute(this.prev, 3).setUsage(THREE.DynamicDrawUsage),
-      next: new THREE.InstancedBufferAttribute(this.next, 3).setUsage(THREE.DynamicDrawUsage),
-      color: new THREE.InstancedBufferAttribute(this.color, 3).setUsage(THREE.DynamicDrawUsage),
-      size: new THREE.InstancedBufferAttribute(this.size, 1).setUsage(THREE.DynamicDrawUsage),
-      // the edges read the same arrays as per-vertex attributes (vertex k = slot k)
-      edgePrev: new THREE.BufferAttribute(this.prev, 3).setUsage(THREE.DynamicDrawUsage),
-      edgeNext: new THREE.BufferAttribute(this.next, 3).setUsage(THREE.DynamicDrawUsage),
-    };
-    quad.setAttribute('prevPos', this.attrs.prev);
-    quad.setAttribute('nextPos', this.attrs.next);
-    quad.setAttribute('color', this.attrs.color);
-    quad.setAttribute('size', this.attrs.size);
-    quad.instanceCount = this.count;
-    this.nodes = new THREE.Mesh(quad, new THREE.ShaderMaterial({
-      uniforms: this.uniforms, vertexShader: NODE_VERTEX, fragmentShader: NODE_FRAGMENT,
-    }));
+    const material = (vertexShader, fragmentShader) => new THREE.ShaderMaterial({
+      uniforms: this.uniforms, vertexShader, fragmentShader,
+    });
+    if (this.mode === 'points') {
+      // plain vertex attributes (vertex k = slot k), shared as they are with the edges
+      const shared = {
+        prev: new THREE.BufferAttribute(this.prev, 3).setUsage(THREE.DynamicDrawUsage),
+        next: new THREE.BufferAttribute(this.next, 3).setUsage(THREE.DynamicDrawUsage),
+      };
+      this.attrs = {
+        ...shared,
+        color: new THREE.BufferAttribute(this.color, 3).setUsage(THREE.DynamicDrawUsage),
+        size: new THREE.BufferAttribute(this.size, 1).setUsage(THREE.DynamicDrawUsage),
+        edgePrev: shared.prev,
+        edgeNext: shared.next,
+      };
+      const g = new THREE.BufferGeometry();
+      g.setAttribute('position', this.attrs.next);
+      g.setAttribute('prevPos', this.attrs.prev);
+      g.setAttribute('color', this.attrs.color);
+      g.setAttribute('size', this.attrs.size);
+      g.setDrawRange(0, this.count);
+      this.nodes = new THREE.Points(g, material(POINT_VERTEX, POINT_FRAGMENT));
+    } else {
+      const quad = new THREE.InstancedBufferGeometry();
+      quad.setAttribute('position', new THREE.Float32BufferAttribute([-1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 1, 0], 3));
+      quad.setIndex([0, 1, 2, 0, 2, 3]);
+      this.attrs = {
+        prev: new THREE.InstancedBufferAttribute(this.prev, 3).setUsage(THREE.DynamicDrawUsage),
+        next: new THREE.InstancedBufferAttribute(this.next, 3).setUsage(THREE.DynamicDrawUsage),
+        color: new THREE.InstancedBufferAttribute(this.color, 3).setUsage(THREE.DynamicDrawUsage),
+        size: new THREE.InstancedBufferAttribute(this.size, 1).setUsage(THREE.DynamicDrawUsage),
+        // the edges read the same arrays as per-vertex attributes (vertex k = slot k)
+        edgePrev: new THREE.BufferAttribute(this.prev, 3).setUsage(THREE.DynamicDrawUsage),
+        edgeNext: new THREE.BufferAttribute(this.next, 3).setUsage(THREE.DynamicDrawUsage),
+      };
+      quad.setAttribute('prevPos', this.attrs.prev);
+      quad.setAttribute('nextPos', this.attrs.next);
+      quad.setAttribute('color', this.attrs.color);
+      quad.setAttribute('size', this.attrs.size);
+      quad.instanceCount = this.count;
+      this.nodes = new THREE.Mesh(quad, material(NODE_VERTEX, NODE_FRAGMENT));
+    }
     this.nodes.frustumCulled = false;
     this.nodes.renderOrder = 1;
     const lines = (uniforms, order) => {
@@ -166,13 +252,61 @@ export class Renderer {
       this.allocate(cap);
     }
     this.count = count;
-    this.nodes.geometry.instanceCount = count;
+    if (this.mode === 'points') this.nodes.geometry.setDrawRange(0, count);
+    else this.nodes.geometry.instanceCount = count;
   }
 
-  /** Edges as pairs of slots. */
+  /** Edges as pairs of slots (drawn in a shuffled order, see `edgeBudget`). */
   setEdges(pairs) {
     this.edgeIndex = pairs;
-    this.edges.geometry.setIndex(new THREE.BufferAttribute(pairs, 1));
+    const shuffled = pairs.slice();
+    let seed = 0x9e3779b9;
+    for (let i = shuffled.length / 2 - 1; i > 0; i--) {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      const j = seed % (i + 1);
+      const a0 = shuffled[2 * i];
+      const a1 = shuffled[2 * i + 1];
+      shuffled[2 * i] = shuffled[2 * j];
+      shuffled[2 * i + 1] = shuffled[2 * j + 1];
+      shuffled[2 * j] = a0;
+      shuffled[2 * j + 1] = a1;
+    }
+    this.edges.geometry.setIndex(new THREE.BufferAttribute(shuffled, 1));
+    const count = pairs.length / 2;
+    if (count > 150000 && this.edgeBudget === Infinity) {
+      // a large graph starts at a quality any machine draws, and rises when frames are quick
+      this.edgeBudget = 40000;
+      this.setPixelRatio(Math.min(this.pixelRatio, 0.5));
+    }
+    this.applyEdgeBudget();
+  }
+
+  applyEdgeBudget() {
+    const total = this.edgeIndex ? this.edgeIndex.length / 2 : 0;
+    this.edges.geometry.setDrawRange(0, 2 * Math.min(total, this.edgeBudget));
+  }
+
+  setPixelRatio(ratio) {
+    this.pixelRatio = ratio;
+    this.renderer.setPixelRatio(ratio);
+    this.resize();
+  }
+
+  /** Lower or raise the drawing quality from the time between frames. */
+  adapt(now) {
+    if (this.lastRender) this.frameMs = 0.8 * this.frameMs + 0.2 * Math.min(5000, now - this.lastRender);
+    this.lastRender = now;
+    if (now - this.lastAdapt < 1000) return;
+    this.lastAdapt = now;
+    const total = this.edgeIndex ? this.edgeIndex.length / 2 : 0;
+    if (this.frameMs > 80) {
+      if (this.edgeBudget > 10000 && total > 10000) this.edgeBudget = Math.max(10000, Math.floor(Math.min(total, this.edgeBudget) / 2));
+      if (this.pixelRatio > 0.35) this.setPixelRatio(Math.max(0.35, this.pixelRatio * 0.7));
+    } else if (this.frameMs < 25) {
+      if (this.pixelRatio < this.maxPixelRatio) this.setPixelRatio(Math.min(this.maxPixelRatio, this.pixelRatio * 1.25));
+      else if (this.edgeBudget < total) this.edgeBudget = this.edgeBudget * 2 >= total ? Infinity : this.edgeBudget * 2;
+    }
+    this.applyEdgeBudget();
   }
 
   /** Highlighted edges (a path), as pairs of slots. */
@@ -209,8 +343,9 @@ export class Renderer {
   }
 
   markPositions() {
-    for (const key of ['prev', 'next', 'edgePrev', 'edgeNext']) {
-      const a = this.attrs[key];
+    // in points mode the edges share the nodes' attributes: each is uploaded once
+    const attrs = new Set([this.attrs.prev, this.attrs.next, this.attrs.edgePrev, this.attrs.edgeNext]);
+    for (const a of attrs) {
       a.clearUpdateRanges();
       a.addUpdateRange(0, 3 * this.count);
       a.needsUpdate = true;
@@ -244,12 +379,15 @@ export class Renderer {
     this.renderer.setSize(w, h);
     this.camera.aspect = w / h;
     this.camera.updateProjectionMatrix();
+    // world radius to pixel radius at depth 1 (points mode: gl_PointSize is in device pixels)
+    this.uniforms.uPixels.value = (h / 2 / Math.tan((this.camera.fov * Math.PI) / 360)) * this.renderer.getPixelRatio();
     this.width = w;
     this.height = h;
   }
 
   /** Draw one frame. */
   render(now = performance.now()) {
+    this.adapt(now);
     this.uniforms.uT.value = this.currentT(now);
     if (this.flight) this.flight(now);
     this.controls.update();
