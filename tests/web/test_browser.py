@@ -136,7 +136,8 @@ async def test_searching_a_page_name_selects_it_and_colours_paths(serve, pages: 
     assert await page.get_by_test_id("selection").is_visible()
 
 
-async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(serve, pages: Pages) -> None:
+async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(
+        serve, pages: Pages) -> None:
     served = await serve(overrides=STILL)
     page = await pages.open(served.base + "/")
     await wait_frames(page, 1)
@@ -149,7 +150,8 @@ async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(serve, p
         await page.mouse.move(start["x"] + 6 * k, start["y"] - 3 * k)
     await page.mouse.up()
     await page.wait_for_function(f"window.graphwire.pinned.includes({key!r})")
-    await page.wait_for_function("window.graphwire.queue.accepted >= 1 && window.graphwire.queue.inflight === 0")
+    await page.wait_for_function(
+        "window.graphwire.queue.accepted >= 1 && window.graphwire.queue.inflight === 0")
     put = await page.evaluate(f"window.graphwire.pinnedAt({key!r})")
     graph = served.server.sim.graph
     assert bool(graph.pinned[nid])
@@ -159,7 +161,8 @@ async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(serve, p
     # double-click lets it go
     await page.mouse.dblclick(shown["x"], shown["y"])
     await page.wait_for_function(f"!window.graphwire.pinned.includes({key!r})")
-    await page.wait_for_function("window.graphwire.queue.accepted >= 2 && window.graphwire.queue.inflight === 0")
+    await page.wait_for_function(
+        "window.graphwire.queue.accepted >= 2 && window.graphwire.queue.inflight === 0")
     assert not bool(graph.pinned[nid])
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from graphwire.bench.trace import standard_trace
-from graphwire.protocol import quantized as Q
+from graphwire.protocol import quantized
 from graphwire.protocol.sssp import encode_sssp
 
 WEB = Path(__file__).resolve().parents[2] / "src" / "graphwire" / "web"
@@ -38,9 +38,9 @@ def decode_with_js(frames: list[bytes]) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("velocity", [False, True])
 def test_js_follows_a_moving_stream_exactly(velocity: bool) -> None:
-    enc = Q.QStreamEncoder(velocity=velocity)
+    enc = quantized.QStreamEncoder(velocity=velocity)
     frames: list[bytes] = []
-    py = Q.QDecoder()
+    py = quantized.QDecoder()
     expected = []
     for snap in standard_trace(snapshots=40, nodes=1500):
         vel = snap.vel if velocity else None
@@ -61,12 +61,13 @@ def test_js_follows_a_moving_stream_exactly(velocity: bool) -> None:
 
 
 def test_js_applies_any_delta_of_the_held_keyframe_after_skips() -> None:
-    enc = Q.QStreamEncoder(policy=Q.QPolicy(rebase_ratio=1e9, max_age=1000))  # one keyframe
+    one_keyframe = quantized.QPolicy(rebase_ratio=1e9, max_age=1000)
+    enc = quantized.QStreamEncoder(policy=one_keyframe)
     frames = []
     for snap in standard_trace(snapshots=12, nodes=800):
         frames.append(enc.encode(snap.seq, snap.ids, snap.pos, epoch=1).frame)
     chosen = [frames[0], frames[9], frames[3], frames[11]]  # out of order, with skips
-    py = Q.QDecoder()
+    py = quantized.QDecoder()
     got = decode_with_js(chosen)
     for frame, js in zip(chosen, got, strict=True):
         py.apply(frame)
@@ -74,7 +75,7 @@ def test_js_applies_any_delta_of_the_held_keyframe_after_skips() -> None:
 
 
 def test_js_asks_for_a_keyframe_it_does_not_hold() -> None:
-    enc = Q.QStreamEncoder()
+    enc = quantized.QStreamEncoder()
     frames = [enc.encode(s.seq, s.ids, s.pos, epoch=1).frame
               for s in standard_trace(snapshots=3, nodes=300)]
     got = decode_with_js(frames[1:])  # no keyframe held

@@ -42,7 +42,8 @@ def write_ba_graph(path: Path, nodes: int, m: int = 3, seed: int = 1) -> Path:
     return path
 
 
-def start_server(csv: Path, db: Path, *, rate_hz: float = RATE_HZ) -> tuple[subprocess.Popen[str], int]:
+def start_server(csv: Path, db: Path, *,
+                 rate_hz: float = RATE_HZ) -> tuple[subprocess.Popen[str], int]:
     """``graphwire serve`` in its own process, kept moving, physics at the stream rate."""
     port = _free_port()
     args = [sys.executable, "-m", "graphwire.cli", "serve", str(csv), "--port", str(port),

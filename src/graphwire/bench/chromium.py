@@ -40,5 +40,6 @@ async def launch(pw: Playwright) -> Browser:
     """Start headless Chromium with :data:`FLAGS`."""
     path = chromium_path()
     if path is None:
-        raise RuntimeError("no Chromium found (install Debian's chromium or set GRAPHWIRE_CHROMIUM)")
+        raise RuntimeError(
+            "no Chromium found (install Debian's chromium or set GRAPHWIRE_CHROMIUM)")
     return await pw.chromium.launch(executable_path=path, args=list(FLAGS), headless=True)

@@ -76,7 +76,7 @@ conn.on('graph', (data) => {
   if (newEpoch) worker.postMessage({ type: 'reset' });
   model.load(data);
   relayout(true);
-  for (const [slot, p] of app.pinned) if (!model.nodes[slot]) app.pinned.delete(slot);
+  for (const slot of [...app.pinned.keys()]) if (!model.nodes[slot]) app.pinned.delete(slot);
   if (newEpoch) { app.pinned.clear(); select(-1, false); }
 });
 conn.on('graph_changed', (msg) => {

@@ -150,7 +150,7 @@ export class BatchQueue {
     this.inflight.set(batch, entry);
     this.counters.batchesSent += 1;
     this.counters.itemsSent += items.length;
-    let sent = false;
+    let sent;
     try {
       sent = this.sendFn(bytes, batch);
     } catch {
