@@ -147,7 +147,7 @@ function parseKeyframe(header, p) {
   }
   let motion = null;
   if (motionLen) {
-    const cols = new Float64Array(3 * n);
+    const cols = new Int32Array(3 * n);
     readZigzagVarints(p, need + 8, need + motionLen, 3 * n, cols, 'keyframe motion');
     motion = new Int32Array(3 * n);
     for (let a = 0; a < 3; a++) for (let i = 0; i < n; i++) motion[3 * i + a] = cols[a * n + i];
@@ -219,7 +219,7 @@ function parseDelta(header, p) {
     throw malformed(`delta payload of ${p.length} bytes does not match its section lengths`);
   }
   const idx = decodeMoved(idCoding, p, DELTA_FIXED, DELTA_FIXED + idLen, moved, n);
-  const cols = new Float64Array(3 * moved);
+  const cols = new Int32Array(3 * moved);
   const vStart = DELTA_FIXED + idLen;
   readZigzagVarints(p, vStart, vStart + valLen, 3 * moved, cols, 'moves');
   const vel = hasVel ? decodeVelocity(p, vStart + valLen, p.length, moved) : null;
@@ -238,6 +238,19 @@ export async function decodeQ(bytes) {
   const p = header.flags & Flags.COMPRESSED ? await gunzip(body) : body;
   if (header.flags & Flags.KEYFRAME && !(header.flags & FLAG_REBASE)) return parseKeyframe(header, p);
   return parseDelta(header, p);
+}
+
+function checkRange(q) {
+  let lo = 0;
+  let hi = 0;
+  for (let i = 0; i < q.length; i++) {
+    const v = q[i];
+    if (v < lo) lo = v;
+    else if (v > hi) hi = v;
+  }
+  // the server keeps grid coordinates within ±2^30 (docs/protocol.md §1.4); a frame that
+  // breaks that is refused (values past ±2^31 would already have wrapped in the Int32Array)
+  if (hi >= Q_LIMIT || lo <= -Q_LIMIT) throw malformed('grid coordinates exceed ±2^30');
 }
 
 /** Client state of a kind 0x03 stream: the keyframe held and the positions shown. */
@@ -296,24 +309,50 @@ export class QDecoder {
     if (this.keySeq !== d.keySeq || this.origin === null) throw new KeyframeMissingError(d.keySeq, this.keySeq);
     const n = this.ids.length;
     if (d.nodeCount !== n) throw malformed(`delta for ${d.nodeCount} nodes, keyframe holds ${n}`);
-    let pred = this.base;
-    if (d.valueCoding === VALUES_PREDICTED) pred = predict(this.base, this.motion, this.span, d.header.seq - d.keySeq);
-    const shiftedBase = d.rebase ? applyShift(this.base, d.shift) : this.base;
-    let q = d.rebase ? applyShift(pred, d.shift) : pred;
-    if (q === this.base) q = q.slice();
-    const m = d.idx.length;
-    for (let k = 0; k < m; k++) {
-      const i = 3 * d.idx[k];
-      q[i] += d.moves[k];
-      q[i + 1] += d.moves[m + k];
-      q[i + 2] += d.moves[2 * m + k];
-    }
-    for (let k = 0; k < m; k++) {
-      const i = 3 * d.idx[k];
-      for (let a = 0; a < 3; a++) {
-        const v = q[i + a];
-        if (v >= Q_LIMIT || v <= -Q_LIMIT) throw malformed('grid coordinates exceed ±2^30');
+    const base = this.base;
+    const motion = d.valueCoding === VALUES_PREDICTED ? this.motion : null;
+    const steps = d.header.seq - d.keySeq;
+    const predicted = Boolean(motion) && this.span > 0 && steps > 0;
+    const h = Math.min(steps, PREDICTION_HORIZON);
+    const span = this.span;
+    const shift = d.rebase ? d.shift : [0, 0, 0];
+    const shifted = shift[0] !== 0 || shift[1] !== 0 || shift[2] !== 0;
+    // One pass: prediction (exact integer floor division), the grid shift of a rebase, then the
+    // moves of the frame; the same formulas as docs/protocol.md §1.4, fused for speed.
+    const q = new Int32Array(3 * n);
+    if (!predicted && !shifted) {
+      q.set(base);
+    } else if (!shifted && span === 1) {
+      // the common case while the layout moves: a rebase every snapshot, no grid change
+      for (let i = 0; i < 3 * n; i++) q[i] = base[i] + motion[i] * h;
+      checkRange(q);
+    } else {
+      const f = shift.map((sh) => 2 ** sh);
+      for (let i = 0; i < 3 * n; i += 3) {
+        for (let a = 0; a < 3; a++) {
+          let v = base[i + a];
+          if (predicted) {
+            const mo = motion[i + a];
+            if (mo !== 0) v += span === 1 ? mo * h : floorDiv(mo * h, span);
+          }
+          if (shift[a] > 0) v *= f[a];
+          else if (shift[a] < 0) v = Math.floor(v * f[a]);
+          if (v >= Q_LIMIT || v <= -Q_LIMIT) throw malformed('grid coordinates exceed ±2^30');
+          q[i + a] = v;
+        }
       }
+    }
+    const m = d.idx.length;
+    const moves = d.moves;
+    for (let k = 0; k < m; k++) {
+      const i = 3 * d.idx[k];
+      const x = q[i] + moves[k];
+      const y = q[i + 1] + moves[m + k];
+      const z = q[i + 2] + moves[2 * m + k];
+      if (Math.abs(x) >= Q_LIMIT || Math.abs(y) >= Q_LIMIT || Math.abs(z) >= Q_LIMIT) {
+        throw malformed('grid coordinates exceed ±2^30');
+      }
+      q[i] = x; q[i + 1] = y; q[i + 2] = z;
     }
     let vel = null;
     if (d.vel) {
@@ -323,18 +362,24 @@ export class QDecoder {
         vel[i] = d.vel[3 * k]; vel[i + 1] = d.vel[3 * k + 1]; vel[i + 2] = d.vel[3 * k + 2];
       }
     }
-    this.q = q;
-    this.vel = vel;
     if (d.rebase) {
-      const motion = new Int32Array(q.length);
-      for (let i = 0; i < q.length; i++) motion[i] = q[i] - shiftedBase[i];
-      this.motion = motion;
-      this.span = d.header.seq - d.keySeq;
-      this.step = this.step.map((s, a) => s * 2 ** -d.shift[a]);
-      this.base = q.slice();
+      // motion = q − (shifted) base, over the snapshots since the old keyframe
+      const next = new Int32Array(3 * n);
+      if (!shifted) {
+        for (let i = 0; i < 3 * n; i++) next[i] = q[i] - base[i];
+      } else {
+        const sb = applyShift(base, shift);
+        for (let i = 0; i < 3 * n; i++) next[i] = q[i] - sb[i];
+      }
+      this.motion = next;
+      this.span = steps;
+      this.step = this.step.map((st, a) => st * 2 ** -shift[a]);
+      this.base = q; // q is never written again: the next frame builds a new array
       this.keyVel = vel ? vel.slice() : null;
       this.keySeq = d.header.seq;
     }
+    this.q = q;
+    this.vel = vel;
   }
 
   /**
