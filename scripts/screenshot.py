@@ -65,7 +65,9 @@ def main() -> int:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             _wait_ready(proc, "graphwire serve")
-            asyncio.run(shoot(f"http://127.0.0.1:{port}/", Path(args.out), args.settle))
+            # a picture is worth the slow path on a software rasteriser: quads and multisampling
+            url = f"http://127.0.0.1:{port}/?nodes=instanced&aa=1"
+            asyncio.run(shoot(url, Path(args.out), args.settle))
         finally:
             proc.terminate()
             proc.wait(30)

@@ -93,7 +93,7 @@ def run(sizes: tuple[int, ...] = SIZES, formats: tuple[str, ...] = FORMATS, *,
         for nodes in sizes:
             csv = write_ba_graph(work / f"ba{nodes}.csv", nodes)
             proc, port = start_server(csv, work / f"bench{nodes}.db",
-                                      rate_hz=RATE_HZ.get(nodes, 2.0))
+                                      rate_hz=RATE_HZ.get(nodes, 5.0 if nodes <= 10_000 else 2.0))
             try:
                 for fmt in formats:
                     progress(f"browser: {nodes} nodes, {fmt}")

@@ -23,7 +23,10 @@ const $ = (sel) => document.querySelector(sel);
 const R = 'visualisation.rendering.';
 
 const model = new GraphModel();
-const view = new Renderer($('#scene'), { nodes: params.get('nodes') || undefined });
+const view = new Renderer($('#scene'), {
+  nodes: params.get('nodes') || undefined,
+  antialias: params.has('aa') ? params.get('aa') !== '0' : undefined,
+});
 const labels = new Labels($('#labels'));
 const worker = new Worker(new URL('./decode_worker.js', import.meta.url), { type: 'module' });
 const conn = new Connection({
@@ -52,6 +55,8 @@ const app = {
   sssp: null, // {source, distance, parent} by node id
   ssspReached: null,
   pinned: new Map(), // slot -> [x, y, z]
+  path: [], // slots on the highlighted path (hovered node back to the source)
+  ssspSorted: null,
   colorMode: 'community',
   communities: new Int32Array(0),
   errors: [],
@@ -161,6 +166,7 @@ function push(arr, v) {
 
 function onSssp(msg) {
   app.sssp = msg.source === null ? null : msg;
+  app.ssspSorted = app.sssp ? Float32Array.from(msg.distance.filter(Number.isFinite)).sort() : null;
   if (app.sssp) {
     let reached = 0;
     for (const s of model.slotOf.values()) {
@@ -171,8 +177,8 @@ function onSssp(msg) {
   } else {
     app.ssspReached = null;
   }
-  recolor();
   updatePath();
+  recolor();
   if (app.selected >= 0) showSelection();
 }
 
@@ -182,16 +188,16 @@ function recolor() {
   const kc = hexToRgb(settings.get(R + 'nodes.knowledgeColor') ?? '#4fc3f7');
   const ac = hexToRgb(settings.get(R + 'nodes.agentColor') ?? '#ffb74d');
   const sssp = app.sssp;
-  let maxDist = 0;
-  if (sssp) for (const d of sssp.distance) if (Number.isFinite(d) && d > maxDist) maxDist = d;
+  const onPath = new Set(app.path);
   for (let s = 0; s < model.slotCount; s++) {
     const n = model.nodes[s];
     if (!n) { view.size[s] = 0; continue; }
-    view.size[s] = base * sizeForDegree(model.degree(s)) * (s === app.selected ? 1.6 : s === app.hovered ? 1.3 : 1);
+    const emphasis = s === app.selected ? 1.7 : s === app.hovered ? 1.45 : onPath.has(s) ? 1.3 : 1;
+    view.size[s] = base * sizeForDegree(model.degree(s)) * emphasis;
     let c;
     if (sssp) {
       const d = n.id < sssp.distance.length ? sssp.distance[n.id] : Infinity;
-      c = Number.isFinite(d) ? distanceColor(maxDist ? d / maxDist : 0) : [0.22, 0.25, 0.3];
+      c = Number.isFinite(d) ? distanceColor(rankOf(d)) : [0.2, 0.22, 0.27];
       if (n.id === sssp.source) c = [1, 1, 1];
     } else if (n.type === 'agent') c = ac;
     else c = app.colorMode === 'community' ? communityColor(app.communities[s]) : kc;
@@ -199,7 +205,20 @@ function recolor() {
   }
   view.markColors();
   view.markSizes();
-  view.renderer.domElement.dataset.colored = String(model.slotCount);
+}
+
+/** Where a distance ranks among the reached nodes (0 nearest, 1 farthest): colours spread evenly. */
+function rankOf(d) {
+  const sorted = app.ssspSorted;
+  if (!sorted || sorted.length < 2) return 0;
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid] < d) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo / (sorted.length - 1);
 }
 
 function pathTo(slot) {
@@ -220,7 +239,9 @@ function pathTo(slot) {
 }
 
 function updatePath() {
-  view.setPath(Uint32Array.from(pathTo(app.hovered >= 0 ? app.hovered : -1)));
+  const pairs = pathTo(app.hovered >= 0 ? app.hovered : -1);
+  app.path = [...new Set(pairs)];
+  view.setPath(Uint32Array.from(pairs));
 }
 
 // -- selection, hover, search ------------------------------------------------------------------------
@@ -432,14 +453,15 @@ function frame(now) {
     canvas.style.cursor = slot >= 0 ? 'pointer' : 'default';
     if (slot !== app.hovered) {
       app.hovered = slot;
-      recolor();
       updatePath();
+      recolor();
     }
     pointer = null;
   }
   if (now - lastLabels > 100 && model.slotCount) {
     lastLabels = now;
-    labels.update(view, model, [app.hovered, app.selected, app.sssp ? model.slotOf.get(app.sssp.source) ?? -1 : -1]);
+    const source = app.sssp ? model.slotOf.get(app.sssp.source) ?? -1 : -1;
+    labels.update(view, model, [app.hovered, app.selected, source], app.path);
   }
   if (now - lastStatus > 500) {
     lastStatus = now;

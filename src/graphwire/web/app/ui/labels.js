@@ -31,13 +31,17 @@ export class Labels {
    * @param {import('../view/renderer.js').Renderer} view
    * @param {import('../view/graph_model.js').GraphModel} model
    * @param {number[]} always slots that always get a label (-1: none)
+   * @param {number[]} [path] slots of the highlighted path (labelled when there is room)
    */
-  update(view, model, always) {
+  update(view, model, always, path = []) {
     const { x, y, depth } = view.project();
     const chosen = [];
     const seen = new Set();
     for (const s of always) {
       if (s >= 0 && model.nodes[s] && Number.isFinite(x[s]) && !seen.has(s)) { chosen.push([s, true]); seen.add(s); }
+    }
+    for (const s of path) {
+      if (model.nodes[s] && Number.isFinite(x[s]) && !seen.has(s)) { chosen.push([s, false]); seen.add(s); }
     }
     if (this.enabled) {
       // the nearest nodes on screen, within the label distance from the camera
@@ -66,14 +70,23 @@ export class Labels {
       }
       for (const [s] of hubs) chosen.push([s, false]);
     }
-    chosen.forEach(([s, strong], i) => {
-      const el = this.element(i);
-      el.textContent = model.nodes[s].label;
-      el.className = strong ? 'label strong' : 'label';
+    // place in priority order, skipping a label that would overlap one already placed
+    const boxes = [];
+    let used = 0;
+    for (const [s, strong] of chosen) {
+      const text = model.nodes[s].label;
       const r = view.pixelRadius(s, depth[s]);
-      el.style.transform = `translate(${x[s] + r + 3}px, ${y[s] - 8}px)`;
+      const left = x[s] + r + 3;
+      const top = y[s] - 8;
+      const box = [left, top, left + text.length * (strong ? 7.5 : 6.3), top + (strong ? 17 : 14)];
+      if (!strong && boxes.some((b) => box[0] < b[2] && box[2] > b[0] && box[1] < b[3] && box[3] > b[1])) continue;
+      boxes.push(box);
+      const el = this.element(used++);
+      el.textContent = text;
+      el.className = strong ? 'label strong' : 'label';
+      el.style.transform = `translate(${left}px, ${top}px)`;
       el.hidden = false;
-    });
-    for (let i = chosen.length; i < this.pool.length; i++) this.pool[i].hidden = true;
+    }
+    for (let i = used; i < this.pool.length; i++) this.pool[i].hidden = true;
   }
 }

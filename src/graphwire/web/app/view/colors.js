@@ -11,7 +11,7 @@ export function hexToRgb(hex) {
   return [((v >> 16) & 255) / 255, ((v >> 8) & 255) / 255, (v & 255) / 255];
 }
 
-/** HSL (h in turns) to [r, g, b]. */
+/** HSL (h in turns, s and l in 0..1) to [r, g, b]. */
 export function hsl(h, s, l) {
   const f = (n) => {
     const k = (n + h * 12) % 12;
@@ -29,11 +29,19 @@ export function communityColor(i) {
   return hsl(h, 0.72, l);
 }
 
-/** Colour for a shortest-path distance in [0, 1] of the largest finite one: warm near, cool far. */
+const DISTANCE_STOPS = [
+  [1.0, 0.93, 0.45], [1.0, 0.62, 0.2], [0.93, 0.3, 0.33], [0.7, 0.22, 0.58], [0.38, 0.25, 0.72], [0.16, 0.27, 0.55],
+];
+
+/** Colour for a shortest-path distance rank in [0, 1]: bright yellow near the source, through
+ * orange, red and purple, to deep blue far away. */
 export function distanceColor(k) {
-  const t = Math.sqrt(Math.max(0, Math.min(1, k)));
-  const h = (1.13 - 0.5 * t) % 1; // yellow-orange near the source, through red, to violet far
-  return hsl(h, 0.85, 0.64 - 0.22 * t);
+  const t = Math.max(0, Math.min(1, k)) * (DISTANCE_STOPS.length - 1);
+  const i = Math.min(DISTANCE_STOPS.length - 2, Math.floor(t));
+  const f = t - i;
+  const a = DISTANCE_STOPS[i];
+  const b = DISTANCE_STOPS[i + 1];
+  return [a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f];
 }
 
 /** Node radius for a degree (world units), before the global size setting. */

@@ -113,14 +113,14 @@ void main() { gl_FragColor = vec4(uColor, uOpacity); }`;
 export class Renderer {
   /**
    * @param {HTMLElement} container
-   * @param {{nodes?: 'instanced'|'points'}} [options]
+   * @param {{nodes?: 'instanced'|'points', antialias?: boolean}} [options]
    */
   constructor(container, options = {}) {
     this.container = container;
     const software = softwareRenderer();
     this.mode = options.nodes || (software ? 'points' : 'instanced');
     // multisampling costs a software rasteriser about 3.5 times the frame
-    this.renderer = new THREE.WebGLRenderer({ antialias: !software });
+    this.renderer = new THREE.WebGLRenderer({ antialias: options.antialias ?? !software });
     container.appendChild(this.renderer.domElement);
     this.scene = new THREE.Scene();
     this.background = new THREE.Color('#0b0e14');
