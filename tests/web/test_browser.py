@@ -93,14 +93,18 @@ async def test_page_connects_applies_frames_and_draws_the_graph(serve, pages: Pa
 async def test_a_slider_moved_in_one_page_moves_it_in_another(serve, pages: Pages) -> None:
     served = await serve()
     path = "visualisation.graphs.logseq.physics.spring_k"
+    start = (await served.get(f"/api/settings/{path}"))["value"]
+    schema = {r["path"]: r for r in (await served.get("/api/settings?schema=1"))["schema"]}
     a = await pages.open(served.base + "/")
     b = await pages.open(served.base + "/")
     for page in (a, b):
         await wait_frames(page, 1)
-        await page.wait_for_function(f"window.graphwire.setting({path!r}) === 0.05")
+        await page.wait_for_function(f"window.graphwire.setting({path!r}) === {start!r}")
     slider = a.get_by_test_id(f"setting-{path}")
     assert await slider.get_attribute("type") == "range"
-    assert await slider.get_attribute("max") == "100"  # the schema's range
+    assert float(await slider.get_attribute("min") or "nan") == schema[path]["min"]
+    assert float(await slider.get_attribute("max") or "nan") == schema[path]["max"]
+    assert start != 0.125
     await slider.evaluate(
         "el => { el.value = '0.125'; el.dispatchEvent(new Event('input', {bubbles: true}));"
         " el.dispatchEvent(new Event('change', {bubbles: true})); }")
