@@ -104,7 +104,9 @@ export class SettingsStore extends Emitter {
   }
 
   apply(entries, revision, origin, force = false) {
-    if (force || revision > this.revision) this.revision = Math.max(this.revision, revision);
+    // a Snapshot (force) states the revision, even one below ours (another server's database)
+    if (force) this.revision = revision;
+    else if (revision > this.revision) this.revision = revision;
     for (const [pid, v] of entries) {
       this.values.set(pid, v);
       const meta = this.byId.get(pid);
