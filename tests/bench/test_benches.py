@@ -60,6 +60,8 @@ def test_browser_bench_rows() -> None:
     if chromium_path() is None or not (WEB_DIR / "node_modules" / "three").is_dir():
         pytest.skip("needs Chromium and the client's npm packages (make setup)")
     rows = browser.run(sizes=(2000,), formats=("q", "v2"), frames=3)
-    assert [(r["nodes"], r["format"]) for r in rows] == [(2000, "q"), (2000, "v2")]
+    assert [(r["nodes"], r["format"], r["draw"]) for r in rows] == [
+        (2000, "q", "swiftshader"), (2000, "q", "off"), (2000, "v2", "swiftshader"),
+        (2000, "v2", "off")]
     for r in rows:
         assert 0 < r["decodeMs"] < 1000 and 0 <= r["applyMs"] < 100 and r["frames"] >= 8

@@ -4,8 +4,10 @@ A graphwire server (its own process) serves a Barabási–Albert graph (m = 3, s
 and of 100,000 nodes, kept moving (temperature noise that never cools, never settled; one
 physics step a snapshot, at 5 Hz for 10,000 nodes and 2 Hz for 100,000, which is what two
 cores step). The browser client (Debian's Chromium through Playwright, WebGL on
-SwiftShader) subscribes in ``q`` and in ``v2``. Rows ``{nodes, format, decodeMs, applyMs,
-frames}``:
+SwiftShader) subscribes in ``q`` and in ``v2``, once drawing (``draw: swiftshader``) and once
+with drawing paused (``draw: off``, the page's ``?draw=0``): without a GPU the software
+rasteriser takes most of the two cores, and the decode worker's wall time then measures the
+contention more than the decoder. Rows ``{nodes, format, draw, decodeMs, applyMs, frames}``:
 
 - ``decodeMs``: the median, over the last 50 frames, of the decode worker's time per position
   frame (gzip inflate, decode, positions by id, scatter into render slots);
@@ -57,8 +59,8 @@ def start_server(csv: Path, db: Path, *, rate_hz: float) -> tuple[subprocess.Pop
     return proc, port
 
 
-async def measure_page(url: str, nodes: int, fmt: str, *, warmup: int = WARMUP_FRAMES,
-                       frames: int = FRAMES) -> Row:
+async def measure_page(url: str, nodes: int, fmt: str, *, draw: bool = True,
+                       warmup: int = WARMUP_FRAMES, frames: int = FRAMES) -> Row:
     """Open the client at ``url`` and read its medians after ``frames`` frames."""
     from playwright.async_api import async_playwright
 
@@ -69,7 +71,7 @@ async def measure_page(url: str, nodes: int, fmt: str, *, warmup: int = WARMUP_F
         browser = await launch(pw)
         try:
             page = await browser.new_page(viewport={"width": 1280, "height": 800})
-            await page.goto(f"{url}?format={fmt}")
+            await page.goto(f"{url}?format={fmt}" + ("" if draw else "&draw=0"))
             await page.wait_for_function(
                 f"window.graphwire && window.graphwire.nodeCount === {nodes} && "
                 f"window.graphwire.framesApplied >= {warmup}", timeout=timeout)
@@ -80,12 +82,13 @@ async def measure_page(url: str, nodes: int, fmt: str, *, warmup: int = WARMUP_F
                 " frames: graphwire.framesApplied, settled: graphwire.settled})")
         finally:
             await browser.close()
-    return {"nodes": nodes, "format": fmt, "decodeMs": round(got["decodeMs"], 3),
+    return {"nodes": nodes, "format": fmt, "draw": "swiftshader" if draw else "off",
+            "decodeMs": round(got["decodeMs"], 3),
             "applyMs": round(got["applyMs"], 3), "frames": got["frames"]}
 
 
 def run(sizes: tuple[int, ...] = SIZES, formats: tuple[str, ...] = FORMATS, *,
-        frames: int = FRAMES) -> list[Row]:
+        frames: int = FRAMES, draws: tuple[bool, ...] = (True, False)) -> list[Row]:
     """All rows of the browser bench."""
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,10 +99,11 @@ def run(sizes: tuple[int, ...] = SIZES, formats: tuple[str, ...] = FORMATS, *,
                                       rate_hz=RATE_HZ.get(nodes, 5.0 if nodes <= 10_000 else 2.0))
             try:
                 for fmt in formats:
-                    progress(f"browser: {nodes} nodes, {fmt}")
-                    rows.append(asyncio.run(measure_page(f"http://127.0.0.1:{port}/", nodes, fmt,
-                                                         frames=frames)))
-                    progress(f"  {rows[-1]}")
+                    for draw in draws:
+                        progress(f"browser: {nodes} nodes, {fmt}, draw {draw}")
+                        rows.append(asyncio.run(measure_page(
+                            f"http://127.0.0.1:{port}/", nodes, fmt, draw=draw, frames=frames)))
+                        progress(f"  {rows[-1]}")
             finally:
                 proc.terminate()
                 proc.wait(30)

@@ -443,9 +443,12 @@ async function loadSchema() {
 let lastLabels = 0;
 let lastStatus = 0;
 let projected = null;
+// ?draw=0 keeps everything running but the drawing itself (the browser bench uses it to measure
+// decoding without a software rasteriser competing for the CPU)
+const drawing = params.get('draw') !== '0';
 function frame(now) {
   requestAnimationFrame(frame);
-  view.render(now);
+  if (drawing) view.render(now);
   if (pointer && !press && now - (app.lastPick || 0) > 50 && model.slotCount) {
     app.lastPick = now;
     projected = view.project();
