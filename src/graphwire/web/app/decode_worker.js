@@ -13,7 +13,7 @@
  */
 import { Kind } from './protocol/header.js';
 import { QDecoder } from './protocol/quantized.js';
-import { decodeV1, decodeV2 } from './protocol/positions.js';
+import { decodeV1, scatterV2 } from './protocol/positions.js';
 import { decodeSssp } from './protocol/sssp.js';
 import { KeyframeMissingError } from './protocol/errors.js';
 
@@ -24,6 +24,7 @@ const state = {
   idOfSlot: new Uint32Array(0),
   identity: false, // slot s shows node id s for every slot: the scatter is one copy
   last: null,
+  pool: [], // position buffers the page handed back after applying them
 };
 
 function ensureIds(maxId) {
@@ -33,11 +34,23 @@ function ensureIds(maxId) {
   state.byId = next;
 }
 
+function buffer(length) {
+  while (state.pool.length) {
+    const b = state.pool.pop();
+    if (b.length === length) return b;
+  }
+  return new Float32Array(length);
+}
+
 function scatter() {
   const slots = state.idOfSlot;
   const byId = state.byId;
-  if (state.identity && byId.length >= 3 * slots.length) return byId.slice(0, 3 * slots.length);
-  const out = new Float32Array(slots.length * 3);
+  const out = buffer(slots.length * 3);
+  if (state.identity && byId.length >= 3 * slots.length) {
+    out.set(byId.subarray(0, 3 * slots.length));
+    return out;
+  }
+  out.fill(0);
   const limit = byId.length / 3;
   for (let s = 0; s < slots.length; s++) {
     const id = slots[s];
@@ -88,8 +101,11 @@ async function onFrame(buf) {
       byId[o + 2] = oz + grid[j + 2] * sz;
     }
     post({ format: 'q', seq: q.seq, flags: bytes[1], settled: q.settled, bytes: bytes.length, nodes: n }, t0);
-  } else if (kind === Kind.POSITIONS_V2 || kind === Kind.POSITIONS_V1) {
-    const frame = kind === Kind.POSITIONS_V2 ? decodeV2(bytes) : decodeV1(bytes);
+  } else if (kind === Kind.POSITIONS_V2) {
+    const { header: h, count } = scatterV2(bytes, (maxId) => { ensureIds(maxId); return state.byId; });
+    post({ format: 'v2', seq: h.seq, flags: h.flags, settled: Boolean(h.flags & 0x04), bytes: bytes.length, nodes: count }, t0);
+  } else if (kind === Kind.POSITIONS_V1) {
+    const frame = decodeV1(bytes);
     const { ids, pos } = frame.nodes;
     let maxId = 0;
     for (let i = 0; i < ids.length; i++) if (ids[i] > maxId) maxId = ids[i];
@@ -103,7 +119,7 @@ async function onFrame(buf) {
     }
     const h = frame.header;
     post({
-      format: kind === Kind.POSITIONS_V2 ? 'v2' : 'v1', seq: h.seq, flags: h.flags,
+      format: 'v1', seq: h.seq, flags: h.flags,
       settled: Boolean(h.flags & 0x04), bytes: bytes.length, nodes: ids.length,
     }, t0);
   } else if (kind === Kind.SSSP) {
@@ -124,6 +140,9 @@ function onMessage(msg) {
         post({ ...meta, relayout: true }, performance.now());
         state.last = meta;
       }
+      return undefined;
+    case 'recycle':
+      if (state.pool.length < 3) state.pool.push(new Float32Array(msg.buf));
       return undefined;
     case 'reset':
       state.q.reset();

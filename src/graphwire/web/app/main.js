@@ -146,6 +146,8 @@ function onPositions(msg) {
   const t0 = performance.now();
   view.applyPositions(msg.pos, app.pinned);
   const applyMs = performance.now() - t0;
+  // the array was copied into the GPU attribute: hand it back for the next frame
+  worker.postMessage({ type: 'recycle', buf: msg.pos.buffer }, [msg.pos.buffer]);
   if (msg.relayout) return;
   push(app.applyTimes, applyMs);
   push(app.decodeTimes, msg.decodeMs);

@@ -82,6 +82,43 @@ export function decodeV2(bytes) {
   return { header, nodes: out };
 }
 
+/**
+ * The positions of a V2 frame written straight into an array indexed by node id (x, y, z at
+ * 3 × id), without building columns: the decode worker's path. `grow(maxId)` is called once with
+ * the largest id of the frame and returns the array to write into (at least 3 × (maxId + 1)).
+ * @param {Uint8Array} bytes
+ * @param {(maxId: number) => Float32Array} grow
+ * @returns {{header: object, count: number}}
+ */
+export function scatterV2(bytes, grow) {
+  const { header, n } = frameOf(bytes, Kind.POSITIONS_V2, V2_RECORD);
+  if (!(LITTLE && (bytes.byteOffset & 3) === 0)) {
+    const { nodes } = decodeV2(bytes);
+    let maxId = 0;
+    for (let i = 0; i < n; i++) if (nodes.ids[i] > maxId) maxId = nodes.ids[i];
+    const byId = grow(maxId);
+    for (let i = 0; i < n; i++) byId.set(nodes.pos.subarray(3 * i, 3 * i + 3), 3 * nodes.ids[i]);
+    return { header, count: n };
+  }
+  const u32 = new Uint32Array(bytes.buffer, bytes.byteOffset + HEADER_SIZE, 9 * n);
+  const f32 = new Float32Array(bytes.buffer, bytes.byteOffset + HEADER_SIZE, 9 * n);
+  let maxId = 0;
+  for (let r = 0; r < 9 * n; r += 9) {
+    const wire = u32[r];
+    if ((wire >>> 31) === ((wire >>> 30) & 1)) throw malformed(`record ${r / 9} must set exactly one of the agent and knowledge bits`);
+    const id = wire & V2_MAX_ID;
+    if (id > maxId) maxId = id;
+  }
+  const byId = grow(maxId);
+  for (let r = 0; r < 9 * n; r += 9) {
+    const o = 3 * (u32[r] & V2_MAX_ID);
+    byId[o] = f32[r + 1];
+    byId[o + 1] = f32[r + 2];
+    byId[o + 2] = f32[r + 3];
+  }
+  return { header, count: n };
+}
+
 function readFloats(dv, o, out, i) {
   const p = 3 * i;
   out.pos[p] = dv.getFloat32(o, true);

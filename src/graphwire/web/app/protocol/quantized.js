@@ -273,6 +273,24 @@ export class QDecoder {
     this.span = 0;
     this.keyVel = null;
     this.vel = null;
+    this.spare = []; // grid arrays no longer referenced, reused: no fresh megabytes a frame
+  }
+
+  /** A grid array of `length` (contents undefined: callers write every element). */
+  take(length) {
+    while (this.spare.length) {
+      const a = this.spare.pop();
+      if (a.length === length) return a;
+    }
+    return new Int32Array(length);
+  }
+
+  /** Hand back arrays that nothing references any more. */
+  give(...arrays) {
+    for (const a of arrays) {
+      if (a && a !== this.base && a !== this.q && a !== this.motion && !this.spare.includes(a)) this.spare.push(a);
+    }
+    if (this.spare.length > 4) this.spare.length = 4;
   }
 
   /**
@@ -288,6 +306,7 @@ export class QDecoder {
   /** Apply a frame already parsed by {@link decodeQ}. */
   applyParsed(frame) {
     if (frame.keyframe) {
+      this.spare = [];
       this.origin = frame.origin;
       this.step = frame.step;
       this.ids = frame.ids;
@@ -319,7 +338,7 @@ export class QDecoder {
     const shifted = shift[0] !== 0 || shift[1] !== 0 || shift[2] !== 0;
     // One pass: prediction (exact integer floor division), the grid shift of a rebase, then the
     // moves of the frame; the same formulas as docs/protocol.md §1.4, fused for speed.
-    const q = new Int32Array(3 * n);
+    const q = this.take(3 * n);
     if (!predicted && !shifted) {
       q.set(base);
     } else if (!shifted && span === 1) {
@@ -362,9 +381,12 @@ export class QDecoder {
         vel[i] = d.vel[3 * k]; vel[i + 1] = d.vel[3 * k + 1]; vel[i + 2] = d.vel[3 * k + 2];
       }
     }
+    const oldQ = this.q;
     if (d.rebase) {
+      const oldBase = base;
+      const oldMotion = this.motion;
       // motion = q − (shifted) base, over the snapshots since the old keyframe
-      const next = new Int32Array(3 * n);
+      const next = this.take(3 * n);
       if (!shifted) {
         for (let i = 0; i < 3 * n; i++) next[i] = q[i] - base[i];
       } else {
@@ -377,8 +399,12 @@ export class QDecoder {
       this.base = q; // q is never written again: the next frame builds a new array
       this.keyVel = vel ? vel.slice() : null;
       this.keySeq = d.header.seq;
+      this.q = q;
+      this.give(oldBase, oldMotion, oldQ);
+    } else {
+      this.q = q;
+      this.give(oldQ);
     }
-    this.q = q;
     this.vel = vel;
   }
 
