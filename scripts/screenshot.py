@@ -39,6 +39,11 @@ async def shoot(url: str, out: Path, settle: float) -> None:
             await page.get_by_test_id("search").press("Enter")
             await page.wait_for_function("window.graphwire.ssspReached > 0", timeout=30_000)
             await page.wait_for_timeout(1200)  # the camera's flight to the node
+            await page.mouse.move(600, 430)
+            for _ in range(4):  # step back a little so the whole graph is in the picture
+                await page.mouse.wheel(0, 120)
+                await page.wait_for_timeout(150)
+            await page.wait_for_timeout(600)
             # hover a node a few hops away so its path back to the source is drawn
             target = await page.evaluate("window.graphwire.farNeighbourOnScreen()")
             if target:

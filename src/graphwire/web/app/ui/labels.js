@@ -7,7 +7,7 @@
 
 export class Labels {
   /** @param {HTMLElement} root */
-  constructor(root, { nearest = 12, hubs = 10 } = {}) {
+  constructor(root, { nearest = 7, hubs = 10 } = {}) {
     this.root = root;
     this.nearest = nearest;
     this.hubs = hubs;
