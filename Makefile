@@ -1,13 +1,16 @@
 # graphwire: `make run` serves the demo, `make test` runs the whole suite.
-# Both share `make setup`, which creates .venv and installs the project once,
-# and again only when pyproject.toml changes.
+# Both share `make setup`, which creates .venv and installs the project once, and again only
+# when pyproject.toml changes; and installs the browser client's npm packages (three.js, and
+# eslint for `make lint`) with `npm ci`, again only when package-lock.json changes.
 PY ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
+WEB := src/graphwire/web
+NODE_STAMP := $(WEB)/node_modules/.installed
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test test-js test-py lint bench screenshot clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(NODE_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -15,15 +18,29 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
+$(NODE_STAMP): $(WEB)/package-lock.json $(WEB)/package.json
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
 run: setup
 	$(VENV)/bin/graphwire serve
 
-test: setup
+# JavaScript unit tests (Node's runner), then the Python suite (browser tests included).
+test: setup test-js test-py
+
+test-js: $(NODE_STAMP)
+	cd $(WEB) && node --test test/*.test.js
+
+test-py: setup
 	$(VENV)/bin/python -m pytest -q
 
 lint: setup
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests scripts
 	$(VENV)/bin/mypy src
+	cd $(WEB) && node_modules/.bin/eslint .
+
+screenshot: setup
+	$(VENV)/bin/python scripts/screenshot.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(WEB)/node_modules

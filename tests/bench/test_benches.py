@@ -48,3 +48,20 @@ def test_settings_bench_rows() -> None:
     assert rows[0]["clients"] == 3 and 0 < rows[0]["p50Ms"] <= rows[0]["p99Ms"] < 1000
     assert rows[1]["commitsPerSec"] > 10
     assert rows[2]["snapshotGzipRatio"] > 1.5
+
+
+def test_browser_bench_rows() -> None:
+    import pytest
+
+    from graphwire.bench import browser
+    from graphwire.bench.chromium import chromium_path
+    from graphwire.server.app import WEB_DIR
+
+    if chromium_path() is None or not (WEB_DIR / "node_modules" / "three").is_dir():
+        pytest.skip("needs Chromium and the client's npm packages (make setup)")
+    rows = browser.run(sizes=(2000,), formats=("q", "v2"), frames=3)
+    assert [(r["nodes"], r["format"], r["draw"]) for r in rows] == [
+        (2000, "q", "swiftshader"), (2000, "q", "off"), (2000, "v2", "swiftshader"),
+        (2000, "v2", "off")]
+    for r in rows:
+        assert 0 < r["decodeMs"] < 1000 and 0 <= r["applyMs"] < 100 and r["frames"] >= 8

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -10,12 +12,14 @@ from aiohttp import web
 
 from graphwire.graph.model import EdgeSpec, GraphError
 from graphwire.protocol.errors import ErrorCode
-from graphwire.settings import SettingsError
+from graphwire.settings import SettingsError, SettingsService
 
 from .http import ADMIN, ApiError, json_response, read_json
 
 if TYPE_CHECKING:
     from .app import GraphwireServer
+
+log = logging.getLogger("graphwire.routes")
 
 MAX_POSITIONS = 100_000
 MAX_TOPOLOGY_ITEMS = 100_000
@@ -154,8 +158,11 @@ def add_routes(app: web.Application, server: GraphwireServer) -> None:
 
     async def get_settings(request: web.Request) -> web.Response:
         revision, digest, _ = settings.snapshot()
-        return json_response({"revision": revision, "schemaVersion": settings.schema_version,
-                              "digest": digest.hex(), "settings": settings.nested()})
+        body: dict[str, Any] = {"revision": revision, "schemaVersion": settings.schema_version,
+                                "digest": digest.hex(), "settings": settings.nested()}
+        if request.query.get("schema") in ("1", "true"):
+            body["schema"] = schema_json(settings)
+        return json_response(body)
 
     async def get_setting(request: web.Request) -> web.Response:
         path = request.match_info["path"]
@@ -221,7 +228,37 @@ def add_routes(app: web.Application, server: GraphwireServer) -> None:
     r.add_get("/healthz", healthz)
     static = server.config.static_dir
     if static is not None:
-        async def index(request: web.Request) -> web.FileResponse:
-            return web.FileResponse(static / "index.html")
-        r.add_get("/", index)
-        r.add_static("/", static, show_index=False)
+        add_client_routes(app, static)
+
+
+def schema_json(settings: SettingsService) -> list[dict[str, Any]]:
+    """Every setting as ``{path, id, type, default, min, max, choices, admin, help}``, in schema
+    order: what a client needs to build its settings panel (``GET /api/settings?schema=1``)."""
+    out = []
+    for s in settings.schema:
+        out.append({"path": s.path, "id": settings.path_id(s.path), "type": s.tag.name.lower(),
+                    "default": s.default, "min": s.minimum, "max": s.maximum,
+                    "choices": list(s.choices) if s.choices is not None else None,
+                    "admin": s.admin, "help": s.help})
+    return out
+
+
+def add_client_routes(app: web.Application, static: Path) -> None:
+    """The browser client: ``/`` (index.html), its ES modules under ``/app/`` and three.js,
+    as installed by ``npm ci`` in the client's folder, under ``/vendor/three/`` (the import map
+    of index.html names that path). Nothing else of the folder (package files, tests, other
+    installed packages) is served."""
+    async def index(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(static / "index.html")
+
+    r = app.router
+    r.add_get("/", index)
+    if (static / "app").is_dir():
+        r.add_static("/app/", static / "app", show_index=False)
+    three = static / "node_modules" / "three"
+    if three.is_dir():
+        for part in ("build", "examples/jsm"):
+            r.add_static(f"/vendor/three/{part}/", three / part, show_index=False)
+    else:
+        log.warning("three.js is not installed in %s (run `make setup`): the 3D client "
+                    "cannot start", static / "node_modules")

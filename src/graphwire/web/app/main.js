@@ -1,0 +1,552 @@
+/**
+ * The page: wires the connection, the decode worker, the settings store, the BatchQueue, the
+ * renderer and the panels together, and exposes `window.graphwire` for tests (docs/web-client.md).
+ *
+ * A position frame flows: WebSocket (ArrayBuffer) → worker (decode, scatter by id into render
+ * slots) → main thread (`Float32Array` transferred) → `Renderer.applyPositions` (copied into the
+ * instanced attribute) → GPU (interpolated in the vertex shader).
+ * @module main
+ */
+import * as THREE from 'three';
+import { Connection } from './net/connection.js';
+import { BatchQueue, PIN, RELEASE } from './net/batch_queue.js';
+import { SettingsStore } from './net/settings_store.js';
+import { GraphModel } from './view/graph_model.js';
+import { Renderer } from './view/renderer.js';
+import { communityColor, distanceColor, hexToRgb, sizeForDegree } from './view/colors.js';
+import { buildSettingsPanel } from './ui/settings_panel.js';
+import { Labels } from './ui/labels.js';
+import { median } from './ui/stats.js';
+
+const params = new URLSearchParams(location.search);
+const $ = (sel) => document.querySelector(sel);
+const R = 'visualisation.rendering.';
+
+const model = new GraphModel();
+const view = new Renderer($('#scene'), {
+  nodes: params.get('nodes') || undefined,
+  antialias: params.has('aa') ? params.get('aa') !== '0' : undefined,
+});
+const labels = new Labels($('#labels'));
+const worker = new Worker(new URL('./decode_worker.js', import.meta.url), { type: 'module' });
+const conn = new Connection({
+  baseUrl: location.origin,
+  format: params.get('format') || 'q',
+  intervalMs: params.has('interval') ? Number(params.get('interval')) : undefined,
+  token: params.get('token') || undefined,
+});
+const settings = new SettingsStore({ send: (bytes) => conn.send(bytes) });
+const queue = new BatchQueue({
+  send: (bytes) => conn.send(bytes),
+  epoch: () => conn.epoch ?? 0,
+  isAgent: (id) => model.nodes[model.slotOf.get(id)]?.type === 'agent',
+  isKnown: (id) => model.slotOf.has(id),
+  bounds: () => settings.get('visualisation.graphs.logseq.physics.bounds_size') ?? Infinity,
+});
+
+const app = {
+  framesApplied: 0,
+  lastSeq: 0,
+  settled: false,
+  decodeTimes: [],
+  applyTimes: [],
+  selected: -1, // slot
+  hovered: -1,
+  sssp: null, // {source, distance, parent} by node id
+  ssspReached: null,
+  pinned: new Map(), // slot -> [x, y, z]
+  path: [], // slots on the highlighted path (hovered node back to the source)
+  ssspSorted: null,
+  colorMode: 'community',
+  communities: new Int32Array(0),
+  errors: [],
+  fitted: false,
+  bytesWindow: [],
+  framesWindow: [],
+  bytesPerNode: 0,
+};
+
+// -- the connection -------------------------------------------------------------------------
+const statusEl = $('[data-testid="status"]');
+conn.on('state', ({ state }) => {
+  statusEl.textContent = state;
+  statusEl.dataset.state = state;
+});
+conn.on('established', ({ message }) => {
+  settings.expect(message.settings);
+  if (!settings.revision) settings.sync(0).catch(() => {});
+});
+conn.on('graph', (data) => {
+  const newEpoch = model.epoch !== null && model.epoch !== data.epoch;
+  if (newEpoch) worker.postMessage({ type: 'reset' });
+  model.load(data);
+  relayout(true);
+  for (const slot of [...app.pinned.keys()]) if (!model.nodes[slot]) app.pinned.delete(slot);
+  if (newEpoch) { app.pinned.clear(); select(-1, false); }
+});
+conn.on('graph_changed', (msg) => {
+  if (msg.refetch) return; // the connection refetches /api/graph/data
+  model.applyChange(msg);
+  relayout(false);
+});
+conn.on('positions_ack', (ack) => queue.onAck(ack));
+conn.on('binary', (buf) => {
+  const kind = new Uint8Array(buf, 0, 1)[0];
+  const now = performance.now();
+  app.bytesWindow.push([now, buf.byteLength]);
+  if (kind === 0x10) {
+    settings.handleFrame(new Uint8Array(buf)).catch((err) => reportError(err));
+    conn.settingsRevision = settings.revision;
+  } else {
+    worker.postMessage({ type: 'frame', buf }, [buf]);
+  }
+});
+conn.on('error', (err) => {
+  if (err && err.code !== 'graph_load_failed') return;
+  reportError(new Error(err.message));
+});
+settings.on('change', () => { conn.settingsRevision = settings.revision; });
+settings.on('error', (e) => { if (e.code === 'digest_mismatch') console.warn(e.message); });
+
+function reportError(err) {
+  app.errors.push(String(err && err.message || err));
+  console.warn('graphwire:', err);
+}
+
+/** The graph changed shape: tell the worker and the GPU buffers. */
+function relayout(fresh) {
+  view.setCount(model.slotCount);
+  view.setEdges(model.edgeSlots());
+  worker.postMessage({ type: 'layout', idOfSlot: model.idOfSlot() });
+  // new nodes start where the REST body or graph_changed put them, until a frame moves them
+  model.nodes.forEach((n, s) => {
+    if (n && n.x !== undefined && (fresh || !view.next[3 * s] && !view.next[3 * s + 1] && !view.next[3 * s + 2])) {
+      view.placeNow(s, [n.x, n.y, n.z], false);
+    }
+  });
+  view.markPositions();
+  app.communities = model.communities();
+  recolor();
+  if (fresh) app.fitted = false;
+  $('#nodes').textContent = model.nodeCount;
+  $('#edges').textContent = model.edgeCount;
+  if (app.selected >= 0 && !model.nodes[app.selected]) select(-1, false);
+  else if (app.selected >= 0) showSelection();
+}
+
+worker.onmessage = ({ data }) => {
+  if (data.type === 'positions') onPositions(data);
+  else if (data.type === 'sssp') onSssp(data);
+  else if (data.type === 'need_keyframe') conn.sendJson({ type: 'request_keyframe' });
+  else if (data.type === 'error') reportError(new Error(`${data.code}: ${data.message}`));
+};
+
+function onPositions(msg) {
+  if (msg.pos.length !== 3 * model.slotCount || model.slotCount === 0) return;
+  const t0 = performance.now();
+  view.applyPositions(msg.pos, app.pinned);
+  const applyMs = performance.now() - t0;
+  // the array was copied into the GPU attribute: hand it back for the next frame
+  worker.postMessage({ type: 'recycle', buf: msg.pos.buffer }, [msg.pos.buffer]);
+  if (msg.relayout) return;
+  push(app.applyTimes, applyMs);
+  push(app.decodeTimes, msg.decodeMs);
+  app.framesApplied += 1;
+  app.lastSeq = msg.seq;
+  conn.lastSeq = msg.seq;
+  app.settled = msg.settled;
+  if (msg.nodes) app.bytesPerNode = 0.8 * app.bytesPerNode + 0.2 * (msg.bytes / msg.nodes);
+  app.framesWindow.push(t0);
+  $('[data-testid="frames"]').textContent = app.framesApplied;
+  if (!app.fitted) { view.fit(); app.fitted = true; }
+}
+
+function push(arr, v) {
+  arr.push(v);
+  if (arr.length > 50) arr.shift();
+}
+
+function onSssp(msg) {
+  app.sssp = msg.source === null ? null : msg;
+  app.ssspSorted = app.sssp ? Float32Array.from(msg.distance.filter(Number.isFinite)).sort() : null;
+  if (app.sssp) {
+    let reached = 0;
+    for (const s of model.slotOf.values()) {
+      const id = model.nodes[s].id;
+      if (id < msg.distance.length && Number.isFinite(msg.distance[id])) reached += 1;
+    }
+    app.ssspReached = reached;
+  } else {
+    app.ssspReached = null;
+  }
+  updatePath();
+  recolor();
+  if (app.selected >= 0) showSelection();
+}
+
+// -- colours, sizes and the highlighted path ------------------------------------------------------
+function recolor() {
+  const base = settings.get(R + 'nodes.size') ?? 4;
+  const kc = hexToRgb(settings.get(R + 'nodes.knowledgeColor') ?? '#4fc3f7');
+  const ac = hexToRgb(settings.get(R + 'nodes.agentColor') ?? '#ffb74d');
+  const sssp = app.sssp;
+  const onPath = new Set(app.path);
+  for (let s = 0; s < model.slotCount; s++) {
+    const n = model.nodes[s];
+    if (!n) { view.size[s] = 0; continue; }
+    const emphasis = s === app.selected ? 1.7 : s === app.hovered ? 1.45 : onPath.has(s) ? 1.3 : 1;
+    view.size[s] = base * sizeForDegree(model.degree(s)) * emphasis;
+    let c;
+    if (sssp) {
+      const d = n.id < sssp.distance.length ? sssp.distance[n.id] : Infinity;
+      c = Number.isFinite(d) ? distanceColor(rankOf(d)) : [0.2, 0.22, 0.27];
+      if (n.id === sssp.source) c = [1, 1, 1];
+    } else if (n.type === 'agent') c = ac;
+    else c = app.colorMode === 'community' ? communityColor(app.communities[s]) : kc;
+    view.color.set(c, 3 * s);
+  }
+  view.markColors();
+  view.markSizes();
+}
+
+/** Where a distance ranks among the reached nodes (0 nearest, 1 farthest): colours spread evenly. */
+function rankOf(d) {
+  const sorted = app.ssspSorted;
+  if (!sorted || sorted.length < 2) return 0;
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid] < d) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo / (sorted.length - 1);
+}
+
+function pathTo(slot) {
+  const sssp = app.sssp;
+  const pairs = [];
+  if (!sssp || slot < 0 || !model.nodes[slot]) return pairs;
+  let id = model.nodes[slot].id;
+  for (let guard = 0; guard < 100000; guard++) {
+    const parent = id < sssp.parent.length ? sssp.parent[id] : -1;
+    if (parent < 0) break;
+    const a = model.slotOf.get(id);
+    const b = model.slotOf.get(parent);
+    if (a === undefined || b === undefined) break;
+    pairs.push(a, b);
+    id = parent;
+  }
+  return pairs;
+}
+
+function updatePath() {
+  const pairs = pathTo(app.hovered >= 0 ? app.hovered : -1);
+  app.path = [...new Set(pairs)];
+  view.setPath(Uint32Array.from(pairs));
+}
+
+// -- selection, hover, search ------------------------------------------------------------------------
+function select(slot, tell = true) {
+  app.selected = slot;
+  if (tell) conn.sendJson({ type: 'set_sssp_source', source: slot >= 0 ? model.nodes[slot].id : null });
+  recolor();
+  showSelection();
+}
+
+function showSelection() {
+  const panel = $('#selection');
+  const slot = app.selected;
+  if (slot < 0 || !model.nodes[slot]) { panel.hidden = true; return; }
+  const n = model.nodes[slot];
+  panel.hidden = false;
+  $('#sel-label').textContent = n.label;
+  $('#sel-key').textContent = n.key;
+  $('#sel-type').textContent = n.type;
+  $('#sel-degree').textContent = model.degree(slot);
+  $('#sel-reached').textContent = app.ssspReached === null ? '…' : `${app.ssspReached} of ${model.nodeCount}`;
+  $('#sel-pinned').hidden = !app.pinned.has(slot);
+  $('#sel-release').hidden = !app.pinned.has(slot);
+  const meta = $('#sel-meta');
+  meta.replaceChildren(...Object.entries(n.metadata).map(([k, v]) => {
+    const tr = document.createElement('tr');
+    const a = document.createElement('td');
+    const b = document.createElement('td');
+    a.textContent = k;
+    b.textContent = typeof v === 'object' ? JSON.stringify(v) : String(v);
+    tr.append(a, b);
+    return tr;
+  }));
+  const list = $('#sel-neighbours');
+  const nb = [...model.adjacency[slot]].sort((a, b) => model.nodes[a].label.localeCompare(model.nodes[b].label));
+  list.replaceChildren(...nb.slice(0, 300).map((s) => {
+    const li = document.createElement('li');
+    const btn = document.createElement('button');
+    btn.textContent = model.nodes[s].label;
+    btn.title = model.nodes[s].key;
+    btn.dataset.testid = 'neighbour';
+    btn.addEventListener('click', () => { select(s); flyTo(s); });
+    li.append(btn);
+    return li;
+  }));
+  $('#sel-more').textContent = nb.length > 300 ? `and ${nb.length - 300} more` : '';
+}
+
+function flyTo(slot) {
+  view.flyTo(view.positionOf(slot), 40 + 30 * view.size[slot]);
+}
+
+const search = $('[data-testid="search"]');
+const results = $('#search-results');
+let matches = [];
+let active = 0;
+function renderMatches() {
+  results.replaceChildren(...matches.map((s, i) => {
+    const li = document.createElement('li');
+    const n = model.nodes[s];
+    li.textContent = n.label;
+    if (n.label !== n.key) {
+      const small = document.createElement('small');
+      small.textContent = n.key;
+      li.append(' ', small);
+    }
+    li.className = i === active ? 'active' : '';
+    li.addEventListener('mousedown', (ev) => { ev.preventDefault(); choose(s); });
+    return li;
+  }));
+  results.hidden = matches.length === 0;
+}
+function choose(slot) {
+  select(slot);
+  flyTo(slot);
+  matches = [];
+  renderMatches();
+  search.blur();
+}
+search.addEventListener('input', () => {
+  matches = model.search(search.value, 10);
+  active = 0;
+  renderMatches();
+});
+search.addEventListener('keydown', (ev) => {
+  if (ev.key === 'ArrowDown') { active = Math.min(matches.length - 1, active + 1); renderMatches(); ev.preventDefault(); }
+  else if (ev.key === 'ArrowUp') { active = Math.max(0, active - 1); renderMatches(); ev.preventDefault(); }
+  else if (ev.key === 'Enter') {
+    if (!matches.length) matches = model.search(search.value, 10);
+    if (matches.length) choose(matches[Math.min(active, matches.length - 1)]);
+  } else if (ev.key === 'Escape') { matches = []; renderMatches(); search.blur(); }
+});
+search.addEventListener('blur', () => { results.hidden = true; });
+search.addEventListener('focus', () => { results.hidden = matches.length === 0; });
+$('#sel-clear').addEventListener('click', () => select(-1));
+$('#sel-release').addEventListener('click', () => release(app.selected));
+document.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Escape' && document.activeElement !== search) select(-1);
+  if (ev.key === '/' && document.activeElement !== search) { ev.preventDefault(); search.focus(); }
+});
+$('#color-mode').addEventListener('change', (ev) => { app.colorMode = ev.target.value; recolor(); });
+
+// -- pointer: hover, click, drag, double-click -------------------------------------------------------
+const canvas = view.renderer.domElement;
+let pointer = null; // {x, y} of the last move
+let press = null; // {slot, x, y, dragging, plane}
+const raycaster = new THREE.Raycaster();
+
+function rayPoint(ev, plane) {
+  const rect = canvas.getBoundingClientRect();
+  const ndc = new THREE.Vector2(((ev.clientX - rect.left) / rect.width) * 2 - 1, -((ev.clientY - rect.top) / rect.height) * 2 + 1);
+  raycaster.setFromCamera(ndc, view.camera);
+  return raycaster.ray.intersectPlane(plane, new THREE.Vector3());
+}
+
+canvas.addEventListener('pointermove', (ev) => {
+  pointer = { x: ev.offsetX, y: ev.offsetY };
+  if (!press || press.slot < 0) return;
+  if (!press.dragging && Math.hypot(ev.offsetX - press.x, ev.offsetY - press.y) > 4) {
+    press.dragging = true;
+    view.controls.enabled = false;
+    const p = view.positionOf(press.slot);
+    const normal = view.camera.getWorldDirection(new THREE.Vector3());
+    press.plane = new THREE.Plane().setFromNormalAndCoplanarPoint(normal, p);
+  }
+  if (press.dragging) {
+    const hit = rayPoint(ev, press.plane);
+    if (hit) drag(press.slot, hit);
+  }
+});
+canvas.addEventListener('pointerdown', (ev) => {
+  if (ev.button !== 0) return;
+  const slot = view.pick(ev.offsetX, ev.offsetY);
+  press = { slot, x: ev.offsetX, y: ev.offsetY, dragging: false };
+  if (slot >= 0) {
+    view.controls.enabled = false;
+    canvas.setPointerCapture(ev.pointerId);
+  }
+});
+canvas.addEventListener('pointerup', (ev) => {
+  if (!press) return;
+  const p = press;
+  press = null;
+  view.controls.enabled = true;
+  if (p.dragging) {
+    const hit = rayPoint(ev, p.plane);
+    if (hit) drag(p.slot, hit);
+    queue.flush();
+    return;
+  }
+  if (Math.hypot(ev.offsetX - p.x, ev.offsetY - p.y) <= 4) select(p.slot >= 0 ? p.slot : -1, true);
+});
+canvas.addEventListener('dblclick', (ev) => {
+  const slot = view.pick(ev.offsetX, ev.offsetY);
+  if (slot >= 0 && app.pinned.has(slot)) release(slot);
+});
+
+function drag(slot, p) {
+  const xyz = [p.x, p.y, p.z];
+  app.pinned.set(slot, xyz);
+  view.placeNow(slot, xyz);
+  queue.enqueue(model.nodes[slot].id, p.x, p.y, p.z, PIN);
+  if (slot === app.selected) showSelection();
+}
+
+function release(slot) {
+  if (slot < 0 || !app.pinned.has(slot)) return;
+  const [x, y, z] = app.pinned.get(slot);
+  app.pinned.delete(slot);
+  queue.enqueue(model.nodes[slot].id, x, y, z, RELEASE);
+  queue.flush();
+  if (slot === app.selected) showSelection();
+}
+
+// -- settings ------------------------------------------------------------------------------------------
+const RENDER_KEYS = new Set(['nodes.size', 'nodes.knowledgeColor', 'nodes.agentColor']);
+function applyRendering(path, value) {
+  const key = path.slice(R.length);
+  if (key === 'background') { view.background.set(value); document.body.style.background = value; }
+  else if (key === 'edges.opacity') view.edgeUniforms.uOpacity.value = value;
+  else if (key === 'edges.color') view.edgeUniforms.uColor.value.set(value);
+  else if (key === 'sssp.pathColor') view.pathUniforms.uColor.value.set(value);
+  else if (key === 'interpolate') view.interpolate = Boolean(value);
+  else if (key === 'nodes.labels') labels.enabled = Boolean(value);
+  else if (key === 'nodes.labelDistance') labels.maxDistance = value;
+  else if (RENDER_KEYS.has(key)) recolor();
+}
+settings.on('change', ({ path, value }) => { if (path.startsWith(R)) applyRendering(path, value); });
+
+async function loadSchema() {
+  const resp = await fetch('/api/settings?schema=1', { headers: conn.headers() });
+  if (!resp.ok) throw new Error(`GET /api/settings?schema=1: HTTP ${resp.status}`);
+  const doc = await resp.json();
+  buildSettingsPanel($('#settings-body'), doc.schema, settings);
+  for (const s of doc.schema) if (s.path.startsWith(R)) applyRendering(s.path, settings.get(s.path) ?? s.default);
+}
+
+// -- labels, status bar, the render loop ---------------------------------------------------------------
+let lastLabels = 0;
+let lastStatus = 0;
+let projected = null;
+// ?draw=0 keeps everything running but the drawing itself (the browser bench uses it to measure
+// decoding without a software rasteriser competing for the CPU)
+const drawing = params.get('draw') !== '0';
+function frame(now) {
+  requestAnimationFrame(frame);
+  if (drawing) view.render(now);
+  if (pointer && !press && now - (app.lastPick || 0) > 50 && model.slotCount) {
+    app.lastPick = now;
+    projected = view.project();
+    const slot = view.pick(pointer.x, pointer.y, projected);
+    canvas.style.cursor = slot >= 0 ? 'pointer' : 'default';
+    if (slot !== app.hovered) {
+      app.hovered = slot;
+      updatePath();
+      recolor();
+    }
+    pointer = null;
+  }
+  if (now - lastLabels > 100 && model.slotCount) {
+    lastLabels = now;
+    const source = app.sssp ? model.slotOf.get(app.sssp.source) ?? -1 : -1;
+    labels.update(view, model, [app.hovered, app.selected, source], app.path);
+  }
+  if (now - lastStatus > 500) {
+    lastStatus = now;
+    updateStatus(now);
+  }
+}
+
+function updateStatus(now) {
+  const cut = now - 2000;
+  app.bytesWindow = app.bytesWindow.filter(([t]) => t >= cut);
+  app.framesWindow = app.framesWindow.filter((t) => t >= cut);
+  const secs = 2;
+  $('#fps').textContent = (app.framesWindow.length / secs).toFixed(1);
+  $('#kbps').textContent = (app.bytesWindow.reduce((a, [, b]) => a + b, 0) / 1024 / secs).toFixed(1);
+  $('#bpn').textContent = app.bytesPerNode.toFixed(2);
+  $('#settled').textContent = app.settled ? 'settled' : 'moving';
+  $('#epoch').textContent = conn.epoch ?? '–';
+  $('#seq').textContent = app.lastSeq;
+  $('#decode').textContent = median(app.decodeTimes).toFixed(2);
+}
+
+// -- the test hooks (docs/web-client.md) -----------------------------------------------------------------
+const keyOf = (slot) => (slot >= 0 && model.nodes[slot] ? model.nodes[slot].key : null);
+window.graphwire = {
+  get nodeCount() { return model.nodeCount; },
+  get edgeCount() { return model.edgeCount; },
+  get lastSeq() { return app.lastSeq; },
+  get epoch() { return conn.epoch; },
+  get selected() { return keyOf(app.selected); },
+  get ssspReached() { return app.ssspReached; },
+  get pinned() { return [...app.pinned.keys()].map(keyOf); },
+  get decodeMs() { return median(app.decodeTimes); },
+  get applyMs() { return median(app.applyTimes); },
+  get framesApplied() { return app.framesApplied; },
+  get status() { return conn.state; },
+  get settled() { return app.settled; },
+  get queue() { return { ...queue.counters, ...queue.pending }; },
+  get settingsRevision() { return settings.revision; },
+  get digestMismatches() { return settings.digestMismatches; },
+  get errors() { return [...app.errors]; },
+  get hovered() { return keyOf(app.hovered); },
+  /** The value of a setting as this page holds it. */
+  setting(path) { return settings.get(path); },
+  /** Select a node by key (as a click would). */
+  select(key) { const s = model.slotOfKey.get(key); if (s !== undefined) { select(s); return true; } return false; },
+  /** Where a node is drawn now: `{x, y}` in CSS pixels of the canvas, or null. */
+  screenOf(key) {
+    const s = model.slotOfKey.get(key);
+    if (s === undefined) return null;
+    const v = view.positionOf(s).project(view.camera);
+    const rect = canvas.getBoundingClientRect();
+    return { x: rect.left + (v.x + 1) / 2 * rect.width, y: rect.top + (1 - v.y) / 2 * rect.height };
+  },
+  /** A node's position as shown now (world units). */
+  positionOf(key) {
+    const s = model.slotOfKey.get(key);
+    return s === undefined ? null : view.positionOf(s).toArray();
+  },
+  /** Where this page pinned a node. */
+  pinnedAt(key) { const s = model.slotOfKey.get(key); return app.pinned.get(s) ?? null; },
+  /** A node on screen 3 to 6 hops from the shortest-path source, as `{x, y}` (screenshots). */
+  farNeighbourOnScreen() {
+    if (!app.sssp) return null;
+    const { x, y } = view.project();
+    const rect = canvas.getBoundingClientRect();
+    let best = null;
+    for (let s = 0; s < model.slotCount; s++) {
+      const hops = pathTo(s).length / 2;
+      if (hops < 3 || hops > 6 || !Number.isFinite(x[s])) continue;
+      if (x[s] < 380 || x[s] > view.width - 380 || y[s] < 80 || y[s] > view.height - 80) continue;
+      if (!best || hops > best.hops || (hops === best.hops && model.degree(s) > best.degree)) {
+        best = { hops, degree: model.degree(s), x: rect.left + x[s], y: rect.top + y[s] };
+      }
+    }
+    return best;
+  },
+  /** Keys of every node (tests pick from them). */
+  keys() { return model.nodes.filter(Boolean).map((n) => n.key); },
+};
+
+loadSchema().catch((err) => reportError(err));
+conn.start();
+requestAnimationFrame(frame);

@@ -1,0 +1,181 @@
+/**
+ * The graph as the page holds it: nodes in render slots, edges, degrees, neighbours, and
+ * communities (label propagation) for colouring. Topology changes (`graph_changed`) are applied
+ * in place: new nodes take new slots at the end, removed nodes leave an empty slot (hidden), so
+ * the GPU buffers keep their layout and nothing is reloaded.
+ * @module view/graph_model
+ */
+
+export const NO_ID = 0xffffffff;
+
+export class GraphModel {
+  constructor() {
+    this.clear();
+  }
+
+  clear() {
+    /** @type {({id:number, key:string, label:string, type:string, metadata:object}|null)[]} */
+    this.nodes = [];
+    this.slotOf = new Map(); // id -> slot
+    this.slotOfKey = new Map(); // key -> slot
+    this.edges = new Map(); // "a:b" (ids, a < b) -> {source, target, weight, type}
+    this.adjacency = []; // slot -> Set of slots
+    this.version = 0;
+    this.epoch = null;
+  }
+
+  /** Replace everything with a `/api/graph/data` body. */
+  load(data) {
+    this.clear();
+    this.epoch = data.epoch;
+    this.topologyVersion = data.topologyVersion;
+    for (const n of data.nodes) this.addNode(n);
+    for (const e of data.edges) this.addEdge(e);
+    this.version += 1;
+  }
+
+  addNode(n) {
+    if (this.slotOf.has(n.id)) return this.slotOf.get(n.id);
+    const slot = this.nodes.length;
+    this.nodes.push({
+      id: n.id, key: n.key, label: n.label ?? n.key, type: n.type || 'knowledge', metadata: n.metadata || {},
+      x: n.x, y: n.y, z: n.z,
+    });
+    this.slotOf.set(n.id, slot);
+    this.slotOfKey.set(n.key, slot);
+    this.adjacency.push(new Set());
+    return slot;
+  }
+
+  removeNode(id) {
+    const slot = this.slotOf.get(id);
+    if (slot === undefined) return;
+    for (const other of this.adjacency[slot]) {
+      this.adjacency[other].delete(slot);
+      const a = Math.min(id, this.nodes[other].id);
+      const b = Math.max(id, this.nodes[other].id);
+      this.edges.delete(`${a}:${b}`);
+    }
+    this.adjacency[slot].clear();
+    this.slotOfKey.delete(this.nodes[slot].key);
+    this.slotOf.delete(id);
+    this.nodes[slot] = null;
+  }
+
+  addEdge(e) {
+    const s = this.slotOf.get(e.source);
+    const t = this.slotOf.get(e.target);
+    if (s === undefined || t === undefined || s === t) return;
+    const a = Math.min(e.source, e.target);
+    const b = Math.max(e.source, e.target);
+    this.edges.set(`${a}:${b}`, { source: a, target: b, weight: e.weight ?? 1, type: e.type });
+    this.adjacency[s].add(t);
+    this.adjacency[t].add(s);
+  }
+
+  removeEdge(source, target) {
+    const a = Math.min(source, target);
+    const b = Math.max(source, target);
+    this.edges.delete(`${a}:${b}`);
+    const s = this.slotOf.get(a);
+    const t = this.slotOf.get(b);
+    if (s !== undefined && t !== undefined) {
+      this.adjacency[s].delete(t);
+      this.adjacency[t].delete(s);
+    }
+  }
+
+  /** Apply a `graph_changed` message that carries the change (not `refetch`). */
+  applyChange(msg) {
+    const removed = msg.removed || { nodes: [], edges: [] };
+    const added = msg.added || { nodes: [], edges: [] };
+    for (const [a, b] of removed.edges || []) this.removeEdge(a, b);
+    for (const id of removed.nodes || []) this.removeNode(id);
+    for (const n of added.nodes || []) this.addNode(n);
+    for (const e of added.edges || []) this.addEdge(e);
+    this.topologyVersion = msg.topologyVersion;
+    this.version += 1;
+  }
+
+  get slotCount() { return this.nodes.length; }
+  get nodeCount() { return this.slotOf.size; }
+  get edgeCount() { return this.edges.size; }
+
+  /** Node id shown by each slot (NO_ID where the slot is empty). */
+  idOfSlot() {
+    const out = new Uint32Array(this.nodes.length);
+    this.nodes.forEach((n, s) => { out[s] = n ? n.id : NO_ID; });
+    return out;
+  }
+
+  /** Edges as pairs of slots (for the index buffer of the edge lines). */
+  edgeSlots() {
+    const out = new Uint32Array(this.edges.size * 2);
+    let k = 0;
+    for (const e of this.edges.values()) {
+      out[k++] = this.slotOf.get(e.source);
+      out[k++] = this.slotOf.get(e.target);
+    }
+    return out;
+  }
+
+  degree(slot) {
+    return this.adjacency[slot] ? this.adjacency[slot].size : 0;
+  }
+
+  /**
+   * Communities by label propagation (a few sweeps, ties to the smallest label): cheap, good
+   * enough to colour clusters. Returns a community index per slot (-1 for empty slots).
+   */
+  communities(sweeps = 6) {
+    const n = this.nodes.length;
+    const label = new Int32Array(n);
+    for (let s = 0; s < n; s++) label[s] = this.nodes[s] ? s : -1;
+    const counts = new Map();
+    for (let sweep = 0; sweep < sweeps; sweep++) {
+      let changed = 0;
+      for (let s = 0; s < n; s++) {
+        const nb = this.adjacency[s];
+        if (!nb || nb.size === 0) continue;
+        counts.clear();
+        for (const t of nb) counts.set(label[t], (counts.get(label[t]) || 0) + 1);
+        let best = label[s];
+        let bestCount = counts.get(best) || 0;
+        for (const [l, c] of counts) if (c > bestCount || (c === bestCount && l < best)) { best = l; bestCount = c; }
+        if (best !== label[s]) { label[s] = best; changed += 1; }
+      }
+      if (!changed) break;
+    }
+    const index = new Map();
+    const sizes = new Map();
+    for (let s = 0; s < n; s++) if (label[s] >= 0) sizes.set(label[s], (sizes.get(label[s]) || 0) + 1);
+    // Number communities by size, largest first, so the largest get the most distinct colours.
+    [...sizes.entries()].sort((a, b) => b[1] - a[1]).forEach(([l], i) => index.set(l, i));
+    const out = new Int32Array(n);
+    for (let s = 0; s < n; s++) out[s] = label[s] >= 0 ? index.get(label[s]) : -1;
+    return out;
+  }
+
+  /**
+   * Nodes whose key or label matches `text` (case-insensitive): prefix matches first, then
+   * substring matches, each shortest first. Returns slots.
+   */
+  search(text, limit = 10) {
+    const needle = text.trim().toLowerCase();
+    if (!needle) return [];
+    const prefix = [];
+    const inner = [];
+    for (let s = 0; s < this.nodes.length; s++) {
+      const n = this.nodes[s];
+      if (!n) continue;
+      const key = n.key.toLowerCase();
+      const label = String(n.label).toLowerCase();
+      if (key.startsWith(needle) || label.startsWith(needle)) prefix.push(s);
+      else if (inner.length < 5 * limit && (key.includes(needle) || label.includes(needle))) inner.push(s);
+    }
+    const byLength = (a, b) => this.nodes[a].key.length - this.nodes[b].key.length;
+    prefix.sort(byLength);
+    inner.sort(byLength);
+    return prefix.concat(inner).slice(0, limit);
+  }
+}

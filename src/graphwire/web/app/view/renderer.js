@@ -1,0 +1,480 @@
+/**
+ * The 3D view: one draw call for every node and one line-segments draw call for every edge,
+ * both reading the same positions.
+ *
+ * Positions live in two Float32Arrays, `prev` and `next` (x, y, z per render slot). A frame is
+ * applied by blending `prev` to where the nodes are shown now and copying the decoded array into
+ * `next`: no matrices are built. The vertex shaders draw `mix(prev, next, t)`, with `t` running
+ * from 0 to 1 over the frame interval, so motion stays smooth between frames. Edges are an index
+ * buffer of slot pairs over the same position arrays.
+ *
+ * Nodes are drawn in one of two ways, both one draw call and both shaded as spheres in the
+ * fragment shader:
+ * - `instanced` (default on a GPU): camera-facing quads of an `InstancedBufferGeometry`, the
+ *   positions in instanced attributes;
+ * - `points` (default on a software rasteriser, e.g. headless Chromium's SwiftShader): one
+ *   GL point a node, the positions in plain vertex attributes that the edges share. Measured
+ *   on SwiftShader, 100,000 instanced quads cost about 4 s a frame (about 40 µs an instance),
+ *   100,000 points about 0.2 s; on a GPU both are well under a millisecond, and quads have no
+ *   point-size limit.
+ * `?nodes=instanced|points` in the page's address overrides the choice.
+ * @module view/renderer
+ */
+import * as THREE from 'three';
+import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
+
+const NODE_VERTEX = `
+attribute vec3 prevPos;
+attribute vec3 nextPos;
+attribute vec3 color;
+attribute float size;
+uniform float uT;
+uniform float uScale;
+varying vec2 vUv;
+varying vec3 vColor;
+varying float vFog;
+void main() {
+  vec3 p = mix(prevPos, nextPos, uT);
+  vec4 mv = modelViewMatrix * vec4(p, 1.0);
+  mv.xy += position.xy * size * uScale;
+  vUv = position.xy;
+  vColor = color;
+  vFog = clamp((-mv.z) / 6000.0, 0.0, 0.6);
+  gl_Position = projectionMatrix * mv;
+}`;
+
+const NODE_FRAGMENT = `
+uniform vec3 uBackground;
+varying vec2 vUv;
+varying vec3 vColor;
+varying float vFog;
+void main() {
+  float r2 = dot(vUv, vUv);
+  if (r2 > 1.0) discard;
+  vec3 n = vec3(vUv, sqrt(1.0 - r2));
+  vec3 l = normalize(vec3(-0.35, 0.55, 0.75));
+  float diffuse = max(dot(n, l), 0.0);
+  float spec = pow(max(dot(reflect(-l, n), vec3(0.0, 0.0, 1.0)), 0.0), 28.0);
+  float rim = smoothstep(0.82, 1.0, r2);
+  vec3 c = vColor * (0.38 + 0.72 * diffuse) + vec3(0.35) * spec;
+  c = mix(c, vColor * 0.35, rim * 0.6);
+  gl_FragColor = vec4(mix(c, uBackground, vFog), 1.0);
+}`;
+
+const POINT_VERTEX = `
+attribute vec3 prevPos;
+attribute vec3 color;
+attribute float size;
+uniform float uT;
+uniform float uScale;
+uniform float uPixels;
+varying vec3 vColor;
+varying float vFog;
+void main() {
+  vec3 p = mix(prevPos, position, uT);
+  vec4 mv = modelViewMatrix * vec4(p, 1.0);
+  gl_PointSize = max(1.5, 2.0 * size * uScale * uPixels / max(1e-3, -mv.z));
+  vColor = color;
+  vFog = clamp((-mv.z) / 6000.0, 0.0, 0.6);
+  gl_Position = projectionMatrix * mv;
+}`;
+
+const POINT_FRAGMENT = NODE_FRAGMENT
+  .replace('varying vec2 vUv;', '')
+  .replace('float r2 = dot(vUv, vUv);', 'vec2 vUv = vec2(2.0 * gl_PointCoord.x - 1.0, 1.0 - 2.0 * gl_PointCoord.y);\n  float r2 = dot(vUv, vUv);');
+
+/** Whether WebGL runs on a software rasteriser (no GPU). */
+export function softwareRenderer() {
+  try {
+    const gl = document.createElement('canvas').getContext('webgl2');
+    if (!gl) return false;
+    const info = gl.getExtension('WEBGL_debug_renderer_info');
+    const name = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+    gl.getExtension('WEBGL_lose_context')?.loseContext();
+    return /swiftshader|llvmpipe|softpipe|software/i.test(name);
+  } catch {
+    return false;
+  }
+}
+
+const EDGE_VERTEX = `
+attribute vec3 prevPos;
+uniform float uT;
+void main() {
+  vec3 p = mix(prevPos, position, uT);
+  gl_Position = projectionMatrix * modelViewMatrix * vec4(p, 1.0);
+}`;
+
+const EDGE_FRAGMENT = `
+uniform vec3 uColor;
+uniform float uOpacity;
+void main() { gl_FragColor = vec4(uColor, uOpacity); }`;
+
+export class Renderer {
+  /**
+   * @param {HTMLElement} container
+   * @param {{nodes?: 'instanced'|'points', antialias?: boolean}} [options]
+   */
+  constructor(container, options = {}) {
+    this.container = container;
+    const software = softwareRenderer();
+    this.mode = options.nodes || (software ? 'points' : 'instanced');
+    // multisampling costs a software rasteriser about 3.5 times the frame
+    this.renderer = new THREE.WebGLRenderer({ antialias: options.antialias ?? !software });
+    container.appendChild(this.renderer.domElement);
+    this.scene = new THREE.Scene();
+    this.background = new THREE.Color('#0b0e14');
+    this.scene.background = this.background;
+    this.camera = new THREE.PerspectiveCamera(50, 1, 0.5, 50000);
+    this.camera.position.set(0, 0, 900);
+    this.controls = new OrbitControls(this.camera, this.renderer.domElement);
+    this.controls.enableDamping = true;
+    this.controls.dampingFactor = 0.12;
+    this.capacity = 0;
+    this.count = 0;
+    this.t = 1;
+    this.frameAt = 0;
+    this.interval = 200;
+    this.interpolate = true;
+    this.nodeScale = 1;
+    this.uniforms = {
+      uT: { value: 1 }, uScale: { value: 1 }, uBackground: { value: this.background },
+      uPixels: { value: 1 },
+    };
+    this.edgeUniforms = {
+      uT: this.uniforms.uT, uColor: { value: new THREE.Color('#90a4ae') }, uOpacity: { value: 0.35 },
+    };
+    this.pathUniforms = {
+      uT: this.uniforms.uT, uColor: { value: new THREE.Color('#ff5252') }, uOpacity: { value: 1 },
+    };
+    // Drawing cost adapts to the machine: a GPU draws 100,000 nodes and 300,000 edges at full
+    // quality, a software rasteriser (SwiftShader, headless) cannot. When frames take too long,
+    // the pixel ratio drops and fewer edges are drawn (a uniform sample: the index is shuffled,
+    // so any prefix is one); when they are quick again, quality comes back.
+    this.maxPixelRatio = Math.min(window.devicePixelRatio || 1, 2);
+    this.pixelRatio = this.maxPixelRatio;
+    this.renderer.setPixelRatio(this.pixelRatio);
+    this.edgeBudget = Infinity;
+    this.frameMs = 16;
+    this.lastRender = 0;
+    this.lastAdapt = 0;
+    this.allocate(1024);
+    this.resize();
+    window.addEventListener('resize', () => this.resize());
+  }
+
+  /** (Re)create the buffers for `capacity` slots, keeping what is there. */
+  allocate(capacity) {
+    const old = this.capacity ? { prev: this.prev, next: this.next, color: this.color, size: this.size } : null;
+    this.capacity = capacity;
+    this.prev = new Float32Array(3 * capacity);
+    this.next = new Float32Array(3 * capacity);
+    this.color = new Float32Array(3 * capacity);
+    this.size = new Float32Array(capacity);
+    if (old) {
+      this.prev.set(old.prev); this.next.set(old.next); this.color.set(old.color); this.size.set(old.size);
+    }
+    if (this.nodes) {
+      this.scene.remove(this.nodes, this.edges, this.path);
+      this.nodes.geometry.dispose();
+      this.edges.geometry.dispose();
+      this.path.geometry.dispose();
+    }
+    const material = (vertexShader, fragmentShader) => new THREE.ShaderMaterial({
+      uniforms: this.uniforms, vertexShader, fragmentShader,
+    });
+    if (this.mode === 'points') {
+      // plain vertex attributes (vertex k = slot k), shared as they are with the edges
+      const shared = {
+        prev: new THREE.BufferAttribute(this.prev, 3).setUsage(THREE.DynamicDrawUsage),
+        next: new THREE.BufferAttribute(this.next, 3).setUsage(THREE.DynamicDrawUsage),
+      };
+      this.attrs = {
+        ...shared,
+        color: new THREE.BufferAttribute(this.color, 3).setUsage(THREE.DynamicDrawUsage),
+        size: new THREE.BufferAttribute(this.size, 1).setUsage(THREE.DynamicDrawUsage),
+        edgePrev: shared.prev,
+        edgeNext: shared.next,
+      };
+      const g = new THREE.BufferGeometry();
+      g.setAttribute('position', this.attrs.next);
+      g.setAttribute('prevPos', this.attrs.prev);
+      g.setAttribute('color', this.attrs.color);
+      g.setAttribute('size', this.attrs.size);
+      g.setDrawRange(0, this.count);
+      this.nodes = new THREE.Points(g, material(POINT_VERTEX, POINT_FRAGMENT));
+    } else {
+      const quad = new THREE.InstancedBufferGeometry();
+      quad.setAttribute('position', new THREE.Float32BufferAttribute([-1, -1, 0, 1, -1, 0, 1, 1, 0, -1, 1, 0], 3));
+      quad.setIndex([0, 1, 2, 0, 2, 3]);
+      this.attrs = {
+        prev: new THREE.InstancedBufferAttribute(this.prev, 3).setUsage(THREE.DynamicDrawUsage),
+        next: new THREE.InstancedBufferAttribute(this.next, 3).setUsage(THREE.DynamicDrawUsage),
+        color: new THREE.InstancedBufferAttribute(this.color, 3).setUsage(THREE.DynamicDrawUsage),
+        size: new THREE.InstancedBufferAttribute(this.size, 1).setUsage(THREE.DynamicDrawUsage),
+        // the edges read the same arrays as per-vertex attributes (vertex k = slot k)
+        edgePrev: new THREE.BufferAttribute(this.prev, 3).setUsage(THREE.DynamicDrawUsage),
+        edgeNext: new THREE.BufferAttribute(this.next, 3).setUsage(THREE.DynamicDrawUsage),
+      };
+      quad.setAttribute('prevPos', this.attrs.prev);
+      quad.setAttribute('nextPos', this.attrs.next);
+      quad.setAttribute('color', this.attrs.color);
+      quad.setAttribute('size', this.attrs.size);
+      quad.instanceCount = this.count;
+      this.nodes = new THREE.Mesh(quad, material(NODE_VERTEX, NODE_FRAGMENT));
+    }
+    this.nodes.frustumCulled = false;
+    this.nodes.renderOrder = 1;
+    const lines = (uniforms, order) => {
+      const g = new THREE.BufferGeometry();
+      g.setAttribute('position', this.attrs.edgeNext);
+      g.setAttribute('prevPos', this.attrs.edgePrev);
+      g.setIndex(new THREE.BufferAttribute(new Uint32Array(0), 1));
+      const m = new THREE.LineSegments(g, new THREE.ShaderMaterial({
+        uniforms, vertexShader: EDGE_VERTEX, fragmentShader: EDGE_FRAGMENT, transparent: true, depthWrite: false,
+      }));
+      m.frustumCulled = false;
+      m.renderOrder = order;
+      return m;
+    };
+    this.edges = lines(this.edgeUniforms, 0);
+    this.path = lines(this.pathUniforms, 2);
+    this.path.material.depthTest = false;
+    this.scene.add(this.edges, this.nodes, this.path);
+    if (this.edgeIndex) this.setEdges(this.edgeIndex);
+  }
+
+  /** Make room for `count` slots (doubling), and draw that many. */
+  setCount(count) {
+    if (count > this.capacity) {
+      let cap = this.capacity;
+      while (cap < count) cap *= 2;
+      this.allocate(cap);
+    }
+    this.count = count;
+    if (this.mode === 'points') this.nodes.geometry.setDrawRange(0, count);
+    else this.nodes.geometry.instanceCount = count;
+  }
+
+  /** Edges as pairs of slots (drawn in a shuffled order, see `edgeBudget`). */
+  setEdges(pairs) {
+    this.edgeIndex = pairs;
+    const shuffled = pairs.slice();
+    let seed = 0x9e3779b9;
+    for (let i = shuffled.length / 2 - 1; i > 0; i--) {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      const j = seed % (i + 1);
+      const a0 = shuffled[2 * i];
+      const a1 = shuffled[2 * i + 1];
+      shuffled[2 * i] = shuffled[2 * j];
+      shuffled[2 * i + 1] = shuffled[2 * j + 1];
+      shuffled[2 * j] = a0;
+      shuffled[2 * j + 1] = a1;
+    }
+    this.edges.geometry.setIndex(new THREE.BufferAttribute(shuffled, 1));
+    const count = pairs.length / 2;
+    if (count > 150000 && this.edgeBudget === Infinity) {
+      // a large graph starts at a quality any machine draws, and rises when frames are quick
+      this.edgeBudget = 40000;
+      this.setPixelRatio(Math.min(this.pixelRatio, 0.5));
+    }
+    this.applyEdgeBudget();
+  }
+
+  applyEdgeBudget() {
+    const total = this.edgeIndex ? this.edgeIndex.length / 2 : 0;
+    this.edges.geometry.setDrawRange(0, 2 * Math.min(total, this.edgeBudget));
+  }
+
+  setPixelRatio(ratio) {
+    this.pixelRatio = ratio;
+    this.renderer.setPixelRatio(ratio);
+    this.resize();
+  }
+
+  /** Lower or raise the drawing quality from the time between frames. */
+  adapt(now) {
+    if (this.lastRender) this.frameMs = 0.8 * this.frameMs + 0.2 * Math.min(5000, now - this.lastRender);
+    this.lastRender = now;
+    if (now - this.lastAdapt < 1000) return;
+    this.lastAdapt = now;
+    const total = this.edgeIndex ? this.edgeIndex.length / 2 : 0;
+    if (this.frameMs > 80) {
+      if (this.edgeBudget > 10000 && total > 10000) this.edgeBudget = Math.max(10000, Math.floor(Math.min(total, this.edgeBudget) / 2));
+      if (this.pixelRatio > 0.35) this.setPixelRatio(Math.max(0.35, this.pixelRatio * 0.7));
+    } else if (this.frameMs < 25) {
+      if (this.pixelRatio < this.maxPixelRatio) this.setPixelRatio(Math.min(this.maxPixelRatio, this.pixelRatio * 1.25));
+      else if (this.edgeBudget < total) this.edgeBudget = this.edgeBudget * 2 >= total ? Infinity : this.edgeBudget * 2;
+    }
+    this.applyEdgeBudget();
+  }
+
+  /** Highlighted edges (a path), as pairs of slots. */
+  setPath(pairs) {
+    this.path.geometry.setIndex(new THREE.BufferAttribute(pairs, 1));
+  }
+
+  /** Where the interpolation stands now (0 = prev, 1 = next). */
+  currentT(now = performance.now()) {
+    if (!this.interpolate) return 1;
+    return Math.min(1, Math.max(0, (now - this.frameAt) / this.interval));
+  }
+
+  /**
+   * Apply decoded positions (one x, y, z per slot): `prev` becomes what is on screen now,
+   * `next` the new frame; the interpolation restarts.
+   * @param {Float32Array} pos
+   * @param {Map<number, number[]>} overrides slot -> [x, y, z] held by this page (drags)
+   */
+  applyPositions(pos, overrides) {
+    const now = performance.now();
+    const t = this.currentT(now);
+    const prev = this.prev;
+    const next = this.next;
+    const n = pos.length;
+    if (t >= 1) prev.set(next.subarray(0, n));
+    else if (t > 0) for (let i = 0; i < n; i++) prev[i] += (next[i] - prev[i]) * t;
+    next.set(pos);
+    for (const [slot, p] of overrides) this.placeNow(slot, p, false);
+    if (this.frameAt) this.interval = Math.min(1000, Math.max(16, 0.7 * this.interval + 0.3 * (now - this.frameAt)));
+    this.frameAt = now;
+    this.uniforms.uT.value = this.interpolate ? 0 : 1;
+    this.markPositions();
+  }
+
+  markPositions() {
+    // in points mode the edges share the nodes' attributes: each is uploaded once
+    const attrs = new Set([this.attrs.prev, this.attrs.next, this.attrs.edgePrev, this.attrs.edgeNext]);
+    for (const a of attrs) {
+      a.clearUpdateRanges();
+      a.addUpdateRange(0, 3 * this.count);
+      a.needsUpdate = true;
+    }
+  }
+
+  /** Put one node somewhere at once (a drag), in both buffers. */
+  placeNow(slot, p, mark = true) {
+    const o = 3 * slot;
+    for (let a = 0; a < 3; a++) { this.prev[o + a] = p[a]; this.next[o + a] = p[a]; }
+    if (mark) this.markPositions();
+  }
+
+  /** The position of a slot as shown now. */
+  positionOf(slot, out = new THREE.Vector3()) {
+    const t = this.currentT();
+    const o = 3 * slot;
+    return out.set(
+      this.prev[o] + (this.next[o] - this.prev[o]) * t,
+      this.prev[o + 1] + (this.next[o + 1] - this.prev[o + 1]) * t,
+      this.prev[o + 2] + (this.next[o + 2] - this.prev[o + 2]) * t,
+    );
+  }
+
+  markColors() { this.attrs.color.needsUpdate = true; }
+  markSizes() { this.attrs.size.needsUpdate = true; }
+
+  resize() {
+    const w = this.container.clientWidth || window.innerWidth;
+    const h = this.container.clientHeight || window.innerHeight;
+    this.renderer.setSize(w, h);
+    this.camera.aspect = w / h;
+    this.camera.updateProjectionMatrix();
+    // world radius to pixel radius at depth 1 (points mode: gl_PointSize is in device pixels)
+    this.uniforms.uPixels.value = (h / 2 / Math.tan((this.camera.fov * Math.PI) / 360)) * this.renderer.getPixelRatio();
+    this.width = w;
+    this.height = h;
+  }
+
+  /** Draw one frame. */
+  render(now = performance.now()) {
+    this.adapt(now);
+    this.uniforms.uT.value = this.currentT(now);
+    if (this.flight) this.flight(now);
+    this.controls.update();
+    this.renderer.render(this.scene, this.camera);
+  }
+
+  /** Frame the camera on the nodes shown (their bounding sphere). */
+  fit() {
+    if (!this.count) return;
+    const box = new THREE.Box3();
+    const v = new THREE.Vector3();
+    for (let s = 0; s < this.count; s++) {
+      if (this.size[s] === 0) continue;
+      box.expandByPoint(v.fromArray(this.next, 3 * s));
+    }
+    if (box.isEmpty()) return;
+    const sphere = box.getBoundingSphere(new THREE.Sphere());
+    const r = Math.max(sphere.radius, 10);
+    const dist = r / Math.sin((this.camera.fov * Math.PI) / 360) * 0.9;
+    this.controls.target.copy(sphere.center);
+    this.camera.position.copy(sphere.center).add(new THREE.Vector3(0.25, 0.2, 1).normalize().multiplyScalar(dist));
+    this.camera.far = Math.max(50000, dist * 10);
+    this.camera.updateProjectionMatrix();
+  }
+
+  /**
+   * Screen positions of every drawn slot: `{x, y, depth}` arrays (NaN behind the camera).
+   * Used for picking and for choosing which labels to show.
+   */
+  project() {
+    this.camera.updateMatrixWorld();
+    const m = new THREE.Matrix4().multiplyMatrices(this.camera.projectionMatrix, this.camera.matrixWorldInverse).elements;
+    const n = this.count;
+    const x = new Float32Array(n);
+    const y = new Float32Array(n);
+    const depth = new Float32Array(n);
+    const t = this.currentT();
+    const { prev, next } = this;
+    const hw = this.width / 2;
+    const hh = this.height / 2;
+    for (let s = 0; s < n; s++) {
+      const o = 3 * s;
+      const px = prev[o] + (next[o] - prev[o]) * t;
+      const py = prev[o + 1] + (next[o + 1] - prev[o + 1]) * t;
+      const pz = prev[o + 2] + (next[o + 2] - prev[o + 2]) * t;
+      const w = m[3] * px + m[7] * py + m[11] * pz + m[15];
+      if (w <= 0 || this.size[s] === 0) { x[s] = NaN; y[s] = NaN; depth[s] = Infinity; continue; }
+      x[s] = ((m[0] * px + m[4] * py + m[8] * pz + m[12]) / w + 1) * hw;
+      y[s] = (1 - (m[1] * px + m[5] * py + m[9] * pz + m[13]) / w) * hh;
+      depth[s] = w;
+    }
+    return { x, y, depth };
+  }
+
+  /** Pixel radius of a slot's sphere at a given depth. */
+  pixelRadius(slot, depth) {
+    const f = this.height / 2 / Math.tan((this.camera.fov * Math.PI) / 360);
+    return (this.size[slot] * this.uniforms.uScale.value * f) / depth;
+  }
+
+  /** The slot under a screen point (nearest to the camera among those hit), or -1. */
+  pick(px, py, projected = this.project()) {
+    const { x, y, depth } = projected;
+    let best = -1;
+    let bestDepth = Infinity;
+    for (let s = 0; s < x.length; s++) {
+      const dx = x[s] - px;
+      const dy = y[s] - py;
+      const r = Math.max(4, this.pixelRadius(s, depth[s]));
+      if (dx * dx + dy * dy <= r * r && depth[s] < bestDepth) { best = s; bestDepth = depth[s]; }
+    }
+    return best;
+  }
+
+  /** Fly the camera to look at a point from nearby. */
+  flyTo(target, distance = 160, ms = 700) {
+    const fromTarget = this.controls.target.clone();
+    const fromCam = this.camera.position.clone();
+    const dir = fromCam.clone().sub(fromTarget).normalize();
+    const toCam = target.clone().add(dir.multiplyScalar(distance));
+    const start = performance.now();
+    this.flight = (now) => {
+      const k = Math.min(1, (now - start) / ms);
+      const e = k < 0.5 ? 2 * k * k : 1 - (-2 * k + 2) ** 2 / 2;
+      this.controls.target.lerpVectors(fromTarget, target, e);
+      this.camera.position.lerpVectors(fromCam, toCam, e);
+      if (k >= 1) this.flight = null;
+    };
+  }
+}

@@ -1,0 +1,237 @@
+"""The browser client in headless Chromium against a real server (issue 8, docs/web-client.md).
+
+Each test opens the page served by graphwire and drives it through its documented hooks
+(``data-testid`` elements and ``window.graphwire``); the ``pages`` fixture fails a test on any
+console error or uncaught exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+from tests.server.conftest import ring_csv
+
+from .conftest import Pages, needs_browser, wait_frames
+
+pytestmark = [needs_browser, pytest.mark.browser, pytest.mark.timeout(120)]
+
+STILL = {"visualisation.graphs.logseq.physics.enabled": False}
+
+
+def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
+    """Width, height and rows (RGB or RGBA bytes) of an 8-bit non-interlaced PNG."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width, height, channels = 8, b"", 0, 0, 0
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, color = struct.unpack(">IIBB", body[:10])
+            assert depth == 8 and color in (2, 6)
+            channels = 3 if color == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    stride = width * channels
+    rows: list[bytes] = []
+    prev = bytearray(stride)
+    for y in range(height):
+        f = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - channels] if i >= channels else 0
+            b = prev[i]
+            c = prev[i - channels] if i >= channels else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+            elif f == 2:
+                line[i] = (line[i] + b) & 255
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        prev = line
+    return width, height, [r[i:i + 3] for r in rows for i in range(0, len(r), channels)]  # type: ignore[misc]
+
+
+async def test_page_connects_applies_frames_and_draws_the_graph(serve, pages: Pages) -> None:
+    served = await serve()
+    page = await pages.open(served.base + "/")
+    await page.wait_for_function(
+        "document.querySelector('[data-testid=status]').textContent === 'connected'")
+    await wait_frames(page, 3)
+    state = await served.get("/api/graph/state")
+    assert await page.evaluate("window.graphwire.nodeCount") == state["nodesCount"] == 200
+    assert await page.evaluate("window.graphwire.edgeCount") == state["edgesCount"]
+    frames = int(await page.get_by_test_id("frames").text_content() or 0)
+    assert frames >= 3
+    assert await page.evaluate("window.graphwire.lastSeq") > 0
+    assert await page.evaluate("window.graphwire.epoch") == state["epoch"]
+    assert await page.evaluate("window.graphwire.decodeMs") > 0
+    # the canvas is not blank: many pixels of a screenshot differ from the background
+    shot = await page.screenshot(clip={"x": 350, "y": 200, "width": 300, "height": 300})
+    _, _, pixels = png_pixels(shot)
+    background = (0x0B, 0x0E, 0x14)
+    lit = sum(1 for p in pixels if sum(abs(p[k] - background[k]) for k in range(3)) > 40)
+    assert lit > 500, f"only {lit} pixels differ from the background"
+
+
+async def test_a_slider_moved_in_one_page_moves_it_in_another(serve, pages: Pages) -> None:
+    served = await serve()
+    path = "visualisation.graphs.logseq.physics.spring_k"
+    start = (await served.get(f"/api/settings/{path}"))["value"]
+    schema = {r["path"]: r for r in (await served.get("/api/settings?schema=1"))["schema"]}
+    a = await pages.open(served.base + "/")
+    b = await pages.open(served.base + "/")
+    for page in (a, b):
+        await wait_frames(page, 1)
+        await page.wait_for_function(f"window.graphwire.setting({path!r}) === {start!r}")
+    slider = a.get_by_test_id(f"setting-{path}")
+    assert await slider.get_attribute("type") == "range"
+    assert float(await slider.get_attribute("min") or "nan") == schema[path]["min"]
+    assert float(await slider.get_attribute("max") or "nan") == schema[path]["max"]
+    assert start != 0.125
+    await slider.evaluate(
+        "el => { el.value = '0.125'; el.dispatchEvent(new Event('input', {bubbles: true}));"
+        " el.dispatchEvent(new Event('change', {bubbles: true})); }")
+    other = b.get_by_test_id(f"setting-{path}")
+    await b.wait_for_function(
+        f"document.querySelector('[data-testid=\"setting-{path}\"]').value === '0.125'")
+    assert await other.input_value() == "0.125"
+    assert (await served.get(f"/api/settings/{path}"))["value"] == 0.125
+    assert await a.evaluate("window.graphwire.digestMismatches") == 0
+    # a change made elsewhere (REST) moves both sliders
+    async with served.http.put(served.base + f"/api/settings/{path}", json={"value": 2.5}) as r:
+        assert r.status == 200
+    for page in (a, b):
+        await page.wait_for_function(
+            f"document.querySelector('[data-testid=\"setting-{path}\"]').value === '2.5'")
+
+
+async def test_searching_a_page_name_selects_it_and_colours_paths(serve, pages: Pages) -> None:
+    served = await serve()
+    page = await pages.open(served.base + "/")
+    await wait_frames(page, 2)
+    assert await page.evaluate("window.graphwire.ssspReached") is None
+    search = page.get_by_test_id("search")
+    await search.fill("n04")
+    await page.wait_for_selector("#search-results li")
+    await search.fill("n042")
+    await search.press("Enter")
+    await page.wait_for_function("window.graphwire.selected === 'n042'")
+    await page.wait_for_function("window.graphwire.ssspReached > 0")
+    assert await page.evaluate("window.graphwire.ssspReached") == 200  # the ring is connected
+    nid = served.server.sim.graph.keys.index("n042")
+    assert served.server.graph.sssp.source == nid
+    assert await page.get_by_test_id("selection").is_visible()
+
+
+async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(
+        serve, pages: Pages) -> None:
+    served = await serve(overrides=STILL)
+    page = await pages.open(served.base + "/")
+    await wait_frames(page, 1)
+    key = "n100"
+    nid = served.server.sim.graph.keys.index(key)
+    start = await page.evaluate(f"window.graphwire.screenOf({key!r})")
+    await page.mouse.move(start["x"], start["y"])
+    await page.mouse.down()
+    for k in range(1, 11):
+        await page.mouse.move(start["x"] + 6 * k, start["y"] - 3 * k)
+    await page.mouse.up()
+    await page.wait_for_function(f"window.graphwire.pinned.includes({key!r})")
+    await page.wait_for_function(
+        "window.graphwire.queue.accepted >= 1 && window.graphwire.queue.inflight === 0")
+    put = await page.evaluate(f"window.graphwire.pinnedAt({key!r})")
+    graph = served.server.sim.graph
+    assert bool(graph.pinned[nid])
+    assert [round(float(c), 3) for c in graph.pos[nid]] == [round(c, 3) for c in put]
+    shown = await page.evaluate(f"window.graphwire.screenOf({key!r})")
+    assert abs(shown["x"] - (start["x"] + 60)) < 2 and abs(shown["y"] - (start["y"] - 30)) < 2
+    # double-click lets it go
+    await page.mouse.dblclick(shown["x"], shown["y"])
+    await page.wait_for_function(f"!window.graphwire.pinned.includes({key!r})")
+    await page.wait_for_function(
+        "window.graphwire.queue.accepted >= 2 && window.graphwire.queue.inflight === 0")
+    assert not bool(graph.pinned[nid])
+
+
+async def test_a_node_added_through_rest_appears_without_a_reload(serve, pages: Pages) -> None:
+    served = await serve()
+    page = await pages.open(served.base + "/")
+    await wait_frames(page, 2)
+    await page.evaluate("window.notReloaded = true")
+    await served.post("/api/graph/nodes", {
+        "nodes": [{"key": "brand-new", "label": "Brand new", "x": 1, "y": 2, "z": 3}],
+        "edges": [{"source": "brand-new", "target": "n000"}]})
+    await page.wait_for_function("window.graphwire.nodeCount === 201")
+    await page.wait_for_function("window.graphwire.keys().includes('brand-new')")
+    assert await page.evaluate("window.graphwire.edgeCount") == (await served.get(
+        "/api/graph/state"))["edgesCount"]
+    await wait_frames(page, 2)
+    assert await page.evaluate("window.graphwire.positionOf('brand-new')") is not None
+    assert await page.evaluate("window.notReloaded") is True
+    await page.get_by_test_id("search").fill("Brand new")
+    await page.get_by_test_id("search").press("Enter")
+    await page.wait_for_function("window.graphwire.selected === 'brand-new'")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(source: Path, port: int, db: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "graphwire.cli", "serve", str(source), "--port", str(port),
+         "--db", str(db)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert f"127.0.0.1:{port}" in line, line + (proc.stderr.read() if proc.stderr else "")
+    return proc
+
+
+async def test_the_page_reconnects_after_the_server_is_killed_and_restarted(
+        tmp_path: Path, pages: Pages) -> None:
+    source, db, port = ring_csv(tmp_path / "ring.csv"), tmp_path / "s.db", _free_port()
+    loop = asyncio.get_running_loop()
+    proc = await loop.run_in_executor(None, _start, source, port, db)
+    try:
+        page = await pages.open(f"http://127.0.0.1:{port}/")
+        await page.wait_for_function(
+            "document.querySelector('[data-testid=status]').textContent === 'connected'")
+        await wait_frames(page, 2)
+        epoch = await page.evaluate("window.graphwire.epoch")
+        # while the server is down the browser itself logs the refused connections
+        pages.allowed += ["ERR_CONNECTION_REFUSED", f"WebSocket connection to 'ws://127.0.0.1:{port}"]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        await page.wait_for_function(
+            "document.querySelector('[data-testid=status]').textContent === 'reconnecting'")
+        frames = await page.evaluate("window.graphwire.framesApplied")
+        proc = await loop.run_in_executor(None, _start, source, port, db)
+        await page.wait_for_function(
+            "document.querySelector('[data-testid=status]').textContent === 'connected'",
+            timeout=60_000)
+        await page.wait_for_function(f"window.graphwire.framesApplied >= {frames + 2}")
+        assert await page.evaluate("window.graphwire.epoch") == epoch + 1  # a new start
+        assert await page.evaluate("window.graphwire.nodeCount") == 200
+    finally:
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,99 @@
+"""The JavaScript decoders agree with the Python reference on real streams (docs/protocol.md §1).
+
+The Python encoder (``QStreamEncoder``) turns a moving layout into kind 0x03 frames: full
+keyframes, rebases with grid shifts, predicted deltas, gzip payloads, velocity blocks. The JS
+``QDecoder`` (run by Node) must land on exactly the grid coordinates the Python ``QDecoder``
+holds after every frame, in any order the contract allows (a delta applied after skips).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from graphwire.bench.trace import standard_trace
+from graphwire.protocol import quantized
+from graphwire.protocol.sssp import encode_sssp
+
+WEB = Path(__file__).resolve().parents[2] / "src" / "graphwire" / "web"
+pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+
+
+def decode_with_js(frames: list[bytes]) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        ["node", str(WEB / "test" / "decode_stream.mjs")],
+        input=json.dumps({"frames": [f.hex() for f in frames]}), capture_output=True, text=True,
+        check=True, timeout=60,
+    )
+    results: list[dict[str, Any]] = json.loads(out.stdout)["results"]
+    return results
+
+
+@pytest.mark.parametrize("velocity", [False, True])
+def test_js_follows_a_moving_stream_exactly(velocity: bool) -> None:
+    enc = quantized.QStreamEncoder(velocity=velocity)
+    frames: list[bytes] = []
+    py = quantized.QDecoder()
+    expected = []
+    for snap in standard_trace(snapshots=40, nodes=1500):
+        vel = snap.vel if velocity else None
+        out = enc.encode(snap.seq, snap.ids, snap.pos, epoch=7, vel=vel)
+        frames.append(out.frame)
+        py.apply(out.frame)
+        expected.append((py.q.copy(), None if py.vel is None else py.vel.copy(), py.positions()))
+    kinds = {(f[1] & 0x02, f[1] & 0x10, f[1] & 0x01) for f in frames}
+    assert (0x02, 0x10, 0x01) in kinds or (0x02, 0x10, 0) in kinds  # rebases happened
+    got = decode_with_js(frames)
+    assert len(got) == len(frames)
+    for (q, vel, pos), js in zip(expected, got, strict=True):
+        assert "error" not in js, js
+        np.testing.assert_array_equal(np.array(js["q"]).reshape(-1, 3), q)
+        np.testing.assert_allclose(np.array(js["pos"]).reshape(-1, 3), pos, rtol=0, atol=1e-3)
+        if vel is not None:
+            np.testing.assert_array_equal(np.array(js["vel"], np.float32).reshape(-1, 3), vel)
+
+
+def test_js_applies_any_delta_of_the_held_keyframe_after_skips() -> None:
+    one_keyframe = quantized.QPolicy(rebase_ratio=1e9, max_age=1000)
+    enc = quantized.QStreamEncoder(policy=one_keyframe)
+    frames = []
+    for snap in standard_trace(snapshots=12, nodes=800):
+        frames.append(enc.encode(snap.seq, snap.ids, snap.pos, epoch=1).frame)
+    chosen = [frames[0], frames[9], frames[3], frames[11]]  # out of order, with skips
+    py = quantized.QDecoder()
+    got = decode_with_js(chosen)
+    for frame, js in zip(chosen, got, strict=True):
+        py.apply(frame)
+        np.testing.assert_array_equal(np.array(js["q"]).reshape(-1, 3), py.q)
+
+
+def test_js_asks_for_a_keyframe_it_does_not_hold() -> None:
+    enc = quantized.QStreamEncoder()
+    frames = [enc.encode(s.seq, s.ids, s.pos, epoch=1).frame
+              for s in standard_trace(snapshots=3, nodes=300)]
+    got = decode_with_js(frames[1:])  # no keyframe held
+    assert got[0] == {"error": "malformed_frame"}
+
+
+def test_js_decodes_sssp_frames_plain_and_gzip() -> None:
+    small = encode_sssp(2, [1.0, 0.5, 0.0], [2, 2, -1], seq=5, epoch=1)
+    n = 5000
+    dist = np.where(np.arange(n) % 7 == 0, np.inf, np.arange(n) / 10).astype(np.float32)
+    parent = np.where(np.isinf(dist), -1, np.arange(n) - 1).astype(np.int32)
+    big = encode_sssp(1, dist, parent, seq=6, epoch=1)
+    cleared = encode_sssp(None, np.full(4, np.inf), np.full(4, -1), seq=7, epoch=1)
+    assert big[1] & 0x01  # compressed
+    got = decode_with_js([small, big, cleared])
+    assert got[0] == {"source": 2, "distance": [1.0, 0.5, 0.0], "parent": [2, 2, -1]}
+    assert got[1]["source"] == 1
+    js_dist = [math.inf if d is None else d for d in got[1]["distance"]]
+    np.testing.assert_array_equal(np.array(js_dist, np.float32), dist)
+    assert got[1]["parent"] == parent.tolist()
+    assert got[2]["source"] is None and got[2]["parent"] == [-1] * 4
