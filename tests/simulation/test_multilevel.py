@@ -95,3 +95,11 @@ def test_the_multilevel_start_unfolds_what_one_level_folds() -> None:
 
     # measured: 0.65 against 0.54 after 300 steps
     assert share(PhysicsParams()) > share(PhysicsParams(multilevel=False)) + 0.05
+
+
+def test_a_frozen_layout_shows_every_node_not_the_coarse_groups() -> None:
+    g = grid(20)
+    sim = Simulation(g, PhysicsParams(enabled=False))
+    snap = sim.publish()
+    assert sim.refinement is None
+    assert np.unique(snap.pos, axis=0).shape[0] == 400

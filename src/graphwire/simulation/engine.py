@@ -368,6 +368,8 @@ class Simulation:
         """Copy the current layout as the next snapshot (seq += 1)."""
         with self.lock:
             self.seq += 1
+            if self.refinement is not None and not self.params.enabled:
+                self.finish_refinement()  # frozen: show every node, not the coarse groups
             if self.refinement is not None:
                 self.graph.pos[self.refinement.ids] = self.refinement.finest_positions()
             return self._snapshot(self.seq)
