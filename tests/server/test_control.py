@@ -151,9 +151,9 @@ async def test_server_pings_and_drops_a_silent_peer(make_server: ServerFactory) 
                                      "system.websocket.heartbeatTimeoutMs": 400})
     alive = await h.connect(ping_interval=None)  # sends nothing itself, but answers pings
     assert alive.established["heartbeat"] == {"intervalMs": 100, "timeoutMs": 400}
-    reader, writer = await raw_websocket(h.server.port)
     loop = asyncio.get_running_loop()
-    start = loop.time()
+    start = loop.time()  # before the handshake: the server counts silence from it
+    reader, writer = await raw_websocket(h.server.port)
     received = b""
     while chunk := await asyncio.wait_for(reader.read(65536), 10):  # until the server hangs up
         received += chunk

@@ -94,7 +94,7 @@ class Simulation:
                       else [])
             if len(levels) > 1:
                 self.refinement = multilevel.Refinement(levels, live, self.params, self._rng)
-                g.pos[live] = self.refinement.finest_positions()
+                g.pos[live] = self.refinement.finest_positions(self.params)
             else:
                 g.pos[live] = initial_positions(g, live, self.params, self.seed)
             return
@@ -233,6 +233,7 @@ class Simulation:
 
     def _mark_settled(self) -> None:
         self.settled = True
+        self._heat[:] = 0.0  # at rest: only a change warms nodes again
         self._awake.clear()
 
     def wake(self, near: Iterable[int] | None = None) -> None:
@@ -371,7 +372,8 @@ class Simulation:
             if self.refinement is not None and not self.params.enabled:
                 self.finish_refinement()  # frozen: show every node, not the coarse groups
             if self.refinement is not None:
-                self.graph.pos[self.refinement.ids] = self.refinement.finest_positions()
+                self.graph.pos[self.refinement.ids] = self.refinement.finest_positions(
+                    self.params)
             return self._snapshot(self.seq)
 
     def _snapshot(self, seq: int) -> Snapshot:
@@ -409,10 +411,8 @@ def initial_positions(g: Graph, live: I64, params: PhysicsParams, seed: int) -> 
     """The default start: random points smoothed along the edges, sized to the equilibrium.
 
     Each of a few rounds moves every node halfway to the mean of its neighbours, so linked
-    nodes start near each other and communities start together: with damping 0.92 a node
-    moves only ~0.003 units a step per unit of force, so a start that needs less untangling
-    settles thousands of steps sooner. (A Pivot-MDS start was tried and settled slower on
-    small-world graphs, whose hop distances are all alike.) Deterministic for a seed.
+    nodes start near each other and communities start together. Used when the multilevel
+    start is off or the graph is too small for one. Deterministic for a seed.
     """
     rng = np.random.default_rng(seed)
     m = live.shape[0]

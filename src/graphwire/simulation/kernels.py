@@ -1,13 +1,12 @@
-"""Compiled physics kernels: Barnes–Hut repulsion on a Morton-ordered octree, springs, integration.
+"""Compiled physics kernels: Barnes–Hut repulsion on a Morton-ordered octree, springs, moves.
 
-Why Barnes–Hut. With the default forces (repulsion ``repel_k / (d² + ε)`` inside
-``repulsion_cutoff``, a linear pull to the centre) a 10,000-node layout settles into a ball of
-radius about 200, where every node has about 700 others inside the 80-unit cut-off. An exact
-cut-off cell grid then evaluates ~40 million candidate pairs a step (50 ms on this machine);
-Barnes–Hut replaces every distant group of nodes by its centre of mass and evaluates a few
-hundred interactions per node, and the cut-off still prunes every cell wholly beyond it. Points
-are sorted by Morton code first, so the octree is built in one pass over sorted codes and the
-nodes of a cell are contiguous in memory (the traversal reads cache lines, not scattered rows).
+Why Barnes–Hut. The repulsion reaches every node (ForceAtlas2's ``w_i w_j / d``, no cut-off by
+default: a cut-off is what let the old layouts mix communities), so an exact sum is n² pairs:
+50 million a step at 10,000 nodes. Barnes–Hut replaces every distant group of nodes by its
+weighted centre and evaluates a few hundred interactions per node. Points are sorted by Morton
+code first, so the octree is built in one pass over sorted codes and the nodes of a cell are
+contiguous in memory (the traversal reads cache lines, not scattered rows). Pairs closer than
+one layout unit are always evaluated exactly: they also feel the collision push.
 
 All kernels are ``nogil`` (the simulation thread runs beside the event loop), ``cache=True``
 and deterministic: each node's force is summed by one thread in a fixed order, and the

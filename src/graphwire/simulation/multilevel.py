@@ -156,6 +156,38 @@ SPREAD = 0.1
 """Members of a coarse node start around it, within about this share of a coarse edge."""
 
 
+def rescaled(pos: F32, level: Level, params: PhysicsParams) -> F32:
+    """A level's layout brought to its equilibrium size, about its centre (the virial)."""
+    centre = pos.mean(axis=0)
+    factor = virial_scale(pos, level.indptr, level.nbr, level.wts, level.weight, params)
+    out: F32 = ((pos - centre) * np.float32(factor) + centre).astype(np.float32)
+    return out
+
+
+def hand_down(pos: F32, coarse: Level, finer: Level, offsets: F64) -> F32:
+    """Place the rows of ``finer`` from the layout ``pos`` of ``coarse``.
+
+    Each member starts at its group, moved :data:`LEAN` of the way towards the mean of its
+    neighbours' groups (so a group's members come out in the order the graph puts them in: a
+    path stays a path, not a zigzag), plus its fixed ``offsets`` scaled to :data:`SPREAD` of a
+    coarse edge.
+    """
+    assert finer.parent is not None
+    rows = np.repeat(np.arange(coarse.size), np.diff(coarse.indptr))
+    edge = (float(np.median(np.linalg.norm(pos[rows] - pos[coarse.nbr], axis=1)))
+            if rows.shape[0] else 0.0) or 1.0
+    home = pos[finer.parent].astype(np.float64)
+    adj = sparse.csr_matrix((finer.wts.astype(np.float64), finer.nbr, finer.indptr),
+                            shape=(finer.size, finer.size))
+    total = np.asarray(adj.sum(axis=1)).ravel()
+    lean = adj @ home
+    has = total > 0
+    lean[has] = lean[has] / total[has, None] - home[has]
+    lean[~has] = 0.0
+    out: F32 = (home + LEAN * lean + SPREAD * edge * offsets).astype(np.float32)
+    return out
+
+
 class Refinement:
     """The coarse levels of a multilevel start, laid out one after another, coarsest first.
 
@@ -168,28 +200,22 @@ class Refinement:
                  rng: np.random.Generator) -> None:
         self.levels = levels
         self.ids = ids
-        self.rng = rng
         self.index = len(levels) - 1
         k = levels[-1].size
         unit = params.rest_length
         self.pos = (rng.normal(0.0, 1.0, (k, 3)) * unit * max(k, 1) ** (1 / 3)).astype(np.float32)
+        # where members sit around their group, drawn once: a hand-down, and the picture of
+        # the finest level while a coarse one is laid out, are the same function of the layout
+        self.offsets = [rng.normal(0.0, 1.0, (lv.size, 3)) for lv in levels[:-1]]
+        self.pos = rescaled(self.pos, levels[-1], params)
         self._reset(params)
 
-    def _rescale(self, params: PhysicsParams) -> None:
-        """Bring the current level's layout to its equilibrium size (about its centre)."""
-        level = self.level
-        centre = self.pos.mean(axis=0)
-        factor = virial_scale(self.pos, level.indptr, level.nbr, level.wts, level.weight, params)
-        self.pos = ((self.pos - centre) * np.float32(factor) + centre).astype(np.float32)
-
     def _reset(self, params: PhysicsParams) -> None:
-        self._rescale(params)
-        k = self.levels[self.index].size
+        level = self.level
+        k = level.size
         self.vel = np.zeros((k, 3), np.float32)
         self.force, self.last, self.heat = scratch(k)
-        level = self.level
         self.stride = stride(self.pos, level.indptr, level.nbr, params.rest_length)
-        level = self.levels[self.index]
         self.component = components(level.indptr, level.nbr, k)
         self.pinned = np.zeros(k, bool)
         self.live = np.arange(k, dtype=np.int64)
@@ -209,48 +235,30 @@ class Refinement:
         limit = min(LEVEL_STEPS + LEVEL_WORK // self.level.size, LEVEL_STEPS_MAX)
         return self.calm >= LEVEL_CALM_STEPS or self.steps >= limit
 
+    def _down(self, pos: F32, index: int, params: PhysicsParams) -> F32:
+        """Level ``index``'s layout handed to level ``index − 1``, at that level's size."""
+        finer = self.levels[index - 1]
+        placed = hand_down(pos, self.levels[index], finer, self.offsets[index - 1])
+        return rescaled(placed, finer, params)
+
     def descend(self, params: PhysicsParams) -> F32 | None:
         """Hand the current layout to the next finer level. Returns the positions of level 0's
         rows when that level is the graph itself (the refinement is then over), else None."""
-        coarse = self.level
-        finer = self.levels[self.index - 1]
-        assert finer.parent is not None
-        spread = SPREAD * self._edge_length(coarse)
-        home = self.pos[finer.parent].astype(np.float64)
-        # each node leans towards where its neighbours' groups are, so a group's members come
-        # out in the order the graph puts them in (a path stays a path, not a zigzag)
-        adj = sparse.csr_matrix((finer.wts.astype(np.float64), finer.nbr, finer.indptr),
-                                shape=(finer.size, finer.size))
-        total = np.asarray(adj.sum(axis=1)).ravel()
-        lean = adj @ home
-        has = total > 0
-        lean[has] = lean[has] / total[has, None] - home[has]
-        lean[~has] = 0.0
-        pos = (home + LEAN * lean + self.rng.normal(0.0, spread, (finer.size, 3)))
+        self.pos = self._down(self.pos, self.index, params)
         self.index -= 1
-        self.pos = pos.astype(np.float32)
         if self.index == 0:
-            self._rescale(params)
             out: F32 = self.pos
             return out
         self._reset(params)
         return None
 
-    def _edge_length(self, level: Level) -> float:
-        rows = np.repeat(np.arange(level.size), np.diff(level.indptr))
-        if rows.shape[0] == 0:
-            return 1.0
-        d = np.linalg.norm(self.pos[rows] - self.pos[level.nbr], axis=1)
-        return float(np.median(d)) or 1.0
-
-    def finest_positions(self) -> F32:
-        """Where each row of level 0 is shown now: at its group of the current level."""
-        rows = np.arange(self.levels[0].size)
-        for level in self.levels[: self.index]:
-            assert level.parent is not None
-            rows = level.parent[rows]
-        out: F32 = self.pos[rows]
-        return out
+    def finest_positions(self, params: PhysicsParams) -> F32:
+        """Where each row of level 0 is shown now: the current layout handed down through the
+        finer levels without steps (what :meth:`finish` would give)."""
+        pos: F32 = self.pos
+        for index in range(self.index, 0, -1):
+            pos = self._down(pos, index, params)
+        return pos
 
     def finish(self, params: PhysicsParams) -> F32:
         """Hand the layout down through every remaining level at once (no steps between)."""

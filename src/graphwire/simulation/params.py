@@ -1,35 +1,42 @@
-"""Physics parameters: every knob of the layout, its default and its range, written once.
+"""Physics parameters: every knob of the layout, its default, range and help, written once.
 
-The model is ForceAtlas2's (Jacomy et al., PLOS ONE 2014) in 3D, with a multilevel start.
-Forces act in *layout units*: a position in the wire's units is ``rest_length`` × the layout
-position, so ``rest_length`` scales a layout without changing its shape. Per live node:
+The model is ForceAtlas2's (Jacomy et al., PLOS ONE 2014) in 3D with Noack's LinLog springs, a
+collision push and a multilevel start; ``docs/layout.md`` says why each part is there and what
+it measured. Forces act in *layout units*: a position in the wire's units is ``rest_length`` ×
+the layout position, so ``rest_length`` scales a layout without changing its shape. Per live
+node:
 
-- repulsion ``repel_k · w_i · w_j / d`` from every other node, where ``w = degree + 1`` when
-  ``degree_repulsion`` (hubs push harder, so communities separate) and 1 otherwise; computed by
-  Barnes–Hut with opening angle ``theta``, softened by ``repulsion_softening_epsilon`` (layout
-  units²), long-range unless ``repulsion_cutoff`` (wire units) is above 0;
-- attraction ``spring_k · weight · log(1 + d)`` along every edge (LinLog: tight communities
-  far apart), or ``spring_k · weight · d`` when ``linlog`` is off;
-- gravity ``gravity · w`` towards the origin whatever the distance (keeps components in view)
-  and ``center_gravity_k · w · d`` (a spring to the centre, off by default);
-- a soft wall ``boundary_k · w · overshoot`` past ``boundary_margin · bounds_size``, and a hard
-  clamp at ``±bounds_size``;
-- ``temperature · w`` of deterministic noise that cools by ``cooling_rate`` a step (off by
-  default: noise mixes a layout that has found its shape).
+- repulsion ``repel_k / W · w_i · w_j / d`` from every other node, where ``w = degree + 1``
+  when ``degree_repulsion`` (hubs push harder, so communities separate) and W is the graph's
+  total weight (so the layout's scale does not depend on its size); Barnes–Hut with opening
+  angle ``theta``, softened by ``repulsion_softening_epsilon`` (layout units²), long-range
+  unless ``repulsion_cutoff`` (wire units) is above 0;
+- springs ``spring_k · weight`` along every edge: a constant pull past one layout unit and a
+  linear one inside it (LinLog: tight communities, far apart), or ``spring_k · weight · d``
+  when ``linlog`` is off;
+- a collision push ``collision_k · (1 − d)`` between nodes closer than one layout unit;
+- gravity ``gravity · w`` and a centre spring ``center_gravity_k · w · r``, both measured at
+  the centre of the node's connected component: they pull each component into view as a
+  whole and bend none of them;
+- a soft wall ``boundary_k · w · overshoot`` past ``boundary_margin · bounds_size`` and a hard
+  clamp at ``±bounds_size``; ``temperature · heat · w`` of deterministic noise (off by
+  default); the total at most ``max_force · w``.
 
-Each node then moves by its own speed (ForceAtlas2's swing rule): ``F · s / (1 + √(s ·
-swing))``, where swing is how much its force flipped since the last step; the global speed
-``s`` adapts to the ratio of the whole layout's swing and traction within ``jitter_tolerance``.
-A node that oscillates slows down, a node pushed steadily keeps moving; nothing shakes the
-layout as a whole, so quality does not decay with time. ``1 − damping`` of a node's previous
-move carries into the next (momentum; none by default). A move is at most ``max_velocity ·
-dt`` wire units; ``dt`` is the time a step stands for (velocities are moves over ``dt``; the
-server steps in real time at ``1/dt`` steps a second at most).
+Each node then moves by its own speed (ForceAtlas2's swing rule): ``F · s · heat / (1 + √(s ·
+swing))``, where swing is how much its force flipped since the last step and the global speed
+``s`` adapts to the whole layout's swing against its traction within ``jitter_tolerance``. A
+node that oscillates slows down, one pushed steadily keeps moving. Every node has a *heat*
+that stays 1 for ``warmup_iterations`` steps and then falls by ``cooling_rate`` a step, so the
+layout converges and keeps its quality instead of mixing; a drag, pin or topology change
+warms only the nodes within two hops of it, a parameter change warms all. ``1 − damping`` of a
+node's previous move is averaged into the next (momentum; none by default). A move is at most
+``max_velocity · dt`` wire units; ``dt`` is the time a step stands for (velocities are moves
+over ``dt``; the server steps at most ``1/dt`` times a second).
 
 Agent nodes (``type: agent``) have a parameter set of their own (the agent graph's settings,
 ``visualisation.graphs.visionflow.physics.*``): it drives their own forces, the springs that touch
-them and their motion; the repulsion tree, the global speed, the time step and settling belong
-to the layout and are taken from the knowledge set.
+them and their motion; the unit (``rest_length``), the repulsion tree, the global speed, the
+time step, cooling and settling belong to the layout and are taken from the knowledge set.
 
 ``iterations`` caps the physics steps run between two published snapshots (catch-up work when the
 stream is slow); ``enabled`` false freezes the layout. The layout is *settled* once the mean

@@ -61,6 +61,9 @@ const app = {
   communities: new Int32Array(0),
   errors: [],
   fitted: false,
+  lastFit: 0,
+  userMoved: false,  // the user turned, zoomed or flew the camera: stop following the layout
+  settledFit: false,
   bytesWindow: [],
   framesWindow: [],
   bytesPerNode: 0,
@@ -68,6 +71,8 @@ const app = {
 
 // -- the connection -------------------------------------------------------------------------
 const statusEl = $('[data-testid="status"]');
+const FOLLOW_MS = 1000;  // how often the camera re-frames a layout that is still unfolding
+view.controls.addEventListener('start', () => { app.userMoved = true; });
 conn.on('state', ({ state }) => {
   statusEl.textContent = state;
   statusEl.dataset.state = state;
@@ -158,7 +163,16 @@ function onPositions(msg) {
   if (msg.nodes) app.bytesPerNode = 0.8 * app.bytesPerNode + 0.2 * (msg.bytes / msg.nodes);
   app.framesWindow.push(t0);
   $('[data-testid="frames"]').textContent = app.framesApplied;
-  if (!app.fitted) { view.fit(); app.fitted = true; }
+  if (!app.fitted) {
+    view.fit();
+    app.fitted = true;
+    app.lastFit = t0;
+  } else if (!app.userMoved && !app.settledFit && t0 - app.lastFit > FOLLOW_MS) {
+    // until the user takes the camera, follow the layout as it unfolds and settles
+    view.fit(FOLLOW_MS * 0.8);
+    app.lastFit = t0;
+    if (msg.settled) app.settledFit = true;
+  }
 }
 
 function push(arr, v) {
@@ -293,6 +307,7 @@ function showSelection() {
 }
 
 function flyTo(slot) {
+  app.userMoved = true;
   view.flyTo(view.positionOf(slot), 40 + 30 * view.size[slot]);
 }
 

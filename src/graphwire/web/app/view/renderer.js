@@ -395,22 +395,37 @@ export class Renderer {
   }
 
   /** Frame the camera on the nodes shown (their bounding sphere). */
-  fit() {
-    if (!this.count) return;
-    const box = new THREE.Box3();
-    const v = new THREE.Vector3();
-    for (let s = 0; s < this.count; s++) {
-      if (this.size[s] === 0) continue;
-      box.expandByPoint(v.fromArray(this.next, 3 * s));
-    }
-    if (box.isEmpty()) return;
-    const sphere = box.getBoundingSphere(new THREE.Sphere());
-    const r = Math.max(sphere.radius, 10);
-    const dist = r / Math.sin((this.camera.fov * Math.PI) / 360) * 0.9;
-    this.controls.target.copy(sphere.center);
-    this.camera.position.copy(sphere.center).add(new THREE.Vector3(0.25, 0.2, 1).normalize().multiplyScalar(dist));
+  /**
+   * Frame the graph: centre on the median node, far enough to see 95 % of the nodes. A few
+   * nodes far out (a lone component, a weakly linked group) must not shrink the rest to a dot.
+   * `ms` > 0 glides there (following a layout as it unfolds), 0 jumps.
+   */
+  fit(ms = 0) {
+    const slots = [];
+    const step = Math.max(1, Math.floor(this.count / 4000));  // a sample is enough
+    for (let s = 0; s < this.count; s += step) if (this.size[s] !== 0) slots.push(s);
+    if (!slots.length) return;
+    const median = (axis) => {
+      const v = slots.map((s) => this.next[3 * s + axis]).sort((a, b) => a - b);
+      return v[v.length >> 1];
+    };
+    const centre = new THREE.Vector3(median(0), median(1), median(2));
+    const dist2 = slots.map((s) => {
+      const dx = this.next[3 * s] - centre.x;
+      const dy = this.next[3 * s + 1] - centre.y;
+      const dz = this.next[3 * s + 2] - centre.z;
+      return dx * dx + dy * dy + dz * dz;
+    }).sort((a, b) => a - b);
+    const r = Math.max(Math.sqrt(dist2[Math.floor(0.95 * (dist2.length - 1))]) * 1.1, 10);
+    const dist = r / Math.sin((this.camera.fov * Math.PI) / 360);
     this.camera.far = Math.max(50000, dist * 10);
     this.camera.updateProjectionMatrix();
+    if (ms > 0) {
+      this.flyTo(centre, dist, ms);
+      return;
+    }
+    this.controls.target.copy(centre);
+    this.camera.position.copy(centre).add(new THREE.Vector3(0.25, 0.2, 1).normalize().multiplyScalar(dist));
   }
 
   /**
