@@ -112,14 +112,7 @@ class Simulation:
     def _finest_level(self, live: I64) -> multilevel.Level:
         """The graph's live nodes as the finest level of a hierarchy (rows in ``live`` order)."""
         g = self.graph
-        index = np.full(g.id_limit, -1, np.int64)
-        index[live] = np.arange(live.shape[0])
-        indptr, nbr, wts = g.csr()
-        rows = np.repeat(np.arange(g.id_limit), np.diff(indptr))
-        keep = (index[rows] >= 0) & (index[nbr] >= 0)
-        m = live.shape[0]
-        adj = sparse.csr_matrix((wts[keep].astype(np.float64),
-                                 (index[rows[keep]], index[nbr[keep]])), shape=(m, m))
+        adj = live_adjacency(g, live)
         return multilevel.Level(adj.indptr.astype(np.int64), adj.indices.astype(np.int32),
                                 adj.data.astype(np.float32), self._weights(self.params)[live],
                                 g.agent[live].copy())
@@ -407,6 +400,18 @@ START_RADIUS = 2.0
 """A start of m nodes fills a ball of about ``START_RADIUS · m^(1/3)`` layout units."""
 
 
+def live_adjacency(g: Graph, live: I64) -> sparse.csr_matrix:
+    """The weighted adjacency among ``live`` nodes, rows and columns in ``live`` order."""
+    index = np.full(g.id_limit, -1, np.int64)
+    index[live] = np.arange(live.shape[0])
+    indptr, nbr, wts = g.csr()
+    rows = np.repeat(np.arange(g.id_limit), np.diff(indptr))
+    keep = (index[rows] >= 0) & (index[nbr] >= 0)
+    m = live.shape[0]
+    return sparse.csr_matrix((wts[keep].astype(np.float64),
+                              (index[rows[keep]], index[nbr[keep]])), shape=(m, m))
+
+
 def initial_positions(g: Graph, live: I64, params: PhysicsParams, seed: int) -> F32:
     """The default start: random points smoothed along the edges, sized to the equilibrium.
 
@@ -417,13 +422,7 @@ def initial_positions(g: Graph, live: I64, params: PhysicsParams, seed: int) -> 
     rng = np.random.default_rng(seed)
     m = live.shape[0]
     p = rng.normal(0.0, 1.0, (m, 3))
-    indptr, nbr, wts = g.csr()
-    index = np.full(g.id_limit, -1, np.int64)
-    index[live] = np.arange(m)
-    rows = np.repeat(np.arange(g.id_limit), np.diff(indptr))
-    keep = (index[rows] >= 0) & (index[nbr] >= 0)
-    a = sparse.csr_matrix(
-        (wts[keep].astype(np.float64), (index[rows[keep]], index[nbr[keep]])), shape=(m, m))
+    a = live_adjacency(g, live)
     deg = np.asarray(a.sum(axis=1)).ravel()
     has = deg > 0
     for _ in range(12):
