@@ -116,7 +116,12 @@ def _serve(args: argparse.Namespace) -> int:
         source=args.source, host=args.host, port=args.port, db=args.db, token=args.token,
         admin_token=args.admin_token, allow_origins=args.allow_origin or [],
         trusted_proxy=args.trusted_proxy, physics_hz=args.physics_hz, seed=args.seed,
-        overrides=overrides)
+        overrides=overrides, redis=args.redis, role=args.role,
+        redis_namespace=args.redis_namespace, lease_ttl=args.lease_ttl, node_id=args.node_id)
+    if args.role != "all" and not args.redis:
+        return _fail(f"--role {args.role} needs --redis URL (docs/deploy.md)")
+    if args.lease_ttl <= 0:
+        return _fail("--lease-ttl must be positive")
     try:
         asyncio.run(serve(config))
     except (SourceError, StoreError, SettingsError) as exc:
@@ -194,6 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--seed", type=int, default=1, help="seed of the start layout")
     serve.add_argument("--set", action="append", metavar="PATH=VALUE",
                        help="set a setting at start (stored; repeatable)")
+    serve.add_argument("--redis", metavar="URL", help="join a cluster through this Redis "
+                       "(redis://host:6379/0); see docs/deploy.md")
+    serve.add_argument("--role", choices=("all", "simulation", "gateway"), default="all",
+                       help="all: one process (default); simulation: run the layout and "
+                       "publish it; gateway: serve clients from what a simulation publishes")
+    serve.add_argument("--redis-namespace", default="graphwire",
+                       help="prefix of this cluster's Redis keys (graphwire)")
+    serve.add_argument("--lease-ttl", type=float, default=3.0, metavar="SECONDS",
+                       help="simulation lease lifetime: a standby takes over this long after "
+                       "the holder stops renewing (3)")
+    serve.add_argument("--node-id", help="this process's name in the cluster (default: random)")
     serve.set_defaults(func=_serve)
 
     settings = sub.add_parser("settings", help="read or write a setting of a running server")

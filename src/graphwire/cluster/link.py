@@ -52,6 +52,12 @@ return id
 """KEYS: lease, settings log, settings state; ARGV: lease value, revision, Delta body, origin,
 log length, then path id / encoded value pairs. -1 when the caller lost the lease."""
 
+_FENCED_SET = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+"""
+
 Handler = Callable[[bytes], Awaitable[None]]
 Hook = Callable[[], Awaitable[None]]
 
@@ -151,6 +157,15 @@ class Link:
         if int(n) < 0:
             raise LeaseLostError(f"lease {lease.value} is gone")
         return int(n)
+
+    async def fenced_set(self, lease: Lease, key: str, value: bytes) -> None:
+        """SET ``key`` if ``lease`` still holds; LeaseLostError if not."""
+        if lease.token is None:
+            raise LeaseLostError("no lease held")
+        out = await self.call(lambda: self.redis.eval(
+            _FENCED_SET, 2, self.keys.lease, key, lease.value, value))
+        if int(out) < 0:
+            raise LeaseLostError(f"lease {lease.value} is gone")
 
     async def commit_settings(self, lease: Lease, revision: int, delta: bytes, origin: str,
                               values: list[tuple[int, bytes]]) -> None:

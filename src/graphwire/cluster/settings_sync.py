@@ -55,7 +55,6 @@ class SettingsWriter:
         self._queue: asyncio.Queue[ChangeSet] = asyncio.Queue()
         self._done: dict[int, asyncio.Future[None]] = {}
         self.appended = 0
-        self._origins: dict[int, str] = {}
         service.subscribe(self._committed)
         self._task = link.spawn(self._append_loop())
 
@@ -77,10 +76,6 @@ class SettingsWriter:
         delta = sc.encode_body(sc.Delta(svc.revision, ()))
         await self.link.commit_settings(self.lease, svc.revision, delta, "", values)
 
-    def origin_for(self, revision: int, origin: str) -> None:
-        """Tag the change set ``revision`` (about to be committed) with a remote writer."""
-        self._origins[revision] = origin
-
     def _committed(self, change: ChangeSet) -> None:
         self._queue.put_nowait(change)
 
@@ -94,7 +89,9 @@ class SettingsWriter:
     async def _append_loop(self) -> None:
         while True:
             change = await self._queue.get()
-            origin = self._origins.pop(change.revision, "")
+            # a write forwarded by a gateway carries its tag, so that gateway answers its
+            # writer with the Response instead of a Delta
+            origin = change.origin if isinstance(change.origin, str) else ""
             values = [(pid, v.encode()) for pid, v in change.entries]
             delta = sc.encode_body(sc.Delta(change.revision, change.entries))
             while True:

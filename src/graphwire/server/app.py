@@ -23,6 +23,11 @@ from typing import Any
 import platformdirs
 from aiohttp import web
 
+from graphwire.cluster.commands import CommandClient
+from graphwire.cluster.keys import DEFAULT_NAMESPACE, Keys
+from graphwire.cluster.lease import DEFAULT_TTL, Lease
+from graphwire.cluster.link import Link, RedisDownError
+from graphwire.cluster.settings_sync import SettingsReplica, load_paths, load_state
 from graphwire.graph.model import Graph, GraphError
 from graphwire.graph.sources import load_source
 from graphwire.protocol import control
@@ -35,6 +40,15 @@ from graphwire.settings.schema import AGENT_PHYSICS, KNOWLEDGE_PHYSICS
 from graphwire.settings.store import LOG_REVISIONS
 from graphwire.simulation import PhysicsParams, ShortestPaths, Simulation, Snapshot
 
+from .cluster_sim import ClusterSimulation
+from .gateway import (
+    GatewayFeed,
+    LocalSettingsWrites,
+    RemoteGraph,
+    RemoteRunner,
+    RemoteSettingsWrites,
+    streams_in_use,
+)
 from .graph_service import GraphService
 from .http import ADMIN, IDENTITY, make_middlewares
 from .metrics import Metrics
@@ -74,6 +88,12 @@ class ServerConfig:
     overrides: dict[str, Any] = field(default_factory=dict)  # settings applied at start
     max_body: int = 16 * 1024 * 1024
     settings_log: int = LOG_REVISIONS  # revisions a Sync can catch up from
+    # scale-out (docs/deploy.md): without redis, role "all" is the single process
+    redis: str | None = None
+    role: str = "all"  # all | simulation | gateway
+    redis_namespace: str = DEFAULT_NAMESPACE
+    lease_ttl: float = DEFAULT_TTL
+    node_id: str | None = None  # this process's name in the cluster (default: random)
 
 
 @dataclass(slots=True)
@@ -105,34 +125,39 @@ class GraphwireServer:
         # when each recent snapshot was published (wall clock): stream latency measurements
         self.publish_times: deque[tuple[int, float]] = deque(maxlen=4096)
         self.url = ""
+        self.link: Link | None = None
+        self.cluster_sim: ClusterSimulation | None = None
+        self.feed: GatewayFeed | None = None
+        self.graph: GraphService | RemoteGraph
+        self.runner: SimulationRunner | RemoteRunner
+        self.settings_writes: LocalSettingsWrites | RemoteSettingsWrites
+        if config.role not in ("all", "simulation", "gateway"):
+            raise ValueError(f"unknown role {config.role!r}: all, simulation or gateway")
+        if config.role != "all" and not config.redis:
+            raise ValueError(f"--role {config.role} needs --redis URL")
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         """Load the graph, open the settings, start the simulation and the HTTP server."""
         cfg = self.config
         self.loop = asyncio.get_running_loop()
-        data = await self.loop.run_in_executor(None, lambda: load_source(cfg.source))
-        await self.loop.run_in_executor(None, warm_up)
-        graph = Graph.from_data(data)
-        self.store = SettingsStore(cfg.db or default_db(), log_revisions=cfg.settings_log)
-        self.settings = SettingsService(self.store, admin_required=cfg.admin_token is not None)
-        if cfg.overrides:
-            self.settings.apply_paths(cfg.overrides, admin=True)
-        epoch = self.settings.start_epoch()
-        self.sim = Simulation(graph, self._physics_params(KNOWLEDGE_PHYSICS), seed=cfg.seed,
-                              agent_params=self._physics_params(AGENT_PHYSICS))
-        self.graph = GraphService(self.sim, epoch, self.loop, self._graph_changed,
-                                  self._sssp_changed)
-        self.runner = SimulationRunner(self.sim, self._publish, physics_hz=cfg.physics_hz)
-        self.hub = StreamHub(self.metrics, lambda: self.graph.epoch, lambda: self.graph.sssp,
-                             self.runner.request_snapshot, lambda: 1.0 / self.runner.rate)
+        if cfg.redis:
+            self.link = Link(cfg.redis, Keys(cfg.redis_namespace))
+            self.metrics.cluster = self.cluster_health
+        if cfg.role == "gateway":
+            await self._start_gateway()
+        else:
+            await self._start_simulation()
         self.settings_endpoint = SettingsEndpoint(self, self.settings)
         self._load_live_settings()
         self.settings.subscribe(self._settings_changed)
         app = web.Application(middlewares=make_middlewares(self), client_max_size=cfg.max_body)
         add_routes(app, self)
         self.app = app
-        self.runner.start()
+        if self.cluster_sim is not None:
+            self.cluster_sim.start()  # the runner starts once the lease is held
+        else:
+            self.runner.start()
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, cfg.host, cfg.port)
@@ -148,6 +173,100 @@ class GraphwireServer:
         self.url = f"http://{host}:{self.port}/"
         self._loops = [self.spawn(self._heartbeats()), self.spawn(self._housekeeping())]
 
+    async def _start_simulation(self) -> None:
+        """A single process, or a simulation of a cluster (which publishes once it holds the
+        lease)."""
+        cfg = self.config
+        data = await self.loop.run_in_executor(None, lambda: load_source(cfg.source))
+        await self.loop.run_in_executor(None, warm_up)
+        graph = Graph.from_data(data)
+        self.store = SettingsStore(cfg.db or default_db(), log_revisions=cfg.settings_log)
+        self.settings = SettingsService(self.store, admin_required=cfg.admin_token is not None)
+        if cfg.overrides:
+            self.settings.apply_paths(cfg.overrides, admin=True)
+        epoch = self.settings.start_epoch()
+        self.sim = Simulation(graph, self._physics_params(KNOWLEDGE_PHYSICS), seed=cfg.seed,
+                              agent_params=self._physics_params(AGENT_PHYSICS))
+        local = GraphService(self.sim, epoch, self.loop, self._graph_changed,
+                             self._sssp_changed)
+        self.graph = local
+        self.runner = SimulationRunner(self.sim, self._publish, physics_hz=cfg.physics_hz)
+        self.hub = StreamHub(self.metrics, lambda: self.graph.epoch, lambda: local.sssp,
+                             self.runner.request_snapshot, lambda: 1.0 / self.runner.rate)
+        if self.link is None:
+            self.settings_writes = LocalSettingsWrites(self.settings)
+            return
+        holder = cfg.node_id or f"sim-{secrets.token_hex(4)}"
+        lease = Lease(self.link.redis, self.link.keys, holder, ttl=cfg.lease_ttl)
+        cluster = ClusterSimulation(self.link, lease, local, self.hub, self.runner,
+                                    self.settings, self._set_epoch)
+        self.cluster_sim = cluster
+        self.settings_writes = LocalSettingsWrites(self.settings, lambda: cluster.holding)
+
+    def _set_epoch(self, epoch: int) -> None:
+        """The cluster chose this simulation's epoch (a takeover)."""
+        self.graph.epoch = epoch
+        self.settings.epoch = epoch
+
+    async def _start_gateway(self) -> None:
+        """A gateway: mirror what the lease holder publishes, forward commands to it."""
+        cfg = self.config
+        link = self.link
+        assert link is not None
+        name = cfg.node_id or f"gw-{secrets.token_hex(4)}"
+        paths = await self._wait_for_simulation(link)
+        store = SettingsStore(":memory:")
+        store.path_ids(list(paths), paths)
+        self.store = store
+        self.settings = SettingsService(store, admin_required=cfg.admin_token is not None)
+        state = await load_state(link)
+        if state is not None:
+            self.settings.adopt(*state)
+        if cfg.overrides:
+            log.warning("gateway: settings given on the command line are ignored: set them "
+                        "on the simulation (or through the API)")
+        commands = CommandClient(link, name)
+        commands.start()
+        self.graph = RemoteGraph(link, commands)
+        self.runner = RemoteRunner(commands, lambda: streams_in_use(self.hub))
+        self.hub = StreamHub(self.metrics, lambda: self.graph.epoch, _no_local_encoding,
+                             self.runner.request_snapshot, lambda: 1.0 / self.runner.rate)
+        replica = SettingsReplica(link, self.settings)
+        writes = RemoteSettingsWrites(self.settings, commands, replica.reached, name)
+        replica.origin_of = writes.origin_of
+        self.settings_writes = writes
+        replica.start()
+        self.feed = GatewayFeed(link, self.graph, self.hub, self.runner, commands,
+                                self._broadcast_json, self._send_to_subscribers)
+        await self.feed.start()
+
+    @staticmethod
+    async def _wait_for_simulation(link: Link) -> dict[str, int]:
+        """The settings path ids a simulation wrote, waiting until one has (logged)."""
+        told = False
+        while True:
+            try:
+                paths = await load_paths(link)
+                if paths and await link.call(lambda: link.redis.exists(link.keys.graph)):
+                    return paths
+            except RedisDownError:
+                pass
+            if not told:
+                log.warning("gateway: waiting for a simulation to publish on %s", link.url)
+                told = True
+            await asyncio.sleep(0.2)
+
+    def cluster_health(self) -> dict[str, Any]:
+        """Redis, the lease and the feed, for ``/healthz`` and the metrics."""
+        out: dict[str, Any] = {"role": self.config.role}
+        if self.link is not None:
+            out["redis"] = self.link.health()
+        if self.cluster_sim is not None:
+            out.update(self.cluster_sim.health())
+        if self.feed is not None:
+            out.update(self.feed.health())
+        return out
+
     async def stop(self) -> None:
         """Close every client with 1001 (going away) and stop cleanly."""
         for task in self._loops:
@@ -160,10 +279,14 @@ class GraphwireServer:
             await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), 3.0)
         for task in self._tasks:
             task.cancel()
+        if self.cluster_sim is not None:
+            await self.cluster_sim.stop()
         self.runner.stop()
         if self._runner_site is not None:
             await self._runner_site[0].cleanup()
         self.graph.close()
+        if self.link is not None:
+            await self.link.close()
         self.store.close()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -180,11 +303,20 @@ class GraphwireServer:
         self.loop.call_soon_threadsafe(self._on_snapshot, snap, keyframe_all)
 
     def _on_snapshot(self, snap: Snapshot, keyframe_all: bool) -> None:
+        cluster = self.cluster_sim
+        if cluster is not None and cluster.fresh:
+            keyframe_all, cluster.fresh = True, False  # the first frames of an epoch
         self.graph.snapshot_published(snap)
         self.hub.on_snapshot(snap, keyframe_all)
+        if cluster is not None:
+            cluster.snapshot()
 
     def _graph_changed(self, msg: GraphChanged) -> None:
-        data = msg.to_json()
+        self._broadcast_json(msg.to_json())
+        if self.cluster_sim is not None:
+            self.cluster_sim.graph_changed(msg)
+
+    def _broadcast_json(self, data: dict[str, Any]) -> None:
         for session in self.sessions.values():
             session.send_json(data)
 
@@ -194,10 +326,25 @@ class GraphwireServer:
 
     def _sssp_changed(self, result: ShortestPaths) -> None:
         frame = self._sssp_frame(result)
+        self._send_to_subscribers(frame)
+        if self.cluster_sim is not None:
+            self.cluster_sim.sssp_changed(frame, self.graph.sssp_seq)
+
+    def _send_to_subscribers(self, frame: bytes) -> None:
         for client_id in self.hub.subs:
             session = self.sessions.get(client_id)
             if session is not None:
                 session.send_bytes(frame)
+
+    def _current_sssp_frame(self) -> bytes | None:
+        """The SSSP frame a new subscriber gets (None: no source is set)."""
+        graph = self.graph
+        if isinstance(graph, RemoteGraph):
+            frame = graph.sssp_frame
+            if frame is None or frame[8:12] == b"\xff\xff\xff\xff":
+                return None
+            return frame
+        return None if graph.sssp.source is None else self._sssp_frame(graph.sssp)
 
     # -- identities and bans ----------------------------------------------------------------------
     def identity_of(self, request: web.Request, token: str | None) -> str:
@@ -262,7 +409,7 @@ class GraphwireServer:
         ws = self.ws_settings
         return control.ConnectionEstablished(
             client_id=client_id, epoch=self.graph.epoch, seq=snap.seq if snap else 0,
-            topology_version=self.sim.graph.topology_version, is_reconnection=reconnect,
+            topology_version=self.graph.topology_version, is_reconnection=reconnect,
             settings={"revision": self.settings.revision,
                       "schemaVersion": self.settings.schema_version,
                       "digest": self.settings.digest().hex()},
@@ -286,7 +433,7 @@ class GraphwireServer:
         elif isinstance(msg, control.Resume):
             session.send_bytes(self.settings_endpoint.sync_reply(0, msg.settings_revision))
             if msg.epoch != self.graph.epoch:
-                g = self.sim.graph
+                g = self.graph
                 session.send_json(GraphChanged(self.graph.epoch, g.topology_version,
                                                g.node_count, g.edge_count,
                                                refetch=True).to_json())
@@ -298,10 +445,10 @@ class GraphwireServer:
 
     def _subscribe(self, session: Session, msg: control.Subscribe) -> None:
         if msg.format == "v1":
-            live = self.sim.graph.live_ids()
-            if live.shape[0] and int(live.max()) > V1_MAX_ID:
+            top = self.graph.max_live_id
+            if top > V1_MAX_ID:
                 raise ProtocolError(ErrorCode.FORMAT_UNSUPPORTED,
-                                    f"node ids reach {int(live.max())}, above V1's 16383: "
+                                    f"node ids reach {top}, above V1's 16383: "
                                     "subscribe to v2 or q")
         fastest = 1000.0 / self.ws_settings.max_update_rate
         wanted = msg.interval_ms if msg.interval_ms is not None else fastest
@@ -310,8 +457,9 @@ class GraphwireServer:
         session.send_json(control.SubscriptionConfirmed(
             msg.format, round(granted), velocity, msg.id).to_json())
         self.hub.subscribe(session, msg.format, velocity, granted / 1000.0)
-        if self.graph.sssp.source is not None:
-            session.send_bytes(self._sssp_frame(self.graph.sssp))
+        frame = self._current_sssp_frame()
+        if frame is not None:
+            session.send_bytes(frame)
 
     # -- heartbeats and housekeeping ---------------------------------------------------------------
     async def _heartbeats(self) -> None:
@@ -351,9 +499,10 @@ class GraphwireServer:
 
     def _settings_changed(self, change: ChangeSet) -> None:
         paths = [self.settings.path_of(pid) for pid, _ in change.entries]
+        graph = self.graph
         for prefix, agent in ((KNOWLEDGE_PHYSICS, False), (AGENT_PHYSICS, True)):
-            if any(p.startswith(prefix) for p in paths):
-                self.spawn(self.graph.set_params(self._physics_params(prefix), agent=agent))
+            if isinstance(graph, GraphService) and any(p.startswith(prefix) for p in paths):
+                self.spawn(graph.set_params(self._physics_params(prefix), agent=agent))
         if any(p.startswith("system.") for p in paths):
             self._load_live_settings()
 
@@ -399,6 +548,8 @@ class GraphwireServer:
             "epoch": self.graph.epoch,
         }
         out["rateLimitState"] = len(self.limiter)
+        if self.link is not None:
+            out["cluster"] = self.cluster_health()
         if snapshots:
             out["snapshotTimes"] = [list(pair) for pair in list(self.publish_times)]
         return out
@@ -410,7 +561,8 @@ async def serve(config: ServerConfig, *, announce: bool = True) -> None:
     await server.start()
     if announce:
         print(f"graphwire: serving {config.source or 'the demo graph'} "
-              f"({server.sim.graph.node_count} nodes) on {server.url}", flush=True)
+              f"({server.graph.node_count} nodes) on {server.url}"
+              f"{'' if config.role == 'all' else ' as ' + config.role}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -421,3 +573,8 @@ async def serve(config: ServerConfig, *, announce: bool = True) -> None:
         await server.stop()
         if announce:
             print("graphwire: stopped", flush=True)
+
+
+def _no_local_encoding() -> ShortestPaths:
+    """A gateway's hub never encodes: the simulation publishes every frame."""
+    raise RuntimeError("a gateway encodes no frames; the simulation publishes them")

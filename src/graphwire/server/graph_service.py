@@ -124,6 +124,54 @@ class GraphService:
             return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
         return await self._locked(build, read=True)
 
+    async def graph_doc(self) -> bytes:
+        """The graph without positions (what gateways mirror): ``{epoch, topologyVersion,
+        nodes: [{id, key, label, type, metadata}], edges}``, serialized off the event loop."""
+        def build() -> bytes:
+            g = self.graph
+            nodes = [{"id": i, "key": g.keys[i], "label": g.labels[i],
+                      "type": "agent" if g.agent[i] else "knowledge",
+                      "metadata": g.metadata[i]} for i in g.live_ids().tolist()]
+            doc = {"epoch": self.epoch, "topologyVersion": g.topology_version, "nodes": nodes,
+                   "edges": [g.edge_json(e) for e in g.edges()]}
+            return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+        return await self._locked(build, read=True)
+
+    async def restore_positions(self, ids: np.ndarray, pos: np.ndarray) -> int:
+        """Put live nodes where a previous simulation last published them (a takeover);
+        returns how many were placed."""
+        def apply() -> int:
+            live = np.array([self.graph.is_live(int(i)) for i in ids.tolist()], bool)
+            if live.any():
+                self.sim.move(ids[live].astype(np.int64), pos[live])
+            return int(live.sum())
+        return await self._locked(apply)
+
+    def edges_json(self, written: list[Any]) -> list[dict[str, Any]]:
+        """Edges as ``/api/graph/data`` shows them."""
+        return [self.graph.edge_json(e) for e in written]
+
+    @property
+    def topology_version(self) -> int:
+        """The graph's topology version."""
+        return self.graph.topology_version
+
+    @property
+    def node_count(self) -> int:
+        """Live nodes."""
+        return self.graph.node_count
+
+    @property
+    def edge_count(self) -> int:
+        """Edges."""
+        return self.graph.edge_count
+
+    @property
+    def max_live_id(self) -> int:
+        """The highest live id (-1: no nodes)."""
+        live = self.graph.live_ids()
+        return int(live.max()) if live.shape[0] else -1
+
     def state_json(self, snap: Snapshot, settings_revision: int,
                    positions: bool) -> dict[str, Any]:
         """``GET /api/graph/state`` at snapshot ``snap``."""

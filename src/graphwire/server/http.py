@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from graphwire.protocol.errors import ErrorCode, ErrorInfo
+from graphwire.protocol.errors import ErrorCode, ErrorInfo, ProtocolError
 
 if TYPE_CHECKING:
     from .app import GraphwireServer
@@ -125,6 +125,10 @@ def make_middlewares(server: GraphwireServer) -> list[Callable[..., Any]]:
             return await handler(request)
         except ApiError as exc:
             return exc.response()
+        except ProtocolError as exc:  # a gateway whose simulation did not answer in time
+            status = 503 if exc.code == ErrorCode.INTERNAL else None
+            return ApiError(exc.code, exc.message, status=status,
+                            retry_after_ms=exc.info.retry_after_ms).response()
         except web.HTTPRequestEntityTooLarge:
             return ApiError(ErrorCode.TOO_LARGE, "the body is too large").response()
         except web.HTTPException as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 FORMATS = ("v1", "v2", "q")
@@ -38,6 +39,8 @@ class Metrics:
         self.rate_limit_warnings = 0
         self.rate_limited = 0
         self.bans = 0
+        # scale-out: a callable that returns the cluster's state (Redis, lease, feed), if any
+        self.cluster: Callable[[], dict[str, Any]] | None = None
         self.errors_sent = 0
         self.errors_suppressed = 0
         self.snapshots = 0
@@ -150,4 +153,22 @@ class Metrics:
         metric("bans_total", "counter", "Identities banned.", [("", self.bans)])
         metric("snapshots_total", "counter", "Snapshots published by the simulation.",
                [("", self.snapshots)])
+        if self.cluster is not None:
+            c = self.cluster()
+            metric("redis_up", "gauge", "1 while Redis answers (scale-out), else 0.",
+                   [("", 1 if c["redis"]["up"] else 0)])
+            metric("redis_errors_total", "counter", "Redis operations that failed to connect.",
+                   [("", c["redis"]["errors"])])
+            metric("redis_outages_total", "counter", "Times Redis became unreachable.",
+                   [("", c["redis"]["outages"])])
+            if "lease" in c:
+                metric("lease_held", "gauge", "1 while this simulation holds the lease.",
+                       [("", 1 if c["lease"] == "held" else 0)])
+                metric("takeovers_total", "counter", "Times this simulation took the lease.",
+                       [("", c["takeovers"])])
+            if "received" in c:
+                metric("cluster_messages_received_total", "counter",
+                       "Messages received from the simulation.", [("", c["received"])])
+                metric("cluster_gaps_total", "counter",
+                       "Messages from the simulation that were missed.", [("", c["gaps"])])
         return "\n".join(lines) + "\n"

@@ -133,7 +133,7 @@ def add_routes(app: web.Application, server: GraphwireServer) -> None:
             written = await graph.add_edges(edges)
         except GraphError as exc:
             raise _graph_error(exc) from None
-        return json_response({"edges": [graph.graph.edge_json(e) for e in written]})
+        return json_response({"edges": graph.edges_json(written)})
 
     async def remove_edges(request: web.Request) -> web.Response:
         edges = await edge_specs(request)
@@ -179,7 +179,8 @@ def add_routes(app: web.Application, server: GraphwireServer) -> None:
             raise ApiError(ErrorCode.MALFORMED_FRAME, 'the body is {"value": ...}')
         try:
             previous = settings.value(path)
-            revision, _ = settings.apply_paths({path: body["value"]}, admin=request[ADMIN])
+            revision, _ = await server.settings_writes.apply_paths({path: body["value"]},
+                                                                   admin=request[ADMIN])
             value = settings.value(path)
         except SettingsError as exc:
             raise _settings_error(exc) from None
@@ -191,7 +192,8 @@ def add_routes(app: web.Application, server: GraphwireServer) -> None:
         if not isinstance(body, dict) or not body:
             raise ApiError(ErrorCode.MALFORMED_FRAME, 'the body is {"path": value, ...}')
         try:
-            revision, written = settings.apply_paths(body, admin=request[ADMIN])
+            revision, written = await server.settings_writes.apply_paths(
+                body, admin=request[ADMIN])
         except SettingsError as exc:
             raise _settings_error(exc) from None
         return json_response({"revision": revision,
@@ -207,7 +209,14 @@ def add_routes(app: web.Application, server: GraphwireServer) -> None:
     async def healthz(request: web.Request) -> web.Response:
         if server.runner.error is not None:
             raise ApiError(ErrorCode.INTERNAL, "the simulation thread stopped")
-        return json_response({"status": "ok"})
+        if server.link is None:
+            return json_response({"status": "ok"})
+        # scale-out: Redis unreachable is reported (503, so a load balancer sends new
+        # clients elsewhere) while connected clients stay connected
+        cluster = server.cluster_health()
+        up = bool(cluster["redis"]["up"])
+        return json_response({"status": "ok" if up else "redis_unreachable", **cluster},
+                             status=200 if up else 503)
 
     r = app.router
     r.add_get("/ws", server.websocket)

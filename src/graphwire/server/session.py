@@ -268,8 +268,12 @@ class Session:
         if batch.header.epoch16 != self.server.graph.epoch & 0xFFFF:
             self._ack(batch.batch, 0, ids, "stale_epoch")
             return
-        result = await self.server.graph.positions(
-            ids, batch.pos.astype(np.float64), pin=batch.pin, release=batch.release)
+        try:
+            result = await self.server.graph.positions(
+                ids, batch.pos.astype(np.float64), pin=batch.pin, release=batch.release)
+        except ProtocolError as exc:  # a gateway whose simulation did not answer
+            self.send_error(exc)
+            return
         if result.accepted:
             self.server.runner.interaction()
         self.send_json(control.PositionsAck(batch.batch, result.accepted,

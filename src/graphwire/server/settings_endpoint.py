@@ -89,27 +89,30 @@ class SettingsEndpoint:
                 f"too many settings requests: retry in {max(1, int(wait * 1000))} ms")))
             return
         try:
-            reply = self._answer(session, msg)
+            reply = await self._answer(session, msg)
         except SettingsError as exc:
             reply = self.frame(sc.Error(msg.req, exc.code, exc.message))
+        except ProtocolError as exc:  # a gateway whose simulation did not answer
+            reply = self.frame(sc.Error(msg.req, sc.SettingsErrorCode.INTERNAL, exc.message))
         except Exception:  # one reply, whatever happens
             log.exception("settings request failed")
             reply = self.frame(sc.Error(msg.req, sc.SettingsErrorCode.INTERNAL,
                                         "internal error"))
         session.send_bytes(reply)
 
-    def _answer(self, session: Session, msg: sc.SettingsMessage) -> bytes:
+    async def _answer(self, session: Session, msg: sc.SettingsMessage) -> bytes:
         svc = self.service
         if isinstance(msg, sc.Get):
             return self.frame(sc.Response(msg.req, svc.revision, svc.get([msg.path_id])))
         if isinstance(msg, sc.BatchGet):
             return self.frame(sc.Response(msg.req, svc.revision, svc.get(msg.path_ids)))
         if isinstance(msg, sc.Set):
-            revision, written = svc.apply([(msg.path_id, msg.value)], admin=session.admin,
-                                          origin=session)
+            revision, written = await self.server.settings_writes.apply(
+                [(msg.path_id, msg.value)], admin=session.admin, origin=session)
             return self.frame(sc.Response(msg.req, revision, written))
         if isinstance(msg, sc.BatchSet):
-            revision, written = svc.apply(msg.entries, admin=session.admin, origin=session)
+            revision, written = await self.server.settings_writes.apply(
+                msg.entries, admin=session.admin, origin=session)
             return self.frame(sc.Response(msg.req, revision, written))
         if isinstance(msg, sc.Sync):
             return self.sync_reply(msg.req, msg.since_revision)

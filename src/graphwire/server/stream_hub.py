@@ -8,8 +8,11 @@ contract says (V1/V2: the keyframe of that snapshot; ``q``: the newest frame, pr
 full keyframe when it does not hold the frame's keyframe). A subscriber skipped for longer than
 ``slowClientTimeoutMs`` is closed with 1013. Each subscriber is paced by its own ``intervalMs``.
 
-The hub takes snapshots from the local simulation today; it only needs ``Snapshot`` values, so
-tomorrow it can take them from a subscription.
+The hub takes snapshots from the local simulation (:meth:`StreamHub.on_snapshot`), or, in a
+gateway, the frames a simulation encoded and published (:meth:`StreamHub.on_frames`): the same
+delivery rules then hand out the published bytes, so every gateway sends the same frames.
+A simulation that publishes asks :meth:`StreamHub.export` for the frames of every stream its
+gateways use (``remote_streams``), encoded once with those of its own subscribers.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
+from graphwire.cluster.envelope import FrameSet, QFrames, VFrames
 from graphwire.protocol.control import ErrorMessage, Format
 from graphwire.protocol.errors import ErrorCode, ProtocolError
 from graphwire.protocol.header import Flags
@@ -100,6 +104,7 @@ class _Latest:
     keyframe_all: bool
     v: dict[str, dict[str, bytes]] = field(default_factory=dict)
     q: dict[bool, QOutput] = field(default_factory=dict)
+    moved: dict[str, int | None] = field(default_factory=dict)  # V1/V2: nodes in the delta
 
 
 class StreamHub:
@@ -122,6 +127,8 @@ class StreamHub:
         self._latest_frames: _Latest | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        # streams a simulation's gateways use: "v1", "v2", "q" and "q+v" (q with velocities)
+        self.remote_streams: set[str] = set()
 
     # -- subscriptions -----------------------------------------------------------------------
     def subscribe(self, outlet: Outlet, fmt: Format, velocity: bool,
@@ -153,13 +160,71 @@ class StreamHub:
         as soon as they are: at their due time, or when their socket drains.
         """
         self.metrics.snapshots += 1
-        self._latest_frames = _Latest(snap, keyframe_all)
+        latest = self._latest_frames = _Latest(snap, keyframe_all)
         for fmt in ("v1", "v2"):
-            if any(s.format == fmt for s in self.subs.values()):
+            if fmt in self.remote_streams or any(s.format == fmt for s in self.subs.values()):
                 self._advance_v(snap, fmt, keyframe_all)
+                moved = self._v[fmt].moved
+                latest.moved[fmt] = None if moved is None else int(moved.shape[0])
             else:
                 self._v[fmt] = _VStream()
         self._deliver(list(self.subs.values()), forced_keyframes=True)
+
+    def export(self, epoch: int, rate_hz: float) -> FrameSet | None:
+        """The newest snapshot with the frames of every stream in ``remote_streams`` (and of
+        every stream local subscribers use), each encoded at most once, for publishing."""
+        latest = self._latest_frames
+        if latest is None:
+            return None
+        snap = latest.snap
+        out = FrameSet(snap.seq, epoch, snap.topology_version, snap.settled,
+                       snap.kinetic_energy, latest.keyframe_all, rate_hz, snap.ids,
+                       snap.agent, snap.pos)
+        for fmt in ("v1", "v2"):
+            if fmt not in latest.moved or (fmt == "v1" and not v1_fits(snap.ids)):
+                continue
+            frames = self._v_frames(latest, fmt, delta=latest.moved[fmt] is not None)
+            out.v[fmt] = VFrames(frames["key"], frames.get("delta"), latest.moved[fmt] or 0)
+        for velocity in (False, True):
+            if ("q+v" if velocity else "q") in self.remote_streams or velocity in latest.q:
+                q = self._q_output(latest, velocity, force=latest.keyframe_all)
+                out.q[velocity] = QFrames(q.frame, q.base_seq, q.key_seq, q.keyframe, q.moved,
+                                          q.frame if q.base_seq is None else q.full_keyframe())
+        return out
+
+    def on_frames(self, fs: FrameSet, snap: Snapshot) -> None:
+        """A gateway's snapshot: the frames a simulation published (``snap`` is its layout).
+        Delivered by the same rules as :meth:`on_snapshot`, never re-encoded."""
+        self.metrics.snapshots += 1
+        latest = self._latest_frames = _Latest(snap, fs.keyframe_all)
+        for fmt, vf in fs.v.items():
+            latest.v[fmt] = {"key": vf.key} if vf.delta is None else {"key": vf.key,
+                                                                      "delta": vf.delta}
+            latest.moved[fmt] = None if vf.delta is None else vf.moved
+        for velocity, qf in fs.q.items():
+            latest.q[velocity] = QOutput(fs.seq, qf.frame, qf.base_seq, qf.key_seq,
+                                         qf.keyframe, qf.moved, _constant(qf.full))
+        self._deliver(list(self.subs.values()), forced_keyframes=True)
+
+    def missing_streams(self) -> set[str]:
+        """Streams local subscribers use that the newest frames do not carry (a gateway asks
+        its simulation for them)."""
+        latest = self._latest_frames
+        want = {"q+v" if s.format == "q" and s.velocity else s.format
+                for s in self.subs.values()}
+        if latest is None:
+            return want
+        have = set(latest.v) | {"q+v" if v else "q" for v in latest.q}
+        return want - have
+
+    def restart(self) -> None:
+        """A new epoch (another simulation took over): every subscriber needs a keyframe,
+        whatever seq it saw last, and no old frame is sent again."""
+        self._latest_frames = None
+        for sub in self.subs.values():
+            sub.needs_key = True
+            sub.seq = None
+            sub.q_key = None
 
     def catch_up(self) -> None:
         """Deliver the newest snapshot to subscribers that were waiting and now are ready."""
@@ -255,33 +320,54 @@ class StreamHub:
 
     def _deliver_v(self, latest: _Latest, fmt: str, ready: list[Subscription]) -> None:
         snap = latest.snap
-        st = self._v[fmt]
-        encode = encode_v1 if fmt == "v1" else encode_v2
         if fmt == "v1" and not v1_fits(snap.ids):
             self._stop_v1(ready, snap)
             return
-        settled = Flags.SETTLED if snap.settled else 0
-        frames = latest.v.setdefault(fmt, {})
+        moved = latest.moved.get(fmt)
         for sub in ready:
-            in_sync = (st.moved is not None and not sub.needs_key
-                       and sub.seq == snap.seq - 1)
+            in_sync = moved is not None and not sub.needs_key and sub.seq == snap.seq - 1
             if in_sync:
-                assert st.moved is not None
-                if "delta" not in frames:
-                    frames["delta"] = encode(self._records(snap, st.moved), seq=snap.seq,
-                                             epoch=self.epoch(), flags=settled,
-                                             scratch=st.scratch)
-                sub.outlet.offer_frames([frames["delta"]], fmt, int(st.moved.shape[0]), False)
+                assert moved is not None
+                frames = self._v_frames(latest, fmt, delta=True)
+                sub.outlet.offer_frames([frames["delta"]], fmt, moved, False)
             else:
-                if not sub.needs_key and st.moved is not None and not sub.fresh:
+                if not sub.needs_key and moved is not None and not sub.fresh:
                     self.metrics.keyframes_instead_of_delta += 1
-                if "key" not in frames:
-                    frames["key"] = encode(self._records(snap, None), seq=snap.seq,
-                                           epoch=self.epoch(), flags=Flags.KEYFRAME | settled,
-                                           scratch=st.scratch)
+                frames = self._v_frames(latest, fmt, delta=False)
                 sub.outlet.offer_frames([frames["key"]], fmt, int(snap.ids.shape[0]), True)
             sub.needs_key = False
             sub.fresh = False
+
+    def _v_frames(self, latest: _Latest, fmt: str, *, delta: bool) -> dict[str, bytes]:
+        """The keyframe (and with ``delta`` the delta frame) of a V1/V2 stream for the newest
+        snapshot, encoded on first use (published frames are there already)."""
+        snap = latest.snap
+        st = self._v[fmt]
+        encode = encode_v1 if fmt == "v1" else encode_v2
+        settled = Flags.SETTLED if snap.settled else 0
+        frames = latest.v.setdefault(fmt, {})
+        if delta and "delta" not in frames:
+            assert st.moved is not None
+            frames["delta"] = encode(self._records(snap, st.moved), seq=snap.seq,
+                                     epoch=self.epoch(), flags=settled, scratch=st.scratch)
+        if "key" not in frames:
+            frames["key"] = encode(self._records(snap, None), seq=snap.seq, epoch=self.epoch(),
+                                   flags=Flags.KEYFRAME | settled, scratch=st.scratch)
+        return frames
+
+    def _q_output(self, latest: _Latest, velocity: bool, *, force: bool) -> QOutput:
+        """The ``q`` frames of the newest snapshot, encoded on first use."""
+        out = latest.q.get(velocity)
+        if out is None:
+            snap = latest.snap
+            enc = self._q.get(velocity)
+            if enc is None:
+                enc = self._q[velocity] = QStreamEncoder(velocity=velocity)
+            out = enc.encode(snap.seq, snap.ids, snap.pos, epoch=self.epoch(),
+                             vel=snap.vel if velocity else None, settled=snap.settled,
+                             force_keyframe=force)
+            latest.q[velocity] = out
+        return out
 
     def _stop_v1(self, subs: list[Subscription], snap: Snapshot) -> None:
         err = ProtocolError(ErrorCode.FORMAT_UNSUPPORTED,
@@ -294,18 +380,10 @@ class StreamHub:
     def _deliver_q(self, latest: _Latest, velocity: bool, ready: list[Subscription],
                    at_snapshot: bool) -> None:
         snap = latest.snap
-        out = latest.q.get(velocity)
-        if out is None:
-            enc = self._q.get(velocity)
-            if enc is None:
-                enc = self._q[velocity] = QStreamEncoder(velocity=velocity)
-            # Rebase when a client needs a keyframe: those get one full keyframe of this seq,
-            # everyone else a frame that costs what a delta costs.
-            force = latest.keyframe_all or (at_snapshot and any(s.needs_key for s in ready))
-            out = enc.encode(snap.seq, snap.ids, snap.pos, epoch=self.epoch(),
-                             vel=snap.vel if velocity else None, settled=snap.settled,
-                             force_keyframe=force)
-            latest.q[velocity] = out
+        # Rebase when a client needs a keyframe: those get one full keyframe of this seq,
+        # everyone else a frame that costs what a delta costs.
+        force = latest.keyframe_all or (at_snapshot and any(s.needs_key for s in ready))
+        out = self._q_output(latest, velocity, force=force)
         n = int(snap.ids.shape[0])
         for sub in ready:
             if out.base_seq is None or (sub.q_key == out.base_seq and not sub.needs_key):
@@ -321,3 +399,8 @@ class StreamHub:
             sub.q_key = out.key_seq
             sub.needs_key = False
             sub.fresh = False
+
+
+def _constant(data: bytes) -> Callable[[], bytes]:
+    """A callable that returns ``data`` (a published full keyframe, already encoded)."""
+    return lambda: data

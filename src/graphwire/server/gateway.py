@@ -1,0 +1,478 @@
+"""The gateway role: serve clients from what a simulation publishes over Redis.
+
+A gateway holds no simulation. It mirrors the graph (the JSON document the simulation keeps in
+Redis, plus the raw layout of each published snapshot), hands the published frames to its
+subscribers through the same :class:`~graphwire.server.stream_hub.StreamHub` rules a single
+process uses, and forwards every command (drags, topology and settings writes, SSSP source) to
+the lease holder. :class:`RemoteGraph` has the interface of
+:class:`~graphwire.server.graph_service.GraphService` that the routes and sessions use, so they
+do not know which one they talk to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from graphwire.cluster import envelope
+from graphwire.cluster.commands import (
+    CommandClient,
+    CommandFailedError,
+    CommandUnavailableError,
+)
+from graphwire.cluster.envelope import FrameSet
+from graphwire.cluster.link import Link, RedisDownError
+from graphwire.graph.model import EdgeSpec, GraphError, NodeSpec
+from graphwire.protocol import settings_codec as sc
+from graphwire.protocol.control import GraphChanged, Rejected
+from graphwire.protocol.errors import ErrorCode, ProtocolError
+from graphwire.protocol.settings_codec import Entries, Value
+from graphwire.settings import SettingsError, SettingsService
+from graphwire.settings.service import from_json
+from graphwire.simulation import Snapshot
+
+from .graph_service import GraphService, PositionResult
+from .stream_hub import StreamHub
+
+log = logging.getLogger("graphwire.gateway")
+
+STREAMS_REFRESH = 3.0
+"""Seconds between a gateway's reminders of the streams its clients use (the simulation
+encodes a stream for gateways for 10 s after the last reminder)."""
+
+
+def command_error(exc: Exception) -> Exception:
+    """A failed or unanswered command as the exception the local service would raise."""
+    if isinstance(exc, CommandUnavailableError):
+        return ProtocolError(ErrorCode.INTERNAL, f"the simulation is unavailable: {exc}",
+                             retry_after_ms=1000)
+    if isinstance(exc, CommandFailedError):
+        err = exc.error
+        kind, message = err.get("kind"), str(err.get("message", "refused"))
+        if kind == "graph":
+            return GraphError(message)
+        if kind == "settings":
+            return SettingsError(sc.SettingsErrorCode(int(err["code"])), message)
+        if kind == "protocol":
+            return ProtocolError(ErrorCode(str(err["code"])), message)
+        return ProtocolError(ErrorCode.INTERNAL, message)
+    return exc
+
+
+@dataclass(frozen=True, slots=True)
+class SsspChoice:
+    """The shortest-path source as the simulation set it."""
+
+    source: int | None
+
+
+class RemoteGraph:
+    """The graph as a gateway sees it: a mirror for reads, commands for writes."""
+
+    node_spec = staticmethod(GraphService.node_spec)
+    edge_spec = staticmethod(GraphService.edge_spec)
+
+    def __init__(self, link: Link, commands: CommandClient) -> None:
+        self.link = link
+        self.commands = commands
+        self.epoch = 0
+        self.latest: Snapshot | None = None
+        self.sssp_seq = 0
+        self.sssp_frame: bytes | None = None
+        self.doc: dict[str, Any] = {"topologyVersion": -1, "nodes": [], "edges": []}
+        self._waiters: list[asyncio.Future[Snapshot]] = []
+
+    # -- the mirror ----------------------------------------------------------------------------
+    @property
+    def topology_version(self) -> int:
+        """The topology version of the mirrored graph."""
+        return int(self.doc["topologyVersion"])
+
+    @property
+    def node_count(self) -> int:
+        """Live nodes."""
+        return len(self.doc["nodes"])
+
+    @property
+    def edge_count(self) -> int:
+        """Edges."""
+        return len(self.doc["edges"])
+
+    @property
+    def max_live_id(self) -> int:
+        """The highest live id (-1: no nodes)."""
+        return max((int(n["id"]) for n in self.doc["nodes"]), default=-1)
+
+    async def reload(self) -> None:
+        """Read the graph document the simulation keeps in Redis."""
+        raw = await self.link.call(lambda: self.link.redis.get(self.link.keys.graph))
+        if raw is not None:
+            self.doc = await asyncio.get_running_loop().run_in_executor(None, json.loads, raw)
+
+    def snapshot_published(self, snap: Snapshot) -> None:
+        """The newest layout (from a published frame set)."""
+        self.latest = snap
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(snap)
+
+    async def current_snapshot(self, request: Callable[[], None]) -> Snapshot:
+        """The newest snapshot that shows the mirrored topology (waits for one if needed)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10.0
+        while True:
+            snap = self.latest
+            if snap is not None and snap.topology_version == self.topology_version:
+                return snap
+            if loop.time() > deadline:
+                raise ProtocolError(ErrorCode.INTERNAL, "no snapshot from the simulation yet",
+                                    retry_after_ms=1000)
+            fut: asyncio.Future[Snapshot] = loop.create_future()
+            self._waiters.append(fut)
+            request()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(fut, 2.0)
+
+    async def data_json(self, snap: Snapshot, settings_revision: int) -> bytes:
+        """``GET /api/graph/data`` from the mirror at snapshot ``snap``."""
+        doc, epoch = self.doc, self.epoch
+
+        def build() -> bytes:
+            where = {int(i): p for i, p in zip(snap.ids.tolist(), snap.pos.tolist(),
+                                               strict=True)}
+            nodes = []
+            for node in doc["nodes"]:
+                p = where.get(int(node["id"]))
+                if p is not None:
+                    nodes.append({**node, "x": p[0], "y": p[1], "z": p[2]})
+            out = {"epoch": epoch, "seq": snap.seq, "topologyVersion": snap.topology_version,
+                   "settingsRevision": settings_revision, "nodes": nodes,
+                   "edges": doc["edges"]}
+            return json.dumps(out, separators=(",", ":"), allow_nan=False).encode()
+        return await asyncio.get_running_loop().run_in_executor(None, build)
+
+    def state_json(self, snap: Snapshot, settings_revision: int,
+                   positions: bool) -> dict[str, Any]:
+        """``GET /api/graph/state`` from the mirror."""
+        out: dict[str, Any] = {
+            "epoch": self.epoch, "seq": snap.seq, "topologyVersion": snap.topology_version,
+            "nodesCount": int(snap.ids.shape[0]), "edgesCount": self.edge_count,
+            "settled": snap.settled, "kineticEnergy": snap.kinetic_energy,
+            "settingsRevision": settings_revision,
+        }
+        if positions:
+            out["positions"] = [{"id": i, "x": p[0], "y": p[1], "z": p[2]}
+                                for i, p in zip(snap.ids.tolist(), snap.pos.tolist(),
+                                                strict=True)]
+        return out
+
+    def edges_json(self, written: list[Any]) -> list[dict[str, Any]]:
+        """Edges as ``/api/graph/data`` shows them (the simulation sent them so)."""
+        return list(written)
+
+    # -- commands ------------------------------------------------------------------------------
+    async def _call(self, op: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self.commands.call(op, body)
+        except (CommandUnavailableError, CommandFailedError) as exc:
+            raise command_error(exc) from None
+
+    async def positions(self, ids: np.ndarray, pos: np.ndarray, *, pin: bool,
+                        release: bool) -> PositionResult:
+        """Forward user-moved nodes; the simulation checks and applies them."""
+        coords = [[c if math.isfinite(c) else None for c in p] for p in pos.tolist()]
+        out = await self._call("positions", {"ids": ids.tolist(), "pos": coords, "pin": pin,
+                                             "release": release})
+        return PositionResult(int(out["accepted"]),
+                              tuple(Rejected(int(i), str(r)) for i, r in out["rejected"]))
+
+    async def add(self, nodes: list[NodeSpec], edges: list[EdgeSpec]) -> list[int]:
+        """Add nodes and edges (one topology change on the simulation)."""
+        out = await self._call("add", {"nodes": [_node_json(n) for n in nodes],
+                                       "edges": [_edge_json(e) for e in edges]})
+        return [int(i) for i in out["ids"]]
+
+    async def remove_node(self, nid: int) -> None:
+        """Remove a node and its edges."""
+        await self._call("remove_node", {"id": nid})
+
+    async def add_edges(self, edges: list[EdgeSpec]) -> list[dict[str, Any]]:
+        """Add edges; the edges written, as JSON."""
+        out = await self._call("add_edges", {"edges": [_edge_json(e) for e in edges]})
+        return list(out["edges"])
+
+    async def remove_edges(self, specs: list[EdgeSpec]) -> list[tuple[int, int]]:
+        """Remove edges; those that existed."""
+        out = await self._call("remove_edges", {"edges": [_edge_json(e) for e in specs]})
+        return [(int(a), int(b)) for a, b in out["removed"]]
+
+    async def set_sssp_source(self, source: int | None) -> SsspChoice:
+        """Set (or clear) the shortest-path source for everyone."""
+        out = await self._call("sssp", {"source": source})
+        self.sssp_seq = int(out["seq"])
+        return SsspChoice(out["source"])
+
+    def close(self) -> None:
+        """Nothing to stop (the link is closed by its owner)."""
+
+
+def _node_json(n: NodeSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"key": n.key, "type": n.type.value, "metadata": dict(n.metadata)}
+    if n.label is not None:
+        out["label"] = n.label
+    if n.position is not None:
+        out["x"], out["y"], out["z"] = n.position
+    return out
+
+
+def _edge_json(e: EdgeSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"source": e.source, "target": e.target, "weight": e.weight}
+    if e.type is not None:
+        out["type"] = e.type
+    return out
+
+
+def streams_in_use(hub: StreamHub) -> set[str]:
+    """The streams a hub's subscribers use: "v1", "v2", "q", "q+v" (q with velocities)."""
+    return {"q+v" if s.format == "q" and s.velocity else s.format for s in hub.subs.values()}
+
+
+class RemoteRunner:
+    """What a gateway knows of the simulation's pace, and how it asks for a snapshot."""
+
+    def __init__(self, commands: CommandClient, streams: Callable[[], set[str]]) -> None:
+        self.commands = commands
+        self.streams = streams  # the streams this gateway's subscribers use
+        self.rate = 5.0  # the simulation's stream rate, from its latest frame set
+        self.error: BaseException | None = None
+        self.cadence: object = None
+        self._asking = False
+        self._again = False
+        self._task: asyncio.Future[None] | None = None
+
+    def request_snapshot(self) -> None:
+        """Ask the simulation to publish a snapshot at once (coalesced: one request in
+        flight)."""
+        if self._asking:
+            self._again = True
+            return
+        self._asking = True
+        self._task = asyncio.ensure_future(self._ask())
+
+    async def _ask(self) -> None:
+        try:
+            while True:
+                self._again = False
+                with contextlib.suppress(CommandUnavailableError, CommandFailedError):
+                    await self.commands.call("request_snapshot",
+                                             {"streams": sorted(self.streams())})
+                if not self._again:
+                    return
+        finally:
+            self._asking = False
+
+    def interaction(self) -> None:
+        """The simulation raises its rate itself when it applies a drag."""
+
+    def start(self) -> None:
+        """Nothing runs here."""
+
+    def stop(self) -> None:
+        """Nothing runs here."""
+
+
+class LocalSettingsWrites:
+    """Settings writes in the process that owns the settings (a single process, or the
+    simulation holding the lease; a standby refuses them: it is not the writer)."""
+
+    def __init__(self, service: SettingsService,
+                 writable: Callable[[], bool] = lambda: True) -> None:
+        self.service = service
+        self.writable = writable
+
+    async def apply(self, entries: Iterable[tuple[int, Value]], *, admin: bool = False,
+                    origin: object | None = None) -> tuple[int, Entries]:
+        """Validate and commit (see :meth:`SettingsService.apply`)."""
+        if not self.writable():
+            raise ProtocolError(ErrorCode.INTERNAL, "this simulation is a standby: write "
+                                "through a gateway", retry_after_ms=1000)
+        return self.service.apply(entries, admin=admin, origin=origin)
+
+    async def apply_paths(self, values: dict[str, Any], *, admin: bool = False,
+                          origin: object | None = None) -> tuple[int, Entries]:
+        """:meth:`apply` for dotted paths and JSON values (REST)."""
+        return await self.apply([(self.service.path_id(p), from_json(v))
+                                 for p, v in values.items()], admin=admin, origin=origin)
+
+
+class RemoteSettingsWrites:
+    """Settings writes from a gateway: forwarded to the one writer, answered once the mirror
+    holds the revision (so a read after the reply sees it)."""
+
+    def __init__(self, service: SettingsService, commands: CommandClient,
+                 reached: Callable[[int], Any], gateway: str) -> None:
+        self.service = service
+        self.commands = commands
+        self.reached = reached
+        self.gateway = gateway
+        self._origins: dict[str, object] = {}
+        self._n = 0
+
+    def origin_of(self, tag: str) -> object | None:
+        """The local connection that wrote a change set (it gets the Response, not a Delta)."""
+        return self._origins.get(tag)
+
+    async def apply(self, entries: Iterable[tuple[int, Value]], *, admin: bool = False,
+                    origin: object | None = None) -> tuple[int, Entries]:
+        """Write through the simulation; (revision, entries written) as the writer says."""
+        self._n += 1
+        tag = f"{self.gateway}:{self._n}"
+        if origin is not None:
+            self._origins[tag] = origin
+        body = base64.b64encode(sc.encode_body(sc.Delta(0, tuple(entries)))).decode()
+        try:
+            out = await self.commands.call("settings", {"delta": body, "admin": admin,
+                                                        "origin": tag})
+            revision = int(out["revision"])
+            written = sc.decode_body(base64.b64decode(out["written"]))
+            assert isinstance(written, sc.Delta)
+            async with asyncio.timeout(self.commands.timeout):
+                await self.reached(revision)
+        except (CommandUnavailableError, CommandFailedError) as exc:
+            raise command_error(exc) from None
+        except TimeoutError:
+            raise ProtocolError(ErrorCode.INTERNAL, "the settings change was committed but "
+                                "has not reached this gateway yet", retry_after_ms=1000) from None
+        finally:
+            self._origins.pop(tag, None)
+        return revision, written.entries
+
+    async def apply_paths(self, values: dict[str, Any], *, admin: bool = False,
+                          origin: object | None = None) -> tuple[int, Entries]:
+        """:meth:`apply` for dotted paths and JSON values (REST)."""
+        return await self.apply([(self.service.path_id(p), from_json(v))
+                                 for p, v in values.items()], admin=admin, origin=origin)
+
+
+class GatewayFeed:
+    """Takes what the simulation publishes and hands it to the mirror, the hub and clients."""
+
+    def __init__(self, link: Link, graph: RemoteGraph, hub: StreamHub, runner: RemoteRunner,
+                 commands: CommandClient, broadcast_json: Callable[[dict[str, Any]], None],
+                 send_to_subscribers: Callable[[bytes], None]) -> None:
+        self.link = link
+        self.graph = graph
+        self.hub = hub
+        self.runner = runner
+        self.commands = commands
+        self.broadcast_json = broadcast_json
+        self.send_to_subscribers = send_to_subscribers
+        self.token = 0  # the newest publisher's fencing token: older ones are ignored
+        self.received = 0
+        self.stale = 0
+        self.gaps = 0
+        self.last_frame_at: float | None = None
+        self._n = -1
+        self._streams_sent: set[str] = set()
+        self._asked: asyncio.Future[None] | None = None
+
+    async def start(self) -> None:
+        """Load the mirror and the last frames, then follow the stream channel."""
+        await self.graph.reload()
+        await self._catch_up()
+        self.link.on_reconnect.append(self._catch_up)
+        self.link.subscribe([self.link.keys.stream], self.on_message)
+        self.link.spawn(self._remind_streams())
+
+    async def _catch_up(self) -> None:
+        """After (re)connecting: the last published frames and SSSP frame, kept in keys."""
+        keys = self.link.keys
+        for key in (keys.last_sssp, keys.last_frames):
+            raw = await self.link.call(lambda k=key: self.link.redis.get(k))  # type: ignore[misc]
+            if raw is not None:
+                await self.on_message(bytes(raw), catch_up=True)
+
+    async def on_message(self, data: bytes, *, catch_up: bool = False) -> None:
+        """One envelope from the simulation, in publish order."""
+        env = envelope.decode(data)
+        if env.token < self.token:
+            self.stale += 1  # a deposed holder's message that was in flight
+            return
+        if env.token > self.token:
+            self.token, self._n = env.token, -1
+        n = int(env.header.get("n", 0))
+        if not catch_up:
+            if self._n >= 0 and n != self._n + 1:
+                self.gaps += 1
+            self._n = n
+        self.received += 1
+        if env.epoch != self.graph.epoch:
+            await self._new_epoch(env.epoch)
+        if env.kind == envelope.Kind.FRAMES:
+            self._frames(FrameSet.from_envelope(env))
+        elif env.kind == envelope.Kind.GRAPH_CHANGED:
+            await self.graph.reload()
+            self.broadcast_json(env.header["message"])
+        elif env.kind == envelope.Kind.SSSP:
+            self.graph.sssp_frame = env.blobs[0]
+            self.graph.sssp_seq = int(env.header["seq"])
+            if not catch_up:
+                self.send_to_subscribers(env.blobs[0])
+
+    async def _new_epoch(self, epoch: int) -> None:
+        """Another simulation took over (or the first frames): ids may mean other nodes."""
+        first = self.graph.epoch == 0
+        self.graph.epoch = epoch
+        await self.graph.reload()
+        self.hub.restart()
+        if not first:
+            g = self.graph
+            log.warning("gateway: the simulation changed (epoch %d): clients refetch", epoch)
+            self.broadcast_json(GraphChanged(epoch, g.topology_version, g.node_count,
+                                             g.edge_count, refetch=True).to_json())
+
+    def _frames(self, fs: FrameSet) -> None:
+        n = int(fs.ids.shape[0])
+        snap = Snapshot(fs.seq, fs.ids, fs.agent, fs.pos, np.zeros((n, 3), np.float32),
+                        fs.settled, fs.kinetic_energy, fs.topology_version, 0)
+        self.runner.rate = fs.rate_hz
+        self.last_frame_at = time.monotonic()
+        self.graph.snapshot_published(snap)
+        self.hub.on_frames(fs, snap)
+        missing = self.hub.missing_streams()
+        if missing and not missing <= self._streams_sent:
+            self._ask_streams()
+
+    def _ask_streams(self) -> None:
+        self._streams_sent = streams_in_use(self.hub)
+        self._asked = asyncio.ensure_future(self._send_streams(self._streams_sent))
+
+    async def _send_streams(self, streams: set[str]) -> None:
+        with contextlib.suppress(CommandUnavailableError, CommandFailedError, RedisDownError):
+            await self.commands.call("streams", {"streams": sorted(streams)})
+
+    async def _remind_streams(self) -> None:
+        """Tell the simulation, now and then, which streams this gateway's clients use."""
+        while True:
+            await asyncio.sleep(STREAMS_REFRESH)
+            streams = streams_in_use(self.hub)
+            if streams:
+                await self._send_streams(streams)
+
+    def health(self) -> dict[str, Any]:
+        """What ``/healthz`` and the metrics say about the feed."""
+        age = None if self.last_frame_at is None else time.monotonic() - self.last_frame_at
+        return {"token": self.token, "received": self.received, "gaps": self.gaps,
+                "stale": self.stale,
+                "lastFrameAgoMs": None if age is None else int(age * 1000)}

@@ -1,0 +1,136 @@
+"""``graphwire serve`` processes for the cluster tests: a simulation, gateways, standbys.
+
+Each process binds port 0 and is ready when it prints its ``serving ... on URL`` line (an event
+read from its output, not a sleep). Output goes to a log file per process, shown when a test
+fails, so a crash is never silent.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+READY = re.compile(r"serving .* on (http://\S+)")
+
+
+class Process:
+    """One ``graphwire serve`` process."""
+
+    def __init__(self, name: str, args: list[str], log: Path) -> None:
+        self.name = name
+        self.args = args
+        self.log_path = log
+        self.url = ""
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+
+    def start(self, timeout: float = 120.0) -> Process:
+        """Start it and wait until it serves."""
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "graphwire.cli", "serve", *self.args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self._ready.wait(timeout):
+            self.kill()
+            raise RuntimeError(f"{self.name} did not start:\n{self.output()}")
+        return self
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        with self.log_path.open("w") as log:
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                log.write(line)
+                log.flush()
+                m = READY.search(line)
+                if m and not self._ready.is_set():
+                    self.url = m.group(1).rstrip("/")
+                    self._ready.set()
+
+    def output(self) -> str:
+        """Everything it printed so far."""
+        return "".join(self.lines)
+
+    @property
+    def port(self) -> int:
+        """The port it serves on."""
+        return int(self.url.rsplit(":", 1)[1])
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, nothing cleaned up."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def terminate(self) -> None:
+        """SIGTERM: a clean stop."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def ring_csv(path: Path, n: int = 200) -> Path:
+    """A ring with chords (the same small graph the server tests use)."""
+    rows = ["source,target"]
+    for i in range(n):
+        rows.append(f"n{i:03d},n{(i + 1) % n:03d}")
+        if i % 7 == 0:
+            rows.append(f"n{i:03d},n{(i * 13 + 5) % n:03d}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+class Cluster:
+    """Simulations and gateways sharing one Redis, started on demand, killed at the end."""
+
+    def __init__(self, folder: Path, redis_url: str, source: Path) -> None:
+        self.folder = folder
+        self.redis_url = redis_url
+        self.source = source
+        self.procs: list[Process] = []
+
+    def _start(self, name: str, role: str, extra: list[str]) -> Process:
+        args = [str(self.source), "--port", "0", "--redis", self.redis_url, "--role", role,
+                "--node-id", name, *extra]
+        proc = Process(name, args, self.folder / f"{name}.log")
+        self.procs.append(proc)
+        return proc.start()
+
+    def simulation(self, name: str = "sim-a", *extra: str) -> Process:
+        """A simulation with its own settings file."""
+        return self._start(name, "simulation",
+                           ["--db", str(self.folder / f"{name}.db"), "--lease-ttl", "1.5",
+                            *extra])
+
+    def gateway(self, name: str, *extra: str) -> Process:
+        """A gateway."""
+        return self._start(name, "gateway", list(extra))
+
+    def stop(self) -> None:
+        """Kill every process still running."""
+        for p in self.procs:
+            p.kill()
+
+    def logs(self) -> str:
+        """Every process's output (for a failing test's report)."""
+        return "\n".join(f"--- {p.name} ---\n{p.output()[-4000:]}" for p in self.procs)
+
+
+def wait_for(predicate: object, timeout: float, what: str) -> None:
+    """Poll a cheap local predicate (no I/O) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)

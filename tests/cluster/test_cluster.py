@@ -1,0 +1,203 @@
+"""A simulation and two gateways as separate ``graphwire serve`` processes on a real Redis, with
+WebSocket clients on both gateways (issue 13's Show list)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+import websockets
+
+from graphwire.protocol import settings_codec as sc
+from graphwire.protocol.client_positions import encode_client_positions
+from graphwire.protocol.header import unpack_header
+from graphwire.protocol.positions import decode_v2
+
+from .processes import Cluster, ring_csv
+from .redis_server import RedisServer
+
+pytestmark = pytest.mark.slow
+TIMEOUT = 30.0
+DAMPING = "visualisation.graphs.logseq.physics.damping"
+
+
+class Recorder:
+    """A WebSocket client that records everything it receives (a task reads all the time)."""
+
+    def __init__(self, ws: websockets.ClientConnection, name: str) -> None:
+        self.ws = ws
+        self.name = name
+        self.frames: list[tuple[float, bytes]] = []
+        self.json: list[dict[str, Any]] = []
+        self.closed: int | None = None
+        self._changed = asyncio.Condition()
+        self._task = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for msg in self.ws:
+                async with self._changed:
+                    if isinstance(msg, bytes):
+                        self.frames.append((time.monotonic(), msg))
+                    else:
+                        self.json.append(json.loads(msg))
+                    self._changed.notify_all()
+        except websockets.ConnectionClosed:
+            pass
+        async with self._changed:
+            self.closed = self.ws.close_code or 1006
+            self._changed.notify_all()
+
+    async def until(self, predicate: Callable[[], Any], what: str,
+                    timeout: float = TIMEOUT) -> Any:
+        """Wait for something this client received (checked at each message)."""
+        async with self._changed:
+            try:
+                async with asyncio.timeout(timeout):
+                    while not (result := predicate()):
+                        await self._changed.wait()
+            except TimeoutError:
+                raise AssertionError(f"{self.name}: timed out waiting for {what}") from None
+        return result
+
+    def of(self, kind: int) -> list[bytes]:
+        return [f for _, f in self.frames if f[0] == kind]
+
+    def messages(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.json if m.get("type") == kind]
+
+    @property
+    def established(self) -> dict[str, Any]:
+        return self.messages("connection_established")[0]
+
+    async def send_json(self, msg: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(msg))
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await self.ws.close()
+
+
+async def connect(url: str, name: str, fmt: str | None = "v2") -> Recorder:
+    ws = await websockets.connect(url.replace("http", "ws") + "/ws", max_size=64 * 2**20)
+    rec = Recorder(ws, name)
+    await rec.until(lambda: rec.messages("connection_established"), "connection_established")
+    if fmt is not None:
+        await rec.send_json({"type": "subscribe", "format": fmt, "intervalMs": 17})
+        await rec.until(lambda: rec.messages("subscription_confirmed"), "subscription")
+    return rec
+
+
+def v2_positions(frame: bytes) -> dict[int, np.ndarray]:
+    f = decode_v2(frame)
+    return {int(i): p for i, p in zip(f.nodes.ids.tolist(), np.asarray(f.nodes.pos),
+                                      strict=True)}
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, redis_server: RedisServer,
+                  request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
+    c = Cluster(tmp_path, redis_server.url, ring_csv(tmp_path / "ring.csv"))
+    yield c
+    c.stop()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(c.logs())
+
+
+async def test_gateways_send_the_same_frames_settings_and_drags(cluster: Cluster) -> None:
+    sim = cluster.simulation("sim-a")
+    gw_a = cluster.gateway("gw-a")
+    gw_b = cluster.gateway("gw-b")
+    a = await connect(gw_a.url, "client-a")
+    b = await connect(gw_b.url, "client-b")
+    qa = await connect(gw_a.url, "client-qa", "q")
+    qb = await connect(gw_b.url, "client-qb", "q")
+    try:
+        assert a.established["epoch"] == b.established["epoch"] > 0
+
+        # identical frames and seqs on both gateways (V2 and q)
+        def common(x: Recorder, y: Recorder, kind: int) -> dict[int, tuple[bytes, bytes]]:
+            fx = {(unpack_header(f).seq, f[1]): f for f in x.of(kind)}
+            fy = {(unpack_header(f).seq, f[1]): f for f in y.of(kind)}
+            return {key[0]: (fx[key], fy[key]) for key in fx.keys() & fy.keys()}
+
+        await a.until(lambda: len(common(a, b, 0x02)) >= 20, "20 common V2 frames")
+        await qa.until(lambda: len(common(qa, qb, 0x03)) >= 20, "20 common q frames")
+        for kind, (x, y) in ((0x02, (a, b)), (0x03, (qa, qb))):
+            pairs = common(x, y, kind)
+            assert all(fa == fb for fa, fb in pairs.values()), f"kind {kind:#x} differs"
+            seqs = [unpack_header(f).seq for f in x.of(kind)]
+            assert seqs == sorted(seqs)
+        # gateways answer REST from their mirrors, with the simulation's numbers
+        async with aiohttp.ClientSession() as http:
+            docs = []
+            for url in (gw_a.url, gw_b.url, sim.url):
+                async with http.get(url + "/api/graph/data") as resp:
+                    assert resp.status == 200
+                    docs.append(await resp.json())
+            assert {len(d["nodes"]) for d in docs} == {200}
+            assert {len(d["edges"]) for d in docs} == {len(docs[2]["edges"])}
+            assert {d["epoch"] for d in docs} == {a.established["epoch"]}
+            assert docs[0]["nodes"][5]["key"] == docs[2]["nodes"][5]["key"] == "n005"
+
+        # a drag on gateway B moves the node for clients on gateway A
+        target = np.array([123.0, -45.0, 67.0], np.float32)
+        await b.ws.send(encode_client_positions([5], [target], batch=1,
+                                                epoch=b.established["epoch"], pin=True))
+        ack = await b.until(lambda: b.messages("positions_ack"), "positions_ack")
+        assert ack[0]["accepted"] == 1 and ack[0]["rejected"] == []
+        await a.until(lambda: any(5 in (p := v2_positions(f)) and np.allclose(p[5], target)
+                                  for f in a.of(0x02)[-5:]), "the dragged node on gateway A")
+
+        # a settings write on gateway A reaches a client on gateway B ...
+        await a.ws.send(sc.encode_settings(sc.Set(7, 1, sc.Value.of(0.61))))
+        reply = await a.until(lambda: [m for f in a.of(0x10)
+                                       if isinstance(m := sc.decode_settings(f), sc.Response)
+                                       and m.req == 7], "the Response")
+        revision = reply[0].revision
+        assert revision >= 1 and reply[0].entries[0][1].data == pytest.approx(0.61)
+        delta = await b.until(lambda: [m for f in b.of(0x10)
+                                       if isinstance(m := sc.decode_settings(f), sc.Delta)
+                                       and m.revision == revision], "the Delta on gateway B")
+        assert delta[0].entries[0][0] == 1
+        assert delta[0].entries[0][1].data == pytest.approx(0.61)
+        assert not [m for f in a.of(0x10) if isinstance(m := sc.decode_settings(f), sc.Delta)
+                    and m.revision == revision]  # the writer gets the Response, not a Delta
+        # ... and survives SIGKILL of gateway A
+        gw_a.kill()
+        await a.until(lambda: a.closed is not None, "client A's connection to drop")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(gw_b.url + f"/api/settings/{DAMPING}") as resp:
+                body = await resp.json()
+            assert body["value"] == pytest.approx(0.61) and body["revision"] == revision
+            gw_c = cluster.gateway("gw-c")  # a gateway started later loads it from Redis
+            async with http.get(gw_c.url + f"/api/settings/{DAMPING}") as resp:
+                body = await resp.json()
+            assert body["value"] == pytest.approx(0.61) and body["revision"] == revision
+            # a REST write on B is acknowledged after the simulation committed it
+            async with http.put(gw_b.url + f"/api/settings/{DAMPING}",
+                                json={"value": 0.55}) as resp:
+                assert resp.status == 200
+                assert (await resp.json())["revision"] == revision + 1
+            async with http.get(sim.url + f"/api/settings/{DAMPING}") as resp:
+                assert (await resp.json())["value"] == pytest.approx(0.55)
+        assert b.closed is None  # gateway B's client never noticed
+    finally:
+        for c in (a, b, qa, qb):
+            await c.close()
