@@ -105,7 +105,8 @@ def _serve(args: argparse.Namespace) -> int:
     from .server.app import ServerConfig, serve
     from .settings import SettingsError, StoreError
 
-    logging.basicConfig(level=logging.WARNING, format="graphwire: %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING,
+                        format="graphwire: %(asctime)s %(levelname)s %(message)s")
     overrides: dict[str, object] = {}
     for item in args.set or []:
         path, sep, value = item.partition("=")

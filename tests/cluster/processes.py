@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 READY = re.compile(r"serving .* on (http://\S+)")
@@ -30,6 +29,7 @@ class Process:
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
         self._ready = threading.Event()
+        self._line = threading.Condition()
 
     def start(self, timeout: float = 120.0) -> Process:
         """Start it and wait until it serves."""
@@ -47,13 +47,24 @@ class Process:
         assert self.proc is not None and self.proc.stdout is not None
         with self.log_path.open("w") as log:
             for line in self.proc.stdout:
-                self.lines.append(line)
+                with self._line:
+                    self.lines.append(line)
+                    self._line.notify_all()
                 log.write(line)
                 log.flush()
                 m = READY.search(line)
                 if m and not self._ready.is_set():
                     self.url = m.group(1).rstrip("/")
                     self._ready.set()
+
+    def wait_line(self, pattern: str, timeout: float = 60.0) -> str:
+        """Block until the process prints a line matching ``pattern`` (run it in a thread)."""
+        regex = re.compile(pattern)
+        with self._line:
+            if not self._line.wait_for(lambda: any(regex.search(x) for x in self.lines),
+                                       timeout):
+                raise AssertionError(f"{self.name} never printed {pattern!r}")
+            return next(x for x in self.lines if regex.search(x))
 
     def output(self) -> str:
         """Everything it printed so far."""
@@ -110,8 +121,7 @@ class Cluster:
     def simulation(self, name: str = "sim-a", *extra: str) -> Process:
         """A simulation with its own settings file."""
         return self._start(name, "simulation",
-                           ["--db", str(self.folder / f"{name}.db"), "--lease-ttl", "1.5",
-                            *extra])
+                           ["--db", str(self.folder / f"{name}.db"), *extra])
 
     def gateway(self, name: str, *extra: str) -> Process:
         """A gateway."""
@@ -125,12 +135,3 @@ class Cluster:
     def logs(self) -> str:
         """Every process's output (for a failing test's report)."""
         return "\n".join(f"--- {p.name} ---\n{p.output()[-4000:]}" for p in self.procs)
-
-
-def wait_for(predicate: object, timeout: float, what: str) -> None:
-    """Poll a cheap local predicate (no I/O) until it holds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)

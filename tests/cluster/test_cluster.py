@@ -17,7 +17,7 @@ import websockets
 
 from graphwire.protocol import settings_codec as sc
 from graphwire.protocol.client_positions import encode_client_positions
-from graphwire.protocol.header import unpack_header
+from graphwire.protocol.header import Flags, unpack_header
 from graphwire.protocol.positions import decode_v2
 
 from .processes import Cluster, ring_csv
@@ -200,4 +200,92 @@ async def test_gateways_send_the_same_frames_settings_and_drags(cluster: Cluster
         assert b.closed is None  # gateway B's client never noticed
     finally:
         for c in (a, b, qa, qb):
+            await c.close()
+
+
+async def health(url: str) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http, http.get(url + "/healthz") as resp:
+        return resp.status, await resp.json()
+
+
+async def until_health(url: str, want: Callable[[int, dict[str, Any]], bool], what: str,
+                       timeout: float = TIMEOUT) -> dict[str, Any]:
+    """Ask ``/healthz`` until it says what we wait for (the process's own report)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            status, body = await health(url)
+            if want(status, body):
+                return body
+            await asyncio.sleep(0.05)
+
+
+def epochs(rec: Recorder) -> list[int]:
+    return [unpack_header(f).epoch16 for f in rec.of(0x02)]
+
+
+async def test_failover_and_redis_restart(cluster: Cluster,
+                                          redis_server: RedisServer) -> None:
+    sim_a = cluster.simulation("sim-a")
+    await asyncio.to_thread(sim_a.wait_line, "holding the lease")
+    sim_b = cluster.simulation("sim-b")
+    gw_a = cluster.gateway("gw-a")
+    gw_b = cluster.gateway("gw-b")
+    a = await connect(gw_a.url, "client-a")
+    b = await connect(gw_b.url, "client-b")
+    try:
+        status, body = await health(sim_b.url)
+        assert status == 200 and body["lease"] == "standby"
+        old = a.established["epoch"]
+        await a.until(lambda: len(a.of(0x02)) >= 10, "frames before the kill")
+        async with (aiohttp.ClientSession() as http,
+                    http.get(gw_a.url + "/api/graph/state?positions=1") as resp):
+            before = {p["id"]: (p["x"], p["y"], p["z"])
+                      for p in (await resp.json())["positions"]}
+
+        # SIGKILL of the lease holder: the standby takes over within 5 s, clients stay on
+        killed = time.monotonic()
+        sim_a.kill()
+        took = []
+        for rec in (a, b):
+            await rec.until(lambda r=rec: any(e != old & 0xFFFF for e in epochs(r)),
+                            "a frame of the new epoch", timeout=15)
+            first = next(t for t, f in rec.frames
+                         if f[0] == 0x02 and unpack_header(f).epoch16 != old & 0xFFFF)
+            took.append(first - killed)
+            assert rec.closed is None
+            changed = rec.messages("graph_changed")
+            assert changed and changed[-1]["refetch"] is True and changed[-1]["epoch"] > old
+        assert max(took) < 5.0, f"takeover took {took} s"
+        status, body = await health(sim_b.url)
+        assert body["lease"] == "held" and body["epoch"] > old
+        # the standby continued from the last published layout, not from a new start
+        newest = next(f for f in reversed(a.of(0x02)) if f[1] & Flags.KEYFRAME)
+        after = v2_positions(newest)
+        moved = [float(np.linalg.norm(np.asarray(before[i]) - after[i])) for i in before]
+        extent = float(np.ptp(np.asarray(list(before.values())), axis=0).max())
+        assert np.median(moved) < 0.1 * extent, (np.median(moved), extent)
+        # and still serves commands: a drag through gateway A
+        new_epoch = next(e for e in reversed(epochs(a)))
+        await a.ws.send(encode_client_positions([7], [[10.0, 20.0, 30.0]], batch=1,
+                                                epoch=new_epoch, pin=True))
+        ack = await a.until(lambda: a.messages("positions_ack"), "positions_ack")
+        assert ack[0]["accepted"] == 1
+
+        # Redis restarted: gateways report it, keep their clients, and resume streaming
+        redis_server.stop()
+        body = await until_health(gw_a.url, lambda s, b: s == 503, "gateway A to report")
+        assert body["status"] == "redis_unreachable" and body["redis"]["up"] is False
+        async with aiohttp.ClientSession() as http, http.get(gw_a.url + "/metrics") as resp:
+            assert "graphwire_redis_up 0" in await resp.text()
+        redis_server.start()
+        count_a, count_b = len(a.of(0x02)), len(b.of(0x02))
+        await until_health(gw_a.url, lambda s, b: s == 200, "gateway A to recover")
+        await a.until(lambda: len(a.of(0x02)) > count_a + 5, "frames after the restart")
+        await b.until(lambda: len(b.of(0x02)) > count_b + 5, "frames after the restart")
+        assert a.closed is None and b.closed is None
+        fa = {(unpack_header(f).seq, f[1]): f for f in a.of(0x02)[-5:]}
+        fb = {(unpack_header(f).seq, f[1]): f for f in b.of(0x02)}
+        assert all(fb[k] == f for k, f in fa.items() if k in fb)
+    finally:
+        for c in (a, b):
             await c.close()

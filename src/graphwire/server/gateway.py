@@ -396,7 +396,12 @@ class GatewayFeed:
         self.link.spawn(self._remind_streams())
 
     async def _catch_up(self) -> None:
-        """After (re)connecting: the last published frames and SSSP frame, kept in keys."""
+        """After (re)connecting: the last published frames and SSSP frame, kept in keys.
+
+        The token floor starts over: Redis may have restarted empty (its fencing counter
+        too), and no message of a deposed holder can still be in flight on a new connection
+        (the lease script fences what is published)."""
+        self.token = 0
         keys = self.link.keys
         for key in (keys.last_sssp, keys.last_frames):
             raw = await self.link.call(lambda k=key: self.link.redis.get(k))  # type: ignore[misc]
@@ -410,7 +415,8 @@ class GatewayFeed:
             self.stale += 1  # a deposed holder's message that was in flight
             return
         if env.token > self.token:
-            self.token, self._n = env.token, -1
+            # a new lease holder: it knows nothing of the streams this gateway's clients use
+            self.token, self._n, self._streams_sent = env.token, -1, set()
         n = int(env.header.get("n", 0))
         if not catch_up:
             if self._n >= 0 and n != self._n + 1:

@@ -105,6 +105,7 @@ class _Latest:
     v: dict[str, dict[str, bytes]] = field(default_factory=dict)
     q: dict[bool, QOutput] = field(default_factory=dict)
     moved: dict[str, int | None] = field(default_factory=dict)  # V1/V2: nodes in the delta
+    published: bool = False  # frames from a simulation: only those can be sent
 
 
 class StreamHub:
@@ -196,7 +197,7 @@ class StreamHub:
         """A gateway's snapshot: the frames a simulation published (``snap`` is its layout).
         Delivered by the same rules as :meth:`on_snapshot`, never re-encoded."""
         self.metrics.snapshots += 1
-        latest = self._latest_frames = _Latest(snap, fs.keyframe_all)
+        latest = self._latest_frames = _Latest(snap, fs.keyframe_all, published=True)
         for fmt, vf in fs.v.items():
             latest.v[fmt] = {"key": vf.key} if vf.delta is None else {"key": vf.key,
                                                                       "delta": vf.delta}
@@ -259,6 +260,9 @@ class StreamHub:
                 continue
             groups.setdefault((sub.format, sub.velocity), []).append(sub)
         for (fmt, velocity), ready in groups.items():
+            if latest.published and (velocity not in latest.q if fmt == "q"
+                                     else fmt not in latest.v):
+                continue  # not published yet: the gateway asked for it; the next one will be
             if fmt == "q":
                 self._deliver_q(latest, velocity, ready, forced_keyframes)
             else:
