@@ -104,13 +104,19 @@ def start_baseline(csv: Path) -> tuple[subprocess.Popen[str], int]:
     return proc, port
 
 
-def run_clients(port: int, clients: int, fmt: str, server: str, pid: int, *,
-                warmup: float = WARMUP, window: float = WINDOW) -> Row:
-    """Measure one row with the clients in their own process."""
+def run_clients(port: int | list[int], clients: int, fmt: str, server: str,
+                pid: int | list[int], *, warmup: float = WARMUP, window: float = WINDOW,
+                times_port: int | None = None) -> Row:
+    """Measure one row with the clients in their own process (spread over ``port``s; CPU is
+    the sum over ``pid``s; publish times from ``times_port``, default the first port)."""
+    ports = [port] if isinstance(port, int) else port
+    pids = [pid] if isinstance(pid, int) else pid
+    extra = [] if times_port is None else ["--times-port", str(times_port)]
     out = subprocess.run(
-        [sys.executable, "-m", "graphwire.bench.fanout", "clients", "--port", str(port),
-         "--clients", str(clients), "--format", fmt, "--server", server, "--pid", str(pid),
-         "--warmup", str(warmup), "--window", str(window)],
+        [sys.executable, "-m", "graphwire.bench.fanout", "clients",
+         "--port", *map(str, ports), "--clients", str(clients), "--format", fmt,
+         "--server", server, "--pid", *map(str, pids), "--warmup", str(warmup),
+         "--window", str(window), *extra],
         capture_output=True, text=True, timeout=600, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"client process failed: {out.stderr[-2000:]}")
@@ -118,9 +124,26 @@ def run_clients(port: int, clients: int, fmt: str, server: str, pid: int, *,
     return row
 
 
-def run(sizes: tuple[int, ...] = (50, 200, 500), baseline_clients: int = 50, *,
-        warmup: float = WARMUP, window: float = WINDOW) -> list[Row]:
-    """All rows of the fanout bench."""
+def run(options: list[str] | None = None) -> list[Row]:
+    """All rows of the fanout bench; ``--gateways N``: the scale-out rows instead
+    (:mod:`graphwire.bench.fanout_cluster`)."""
+    parser = argparse.ArgumentParser(prog="graphwire bench fanout")
+    parser.add_argument("--gateways", type=int, default=0,
+                        help="measure 1 … N gateways behind one simulation over Redis, and "
+                        "the failover time")
+    parser.add_argument("--clients", type=int, default=200,
+                        help="total clients of the --gateways rows (200)")
+    parser.add_argument("--kills", type=int, default=5, help="failovers measured (5)")
+    args = parser.parse_args(options or [])
+    if args.gateways > 0:
+        from .fanout_cluster import run_cluster
+        return run_cluster(args.gateways, args.clients, args.kills)
+    return run_single()
+
+
+def run_single(sizes: tuple[int, ...] = (50, 200, 500), baseline_clients: int = 50, *,
+               warmup: float = WARMUP, window: float = WINDOW) -> list[Row]:
+    """The single-process rows and the per-client JSON baseline."""
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -159,11 +182,11 @@ def _cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-async def _clients(port: int, n: int, fmt: str, server: str, pid: int, warmup: float,
-                   duration: float) -> Row:
+async def _clients(ports: list[int], n: int, fmt: str, server: str, pids: list[int],
+                   warmup: float, duration: float, times_port: int | None) -> Row:
     import websockets
 
-    url = f"ws://127.0.0.1:{port}/ws"
+    urls = [f"ws://127.0.0.1:{port}/ws" for port in ports]
     window = [float("inf"), float("inf")]
     counts = [0] * n
     nbytes = [0] * n
@@ -189,10 +212,10 @@ async def _clients(port: int, n: int, fmt: str, server: str, pid: int, warmup: f
                 nbytes[i] += len(msg)
                 receipts[i].append((seq, now))
 
-    async def connect() -> Any:
+    async def connect(i: int) -> Any:
         # a saturated baseline answers handshakes slowly: wait for it
-        ws = await websockets.connect(url, max_size=2**27, max_queue=None, compression=None,
-                                      ping_interval=None, open_timeout=300)
+        ws = await websockets.connect(urls[i % len(urls)], max_size=2**27, max_queue=None,
+                                      compression=None, ping_interval=None, open_timeout=300)
         if server == "graphwire":
             await ws.recv()  # connection_established
             await ws.recv()  # PathTable
@@ -201,13 +224,14 @@ async def _clients(port: int, n: int, fmt: str, server: str, pid: int, warmup: f
 
     conns = []
     for start in range(0, n, 50):
-        conns += await asyncio.gather(*(connect() for _ in range(min(50, n - start))))
+        conns += await asyncio.gather(*(connect(start + i)
+                                        for i in range(min(50, n - start))))
     tasks = [asyncio.create_task(one(i, ws)) for i, ws in enumerate(conns)]
     await asyncio.sleep(warmup)
-    cpu0, window[0] = _cpu_seconds(pid), time.time()
+    cpu0, window[0] = sum(map(_cpu_seconds, pids)), time.time()
     window[1] = window[0] + duration
     await asyncio.sleep(duration)
-    cpu1 = _cpu_seconds(pid)
+    cpu1 = sum(map(_cpu_seconds, pids))
     for t in tasks:
         t.cancel()
     for ws in conns:  # no close handshake: a saturated server would take minutes to answer
@@ -215,7 +239,8 @@ async def _clients(port: int, n: int, fmt: str, server: str, pid: int, warmup: f
     path = "/api/metrics?snapshots=1" if server == "graphwire" else "/times"
 
     def fetch() -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=30) as resp:
+        times = times_port or ports[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{times}{path}", timeout=30) as resp:
             return json.loads(resp.read())
 
     doc = await asyncio.get_running_loop().run_in_executor(None, fetch)
@@ -310,11 +335,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m graphwire.bench.fanout")
     sub = parser.add_subparsers(dest="role", required=True)
     c = sub.add_parser("clients")
-    c.add_argument("--port", type=int, required=True)
+    c.add_argument("--port", type=int, nargs="+", required=True)
     c.add_argument("--clients", type=int, required=True)
     c.add_argument("--format", required=True)
     c.add_argument("--server", required=True)
-    c.add_argument("--pid", type=int, required=True)
+    c.add_argument("--pid", type=int, nargs="+", required=True)
+    c.add_argument("--times-port", type=int)
     c.add_argument("--warmup", type=float, default=WARMUP)
     c.add_argument("--window", type=float, default=WINDOW)
     b = sub.add_parser("baseline")
@@ -323,7 +349,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.role == "clients":
         row = asyncio.run(_clients(args.port, args.clients, args.format, args.server, args.pid,
-                                   args.warmup, args.window))
+                                   args.warmup, args.window, args.times_port))
         print(json.dumps(row), flush=True)
     else:
         asyncio.run(_baseline(args.source, args.port))
