@@ -198,6 +198,20 @@ async def test_gateways_send_the_same_frames_settings_and_drags(cluster: Cluster
             async with http.get(sim.url + f"/api/settings/{DAMPING}") as resp:
                 assert (await resp.json())["value"] == pytest.approx(0.55)
         assert b.closed is None  # gateway B's client never noticed
+        # client A reconnects, with resume, through gateway B: B knows it
+        ws = await websockets.connect(gw_b.url.replace("http", "ws")
+                                      + f"/ws?resume={a.established['clientId']}")
+        again = Recorder(ws, "client-a-again")
+        est = await again.until(lambda: again.messages("connection_established"), "established")
+        assert est[0]["isReconnection"] is True
+        assert est[0]["clientId"] == a.established["clientId"]
+        await again.send_json({"type": "resume", "epoch": est[0]["epoch"], "seq": 0,
+                               "settingsRevision": revision - 1})
+        sync = await again.until(lambda: [m for f in again.of(0x10)
+                                          if isinstance(m := sc.decode_settings(f), sc.Response)
+                                          and m.req == 0], "the resume's settings catch-up")
+        assert dict(sync[0].entries)[1].data == pytest.approx(0.55)
+        await again.close()
     finally:
         for c in (a, b, qa, qb):
             await c.close()

@@ -82,6 +82,10 @@ class Keys:
         """Formats in use (hash: gateway id → JSON ``{"formats": [...], "until": ms}``)."""
         return self._k("formats")
 
+    def client(self, client_id: str) -> str:
+        """A client id that may resume on any gateway (expires with the resume window)."""
+        return self._k(f"client:{client_id}")
+
     def reply(self, gateway: str) -> str:
         """The channel where the lease holder answers one gateway's commands."""
         return self._k(f"reply:{gateway}")

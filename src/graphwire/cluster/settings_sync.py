@@ -77,7 +77,8 @@ class SettingsWriter:
         await self.link.commit_settings(self.lease, svc.revision, delta, "", values)
 
     def _committed(self, change: ChangeSet) -> None:
-        self._queue.put_nowait(change)
+        if self.lease.token is not None:  # a standby's replica applies the holder's changes
+            self._queue.put_nowait(change)
 
     def appended_future(self, revision: int) -> asyncio.Future[None]:
         """Resolves once change set ``revision`` is in the Redis log."""

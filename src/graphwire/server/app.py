@@ -328,7 +328,7 @@ class GraphwireServer:
         frame = self._sssp_frame(result)
         self._send_to_subscribers(frame)
         if self.cluster_sim is not None:
-            self.cluster_sim.sssp_changed(frame, self.graph.sssp_seq)
+            self.cluster_sim.sssp_changed(frame, self.graph.sssp_seq, result.source)
 
     def _send_to_subscribers(self, frame: bytes) -> None:
         for client_id in self.hub.subs:
@@ -340,10 +340,7 @@ class GraphwireServer:
         """The SSSP frame a new subscriber gets (None: no source is set)."""
         graph = self.graph
         if isinstance(graph, RemoteGraph):
-            frame = graph.sssp_frame
-            if frame is None or frame[8:12] == b"\xff\xff\xff\xff":
-                return None
-            return frame
+            return graph.sssp_frame if graph.sssp_source is not None else None
         return None if graph.sssp.source is None else self._sssp_frame(graph.sssp)
 
     # -- identities and bans ----------------------------------------------------------------------
@@ -382,6 +379,8 @@ class GraphwireServer:
         now = time.monotonic()
         reconnect = resume is not None and (resume in self.sessions
                                             or self.known.get(resume, 0) > now)
+        if resume is not None and not reconnect and self.link is not None:
+            reconnect = await self._known_in_cluster(resume)
         client_id = resume if reconnect and resume is not None else secrets.token_urlsafe(12)
         old = self.sessions.get(client_id)
         if old is not None:
@@ -392,6 +391,8 @@ class GraphwireServer:
         self.sessions[client_id] = session
         self.metrics.connections += 1
         self.metrics.connections_total += 1
+        if self.link is not None:
+            self.spawn(self._remember_in_cluster([client_id]))
         session.send_json(self._established(client_id, reconnect))
         session.send_bytes(self.settings_endpoint.path_table())
         try:
@@ -401,8 +402,34 @@ class GraphwireServer:
                 del self.sessions[client_id]
                 self.hub.unsubscribe(session)
                 self.known[client_id] = time.monotonic() + self.ws_settings.resume_window
+                if self.link is not None:
+                    self.spawn(self._remember_in_cluster([client_id]))
             self.metrics.connections -= 1
         return ws
+
+    async def _remember_in_cluster(self, client_ids: list[str]) -> None:
+        """Let every gateway resume these clients for the resume window (they may reconnect
+        through another gateway, even after this one crashed: refreshed every 10 s)."""
+        link = self.link
+        assert link is not None
+        window = int(self.ws_settings.resume_window * 1000)
+
+        async def write() -> None:
+            async with link.redis.pipeline(transaction=False) as pipe:
+                for cid in client_ids:
+                    pipe.set(link.keys.client(cid), 1, px=window)
+                await pipe.execute()
+        with contextlib.suppress(RedisDownError):
+            await link.call(write)
+
+    async def _known_in_cluster(self, client_id: str) -> bool:
+        """Did a client with this id leave another process of the cluster recently?"""
+        link = self.link
+        assert link is not None
+        try:
+            return bool(await link.call(lambda: link.redis.exists(link.keys.client(client_id))))
+        except RedisDownError:
+            return False
 
     def _established(self, client_id: str, reconnect: bool) -> dict[str, Any]:
         snap = self.graph.latest
@@ -490,6 +517,8 @@ class GraphwireServer:
             now = time.monotonic()
             for cid in [c for c, until in self.known.items() if until < now]:
                 del self.known[cid]
+            if self.link is not None and self.sessions:
+                await self._remember_in_cluster(list(self.sessions))
 
     # -- settings with a live effect ----------------------------------------------------------
     def _physics_params(self, prefix: str) -> PhysicsParams:

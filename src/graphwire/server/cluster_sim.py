@@ -39,7 +39,9 @@ from graphwire.graph.model import GraphError
 from graphwire.protocol import settings_codec as sc
 from graphwire.protocol.control import GraphChanged
 from graphwire.protocol.errors import ProtocolError
+from graphwire.protocol.sssp import encode_sssp
 from graphwire.settings import SettingsError, SettingsService
+from graphwire.simulation import ShortestPaths
 
 from .graph_service import GraphService
 from .runner import SimulationRunner
@@ -254,21 +256,21 @@ class ClusterSimulation:
                 envelope.Kind.GRAPH_CHANGED, {"message": message}))
         self._enqueue(job, frames=False)
 
-    def sssp_changed(self, frame: bytes, seq: int) -> None:
+    def sssp_changed(self, frame: bytes, seq: int, source: int | None) -> None:
         """A new SSSP frame for every subscriber."""
         if self.holding:
-            self._enqueue(self._sssp_frame_job(frame, seq), frames=False)
+            self._enqueue(self._sssp_frame_job(frame, seq, source), frames=False)
 
-    def _sssp_job(self, result: Any) -> Job:
-        from graphwire.protocol.sssp import encode_sssp
+    def _sssp_job(self, result: ShortestPaths) -> Job:
         frame = encode_sssp(result.source, result.distance, result.parent,
                             seq=self.graph.sssp_seq, epoch=self.epoch)
-        return self._sssp_frame_job(frame, self.graph.sssp_seq)
+        return self._sssp_frame_job(frame, self.graph.sssp_seq, result.source)
 
-    def _sssp_frame_job(self, frame: bytes, seq: int) -> Job:
+    def _sssp_frame_job(self, frame: bytes, seq: int, source: int | None) -> Job:
         async def job() -> None:
             await self.link.publish(self.lease, self._envelope(
-                envelope.Kind.SSSP, {"seq": seq}, [frame]), keep=self.link.keys.last_sssp)
+                envelope.Kind.SSSP, {"seq": seq, "source": source}, [frame]),
+                keep=self.link.keys.last_sssp)
         return job
 
     async def _write_graph(self) -> None:

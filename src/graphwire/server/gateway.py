@@ -89,6 +89,7 @@ class RemoteGraph:
         self.latest: Snapshot | None = None
         self.sssp_seq = 0
         self.sssp_frame: bytes | None = None
+        self.sssp_source: int | None = None
         self.doc: dict[str, Any] = {"topologyVersion": -1, "nodes": [], "edges": []}
         self._waiters: list[asyncio.Future[Snapshot]] = []
 
@@ -433,6 +434,8 @@ class GatewayFeed:
         elif env.kind == envelope.Kind.SSSP:
             self.graph.sssp_frame = env.blobs[0]
             self.graph.sssp_seq = int(env.header["seq"])
+            source = env.header.get("source")
+            self.graph.sssp_source = None if source is None else int(source)
             if not catch_up:
                 self.send_to_subscribers(env.blobs[0])
 
