@@ -55,7 +55,7 @@ def test_browser_bench_rows() -> None:
 
     from graphwire.bench import browser
     from graphwire.bench.chromium import chromium_path
-    from graphwire.server.app import WEB_DIR
+    from graphwire.server.config import WEB_DIR
 
     if chromium_path() is None or not (WEB_DIR / "node_modules" / "three").is_dir():
         pytest.skip("needs Chromium and the client's npm packages (make setup)")
