@@ -110,9 +110,13 @@ def open_settings(config: ServerConfig) -> SettingsService:
 async def create_app(config: ServerConfig) -> web.Application:
     """Load the graph and build every part of a server, as an aiohttp application."""
     loop = asyncio.get_running_loop()
-    data = await loop.run_in_executor(None, lambda: load_source(config.source))
-    await loop.run_in_executor(None, warm_up)
-    settings = open_settings(config)
+    settings = open_settings(config)  # first: a bad database fails before a long load
+    try:
+        data = await loop.run_in_executor(None, lambda: load_source(config.source))
+        await loop.run_in_executor(None, warm_up)
+    except BaseException:
+        settings.store.close()
+        raise
     in_force = SettingsInForce(LiveSettings.from_settings(settings.value))
     live = in_force.live
     tasks = BackgroundTasks()
