@@ -155,6 +155,35 @@ async def raw_websocket(port: int) -> tuple[asyncio.StreamReader, asyncio.Stream
     return reader, writer
 
 
+def server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """Split a server's bytes into WebSocket frames (RFC 6455 §5.2; a server never masks):
+    (opcode, payload) of each whole frame."""
+    frames = []
+    i = 0
+    while i + 2 <= len(data):
+        opcode, length = data[i] & 0x0F, data[i + 1] & 0x7F
+        assert not data[i + 1] & 0x80, "a server frame is never masked"
+        i += 2
+        if length == 126:
+            length = int.from_bytes(data[i:i + 2], "big")
+            i += 2
+        elif length == 127:
+            length = int.from_bytes(data[i:i + 8], "big")
+            i += 8
+        if i + length > len(data):
+            break
+        frames.append((opcode, data[i:i + length]))
+        i += length
+    return frames
+
+
+def test_server_frames_are_split_by_their_lengths() -> None:
+    ping_inside = bytes([0x82, 3]) + b"\x89\x89\x89"  # a binary frame holding 0x89 bytes
+    long = bytes([0x81, 126, 0x01, 0x00]) + b"x" * 256
+    assert [op for op, _ in server_frames(ping_inside + bytes([0x89, 0]) + long)] == [
+        0x2, 0x9, 0x1]
+
+
 async def test_server_pings_and_drops_a_silent_peer(make_server: ServerFactory) -> None:
     h = await make_server(overrides={"system.websocket.heartbeatIntervalMs": 100,
                                      "system.websocket.heartbeatTimeoutMs": 400})
@@ -167,8 +196,10 @@ async def test_server_pings_and_drops_a_silent_peer(make_server: ServerFactory) 
     while chunk := await asyncio.wait_for(reader.read(65536), 10):  # until the server hangs up
         received += chunk
     waited = loop.time() - start
-    pings = received.count(b"\x89")  # opcode 0x9 with FIN: the server kept pinging
-    assert waited >= 0.4 and pings >= 2
+    opcodes = [op for op, _ in server_frames(received)]
+    assert waited >= 0.4 and opcodes.count(0x9) >= 2  # the server kept pinging
+    assert opcodes[-1] == 0x8  # then closed: its own pings never counted as the peer's life
+    assert opcodes[0] == 0x1  # connection_established came first
     # the client that answered every ping is still there
     await alive.send_json({"type": "ping", "timestamp": 3})
     assert (await alive.next_json("pong"))["timestamp"] == 3
