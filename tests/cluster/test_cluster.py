@@ -208,7 +208,8 @@ async def test_gateways_send_the_same_frames_settings_and_drags(cluster: Cluster
         await again.send_json({"type": "resume", "epoch": est[0]["epoch"], "seq": 0,
                                "settingsRevision": revision - 1})
         sync = await again.until(lambda: [m for f in again.of(0x10)
-                                          if isinstance(m := sc.decode_settings(f), sc.Response)
+                                          if isinstance(m := sc.decode_settings(f),
+                                                        sc.Response | sc.Snapshot)
                                           and m.req == 0], "the resume's settings catch-up")
         assert dict(sync[0].entries)[1].data == pytest.approx(0.55)
         await again.close()

@@ -15,7 +15,8 @@ import websockets
 
 from graphwire.bench.redis_server import RedisServer
 from graphwire.protocol import settings_codec as sc
-from graphwire.server.app import GraphwireServer, ServerConfig
+from graphwire.server.app import GraphwireServer
+from graphwire.server.config import ServerConfig
 
 TIMEOUT = 10.0
 

@@ -303,7 +303,7 @@ class ClusterSimulation:
 
     async def _add_edges(self, body: dict[str, Any]) -> dict[str, Any]:
         written = await self.graph.add_edges([self.graph.edge_spec(e) for e in body["edges"]])
-        return {"edges": self.graph.edges_json(written)}
+        return {"edges": [self.graph.graph.edge_json(e) for e in written]}
 
     async def _remove_edges(self, body: dict[str, Any]) -> dict[str, Any]:
         gone = await self.graph.remove_edges([self.graph.edge_spec(e) for e in body["edges"]])

@@ -12,13 +12,12 @@ do not know which one they talk to.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,16 +31,13 @@ from graphwire.cluster.commands import (
 )
 from graphwire.cluster.envelope import FrameSet
 from graphwire.cluster.link import Link, RedisDownError
-from graphwire.graph.model import EdgeSpec, GraphError, NodeSpec
-from graphwire.protocol import settings_codec as sc
+from graphwire.graph.model import EdgeSpec, NodeSpec
 from graphwire.protocol.control import GraphChanged, Rejected
 from graphwire.protocol.errors import ErrorCode, ProtocolError
-from graphwire.protocol.settings_codec import Entries, Value
-from graphwire.settings import SettingsError, SettingsService
-from graphwire.settings.service import from_json
 from graphwire.simulation import Snapshot
 
 from .graph_service import GraphService, PositionResult
+from .settings_writes import command_error
 from .stream_hub import StreamHub
 
 log = logging.getLogger("graphwire.gateway")
@@ -51,29 +47,50 @@ STREAMS_REFRESH = 3.0
 encodes a stream for gateways for 10 s after the last reminder)."""
 
 
-def command_error(exc: Exception) -> Exception:
-    """A failed or unanswered command as the exception the local service would raise."""
-    if isinstance(exc, CommandUnavailableError):
-        return ProtocolError(ErrorCode.INTERNAL, f"the simulation is unavailable: {exc}",
-                             retry_after_ms=1000)
-    if isinstance(exc, CommandFailedError):
-        err = exc.error
-        kind, message = err.get("kind"), str(err.get("message", "refused"))
-        if kind == "graph":
-            return GraphError(message)
-        if kind == "settings":
-            return SettingsError(sc.SettingsErrorCode(int(err["code"])), message)
-        if kind == "protocol":
-            return ProtocolError(ErrorCode(str(err["code"])), message)
-        return ProtocolError(ErrorCode.INTERNAL, message)
-    return exc
-
-
 @dataclass(frozen=True, slots=True)
 class SsspChoice:
     """The shortest-path source as the simulation set it."""
 
     source: int | None
+
+
+class GraphMirror:
+    """What a gateway knows of the graph: the document the simulation keeps in Redis (nodes
+    without positions, edges), with the few reads of a :class:`~graphwire.graph.model.Graph`
+    that the WebSocket endpoint makes."""
+
+    def __init__(self) -> None:
+        self.doc: dict[str, Any] = {"topologyVersion": -1, "nodes": [], "edges": []}
+        self._live = np.empty(0, np.int64)
+
+    def load(self, doc: dict[str, Any]) -> None:
+        """Take a new document."""
+        self.doc = doc
+        self._live = np.array([int(n["id"]) for n in doc["nodes"]], np.int64)
+
+    @property
+    def topology_version(self) -> int:
+        """The topology version of the mirrored graph."""
+        return int(self.doc["topologyVersion"])
+
+    @property
+    def node_count(self) -> int:
+        """Live nodes."""
+        return int(self._live.shape[0])
+
+    @property
+    def edge_count(self) -> int:
+        """Edges."""
+        return len(self.doc["edges"])
+
+    def live_ids(self) -> np.ndarray:
+        """Ids of live nodes, ascending."""
+        return self._live
+
+    @staticmethod
+    def edge_json(edge: Any) -> dict[str, Any]:
+        """An edge as ``/api/graph/data`` shows it (the simulation sent it so)."""
+        return dict(edge)
 
 
 class RemoteGraph:
@@ -88,37 +105,28 @@ class RemoteGraph:
         self.epoch = 0
         self.latest: Snapshot | None = None
         self.sssp_seq = 0
-        self.sssp_frame: bytes | None = None
-        self.sssp_source: int | None = None
-        self.doc: dict[str, Any] = {"topologyVersion": -1, "nodes": [], "edges": []}
+        self.sssp_frame: bytes | None = None  # the SSSP frame published last
+        self.sssp = SsspChoice(None)
+        self.graph = GraphMirror()
         self._waiters: list[asyncio.Future[Snapshot]] = []
 
     # -- the mirror ----------------------------------------------------------------------------
     @property
     def topology_version(self) -> int:
         """The topology version of the mirrored graph."""
-        return int(self.doc["topologyVersion"])
-
-    @property
-    def node_count(self) -> int:
-        """Live nodes."""
-        return len(self.doc["nodes"])
+        return self.graph.topology_version
 
     @property
     def edge_count(self) -> int:
         """Edges."""
-        return len(self.doc["edges"])
-
-    @property
-    def max_live_id(self) -> int:
-        """The highest live id (-1: no nodes)."""
-        return max((int(n["id"]) for n in self.doc["nodes"]), default=-1)
+        return self.graph.edge_count
 
     async def reload(self) -> None:
         """Read the graph document the simulation keeps in Redis."""
         raw = await self.link.call(lambda: self.link.redis.get(self.link.keys.graph))
         if raw is not None:
-            self.doc = await asyncio.get_running_loop().run_in_executor(None, json.loads, raw)
+            doc = await asyncio.get_running_loop().run_in_executor(None, json.loads, raw)
+            self.graph.load(doc)
 
     def snapshot_published(self, snap: Snapshot) -> None:
         """The newest layout (from a published frame set)."""
@@ -147,7 +155,7 @@ class RemoteGraph:
 
     async def data_json(self, snap: Snapshot, settings_revision: int) -> bytes:
         """``GET /api/graph/data`` from the mirror at snapshot ``snap``."""
-        doc, epoch = self.doc, self.epoch
+        doc, epoch = self.graph.doc, self.epoch
 
         def build() -> bytes:
             where = {int(i): p for i, p in zip(snap.ids.tolist(), snap.pos.tolist(),
@@ -177,10 +185,6 @@ class RemoteGraph:
                                 for i, p in zip(snap.ids.tolist(), snap.pos.tolist(),
                                                 strict=True)]
         return out
-
-    def edges_json(self, written: list[Any]) -> list[dict[str, Any]]:
-        """Edges as ``/api/graph/data`` shows them (the simulation sent them so)."""
-        return list(written)
 
     # -- commands ------------------------------------------------------------------------------
     async def _call(self, op: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -293,79 +297,6 @@ class RemoteRunner:
         """Nothing runs here."""
 
 
-class LocalSettingsWrites:
-    """Settings writes in the process that owns the settings (a single process, or the
-    simulation holding the lease; a standby refuses them: it is not the writer)."""
-
-    def __init__(self, service: SettingsService,
-                 writable: Callable[[], bool] = lambda: True) -> None:
-        self.service = service
-        self.writable = writable
-
-    async def apply(self, entries: Iterable[tuple[int, Value]], *, admin: bool = False,
-                    origin: object | None = None) -> tuple[int, Entries]:
-        """Validate and commit (see :meth:`SettingsService.apply`)."""
-        if not self.writable():
-            raise ProtocolError(ErrorCode.INTERNAL, "this simulation is a standby: write "
-                                "through a gateway", retry_after_ms=1000)
-        return self.service.apply(entries, admin=admin, origin=origin)
-
-    async def apply_paths(self, values: dict[str, Any], *, admin: bool = False,
-                          origin: object | None = None) -> tuple[int, Entries]:
-        """:meth:`apply` for dotted paths and JSON values (REST)."""
-        return await self.apply([(self.service.path_id(p), from_json(v))
-                                 for p, v in values.items()], admin=admin, origin=origin)
-
-
-class RemoteSettingsWrites:
-    """Settings writes from a gateway: forwarded to the one writer, answered once the mirror
-    holds the revision (so a read after the reply sees it)."""
-
-    def __init__(self, service: SettingsService, commands: CommandClient,
-                 reached: Callable[[int], Any], gateway: str) -> None:
-        self.service = service
-        self.commands = commands
-        self.reached = reached
-        self.gateway = gateway
-        self._origins: dict[str, object] = {}
-        self._n = 0
-
-    def origin_of(self, tag: str) -> object | None:
-        """The local connection that wrote a change set (it gets the Response, not a Delta)."""
-        return self._origins.get(tag)
-
-    async def apply(self, entries: Iterable[tuple[int, Value]], *, admin: bool = False,
-                    origin: object | None = None) -> tuple[int, Entries]:
-        """Write through the simulation; (revision, entries written) as the writer says."""
-        self._n += 1
-        tag = f"{self.gateway}:{self._n}"
-        if origin is not None:
-            self._origins[tag] = origin
-        body = base64.b64encode(sc.encode_body(sc.Delta(0, tuple(entries)))).decode()
-        try:
-            out = await self.commands.call("settings", {"delta": body, "admin": admin,
-                                                        "origin": tag})
-            revision = int(out["revision"])
-            written = sc.decode_body(base64.b64decode(out["written"]))
-            assert isinstance(written, sc.Delta)
-            async with asyncio.timeout(self.commands.timeout):
-                await self.reached(revision)
-        except (CommandUnavailableError, CommandFailedError) as exc:
-            raise command_error(exc) from None
-        except TimeoutError:
-            raise ProtocolError(ErrorCode.INTERNAL, "the settings change was committed but "
-                                "has not reached this gateway yet", retry_after_ms=1000) from None
-        finally:
-            self._origins.pop(tag, None)
-        return revision, written.entries
-
-    async def apply_paths(self, values: dict[str, Any], *, admin: bool = False,
-                          origin: object | None = None) -> tuple[int, Entries]:
-        """:meth:`apply` for dotted paths and JSON values (REST)."""
-        return await self.apply([(self.service.path_id(p), from_json(v))
-                                 for p, v in values.items()], admin=admin, origin=origin)
-
-
 class GatewayFeed:
     """Takes what the simulation publishes and hands it to the mirror, the hub and clients."""
 
@@ -435,7 +366,7 @@ class GatewayFeed:
             self.graph.sssp_frame = env.blobs[0]
             self.graph.sssp_seq = int(env.header["seq"])
             source = env.header.get("source")
-            self.graph.sssp_source = None if source is None else int(source)
+            self.graph.sssp = SsspChoice(None if source is None else int(source))
             if not catch_up:
                 self.send_to_subscribers(env.blobs[0])
 
@@ -448,7 +379,7 @@ class GatewayFeed:
         if not first:
             g = self.graph
             log.warning("gateway: the simulation changed (epoch %d): clients refetch", epoch)
-            self.broadcast_json(GraphChanged(epoch, g.topology_version, g.node_count,
+            self.broadcast_json(GraphChanged(epoch, g.topology_version, g.graph.node_count,
                                              g.edge_count, refetch=True).to_json())
 
     def _frames(self, fs: FrameSet) -> None:
@@ -485,3 +416,35 @@ class GatewayFeed:
         return {"token": self.token, "received": self.received, "gaps": self.gaps,
                 "stale": self.stale,
                 "lastFrameAgoMs": None if age is None else int(age * 1000)}
+
+
+class ResumableIds:
+    """Client ids any process of the cluster may resume (``/ws?resume=``): a client that
+    reconnects through another gateway, even after its own gateway crashed, keeps its id.
+    Each open connection's id is written when it connects and every housekeeping sweep, and
+    expires ``resume_window`` after the last write."""
+
+    def __init__(self, link: Link, resume_window: Callable[[], float]) -> None:
+        self.link = link
+        self.resume_window = resume_window
+
+    async def remember(self, client_ids: list[str]) -> None:
+        """Let every process resume these ids for the resume window."""
+        link = self.link
+        window = max(1, int(self.resume_window() * 1000))
+
+        async def write() -> None:
+            async with link.redis.pipeline(transaction=False) as pipe:
+                for cid in client_ids:
+                    pipe.set(link.keys.client(cid), 1, px=window)
+                await pipe.execute()
+        with contextlib.suppress(RedisDownError):
+            await link.call(write)
+
+    async def known(self, client_id: str) -> bool:
+        """Did a connection with this id leave a process of the cluster recently?"""
+        link = self.link
+        try:
+            return bool(await link.call(lambda: link.redis.exists(link.keys.client(client_id))))
+        except RedisDownError:
+            return False

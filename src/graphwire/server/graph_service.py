@@ -20,7 +20,15 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from graphwire.graph.model import Edge, EdgeSpec, Graph, GraphError, NodeSpec, NodeType
+from graphwire.graph.model import (
+    Edge,
+    EdgeSpec,
+    Graph,
+    GraphError,
+    NodeSpec,
+    NodeType,
+    UnknownNodeError,
+)
 from graphwire.protocol.control import GraphChanged, Rejected
 from graphwire.simulation import (
     PhysicsParams,
@@ -147,30 +155,15 @@ class GraphService:
             return int(live.sum())
         return await self._locked(apply)
 
-    def edges_json(self, written: list[Any]) -> list[dict[str, Any]]:
-        """Edges as ``/api/graph/data`` shows them."""
-        return [self.graph.edge_json(e) for e in written]
-
     @property
     def topology_version(self) -> int:
         """The graph's topology version."""
         return self.graph.topology_version
 
     @property
-    def node_count(self) -> int:
-        """Live nodes."""
-        return self.graph.node_count
-
-    @property
     def edge_count(self) -> int:
         """Edges."""
         return self.graph.edge_count
-
-    @property
-    def max_live_id(self) -> int:
-        """The highest live id (-1: no nodes)."""
-        live = self.graph.live_ids()
-        return int(live.max()) if live.shape[0] else -1
 
     def state_json(self, snap: Snapshot, settings_revision: int,
                    positions: bool) -> dict[str, Any]:
@@ -283,7 +276,7 @@ class GraphService:
         """Set (or clear) the one source of the graph and broadcast the result."""
         def compute() -> ShortestPaths:
             if source is not None and not self.graph.is_live(source):
-                raise GraphError(f"unknown node id {source}")
+                raise UnknownNodeError(f"unknown node id {source}")
             return shortest_paths(self.graph, source)
         result = await self._locked(compute)
         self._publish_sssp(result)
