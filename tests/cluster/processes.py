@@ -15,6 +15,10 @@ import sys
 import threading
 from pathlib import Path
 
+from ..server.conftest import ring_csv
+
+__all__ = ["Cluster", "Process", "ring_csv"]
+
 READY = re.compile(r"serving .* on (http://\S+)")
 
 
@@ -89,17 +93,6 @@ class Process:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
-
-
-def ring_csv(path: Path, n: int = 200) -> Path:
-    """A ring with chords (the same small graph the server tests use)."""
-    rows = ["source,target"]
-    for i in range(n):
-        rows.append(f"n{i:03d},n{(i + 1) % n:03d}")
-        if i % 7 == 0:
-            rows.append(f"n{i:03d},n{(i * 13 + 5) % n:03d}")
-    path.write_text("\n".join(rows) + "\n")
-    return path
 
 
 class Cluster:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,14 +99,6 @@ def v2_positions(frame: bytes) -> dict[int, np.ndarray]:
     f = decode_v2(frame)
     return {int(i): p for i, p in zip(f.nodes.ids.tolist(), np.asarray(f.nodes.pos),
                                       strict=True)}
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

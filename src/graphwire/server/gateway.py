@@ -36,7 +36,7 @@ from graphwire.protocol.control import GraphChanged, Rejected
 from graphwire.protocol.errors import ErrorCode, ProtocolError
 from graphwire.simulation import Snapshot
 
-from .graph_service import GraphService, PositionResult
+from .graph_service import GraphService, PositionResult, state_json
 from .settings_writes import command_error
 from .stream_hub import StreamHub
 
@@ -111,16 +111,6 @@ class RemoteGraph:
         self._waiters: list[asyncio.Future[Snapshot]] = []
 
     # -- the mirror ----------------------------------------------------------------------------
-    @property
-    def topology_version(self) -> int:
-        """The topology version of the mirrored graph."""
-        return self.graph.topology_version
-
-    @property
-    def edge_count(self) -> int:
-        """Edges."""
-        return self.graph.edge_count
-
     async def reload(self) -> None:
         """Read the graph document the simulation keeps in Redis."""
         raw = await self.link.call(lambda: self.link.redis.get(self.link.keys.graph))
@@ -142,7 +132,7 @@ class RemoteGraph:
         deadline = loop.time() + 10.0
         while True:
             snap = self.latest
-            if snap is not None and snap.topology_version == self.topology_version:
+            if snap is not None and snap.topology_version == self.graph.topology_version:
                 return snap
             if loop.time() > deadline:
                 raise ProtocolError(ErrorCode.INTERNAL, "no snapshot from the simulation yet",
@@ -174,17 +164,7 @@ class RemoteGraph:
     def state_json(self, snap: Snapshot, settings_revision: int,
                    positions: bool) -> dict[str, Any]:
         """``GET /api/graph/state`` from the mirror."""
-        out: dict[str, Any] = {
-            "epoch": self.epoch, "seq": snap.seq, "topologyVersion": snap.topology_version,
-            "nodesCount": int(snap.ids.shape[0]), "edgesCount": self.edge_count,
-            "settled": snap.settled, "kineticEnergy": snap.kinetic_energy,
-            "settingsRevision": settings_revision,
-        }
-        if positions:
-            out["positions"] = [{"id": i, "x": p[0], "y": p[1], "z": p[2]}
-                                for i, p in zip(snap.ids.tolist(), snap.pos.tolist(),
-                                                strict=True)]
-        return out
+        return state_json(self.epoch, snap, self.graph.edge_count, settings_revision, positions)
 
     # -- commands ------------------------------------------------------------------------------
     async def _call(self, op: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -379,8 +359,9 @@ class GatewayFeed:
         if not first:
             g = self.graph
             log.warning("gateway: the simulation changed (epoch %d): clients refetch", epoch)
-            self.broadcast_json(GraphChanged(epoch, g.topology_version, g.graph.node_count,
-                                             g.edge_count, refetch=True).to_json())
+            m = g.graph
+            self.broadcast_json(GraphChanged(epoch, m.topology_version, m.node_count,
+                                             m.edge_count, refetch=True).to_json())
 
     def _frames(self, fs: FrameSet) -> None:
         n = int(fs.ids.shape[0])

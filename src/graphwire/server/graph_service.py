@@ -155,30 +155,10 @@ class GraphService:
             return int(live.sum())
         return await self._locked(apply)
 
-    @property
-    def topology_version(self) -> int:
-        """The graph's topology version."""
-        return self.graph.topology_version
-
-    @property
-    def edge_count(self) -> int:
-        """Edges."""
-        return self.graph.edge_count
-
     def state_json(self, snap: Snapshot, settings_revision: int,
                    positions: bool) -> dict[str, Any]:
         """``GET /api/graph/state`` at snapshot ``snap``."""
-        out: dict[str, Any] = {
-            "epoch": self.epoch, "seq": snap.seq, "topologyVersion": snap.topology_version,
-            "nodesCount": int(snap.ids.shape[0]), "edgesCount": self.graph.edge_count,
-            "settled": snap.settled, "kineticEnergy": snap.kinetic_energy,
-            "settingsRevision": settings_revision,
-        }
-        if positions:
-            out["positions"] = [{"id": i, "x": p[0], "y": p[1], "z": p[2]}
-                                for i, p in zip(snap.ids.tolist(), snap.pos.tolist(),
-                                                strict=True)]
-        return out
+        return state_json(self.epoch, snap, self.graph.edge_count, settings_revision, positions)
 
     # -- commands -----------------------------------------------------------------------------
     async def positions(self, ids: np.ndarray, pos: np.ndarray, *, pin: bool,
@@ -338,3 +318,18 @@ class GraphService:
         if kind is not None and not isinstance(kind, str):
             raise GraphError("'type' must be a string")
         return EdgeSpec(ends[0], ends[1], float(weight), kind)  # type: ignore[arg-type]
+
+
+def state_json(epoch: int, snap: Snapshot, edges: int, settings_revision: int,
+               positions: bool) -> dict[str, Any]:
+    """``GET /api/graph/state`` at snapshot ``snap`` (``positions``: the exact positions)."""
+    out: dict[str, Any] = {
+        "epoch": epoch, "seq": snap.seq, "topologyVersion": snap.topology_version,
+        "nodesCount": int(snap.ids.shape[0]), "edgesCount": edges,
+        "settled": snap.settled, "kineticEnergy": snap.kinetic_energy,
+        "settingsRevision": settings_revision,
+    }
+    if positions:
+        out["positions"] = [{"id": i, "x": p[0], "y": p[1], "z": p[2]}
+                            for i, p in zip(snap.ids.tolist(), snap.pos.tolist(), strict=True)]
+    return out
