@@ -215,9 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "publish it; gateway: serve clients from what a simulation publishes")
     serve.add_argument("--redis-namespace", default="graphwire",
                        help="prefix of this cluster's Redis keys (graphwire)")
-    serve.add_argument("--lease-ttl", type=float, default=3.0, metavar="SECONDS",
+    serve.add_argument("--lease-ttl", type=float, default=2.5, metavar="SECONDS",
                        help="simulation lease lifetime: a standby takes over this long after "
-                       "the holder stops renewing (3)")
+                       "the holder stops renewing (2.5)")
     serve.add_argument("--node-id", help="this process's name in the cluster (default: random)")
     serve.set_defaults(func=_serve)
 

@@ -79,7 +79,8 @@ class Keys:
 
     @property
     def formats(self) -> str:
-        """Formats in use (hash: gateway id → JSON ``{"formats": [...], "until": ms}``)."""
+        """The streams gateways use (JSON list, expiring): a new lease holder encodes them
+        from its first frame."""
         return self._k("formats")
 
     def client(self, client_id: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import math
 import time
@@ -150,6 +151,7 @@ class ClusterSimulation:
             placed = await self.graph.restore_positions(last.ids.astype(np.int64),
                                                         last.pos.astype(np.float32))
         await self.writer.take_over()
+        await self._load_streams()
         self.fresh = True
         self.hub.restart()
         self.holding = True
@@ -333,7 +335,24 @@ class ClusterSimulation:
                 self._streams[stream] = until
         if new:
             self.runner.request_snapshot()
+        await self._save_streams()
         return {}
+
+    async def _load_streams(self) -> None:
+        """The streams gateways asked the previous holder for: encoded from the first frame,
+        so clients get the new epoch's frames without a round trip."""
+        raw = await self.link.call(lambda: self.link.redis.get(self.link.keys.formats))
+        if raw is not None:
+            until = time.monotonic() + STREAM_TTL
+            for stream in json.loads(raw):
+                self._streams[str(stream)] = until
+
+    async def _save_streams(self) -> None:
+        now = time.monotonic()
+        live = sorted(s for s, until in self._streams.items() if until > now)
+        with contextlib.suppress(RedisDownError):
+            await self.link.call(lambda: self.link.redis.set(
+                self.link.keys.formats, json.dumps(live), px=int(STREAM_TTL * 1000)))
 
     async def _request_snapshot(self, body: dict[str, Any]) -> dict[str, Any]:
         await self._streams_cmd(body)
