@@ -44,6 +44,7 @@ from graphwire.protocol.sssp import encode_sssp
 from graphwire.settings import SettingsError, SettingsService
 from graphwire.simulation import ShortestPaths
 
+from .errors import graph_code
 from .graph_service import GraphService
 from .runner import SimulationRunner
 from .stream_hub import StreamHub
@@ -62,8 +63,8 @@ Job = Callable[[], Awaitable[None]]
 
 def command_error(exc: Exception) -> dict[str, Any] | None:
     """A refusal as a reply error (None: a bug, logged and answered ``internal``)."""
-    if isinstance(exc, GraphError):
-        return {"kind": "graph", "message": str(exc)}
+    if isinstance(exc, GraphError):  # with its §7 code: the gateway answers what we would
+        return {"kind": "graph", "code": graph_code(exc).value, "message": str(exc)}
     if isinstance(exc, SettingsError):
         return {"kind": "settings", "code": int(exc.code), "message": exc.message}
     if isinstance(exc, ProtocolError):
@@ -297,19 +298,24 @@ class ClusterSimulation:
     async def _add(self, body: dict[str, Any]) -> dict[str, Any]:
         nodes = [self.graph.node_spec(n) for n in body["nodes"]]
         edges = [self.graph.edge_spec(e) for e in body["edges"]]
-        return {"ids": await self.graph.add(nodes, edges)}
+        return {"ids": await self.graph.add(nodes, edges), **self._topology()}
 
     async def _remove_node(self, body: dict[str, Any]) -> dict[str, Any]:
         await self.graph.remove_node(int(body["id"]))
-        return {}
+        return self._topology()
 
     async def _add_edges(self, body: dict[str, Any]) -> dict[str, Any]:
         written = await self.graph.add_edges([self.graph.edge_spec(e) for e in body["edges"]])
-        return {"edges": [self.graph.graph.edge_json(e) for e in written]}
+        return {"edges": [self.graph.graph.edge_json(e) for e in written], **self._topology()}
 
     async def _remove_edges(self, body: dict[str, Any]) -> dict[str, Any]:
         gone = await self.graph.remove_edges([self.graph.edge_spec(e) for e in body["edges"]])
-        return {"removed": [[a, b] for a, b in gone]}
+        return {"removed": [[a, b] for a, b in gone], **self._topology()}
+
+    def _topology(self) -> dict[str, Any]:
+        """The topology version after a command: the gateway answers its client once its
+        mirror shows it (a read after the reply sees the change)."""
+        return {"topologyVersion": self.graph.graph.topology_version}
 
     async def _sssp(self, body: dict[str, Any]) -> dict[str, Any]:
         source = body["source"]

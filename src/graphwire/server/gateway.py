@@ -109,6 +109,7 @@ class RemoteGraph:
         self.sssp = SsspChoice(None)
         self.graph = GraphMirror()
         self._waiters: list[asyncio.Future[Snapshot]] = []
+        self._topology_waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     # -- the mirror ----------------------------------------------------------------------------
     async def reload(self) -> None:
@@ -117,6 +118,13 @@ class RemoteGraph:
         if raw is not None:
             doc = await asyncio.get_running_loop().run_in_executor(None, json.loads, raw)
             self.graph.load(doc)
+            version, keep = self.graph.topology_version, []
+            for want, fut in self._topology_waiters:
+                if want <= version and not fut.done():
+                    fut.set_result(None)
+                elif not fut.done():
+                    keep.append((want, fut))
+            self._topology_waiters = keep
 
     def snapshot_published(self, snap: Snapshot) -> None:
         """The newest layout (from a published frame set)."""
@@ -169,9 +177,17 @@ class RemoteGraph:
     # -- commands ------------------------------------------------------------------------------
     async def _call(self, op: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            return await self.commands.call(op, body)
+            out = await self.commands.call(op, body)
         except (CommandUnavailableError, CommandFailedError) as exc:
             raise command_error(exc) from None
+        version = out.get("topologyVersion")
+        if version is not None and self.graph.topology_version < int(version):
+            # the change's graph_changed is on its way: answer once the mirror shows it
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._topology_waiters.append((int(version), fut))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(fut, self.commands.timeout)
+        return out
 
     async def positions(self, ids: np.ndarray, pos: np.ndarray, *, pin: bool,
                         release: bool) -> PositionResult:

@@ -18,7 +18,6 @@ from graphwire.cluster.commands import (
     CommandFailedError,
     CommandUnavailableError,
 )
-from graphwire.graph.model import GraphError
 from graphwire.protocol import settings_codec as sc
 from graphwire.protocol.errors import ErrorCode, ProtocolError
 from graphwire.protocol.settings_codec import Entries, Value
@@ -35,7 +34,7 @@ def command_error(exc: Exception) -> Exception:
         err = exc.error
         kind, message = err.get("kind"), str(err.get("message", "refused"))
         if kind == "graph":
-            return GraphError(message)
+            return ProtocolError(ErrorCode(str(err.get("code", "invalid_value"))), message)
         if kind == "settings":
             return SettingsError(sc.SettingsErrorCode(int(err["code"])), message)
         if kind == "protocol":
