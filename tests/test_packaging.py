@@ -80,6 +80,11 @@ def test_a_built_wheel_serves_outside_the_source_tree(tmp_path: Path) -> None:
             assert json.loads(resp.read())["nodesCount"] > 0  # the bundled demo graph
         with urllib.request.urlopen(url, timeout=30) as resp:
             assert b"<html" in resp.read().lower()  # the client is in the wheel
+        for path in ("app/main.js", "vendor/three/build/three.module.js",
+                     "vendor/three/build/three.core.js",
+                     "vendor/three/examples/jsm/controls/OrbitControls.js"):
+            with urllib.request.urlopen(url + path, timeout=30) as resp:
+                assert resp.status == 200 and resp.read(), path  # and three.js with it
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
         assert "stopped" in proc.stdout.read()
