@@ -293,7 +293,10 @@ class Session:
 
     async def _heartbeat(self) -> None:
         """A WebSocket ping every ``heartbeatIntervalMs``; a peer that sent nothing (no
-        message, no pong) for ``heartbeatTimeoutMs`` is closed with 1001 (§8)."""
+        message, no pong) for ``heartbeatTimeoutMs`` is closed with 1001 (§8).
+
+        Not aiohttp's ``heartbeat``: it waits a fixed half interval for the pong, cannot follow
+        a live change of either setting, and aborts with 1006 instead of closing with 1001."""
         while not self.closed:
             cs = self.ctx.settings.live.connection
             now = time.monotonic()
