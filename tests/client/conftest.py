@@ -21,10 +21,9 @@ __all__ = ["Harness", "ServerFactory", "make_server", "ring_csv"]
 
 ROOT = Path(__file__).resolve().parents[2]
 # plenty of control tokens: tests open many connections from one address
-GENEROUS = ("system.rateLimits.control.perMinute=1000000", "system.rateLimits.control.burst=100000",
-            "system.rateLimits.settings.perMinute=1000000", "system.rateLimits.settings.burst=100000",
-            "system.rateLimits.positions.perMinute=1000000",
-            "system.rateLimits.positions.burst=100000")
+GENEROUS = tuple(f"system.rateLimits.{c}.{k}={v}"
+                 for c in ("control", "settings", "positions")
+                 for k, v in (("perMinute", 1_000_000), ("burst", 100_000)))
 
 
 def free_port() -> int:

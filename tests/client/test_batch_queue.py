@@ -21,11 +21,19 @@ class Wire:
     def __init__(self) -> None:
         self.frames: list[bytes] = []
         self.up = True
+        self.called = asyncio.Event()
 
     def __call__(self, frame: bytes, batch: int) -> bool:
+        self.called.set()
         if self.up:
             self.frames.append(frame)
         return self.up
+
+    async def next_call(self) -> None:
+        """Wait for the queue's next attempt to send."""
+        self.called.clear()
+        async with asyncio.timeout(2):
+            await self.called.wait()
 
     def batches(self) -> list[tuple[int, list[int], np.ndarray]]:
         out = []
@@ -126,13 +134,12 @@ async def test_unanswered_and_rate_limited_batches_are_retried_with_backoff() ->
     # a send function that refuses (socket down) also retries; an ack settles the batch
     wire.up = False
     q.enqueue(2, 0, 0, 0)
-    async with asyncio.timeout(2):
-        while q.counters.retried < 3:
-            await asyncio.sleep(0.01)
+    await wire.next_call()  # refused
+    await wire.next_call()  # the retry, refused too
+    assert q.counters.retried == 3
     wire.up = True
-    async with asyncio.timeout(2):
-        while not wire.frames or decode_client_positions(wire.frames[-1]).ids.tolist() != [2]:
-            await asyncio.sleep(0.01)
+    await wire.next_call()  # the next retry goes out
+    assert decode_client_positions(wire.frames[-1]).ids.tolist() == [2]
     last = decode_client_positions(wire.frames[-1])
     q.on_ack({"batch": last.batch, "accepted": 1, "rejected": []})
     assert q.counters.acked == 1 and q.counters.accepted == 1 and q.pending["inflight"] == 0

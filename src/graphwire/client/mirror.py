@@ -233,14 +233,24 @@ class GraphMirror:
                 except KeyframeMissingError:
                     return Applied(kind, header.seq, header.keyframe, header.settled, 0,
                                    need_keyframe=True)
-                ids = self.q.ids.astype(np.int64)
-                if ids.shape[0]:
-                    self._grow(int(ids.max()) + 1)
-                self.positions[ids] = self.q.positions()
+                qids = self.q.ids
+                n = int(qids.shape[0])
+                if n:
+                    self._grow(int(qids[-1]) + 1)  # ascending: the last id is the largest
+                # dense ids 0 … n-1 (the usual case) are a slice, not a gather
+                where: slice | npt.NDArray[np.int64] = (
+                    slice(0, n) if n == 0 or int(qids[-1]) == n - 1 else qids.astype(np.int64))
+                grid = self.q.grid
+                assert grid is not None
+                out = self.positions[where]
+                np.multiply(self.q.q, grid.step, out=out, casting="unsafe")
+                out += grid.origin
+                if isinstance(where, np.ndarray):
+                    self.positions[where] = out
                 if self.q.vel is not None:
-                    self.velocities[ids] = self.q.vel
+                    self.velocities[where] = self.q.vel
                 full = isinstance(q, QKeyframe)
-                count = int((q.ids if full else q.idx).shape[0])
+                count = int(q.ids.shape[0] if isinstance(q, QKeyframe) else q.idx.shape[0])
             else:
                 raise ValueError(f"kind 0x{kind:02x} is not a stream frame")
             self.seq = header.seq

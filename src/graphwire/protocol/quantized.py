@@ -720,8 +720,12 @@ class QDecoder:
         pred = self.base
         if d.value_coding == VALUES_PREDICTED:
             pred = predict(self.base, self.motion, self.span, d.header.seq - d.key_seq)
-        base = apply_shift(self.base, d.shift) if d.rebase else self.base
-        q = (apply_shift(pred, d.shift) if d.rebase else pred).copy()
+        # Fresh arrays only where needed: q is written below, base and pred never are.
+        shifting = d.rebase and bool(d.shift.any())
+        base = apply_shift(self.base, d.shift) if shifting else self.base
+        q = apply_shift(pred, d.shift) if shifting else pred
+        if q is self.base:
+            q = q.copy()
         q[d.idx] += d.dq
         if q.shape[0]:
             lo, hi = _kernels.bounds(q)
@@ -736,7 +740,7 @@ class QDecoder:
         if d.rebase:
             self.motion, self.span = q - base, d.header.seq - d.key_seq
             self.grid = self.grid.shifted(d.shift)
-            self.base = q.copy()
+            self.base = q  # never written in place: the next frame builds a new q
             self.key_vel = None if vel is None else vel.copy()
             self.key_seq = d.header.seq
 
