@@ -115,7 +115,8 @@ class Client:
         self.open_timeout = open_timeout
         self.load_graph = load_graph
         self.mirror = GraphMirror()
-        self.settings = SettingsMirror(self.send, timeout=request_timeout)
+        self.settings = SettingsMirror(self.send, timeout=request_timeout,
+                                       connected=lambda: self._open)
         self.settings.on_change = self._settings_changed
         self.settings.on_error = self._client_error
         self.positions = BatchQueue(self._send_batch, epoch=lambda: self.mirror.epoch or 0,

@@ -218,13 +218,17 @@ class GraphMirror:
             if kind in (Kind.POSITIONS_V1, Kind.POSITIONS_V2):
                 frame = (decode_v1 if kind == Kind.POSITIONS_V1 else decode_v2)(data)
                 nodes = frame.nodes
-                ids = nodes.ids.astype(np.int64)
+                ids = nodes.ids
+                at: slice | npt.NDArray[np.int64] = slice(0, 0)
                 if ids.shape[0]:
+                    first, last = int(ids[0]), int(ids[-1])
+                    dense = last - first + 1 == ids.shape[0] and bool(np.all(np.diff(ids) == 1))
+                    at = slice(first, last + 1) if dense else ids.astype(np.int64)
                     self._grow(int(ids.max()) + 1)
-                self.positions[ids] = nodes.pos
-                self.velocities[ids] = nodes.vel
-                self.sssp_distance[ids] = nodes.dist
-                self.sssp_parent[ids] = nodes.parent
+                self.positions[at] = nodes.pos
+                self.velocities[at] = nodes.vel
+                self.sssp_distance[at] = nodes.dist
+                self.sssp_parent[at] = nodes.parent
                 count = len(nodes)
                 full = header.keyframe
             elif kind == Kind.POSITIONS_Q:

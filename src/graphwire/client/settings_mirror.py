@@ -53,9 +53,11 @@ def typed(tag: Tag, value: Any) -> Value:
 class SettingsMirror:
     """Every setting's current value, kept in step with the server."""
 
-    def __init__(self, send: Callable[[bytes], object], *, timeout: float = 10.0) -> None:
+    def __init__(self, send: Callable[[bytes], object], *, timeout: float = 10.0,
+                 connected: Callable[[], bool] = lambda: True) -> None:
         self._send = send
         self.timeout = timeout
+        self._connected = connected
         self.paths: dict[str, int] = {}
         self.tags: dict[int, Tag] = {}
         self.names: dict[int, str] = {}
@@ -140,11 +142,19 @@ class SettingsMirror:
         self._pending[req] = (fut, sync, path)
         try:
             self._send(sc.encode_settings(build(req)))
-            return await asyncio.wait_for(fut, self.timeout)
-        except TimeoutError:
-            raise SettingsError(0, f"no reply within {self.timeout:g} s", path) from None
+            while True:
+                try:
+                    return await asyncio.wait_for(asyncio.shield(fut), self.timeout)
+                except TimeoutError:
+                    # While disconnected the request waits in the outgoing queue and goes out
+                    # after reconnecting: only silence on an open connection is a failure.
+                    if self._connected():
+                        raise SettingsError(0, f"no reply within {self.timeout:g} s",
+                                            path) from None
         finally:
             self._pending.pop(req, None)
+            if not fut.done():
+                fut.cancel()
 
     # -- what the server sends ---------------------------------------------------------------
     def expect(self, revision: int, digest_hex: str) -> None:
