@@ -253,3 +253,32 @@ async def test_an_attempt_limit_gives_up_with_connect_error(make_server: ServerF
         await client.start()
     assert "after 3 attempts" in str(err.value)
     assert attempts == [2, 3]
+
+
+@pytest.mark.timeout(60)
+async def test_a_ban_closes_1008_and_the_client_waits_retry_after(
+        make_server: ServerFactory) -> None:
+    r = "system.rateLimits."
+    harness = await make_server(token="tok", overrides={
+        r + "control.perMinute": 600, r + "control.burst": 5, r + "banThreshold": 1,
+        r + "banDurationMs": 2000})
+    client = Client(harness.base, token="tok", format="q", backoff=Backoff(base=0.1, cap=0.2))
+    await client.start()
+    try:
+        banned = asyncio.ensure_future(client.wait_for("error", lambda e: e.code == "banned"))
+        closed = asyncio.ensure_future(client.wait_for("disconnected"))
+        retry = asyncio.ensure_future(client.wait_for("reconnecting"))
+        back = asyncio.ensure_future(client.wait_for("connected"))
+        for _ in range(20):  # over the control limit: a violation, and the threshold is 1
+            client.send_json({"type": "ping"})
+        async with asyncio.timeout(10):
+            err = await banned
+            assert err.category == "rate_limit" and 0 < err.retry_after_ms <= 2000
+            assert (await closed).code == 1008
+            wait = (await retry).delay
+        assert wait >= err.retry_after_ms / 1000 - 0.05  # not the 0.1 s backoff: the ban's wait
+        async with asyncio.timeout(15):
+            await back  # the ban is over: it comes back by itself
+        assert client.reconnects == 1
+    finally:
+        await client.close()

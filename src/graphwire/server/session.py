@@ -61,6 +61,7 @@ class Session:
                                    float(server.ws_settings.error_replies_per_second))
         self._last_warning: dict[str, float] = {}
         self._close_code = int(CloseCode.NORMAL)
+        self._closing: asyncio.Task[None] | None = None
 
     # -- the outbox (the hub's Outlet) ---------------------------------------------------------
     def position_pending(self) -> bool:
@@ -126,7 +127,7 @@ class Session:
         self._outbox.clear()
         self._positions_queued = 0
         self._wake.set()
-        self.server.spawn(self._close(code, reason))
+        self._closing = self.server.spawn(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         try:
@@ -220,6 +221,11 @@ class Session:
         finally:
             self.closed = True
             self._wake.set()
+            if self._closing is not None:
+                # the close frame with its code (1008, 1013, …) goes out before the handler
+                # returns; returning first lets aiohttp close with 1000
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(self._closing), 3.0)
             if self._sender is not None:
                 self._sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
