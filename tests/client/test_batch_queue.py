@@ -198,3 +198,14 @@ async def test_the_server_acknowledges_every_batch(generous_server: Harness) -> 
         _, state = await generous_server.get("/api/graph/state?positions=1")
         pinned = {p["id"]: (p["x"], p["y"], p["z"]) for p in state["positions"]}
         assert all(pinned[int(i)] == (10.0, 20.0, 30.0) for i in ids)
+
+
+async def test_the_outgoing_queue_is_bounded_oldest_dropped_and_counted() -> None:
+    client = Client("http://127.0.0.1:9", queue_limit=10)  # never started: all of it waits
+    for i in range(15):
+        assert client.send_json({"type": "ping", "timestamp": i}) is False
+    assert client.dropped == 5
+    waiting = [int(m.split(b'"timestamp":')[1].rstrip(b"}")) if isinstance(m, bytes)
+               else int(m.split('"timestamp":')[1].rstrip("}")) for m in client._outgoing]
+    assert waiting == list(range(5, 15))  # in order, the oldest five gone
+    await client.close()
