@@ -35,8 +35,10 @@ async def converged(client: Client, get_state: Callable[[], Any]) -> None:
             want = np.array([[p["x"], p["y"], p["z"]] for p in state["positions"]])
             assert np.array_equal(snap.ids, [p["id"] for p in state["positions"]])
             step = client.mirror.grid_step()
-            assert step is not None
-            assert np.all(np.abs(snap.positions - want).max(axis=0) <= step / 2 + 1e-9)
+            if step is None:  # no frame yet since the REST data of that same seq: exact
+                np.testing.assert_array_equal(snap.positions, want)
+            else:
+                assert np.all(np.abs(snap.positions - want).max(axis=0) <= step / 2 + 1e-9)
             assert client.mirror.epoch == state["epoch"]
             return
         await asyncio.sleep(0.05)
