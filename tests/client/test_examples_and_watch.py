@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from graphwire.client.watch import watch
 
 from .conftest import ROOT, Harness, ServerFactory, ring_csv
 
@@ -59,38 +63,53 @@ async def test_settle_after_setting(make_server: ServerFactory, tmp_path: Path) 
     assert rest["value"] == 4.5
 
 
-@pytest.mark.parametrize("fmt", ["v1", "q"])
-async def test_watch_json_lines(generous_server: Harness, fmt: str) -> None:
-    code, out, err = await run(sys.executable, "-m", "graphwire.cli", "watch",
-                               generous_server.base, "--json", "--duration", "2.5",
-                               "--format", fmt)
+async def watch_lines(base: str, *args: str) -> list[dict[str, Any]]:
+    code, out, err = await run(sys.executable, "-m", "graphwire.cli", "watch", base, *args)
     assert code == 0, err
-    lines = [json.loads(line) for line in out.splitlines()]
+    return [json.loads(line) for line in out.splitlines()]
+
+
+async def test_watch_json_lines_from_the_command(generous_server: Harness) -> None:
+    lines = await watch_lines(generous_server.base, "--json", "--duration", "2.5",
+                              "--format", "q")
+    check_json_lines(lines, "q")
+
+
+async def test_watch_json_lines_v1_in_process(generous_server: Harness) -> None:
+    out = io.StringIO()
+    assert await watch(generous_server.base, as_json=True, duration=2.5, fmt="v1", out=out) == 0
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    check_json_lines(lines, "v1")
+    stats = [d for d in lines if d.get("event") == "stats"]
+    assert any(34.0 < s["bytesPerNode"] < 34.1 for s in stats if s["bytesPerNode"])
+
+
+def check_json_lines(lines: list[dict[str, Any]], fmt: str) -> None:
     assert lines[0]["event"] == "connected"
     stats = [d for d in lines if d.get("event") == "stats"]
     assert 2 <= len(stats) <= 4
     assert all(s["format"] == fmt and s["state"] == "connected" for s in stats)
     assert any(s["framesPerSec"] > 0 for s in stats)
-    if fmt == "v1":
-        assert any(34.0 < s["bytesPerNode"] < 34.1 for s in stats if s["bytesPerNode"])
     summary = lines[-1]["summary"]
     assert set(summary) == {"frames", "reconnects", "bytes", "nodes", "lastSeq", "epoch"}
     assert summary["frames"] > 0 and summary["nodes"] == 200 and summary["reconnects"] == 0
     assert summary["bytes"] > 0 and summary["lastSeq"] > 0 and summary["epoch"] >= 1
 
 
-async def test_watch_that_cannot_connect_fails_clearly(tmp_path: Path) -> None:
-    code, out, err = await run(sys.executable, "-m", "graphwire.cli", "watch",
-                               "http://127.0.0.1:9", "--json", "--duration", "1")
+async def test_watch_that_cannot_connect_fails_clearly(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = io.StringIO()
+    code = await watch("http://127.0.0.1:9", as_json=True, duration=1, out=out,
+                       connect_attempts=2)
     assert code == 1
+    err = capsys.readouterr().err
     assert "cannot connect" in err and "127.0.0.1:9" in err
-    assert "summary" not in out
+    assert "summary" not in out.getvalue()
 
 
 async def test_watch_terminal_view(generous_server: Harness) -> None:
-    code, out, err = await run(sys.executable, "-m", "graphwire.cli", "watch",
-                               generous_server.base, "--duration", "1.5")
-    assert code == 0, err
+    out = io.StringIO()
+    assert await watch(generous_server.base, duration=1.5, out=out) == 0
     for word in ("state       connected", "frames/s", "bytes/s", "bytes/node", "layout",
                  "reconnects 0"):
-        assert word in out
+        assert word in out.getvalue()
