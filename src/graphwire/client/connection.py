@@ -147,6 +147,7 @@ class Client:
         self._pong = asyncio.Event()
         self._retry_after = 0.0
         self._had_connection = False
+        self._lost_reason = ""  # why this client dropped the socket itself (no pong)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> Client:
@@ -322,7 +323,11 @@ class Client:
         failures = 0
         while not self._closing:
             self._set_state("reconnecting" if self._had_connection else "connecting")
-            code, reason, established = await self._connect_once()
+            try:
+                code, reason, established = await self._connect_once()
+            except Exception as exc:  # anything unforeseen is one failed attempt, not the end
+                log.exception("graphwire client: connection attempt failed")
+                code, reason, established = 1006, f"{type(exc).__name__}: {exc}", False
             if self._closing or self._fatal is not None:
                 return
             if established:
@@ -394,8 +399,6 @@ class Client:
             self._stop(AuthenticationError(f"the server refused the token (close 4401: {reason})"))
         return code, reason, established
 
-    _lost_reason = ""
-
     async def _end_connection(self, ws: ClientConnection) -> None:
         for t in list(self._tasks):
             if getattr(t, "_graphwire_conn", None) is ws:
@@ -456,10 +459,14 @@ class Client:
     async def _serve(self, ws: ClientConnection) -> None:
         async for message in ws:
             self.bytes_received += len(message)
-            if isinstance(message, str):
-                self._on_text(message)
-            else:
-                self._on_binary(message)
+            try:
+                if isinstance(message, str):
+                    self._on_text(message)
+                else:
+                    self._on_binary(message)
+            except Exception as exc:  # one bad message must not end the connection
+                log.exception("graphwire client: a message could not be handled")
+                self._client_error("internal", f"a message could not be handled: {exc!r}")
 
     async def _writer(self, ws: ClientConnection) -> None:
         while True:
