@@ -26,6 +26,9 @@ GENEROUS = tuple(f"system.rateLimits.{c}.{k}={v}"
                  for k, v in (("perMinute", 1_000_000), ("burst", 100_000)))
 
 
+GENEROUS_OVERRIDES = {k: int(v) for k, v in (item.split("=", 1) for item in GENEROUS)}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -89,5 +92,4 @@ def server_process(tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 async def generous_server(make_server: ServerFactory) -> AsyncIterator[Harness]:
     """An in-process server whose rate limits do not get in a test's way."""
-    overrides = dict(s.split("=", 1) for s in GENEROUS)
-    yield await make_server(overrides={k: int(v) for k, v in overrides.items()})
+    yield await make_server(overrides=dict(GENEROUS_OVERRIDES))

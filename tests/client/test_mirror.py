@@ -11,7 +11,7 @@ import pytest
 
 from graphwire.client import Client, SettingsError
 
-from .conftest import Harness, ServerFactory
+from .conftest import GENEROUS_OVERRIDES, Harness, ServerFactory
 
 
 async def _compare_at_same_seq(client: Client, harness: Harness, fmt: str,
@@ -67,8 +67,11 @@ async def _compare_at_same_seq(client: Client, harness: Harness, fmt: str,
 @pytest.mark.parametrize("fmt", ["v1", "v2", "q"])
 async def test_mirror_equals_the_servers_snapshot(make_server: ServerFactory, fmt: str) -> None:
     # deadband 0: a V1/V2 delta holds every node that moved at all, so the mirror is exact
-    harness = await make_server(overrides={"system.websocket.positionDeadband": 0.0})
-    async with Client(harness.base, format=fmt) as client:  # type: ignore[arg-type]
+    harness = await make_server(overrides={"system.websocket.positionDeadband": 0.0,
+                                           **GENEROUS_OVERRIDES})
+    # the fastest pace (clamped to 1000/maxUpdateRate): the client is sent every snapshot it
+    # can take, so the seq of the server's state is usually one it saw
+    async with Client(harness.base, format=fmt, interval_ms=1) as client:  # type: ignore[arg-type]
         assert len(client.mirror.nodes) == 200
         assert client.mirror.key_of(client.mirror.node_id("n000")) == "n000"
         assert await _compare_at_same_seq(client, harness, fmt) >= 3

@@ -51,7 +51,7 @@ async def test_sigkill_restart_resumes_converges_and_delivers_the_queue_once_in_
     server = server_process()
     await server.astart()
     backoff = Backoff(base=0.2, cap=1.0)  # a short window: the behaviour, not the 30 s cap
-    client = Client(server.url, format="q", backoff=backoff)
+    client = Client(server.url, format="q", backoff=backoff, interval_ms=1)
     await client.start()
     try:
         epoch0, rev0, old_id = client.mirror.epoch, client.settings.revision, client.client_id

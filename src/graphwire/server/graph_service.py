@@ -20,7 +20,15 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from graphwire.graph.model import Edge, EdgeSpec, Graph, GraphError, NodeSpec, NodeType
+from graphwire.graph.model import (
+    Edge,
+    EdgeSpec,
+    Graph,
+    GraphError,
+    NodeSpec,
+    NodeType,
+    UnknownNodeError,
+)
 from graphwire.protocol.control import GraphChanged, Rejected
 from graphwire.simulation import (
     PhysicsParams,
@@ -235,7 +243,7 @@ class GraphService:
         """Set (or clear) the one source of the graph and broadcast the result."""
         def compute() -> ShortestPaths:
             if source is not None and not self.graph.is_live(source):
-                raise GraphError(f"unknown node id {source}")
+                raise UnknownNodeError(f"unknown node id {source}")
             return shortest_paths(self.graph, source)
         result = await self._locked(compute)
         self._publish_sssp(result)
