@@ -8,16 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from graphwire.protocol.header import Flags
+from graphwire.protocol.q_decoder import KeyframeMissingError, QDecoder
+from graphwire.protocol.q_encoder import QOutput, QPolicy, QStreamEncoder
 from graphwire.protocol.quantized import (
     FLAG_REBASE,
     GRID_LEVELS,
-    KeyframeMissingError,
-    QDecoder,
     QDelta,
     QKeyframe,
-    QOutput,
-    QPolicy,
-    QStreamEncoder,
     decode_q,
     id_runs,
     ids_from_runs,

@@ -8,7 +8,8 @@ import numpy as np
 
 from graphwire.protocol.header import Flags, unpack_header
 from graphwire.protocol.positions import decode_v1, decode_v2
-from graphwire.protocol.quantized import QDecoder, decode_q
+from graphwire.protocol.q_decoder import QDecoder
+from graphwire.protocol.quantized import decode_q
 
 from .conftest import Harness, ServerFactory
 

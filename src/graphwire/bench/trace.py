@@ -20,7 +20,7 @@ import numpy as np
 
 from graphwire.protocol.header import Flags
 from graphwire.protocol.positions import FrameBuffer, NodeRecords, encode_v2
-from graphwire.protocol.quantized import QStreamEncoder
+from graphwire.protocol.q_encoder import QStreamEncoder
 from graphwire.simulation import PhysicsParams, Simulation, Snapshot
 
 from .graphs import barabasi_albert

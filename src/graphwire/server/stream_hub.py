@@ -26,7 +26,7 @@ from graphwire.protocol.control import ErrorMessage, Format
 from graphwire.protocol.errors import ErrorCode, ProtocolError
 from graphwire.protocol.header import Flags
 from graphwire.protocol.positions import FrameBuffer, NodeRecords, encode_v1, encode_v2, v1_fits
-from graphwire.protocol.quantized import QOutput, QStreamEncoder
+from graphwire.protocol.q_encoder import QOutput, QStreamEncoder
 from graphwire.simulation import ShortestPaths, Snapshot
 
 from .metrics import Metrics
