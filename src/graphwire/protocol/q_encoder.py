@@ -120,8 +120,15 @@ class QStreamEncoder:
         vel: F32 | None = None,
         settled: bool = False,
         force_keyframe: bool = False,
+        may_rebase: bool = True,
     ) -> QOutput:
-        """Encode snapshot ``seq`` (ids ascending, one row of ``pos`` per id)."""
+        """Encode snapshot ``seq`` (ids ascending, one row of ``pos`` per id).
+
+        ``force_keyframe``: make this snapshot the keyframe (a rebase). ``may_rebase=False``:
+        keep the keyframe whatever the policy says (a frame between the ticks of a paced
+        lineage, whose clients must still hold the keyframe at the next tick); a lineage that
+        cannot go on (other ids, another epoch, a layout past ±2^30 on its grid) still restarts.
+        """
         ids = np.ascontiguousarray(ids, dtype=np.uint32)
         pos = np.ascontiguousarray(pos).reshape(-1, 3)
         if pos.dtype not in (np.float32, np.float64):
@@ -139,11 +146,9 @@ class QStreamEncoder:
         pred = predict(lin.base, lin.motion, lin.span, seq - lin.key_seq)
         prev = lin.prev_q if lin.prev_q is not None else lin.base
         idx, cost_key, cost_prev = _kernels.moved_and_costs(q, pred, prev)
-        rebase = (
-            force_keyframe
-            or lin.age >= self.policy.max_age
-            or self._worth_rebasing(q, cost_key, cost_prev)
-        )
+        rebase = force_keyframe or (may_rebase and (
+            lin.age >= self.policy.max_age or self._worth_rebasing(q, cost_key, cost_prev)
+        ))
         if rebase:
             return self._rebase(seq, lin, pos, vel_in, settled, epoch)
         lin.prev_q = q
@@ -175,11 +180,12 @@ class QStreamEncoder:
             shift = shift_for(lin.grid.step, ideal_steps(lo, hi))
         else:
             shift = np.zeros(3, np.int64)
-        grid = lin.grid.shifted(shift)
         predicted = predict(lin.base, lin.motion, lin.span, seq - lin.key_seq)
-        base = apply_shift(lin.base, shift)
-        pred = apply_shift(predicted, shift) if predicted is not lin.base else base
-        q = grid.quantise(pos)
+        fitted = self._fit_grid(lin, pos, predicted, shift)
+        if fitted is None:
+            # even the keyframe's own grid cannot hold the layout in ±2^30: start afresh
+            return self._new_lineage(seq, lin.ids, pos, vel, epoch, settled)
+        grid, shift, base, pred, q = fitted
         idx = _kernels.moved_rows(q, pred)
         sent_vel = None if vel is None else roundtrip_velocity(vel[idx])
         frame = encode_delta(
@@ -197,6 +203,27 @@ class QStreamEncoder:
                              motion, seq - old_key)
         return QOutput(seq, frame, old_key, seq, True, int(idx.shape[0]),
                        self._full_of(self._lin))
+
+    @staticmethod
+    def _fit_grid(lin: _Lineage, pos: F32 | F64, predicted: I64, shift: I64
+                  ) -> tuple[Grid, I64, I64, I64, I64] | None:
+        """The rebased grid and the keyframe, prediction and positions on it, every coordinate
+        within ±2^30 and every move within int32 (what a client's int32 arrays hold).
+
+        A refining shift multiplies the coordinates: when the layout shrank far from the grid's
+        origin that can overflow, so the refinement is dropped, and with it failing too, None.
+        """
+        for candidate in (shift, np.minimum(shift, 0)):
+            grid = lin.grid.shifted(candidate)
+            base = apply_shift(lin.base, candidate)
+            pred = apply_shift(predicted, candidate) if predicted is not lin.base else base
+            q, peak = grid.quantise_peak(pos)
+            if peak < Q_LIMIT and _within(base) and _within(pred) and (
+                    q.shape[0] == 0 or int(np.abs(q - pred).max()) < 2**31):
+                return grid, candidate, base, pred, q
+            if not candidate.any() or not (candidate > 0).any():
+                break
+        return None
 
     def _new_lineage(self, seq: int, ids: U32, pos: F32 | F64, vel: F32 | None, epoch: int,
                      settled: bool) -> QOutput:
@@ -219,3 +246,7 @@ class QStreamEncoder:
 
         return full
 
+
+def _within(q: I64) -> bool:
+    """Every grid coordinate is inside ±2^30."""
+    return q.shape[0] == 0 or int(np.abs(q).max()) < Q_LIMIT
