@@ -98,11 +98,16 @@ async def test_init_flow_keyframe_seq_is_at_least_the_rest_seq(harness: Harness)
 async def test_a_client_that_skips_frames_only_gets_keyframes(harness: Harness) -> None:
     c, conf = await harness.subscribe("v2", intervalMs=600)
     assert conf["intervalMs"] == 600
-    for _ in range(3):
+    prev = decode_v2(await c.next_frame(0x02))
+    assert prev.header.keyframe
+    for _ in range(4):
         frame = decode_v2(await c.next_frame(0x02))
-        assert frame.header.keyframe  # never a delta it cannot apply
+        # never a delta it cannot apply: a delta only right after the snapshot it follows
+        # (a loaded machine may publish the next snapshot late enough for the client's pace)
+        assert frame.header.keyframe or frame.header.seq == prev.header.seq + 1
+        prev = frame
     metrics = harness.server.metrics.as_json()
-    assert metrics["keyframesInsteadOfDelta"] >= 2
+    assert metrics["keyframesInsteadOfDelta"] >= 1
 
 
 async def test_request_keyframe_and_unsubscribe(harness: Harness) -> None:

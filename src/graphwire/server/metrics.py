@@ -42,23 +42,23 @@ class Metrics:
         self.errors_suppressed = 0
         self.snapshots = 0
 
-    def sent(self, nbytes: int) -> None:
-        """One message of ``nbytes`` went out."""
-        self.messages_sent += 1
-        self.bytes_sent += nbytes
+    def sent(self, nbytes: int, count: int = 1) -> None:
+        """``count`` messages of ``nbytes`` each went out."""
+        self.messages_sent += count
+        self.bytes_sent += nbytes * count
 
     def received(self, nbytes: int) -> None:
         """One message of ``nbytes`` came in."""
         self.messages_received += 1
         self.bytes_received += nbytes
 
-    def frame(self, fmt: str, nbytes: int, nodes: int, keyframe: bool) -> None:
-        """One position frame of a format went to one client."""
-        self.frames[fmt] += 1
-        self.frame_bytes[fmt] += nbytes
-        self.nodes_sent[fmt] += nodes
+    def frame(self, fmt: str, nbytes: int, nodes: int, keyframe: bool, count: int = 1) -> None:
+        """One position frame of a format went to ``count`` clients (counted once a group)."""
+        self.frames[fmt] += count
+        self.frame_bytes[fmt] += nbytes * count
+        self.nodes_sent[fmt] += nodes * count
         if keyframe:
-            self.keyframes[fmt] += 1
+            self.keyframes[fmt] += count
 
     def compressed(self, plain: int, packed: int) -> None:
         """A payload of ``plain`` bytes was sent as ``packed``."""
