@@ -52,6 +52,7 @@ class Session:
         self.identity = identity
         self.admin = admin
         self.closed = False
+        self._transport = request.transport  # the connection's, for the whole WebSocket
         self.last_received = time.monotonic()
         self.last_ping = time.monotonic()
         self._outbox: deque[tuple[int, bytes | str | WireFrame]] = deque()
@@ -70,12 +71,12 @@ class Session:
         """A position frame is not yet written to the socket (queued, or in the transport)."""
         if self._positions_queued > 0:
             return True
-        transport = self.request.transport
+        transport = self._transport
         return transport is not None and transport.get_write_buffer_size() > 0
 
     def write_buffer(self) -> int:
         """Bytes in the socket's write buffer."""
-        transport = self.request.transport
+        transport = self._transport
         return transport.get_write_buffer_size() if transport is not None else 0
 
     def write_frames(self, frames: Sequence[WireFrame]) -> None:
@@ -83,7 +84,7 @@ class Session:
         when nothing else of this connection waits to be sent, else behind what waits."""
         if self.closed:
             return
-        transport = self.request.transport
+        transport = self._transport
         if not self._outbox and transport is not None and not self.ws.closed \
                 and not transport.is_closing():
             for frame in frames:
