@@ -186,7 +186,15 @@ class QStreamEncoder:
             # even the keyframe's own grid cannot hold the layout in ±2^30: start afresh
             return self._new_lineage(seq, lin.ids, pos, vel, epoch, settled)
         grid, shift, base, pred, q = fitted
-        idx = _kernels.moved_rows(q, pred)
+        if pred is not base:
+            # the keyframe's prediction helps only motion that goes on as it went; where the
+            # layout turned (or over a long pace) the plain moves may be the cheaper coding
+            idx, cost_pred, _ = _kernels.moved_and_costs(q, pred, pred)
+            idx0, cost_plain, _ = _kernels.moved_and_costs(q, base, base)
+            if cost_plain < cost_pred:
+                pred, predicted, idx = base, lin.base, idx0
+        else:
+            idx = _kernels.moved_rows(q, pred)
         sent_vel = None if vel is None else roundtrip_velocity(vel[idx])
         frame = encode_delta(
             lin.key_seq, n, idx, q[idx] - pred[idx], seq=seq, epoch=epoch, settled=settled,
