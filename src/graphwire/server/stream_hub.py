@@ -286,9 +286,11 @@ class StreamHub:
                 continue
             if not sub.needs_key and not self._due(sub, now, tolerance):
                 lane = sub.lane
-                # not due yet at its own pace (a lane's members: at the lane's next tick)
-                later.append((lane.next_tick if lane is not None and lane.aligned(sub)
-                              else sub.next_due) - tolerance)
+                if lane is not None and lane.aligned(sub):
+                    # a lane ticks on a snapshot; this is only in case the stream goes quiet
+                    later.append(lane.next_tick + tolerance)
+                else:
+                    later.append(sub.next_due - tolerance)  # not due yet at its own pace
                 continue
             if not self._writable(sub, now):
                 later.append(now + SLOW_RECHECK)
