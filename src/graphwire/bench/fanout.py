@@ -4,17 +4,26 @@ The server runs in one process, the clients in another, on loopback. The graph i
 one (Barabási–Albert, 10,000 nodes, m = 3, seed 1), kept moving for the whole run (a layout
 that never cools and never settles, started in one level so that every frame shows real motion
 rather than the multilevel start's coarse groups) with physics capped at the stream rate
-(5 steps a second for a 5 Hz stream). Rows ``{clients, format, server, framesPerClientPerSec,
-cpuUsPerClientFrame, latencyP50Ms, latencyP99Ms, bytesPerNode}``:
+(5 steps a second for a 5 Hz stream; every client subscribes with ``intervalMs`` 200). Rows
+``{clients, format, server, framesPerClientPerSec, cpuUsPerClientFrame, loopCpuUsPerClientFrame,
+latencyP50Ms, latencyP99Ms, bytesPerNode, clientCpuUsPerClientFrame, slowestClientFramesPerSec,
+skippedSlowPerSec, keyframesInsteadPerSec}``:
 
-- ``server: graphwire`` with 50, 200 and 500 clients in ``q`` and ``v2``;
+- ``server: graphwire`` with 50, 200, 500, 1,000 and 2,000 clients in ``q`` and 50, 200 and 500
+  in ``v2`` (``--sizes``, ``--v2-sizes``); ``--compare-src CHECKOUT`` adds the same rows served
+  by another checkout's ``src`` (``server: graphwire@<name>``), an earlier version measured in
+  the same session;
 - ``server: baseline-json`` with 50 clients: the usual approach, an aiohttp server that JSON-
   encodes the node list (``{id, x, y, z, vx, vy, vz}`` objects) for each client and sends it.
 
 ``cpuUsPerClientFrame`` is the server process's CPU time (user + system, physics included) over
-the measured window divided by the frames all clients received in it. Latency runs from the
-moment the simulation published a snapshot to the moment a client has the frame; both processes
-read the same wall clock.
+the measured window divided by the frames all clients received in it; ``loopCpuUsPerClientFrame``
+the same for the server's main thread alone, the event loop that encodes and fans out (physics
+runs in other threads and costs the same whatever the number of clients).
+``clientCpuUsPerClientFrame``: the client process's own CPU per frame (the load generator shares
+the cores; its raw-socket clients keep that small, and the column shows what it took). Latency
+runs from the moment the simulation published a snapshot to the moment a client has the frame;
+both processes read the same wall clock.
 """
 
 from __future__ import annotations
@@ -192,8 +201,10 @@ def run(argv: Sequence[str] | None = None, *, sizes: Sequence[int] | None = None
 # the client process
 
 
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+def _cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """CPU time (user + system) of a process, or of one of its threads."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    with open(path, encoding="ascii") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])  # utime + stime
     return ticks / os.sysconf("SC_CLK_TCK")
@@ -334,9 +345,10 @@ async def _clients(port: int, n: int, fmt: str, server: str, pid: int, warmup: f
     await asyncio.sleep(warmup)
     skips0 = await loop.run_in_executor(None, skips)
     cpu0, own0, t0 = _cpu_seconds(pid), time.process_time(), time.time()
+    loop0 = _cpu_seconds(pid, pid)  # the main thread: the event loop (encode and fan-out)
     stats.window = (t0, t0 + duration)
     await asyncio.sleep(duration)
-    cpu1, own1 = _cpu_seconds(pid), time.process_time()
+    cpu1, own1, loop1 = _cpu_seconds(pid), time.process_time(), _cpu_seconds(pid, pid)
     skips1 = await loop.run_in_executor(None, skips)
     for c in conns:  # no close handshake: a saturated server would take minutes to answer
         if c.transport is not None:
@@ -350,6 +362,7 @@ async def _clients(port: int, n: int, fmt: str, server: str, pid: int, warmup: f
         "clients": n, "format": fmt, "server": server,
         "framesPerClientPerSec": round(frames / n / duration, 3),
         "cpuUsPerClientFrame": round((cpu1 - cpu0) / max(frames, 1) * 1e6, 1),
+        "loopCpuUsPerClientFrame": round((loop1 - loop0) / max(frames, 1) * 1e6, 1),
         "latencyP50Ms": round(float(np.percentile(lat, 50)), 1) if lat else None,
         "latencyP99Ms": round(float(np.percentile(lat, 99)), 1) if lat else None,
         "bytesPerNode": round(stats.nbytes / max(frames, 1) / NODES, 3),
