@@ -8,7 +8,7 @@ from graphwire.bench import physics, trace
 
 
 def test_trace_rows_on_a_short_trace() -> None:
-    rows = trace.run(snapshots=12, nodes=500)
+    rows = trace.standard_rows(snapshots=12, nodes=500)
     by = {r["format"]: r for r in rows}
     assert set(by) == {"v2", "q"}
     assert 36.0 <= by["v2"]["bytesPerMovedNode"] < 36.1  # 36-byte records plus headers

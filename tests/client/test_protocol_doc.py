@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from graphwire.protocol.quantized import QDecoder, QStreamEncoder
+from graphwire.protocol import QDecoder, QStreamEncoder
 
 from .conftest import ROOT
 

@@ -23,7 +23,7 @@ import numpy as np
 from graphwire.client.batch_queue import BatchQueue
 from graphwire.client.connection import Client
 from graphwire.protocol.positions import FrameBuffer, NodeRecords, encode_v1, encode_v2
-from graphwire.protocol.quantized import QStreamEncoder
+from graphwire.protocol.q_encoder import QStreamEncoder
 
 from .codec import layout, settling_motion
 from .report import Row, progress

@@ -22,7 +22,8 @@ import numpy.typing as npt
 
 from graphwire.protocol.header import Kind, frame_kind, unpack_header
 from graphwire.protocol.positions import decode_v1, decode_v2
-from graphwire.protocol.quantized import KeyframeMissingError, QDecoder, QKeyframe
+from graphwire.protocol.q_decoder import KeyframeMissingError, QDecoder
+from graphwire.protocol.quantized import QKeyframe
 from graphwire.protocol.sssp import decode_sssp
 
 F64 = npt.NDArray[np.float64]
