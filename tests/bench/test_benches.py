@@ -8,7 +8,7 @@ from graphwire.bench import physics, trace
 
 
 def test_trace_rows_on_a_short_trace() -> None:
-    rows = trace.run(snapshots=12, nodes=500)
+    rows = trace.standard_rows(snapshots=12, nodes=500)
     by = {r["format"]: r for r in rows}
     assert set(by) == {"v2", "q"}
     assert 36.0 <= by["v2"]["bytesPerMovedNode"] < 36.1  # 36-byte records plus headers
@@ -37,7 +37,7 @@ def test_physics_step_row_is_the_median_of_real_steps() -> None:
 def test_fanout_rows_from_real_processes() -> None:
     from graphwire.bench import fanout
 
-    rows = fanout.run_single(sizes=(4,), baseline_clients=2, warmup=1.5, window=2.0)
+    rows = fanout.run(sizes=(4,), baseline_clients=2, warmup=1.5, window=2.0)
     by = {(r["server"], r["format"]): r for r in rows}
     assert set(by) == {("graphwire", "q"), ("graphwire", "v2"), ("baseline-json", "json")}
     q, v2 = by["graphwire", "q"], by["graphwire", "v2"]

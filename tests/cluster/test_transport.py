@@ -37,8 +37,8 @@ def frame_set(seq: int, epoch: int = 3) -> FrameSet:
     fs.v["v2"] = VFrames(b"\x02key" + bytes([seq % 256]), b"\x02delta", 3)
     fs.v["v1"] = VFrames(b"\x01key", None, 0)
     full = b"\x03full"
-    fs.q[False] = QFrames(b"\x03frame", 7, 9, False, 2, full)
-    fs.q[True] = QFrames(full, None, 9, True, 5, full)
+    fs.q["q@200"] = QFrames(b"\x03frame", 7, 9, False, 2, full, tick=False)
+    fs.q["q+v@200"] = QFrames(full, None, 9, True, 5, full)
     return fs
 
 
@@ -52,10 +52,11 @@ def test_frame_set_round_trip() -> None:
     assert np.array_equal(back.agent, fs.agent)
     assert back.v["v2"].key == fs.v["v2"].key and back.v["v2"].delta == b"\x02delta"
     assert back.v["v2"].moved == 3 and back.v["v1"].delta is None
-    q = back.q[False]
-    assert (q.frame, q.base_seq, q.key_seq, q.keyframe, q.moved, q.full) == (
-        b"\x03frame", 7, 9, False, 2, b"\x03full")
-    assert back.q[True].base_seq is None and back.q[True].full == back.q[True].frame
+    q = back.q["q@200"]
+    assert (q.frame, q.base_seq, q.key_seq, q.keyframe, q.moved, q.full, q.tick) == (
+        b"\x03frame", 7, 9, False, 2, b"\x03full", False)
+    qv = back.q["q+v@200"]
+    assert qv.base_seq is None and qv.full == qv.frame and qv.tick
 
 
 @pytest.mark.parametrize("bad", [b"", b"XX1\x01\x00\x00\x00\x00", b"GW1\x09\x02\x00\x00\x00{}",

@@ -14,14 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from graphwire.protocol import control
+from graphwire.protocol import QDecoder, QStreamEncoder, control, decode_q
 from graphwire.protocol import settings_codec as sc
 from graphwire.protocol.client_positions import decode_client_positions, encode_client_positions
 from graphwire.protocol.compression import gunzip_bounded
 from graphwire.protocol.errors import ErrorCode, ProtocolError
 from graphwire.protocol.header import Flags, frame_kind
 from graphwire.protocol.positions import NodeRecords, decode_v1, decode_v2, encode_v1, encode_v2
-from graphwire.protocol.quantized import QDecoder, QStreamEncoder, decode_q
 from graphwire.protocol.sssp import decode_sssp, encode_sssp
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

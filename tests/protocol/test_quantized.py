@@ -8,16 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from graphwire.protocol.header import Flags
+from graphwire.protocol.q_decoder import KeyframeMissingError, QDecoder
+from graphwire.protocol.q_encoder import QOutput, QPolicy, QStreamEncoder
 from graphwire.protocol.quantized import (
     FLAG_REBASE,
     GRID_LEVELS,
-    KeyframeMissingError,
-    QDecoder,
     QDelta,
     QKeyframe,
-    QOutput,
-    QPolicy,
-    QStreamEncoder,
     decode_q,
     id_runs,
     ids_from_runs,
@@ -289,3 +286,24 @@ def test_prediction_can_be_switched_off() -> None:
         frame = decode_q(o.frame)
         assert isinstance(frame, QDelta) and frame.value_coding == 0
     assert not decode_q(outs[-1].full_keyframe()).header.flags & 0x20
+
+
+def test_a_rebase_that_refines_the_grid_keeps_coordinates_inside_int32() -> None:
+    # A layout that spans two million units, then shrinks to a speck far from the grid's
+    # origin (its minimum corner): refining the grid to the speck's extent would put its
+    # coordinates past 2^30 steps from the origin. The rebase must notice, and every frame must
+    # still decode (a client keeps grid coordinates in int32) to within half a step.
+    ids = np.arange(64, dtype=np.uint32)
+    rng = np.random.default_rng(3)
+    wide = rng.uniform(-1e6, 1e6, (64, 3))
+    speck = rng.uniform(0, 1e-2, (64, 3))
+    enc, dec = QStreamEncoder(), QDecoder()
+    dec.apply(enc.encode(1, ids, wide, epoch=1).frame)
+    for seq, pos in enumerate((speck, speck + 1e-3, speck * 1.0000001), start=2):
+        out = enc.encode(seq, ids, pos, epoch=1, force_keyframe=True)
+        frame = out.frame if dec.key_seq == out.base_seq else out.full_keyframe()
+        dec.apply(frame)
+        assert int(np.abs(dec.q).max()) < 2**30
+        assert dec.grid is not None
+        err = np.abs(dec.positions() - pos)
+        assert np.all(err <= dec.grid.step / 2 + 1e-9)

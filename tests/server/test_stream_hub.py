@@ -1,192 +1,214 @@
-"""The stream hub without sockets: subscriptions, encode-once fan-out, slow outlets and
-pacing, through the outlets and the clock it accepts."""
+"""The stream hub through the clock and outlets it accepts (no sockets): pace lanes, V deadband,
+slow clients, shared wire frames."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 
-from graphwire.protocol.header import Flags
 from graphwire.protocol.positions import decode_v2
-from graphwire.protocol.quantized import QDecoder
+from graphwire.protocol.q_decoder import QDecoder
+from graphwire.protocol.quantized import QKeyframe, decode_q
+from graphwire.server.fanout import WireFrame
 from graphwire.server.live_settings import HubSettings
 from graphwire.server.metrics import Metrics
-from graphwire.server.stream_hub import StreamHub
-from graphwire.simulation import Snapshot
-from graphwire.simulation.sssp import ShortestPaths
+from graphwire.server.stream_hub import MAX_LANES, StreamHub
+from graphwire.simulation import ShortestPaths, Snapshot
 
-N = 50
+N = 300
+PERIOD = 1 / 60
 
 
-class Outlet:
-    """A connection as the hub sees it: records what it is handed."""
+class Viewer:
+    """An outlet that keeps every frame it is sent, decoded from its WebSocket bytes."""
 
     def __init__(self, client_id: str) -> None:
         self.client_id = client_id
-        self.frames: list[bytes] = []
-        self.json: list[dict[str, Any]] = []
+        self.updates: list[list[bytes]] = []
+        self.wires: list[WireFrame] = []
         self.pending = False
-        self.buffered = 0
-        self.closed_slow = False
+        self.closed = False
 
     def position_pending(self) -> bool:
         return self.pending
 
     def write_buffer(self) -> int:
-        return self.buffered
+        return 0
 
-    def offer_frames(self, frames: list[bytes], fmt: str, nodes: int, keyframe: bool) -> None:
-        self.frames.extend(frames)
+    def write_frames(self, frames: Sequence[WireFrame]) -> None:
+        self.wires += frames
+        self.updates.append([unwrap(f.wire) for f in frames])
 
     def send_json(self, message: dict[str, object]) -> None:
-        self.json.append(message)
+        pass
 
     def send_bytes(self, data: bytes) -> None:
-        self.frames.append(data)
+        pass
 
     def close_slow(self) -> None:
-        self.closed_slow = True
+        self.closed = True
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def snapshot(seq: int, moved: float = 0.0) -> Snapshot:
-    """A layout of N nodes on a line; ``moved`` shifts the first ten along x."""
-    pos = np.zeros((N, 3), np.float32)
-    pos[:, 0] = np.arange(N, dtype=np.float32) * 3
-    pos[:10, 0] += moved
-    return Snapshot(seq=seq, ids=np.arange(N, dtype=np.uint32), agent=np.zeros(N, bool),
-                    pos=pos, vel=np.zeros((N, 3), np.float32), settled=False,
-                    kinetic_energy=0.0, topology_version=0, steps=seq)
+def unwrap(wire: bytes) -> bytes:
+    """The payload of an unmasked, final, binary WebSocket frame (RFC 6455 §5.2)."""
+    assert wire[0] == 0x82 and not wire[1] & 0x80
+    n, head = wire[1] & 0x7F, 2
+    if n == 126:
+        n, head = int.from_bytes(wire[2:4], "big"), 4
+    elif n == 127:
+        n, head = int.from_bytes(wire[2:10], "big"), 10
+    assert len(wire) == head + n
+    return wire[head:]
 
 
-def make_hub(clock: Clock, **settings: Any) -> tuple[StreamHub, Metrics, list[int]]:
-    metrics = Metrics()
-    requests: list[int] = []
-    paths = ShortestPaths(None, np.full(N, np.inf, np.float32), np.full(N, -1, np.int32), 0)
-    hub_settings = HubSettings(**{**{"deadband": 0.01, "high_water": 1 << 20,
-                                     "slow_timeout": 5.0}, **settings})
-    hub = StreamHub(metrics, lambda: 7, lambda: paths, lambda: requests.append(1),
-                    lambda: 0.05, hub_settings, clock=clock)
-    return hub, metrics, requests
+class Stream:
+    """Snapshots of a moving layout on a simulated 60 Hz clock, fed to one hub."""
+
+    def __init__(self, deadband: float = 0.01) -> None:
+        self.now = 0.0
+        self.seq = 0
+        self.rng = np.random.default_rng(7)
+        self.pos = self.rng.normal(0, 100, (N, 3)).astype(np.float32)
+        self.vel = np.zeros((N, 3), np.float32)
+        paths = ShortestPaths(None, np.full(N, np.inf, np.float32), np.full(N, -1, np.int32), 0)
+        self.hub = StreamHub(Metrics(), lambda: 1, lambda: paths, lambda: None, lambda: PERIOD,
+                             dataclasses.replace(HubSettings.from_settings(), deadband=deadband),
+                             clock=lambda: self.now)
+        self.history: dict[int, np.ndarray] = {}
+
+    def publish(self, step: float = 0.5) -> Snapshot:
+        self.seq += 1
+        self.now = self.seq * PERIOD
+        self.vel = (0.8 * self.vel + self.rng.normal(0, step, (N, 3))).astype(np.float32)
+        self.pos = (self.pos + self.vel).astype(np.float32)
+        snap = Snapshot(self.seq, np.arange(N, dtype=np.uint32), np.zeros(N, bool),
+                        self.pos.copy(), self.vel.copy(), False, 1.0, 0, self.seq)
+        self.history[self.seq] = snap.pos
+        self.hub.on_snapshot(snap, False)
+        return snap
 
 
-async def test_a_subscription_asks_for_a_snapshot_and_gets_a_keyframe_then_deltas() -> None:
-    clock = Clock()
-    hub, metrics, requests = make_hub(clock)
-    a, b = Outlet("a"), Outlet("b")
-    hub.subscribe(a, "v2", False, 0.0)
-    hub.subscribe(b, "v2", False, 0.0)
-    assert len(requests) == 2  # each subscription asks for a snapshot at once
-    hub.on_snapshot(snapshot(1), False)
-    key = decode_v2(a.frames[0])
-    assert key.header.keyframe and len(key.nodes) == N and key.header.epoch16 == 7
-    clock.now += 0.1
-    hub.on_snapshot(snapshot(2, moved=1.0), False)
-    delta = decode_v2(a.frames[1])
-    assert not delta.header.keyframe and delta.header.seq == 2
-    assert sorted(delta.nodes.ids.tolist()) == list(range(10))  # past the deadband only
-    # encoded once: both subscribers hold the very same bytes objects
-    assert a.frames[0] is b.frames[0] and a.frames[1] is b.frames[1]
-    assert metrics.snapshots == 2 and metrics.keyframes_instead_of_delta == 0
-
-
-async def test_q_subscribers_share_frames_and_decode_the_layout() -> None:
-    clock = Clock()
-    hub, _, _ = make_hub(clock)
-    outlets = [Outlet(str(i)) for i in range(3)]
-    for o in outlets:
-        hub.subscribe(o, "q", False, 0.0)
-    for seq in range(1, 5):
-        clock.now += 0.1
-        hub.on_snapshot(snapshot(seq, moved=seq * 0.5), False)
-    first = outlets[0].frames
-    assert all(o.frames == first and all(x is y for x, y in zip(o.frames, first, strict=True))
-               for o in outlets)
+def replay_q(stream: Stream, viewer: Viewer) -> QDecoder:
+    """Apply everything a q viewer was sent; each update lands on its snapshot exactly."""
     dec = QDecoder()
-    for frame in first:
-        dec.apply(frame)
-    want = snapshot(4, moved=2.0).pos
-    assert dec.seq == 4 and dec.grid is not None
-    assert np.all(np.abs(dec.positions() - want) <= dec.grid.step / 2 * 1.000001)
+    for update in viewer.updates:
+        for frame in update:
+            dec.apply(frame)  # raises KeyframeMissingError if it needed a keyframe not held
+        assert dec.seq is not None and dec.grid is not None
+        err = np.abs(dec.positions() - stream.history[dec.seq])
+        assert np.all(err <= dec.grid.step / 2 + 1e-6)
+    return dec
 
 
-async def test_a_slow_outlet_is_skipped_then_closed_after_the_timeout() -> None:
-    clock = Clock()
-    hub, metrics, _ = make_hub(clock, slow_timeout=5.0)
-    slow, fine = Outlet("slow"), Outlet("fine")
-    hub.subscribe(slow, "v2", False, 0.0)
-    hub.subscribe(fine, "v2", False, 0.0)
-    hub.on_snapshot(snapshot(1), False)
-    slow.pending = True  # its frame is not written yet
-    clock.now += 1.0
-    hub.on_snapshot(snapshot(2, moved=1.0), False)
-    assert len(slow.frames) == 1 and len(fine.frames) == 2
-    assert metrics.frames_skipped_slow == 1
-    clock.now += 5.5  # stuck past slowClientTimeoutMs
-    hub.on_snapshot(snapshot(3, moved=2.0), False)
-    assert slow.closed_slow and metrics.slow_closes == 1
-    assert "slow" not in hub.subs and "fine" in hub.subs
+async def test_paced_clients_get_frames_relative_to_a_keyframe_they_hold() -> None:
+    s = Stream()
+    follower, paced, slow = Viewer("f"), Viewer("p"), Viewer("s")
+    s.hub.subscribe(follower, "q", False, PERIOD)
+    s.hub.subscribe(paced, "q", False, 0.2)
+    s.hub.subscribe(slow, "q", False, 1.0)
+    for _ in range(240):
+        s.publish()
+    replay_q(s, follower)
+    replay_q(s, paced)
+    replay_q(s, slow)
+    assert len(follower.updates) == 240
+    assert 19 <= len(paced.updates) <= 21  # every 12 snapshots, four seconds
+    assert 4 <= len(slow.updates) <= 5
+    for v in (follower, paced, slow):
+        first, *rest = v.updates
+        assert isinstance(decode_q(first[0]), QKeyframe)  # the join: one full keyframe
+        # after it, one frame an update, never a full keyframe: each applies to the key held
+        assert all(len(u) == 1 and not isinstance(decode_q(u[0]), QKeyframe) for u in rest)
+    assert s.hub.metrics.keyframes_instead_of_delta == 0
+
+
+async def test_a_client_joining_a_lane_between_ticks_then_follows_its_ticks() -> None:
+    s = Stream()
+    first, late = Viewer("a"), Viewer("b")
+    s.hub.subscribe(first, "q", False, 0.2)
+    for _ in range(17):
+        s.publish()
+    s.hub.subscribe(late, "q", False, 0.2)
+    for _ in range(60):
+        s.publish()
+    replay_q(s, late)
+    join, *rest = late.updates
+    assert isinstance(decode_q(join[0]), QKeyframe)
+    assert len(rest) >= 4 and all(len(u) == 1 for u in rest)
+    # after the join, both are sent the very same frames (one lineage, encoded once)
+    assert [u[0] for u in rest] == [u[0] for u in first.updates[-len(rest):]]
+
+
+async def test_beyond_max_lanes_a_pace_shares_a_lane_and_stays_exact() -> None:
+    s = Stream()
+    viewers = [Viewer(f"v{i}") for i in range(MAX_LANES + 2)]
+    for i, v in enumerate(viewers):
+        s.hub.subscribe(v, "q", False, 0.05 + 0.01 * i)
+    for _ in range(120):
+        s.publish()
+    assert len(s.hub._lanes) == MAX_LANES
+    for v in viewers:
+        assert len(v.updates) >= 8
+        replay_q(s, v)
+
+
+async def test_a_slow_client_is_skipped_then_sent_the_newest_frame() -> None:
+    s = Stream()
+    fast, slow = Viewer("fast"), Viewer("slow")
+    s.hub.subscribe(fast, "q", False, PERIOD)
+    s.hub.subscribe(slow, "q", False, PERIOD)
+    for _ in range(5):
+        s.publish()
+    slow.pending = True
+    for _ in range(5):
+        s.publish()
+    got = len(slow.updates)
+    assert got == 5 and s.hub.metrics.frames_skipped_slow == 5
     slow.pending = False
-    hub.drained("slow")  # gone: nothing more
-    assert len(slow.frames) == 1
+    s.hub.drained("slow")  # the socket drained: the newest snapshot at once
+    assert len(slow.updates) == got + 1
+    dec = replay_q(s, slow)
+    assert dec.seq == s.seq
 
 
-async def test_a_drained_outlet_that_missed_a_frame_gets_this_snapshots_keyframe() -> None:
-    clock = Clock()
-    hub, metrics, _ = make_hub(clock)
-    out = Outlet("o")
-    hub.subscribe(out, "v2", False, 0.0)
-    hub.on_snapshot(snapshot(1), False)
-    out.pending = True
-    clock.now += 0.1
-    hub.on_snapshot(snapshot(2, moved=1.0), False)
-    clock.now += 0.1
-    hub.on_snapshot(snapshot(3, moved=2.0), False)
-    out.pending = False
-    hub.drained("o")
-    caught_up = decode_v2(out.frames[-1])
-    assert caught_up.header.seq == 3 and caught_up.header.keyframe
-    assert metrics.keyframes_instead_of_delta == 1
+async def test_the_wire_bytes_of_a_frame_are_built_once_and_shared() -> None:
+    s = Stream()
+    viewers = [Viewer(str(i)) for i in range(5)]
+    for v in viewers:
+        s.hub.subscribe(v, "q", False, PERIOD)
+    for _ in range(3):
+        s.publish()
+    last = [v.wires[-1] for v in viewers]
+    assert all(w is last[0] for w in last)  # one object, one bytes, for every client
+    assert all(v.wires[-1].wire is last[0].wire for v in viewers)
+    assert s.hub.metrics.frames["q"] == 15
 
 
-async def test_a_paced_outlet_waits_for_its_interval() -> None:
-    clock = Clock()
-    hub, _, _ = make_hub(clock)
-    out = Outlet("o")
-    hub.subscribe(out, "v2", False, 1.0)  # one frame a second
-    hub.on_snapshot(snapshot(1), False)
-    for seq in range(2, 6):
-        clock.now += 0.1
-        hub.on_snapshot(snapshot(seq, moved=float(seq)), False)
-    assert len(out.frames) == 1  # not due yet
-    clock.now += 0.6
-    hub.catch_up()
-    frame = decode_v2(out.frames[-1])
-    assert len(out.frames) == 2 and frame.header.seq == 5 and frame.header.keyframe
-    await asyncio.sleep(0)
-
-
-async def test_request_keyframe_and_unsubscribe() -> None:
-    clock = Clock()
-    hub, _, requests = make_hub(clock)
-    out = Outlet("o")
-    assert not hub.request_keyframe("o")  # no subscription
-    hub.subscribe(out, "v2", False, 0.0)
-    hub.on_snapshot(snapshot(1), False)
-    clock.now += 0.1
-    assert hub.request_keyframe("o") and len(requests) == 2
-    hub.on_snapshot(snapshot(2, moved=1.0), False)
-    assert decode_v2(out.frames[-1]).header.flags & Flags.KEYFRAME
-    hub.unsubscribe(out)
-    clock.now += 0.1
-    hub.on_snapshot(snapshot(3, moved=2.0), False)
-    assert len(out.frames) == 2
+async def test_v2_clients_stay_within_the_deadband() -> None:
+    # Nodes creep by less than the deadband a snapshot, sometimes back: a client that joined
+    # by keyframe, as one that followed from the start, is never more than the deadband off.
+    deadband = 0.01
+    s = Stream(deadband)
+    early, late = Viewer("early"), Viewer("late")
+    s.hub.subscribe(early, "v2", False, PERIOD)
+    shown: dict[str, np.ndarray] = {}
+    seen = {"early": 0, "late": 0}
+    for k in range(40):
+        if k == 9:
+            s.hub.subscribe(late, "v2", False, PERIOD)
+        s.publish(step=0.004)
+        for v in (early, late):
+            if len(v.updates) == seen[v.client_id]:
+                continue
+            seen[v.client_id] = len(v.updates)
+            frame = decode_v2(v.updates[-1][0])
+            state = (np.full((N, 3), np.nan, np.float32) if frame.header.keyframe
+                     else shown[v.client_id].copy())
+            state[frame.nodes.ids] = frame.nodes.pos
+            shown[v.client_id] = state
+            assert frame.header.seq == s.seq
+            off = np.linalg.norm(state - s.history[s.seq], axis=1)
+            assert off.max() <= deadband + 1e-6
+    assert len(early.updates) == 40 and len(late.updates) == 31

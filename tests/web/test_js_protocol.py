@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from graphwire.bench.trace import standard_trace
-from graphwire.protocol import quantized
+from graphwire.protocol import q_decoder, q_encoder
 from graphwire.protocol.sssp import encode_sssp
 
 WEB = Path(__file__).resolve().parents[2] / "src" / "graphwire" / "web"
@@ -38,9 +38,9 @@ def decode_with_js(frames: list[bytes]) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("velocity", [False, True])
 def test_js_follows_a_moving_stream_exactly(velocity: bool) -> None:
-    enc = quantized.QStreamEncoder(velocity=velocity)
+    enc = q_encoder.QStreamEncoder(velocity=velocity)
     frames: list[bytes] = []
-    py = quantized.QDecoder()
+    py = q_decoder.QDecoder()
     expected = []
     for snap in standard_trace(snapshots=40, nodes=1500):
         vel = snap.vel if velocity else None
@@ -61,13 +61,13 @@ def test_js_follows_a_moving_stream_exactly(velocity: bool) -> None:
 
 
 def test_js_applies_any_delta_of_the_held_keyframe_after_skips() -> None:
-    one_keyframe = quantized.QPolicy(rebase_ratio=1e9, max_age=1000)
-    enc = quantized.QStreamEncoder(policy=one_keyframe)
+    one_keyframe = q_encoder.QPolicy(rebase_ratio=1e9, max_age=1000)
+    enc = q_encoder.QStreamEncoder(policy=one_keyframe)
     frames = []
     for snap in standard_trace(snapshots=12, nodes=800):
         frames.append(enc.encode(snap.seq, snap.ids, snap.pos, epoch=1).frame)
     chosen = [frames[0], frames[9], frames[3], frames[11]]  # out of order, with skips
-    py = quantized.QDecoder()
+    py = q_decoder.QDecoder()
     got = decode_with_js(chosen)
     for frame, js in zip(chosen, got, strict=True):
         py.apply(frame)
@@ -75,7 +75,7 @@ def test_js_applies_any_delta_of_the_held_keyframe_after_skips() -> None:
 
 
 def test_js_asks_for_a_keyframe_it_does_not_hold() -> None:
-    enc = quantized.QStreamEncoder()
+    enc = q_encoder.QStreamEncoder()
     frames = [enc.encode(s.seq, s.ids, s.pos, epoch=1).frame
               for s in standard_trace(snapshots=3, nodes=300)]
     got = decode_with_js(frames[1:])  # no keyframe held

@@ -21,7 +21,9 @@ from graphwire.protocol.positions import (
     encode_v1,
     encode_v2,
 )
-from graphwire.protocol.quantized import QDecoder, QPolicy, QStreamEncoder, decode_q
+from graphwire.protocol.q_decoder import QDecoder
+from graphwire.protocol.q_encoder import QPolicy, QStreamEncoder
+from graphwire.protocol.quantized import decode_q
 
 from .report import Row, best_ms, progress
 

@@ -4,23 +4,37 @@ The server runs in one process, the clients in another, on loopback. The graph i
 one (Barabási–Albert, 10,000 nodes, m = 3, seed 1), kept moving for the whole run (a layout
 that never cools and never settles, started in one level so that every frame shows real motion
 rather than the multilevel start's coarse groups) with physics capped at the stream rate
-(5 steps a second for a 5 Hz stream). Rows ``{clients, format, server, framesPerClientPerSec,
-cpuUsPerClientFrame, latencyP50Ms, latencyP99Ms, bytesPerNode}``:
+(5 steps a second for a 5 Hz stream; every client subscribes with ``intervalMs`` 200). Rows
+``{clients, format, server, framesPerClientPerSec, cpuUsPerClientFrame, loopCpuUsPerClientFrame,
+latencyP50Ms, latencyP99Ms, bytesPerNode, clientCpuUsPerClientFrame, slowestClientFramesPerSec,
+skippedSlowPerSec, keyframesInsteadPerSec}``:
 
-- ``server: graphwire`` with 50, 200 and 500 clients in ``q`` and ``v2``;
+- ``server: graphwire`` with 50, 200, 500, 1,000 and 2,000 clients in ``q`` and 50, 200 and 500
+  in ``v2`` (``--sizes``, ``--v2-sizes``); ``--compare-src CHECKOUT`` adds the same rows served
+  by another checkout's ``src`` (``server: graphwire@<name>``), an earlier version measured in
+  the same session;
 - ``server: baseline-json`` with 50 clients: the usual approach, an aiohttp server that JSON-
   encodes the node list (``{id, x, y, z, vx, vy, vz}`` objects) for each client and sends it.
 
+``--gateways N`` measures the scale-out instead (:mod:`graphwire.bench.fanout_cluster`): one
+simulation and 1 … N gateways over Redis, ``--clients`` in all, and the failover time.
+
 ``cpuUsPerClientFrame`` is the server process's CPU time (user + system, physics included) over
-the measured window divided by the frames all clients received in it. Latency runs from the
-moment the simulation published a snapshot to the moment a client has the frame; both processes
-read the same wall clock.
+the measured window divided by the frames all clients received in it; ``loopCpuUsPerClientFrame``
+the same for the server's main thread alone, the event loop that encodes and fans out (physics
+runs in other threads and costs the same whatever the number of clients).
+``clientCpuUsPerClientFrame``: the client process's own CPU per frame (the load generator shares
+the cores; its raw-socket clients keep that small, and the column shows what it took). Latency
+runs from the moment the simulation published a snapshot to the moment a client has the frame;
+both processes read the same wall clock.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import functools
 import json
 import os
 import re
@@ -29,7 +43,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +96,24 @@ def _wait_ready(proc: subprocess.Popen[str], what: str) -> None:
         raise RuntimeError(f"{what} did not start: {err[-2000:]}")
 
 
-def start_graphwire(csv: Path, workdir: Path) -> tuple[subprocess.Popen[str], int]:
-    """``graphwire serve`` in its own process, physics at the stream rate, kept moving."""
+def start_graphwire(csv: Path, workdir: Path, source_tree: Path | None = None
+                    ) -> tuple[subprocess.Popen[str], int]:
+    """``graphwire serve`` in its own process, physics at the stream rate, kept moving.
+
+    ``source_tree``: serve graphwire from another checkout's ``src`` (the same interpreter and
+    dependencies), to measure an earlier version of the server in the same session.
+    """
     port = _free_port()
     args = [sys.executable, "-m", "graphwire.cli", "serve", str(csv), "--port", str(port),
             "--db", str(workdir / "bench.db"), "--physics-hz", str(RATE_HZ)]
     for path, value in MOVING.items():
         args += ["--set", f"{path}={json.dumps(value)}"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = dict(os.environ)
+    if source_tree is not None:
+        env["PYTHONPATH"] = str(source_tree / "src")
+        (workdir / "bench.db").unlink(missing_ok=True)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
     _wait_ready(proc, "graphwire serve")
     return proc, port
 
@@ -124,9 +148,15 @@ def run_clients(port: int | list[int], clients: int, fmt: str, server: str,
     return row
 
 
-def run(options: list[str] | None = None) -> list[Row]:
-    """All rows of the fanout bench; ``--gateways N``: the scale-out rows instead
-    (:mod:`graphwire.bench.fanout_cluster`)."""
+Q_SIZES = (50, 200, 500, 1000, 2000)
+V2_SIZES = (50, 200, 500)
+
+
+def run(argv: Sequence[str] | None = None, *, sizes: Sequence[int] | None = None,
+        v2_sizes: Sequence[int] | None = None, baseline_clients: int = 50,
+        warmup: float = WARMUP, window: float = WINDOW) -> list[Row]:
+    """All rows of the fanout bench (``argv``: the options after ``bench fanout``);
+    ``--gateways N``: the scale-out rows instead (:mod:`graphwire.bench.fanout_cluster`)."""
     parser = argparse.ArgumentParser(prog="graphwire bench fanout")
     parser.add_argument("--gateways", type=int, default=0,
                         help="measure 1 … N gateways behind one simulation over Redis, and "
@@ -134,31 +164,46 @@ def run(options: list[str] | None = None) -> list[Row]:
     parser.add_argument("--clients", type=int, default=200,
                         help="total clients of the --gateways rows (200)")
     parser.add_argument("--kills", type=int, default=5, help="failovers measured (5)")
-    args = parser.parse_args(options or [])
+    parser.add_argument("--sizes", type=lambda v: [int(x) for x in v.split(",")],
+                        help=f"client counts in q (default {','.join(map(str, Q_SIZES))})")
+    parser.add_argument("--v2-sizes", type=lambda v: [int(x) for x in v.split(",") if x],
+                        help=f"client counts in v2 (default {','.join(map(str, V2_SIZES))})")
+    parser.add_argument("--compare-src", type=Path, action="append", default=[],
+                        metavar="CHECKOUT",
+                        help="also measure the server of another checkout (its src/), rows "
+                             "named server=graphwire@<directory name>; repeatable")
+    parser.add_argument("--no-json-baseline", action="store_true",
+                        help="skip the per-client JSON server row")
+    args = parser.parse_args(list(argv or []))
     if args.gateways > 0:
         from .fanout_cluster import run_cluster
         return run_cluster(args.gateways, args.clients, args.kills)
-    return run_single()
-
-
-def run_single(sizes: tuple[int, ...] = (50, 200, 500), baseline_clients: int = 50, *,
-               warmup: float = WARMUP, window: float = WINDOW) -> list[Row]:
-    """The single-process rows and the per-client JSON baseline."""
+    q_sizes = list(args.sizes or sizes or Q_SIZES)
+    v2s = list(args.v2_sizes if args.v2_sizes is not None else
+               (v2_sizes if v2_sizes is not None else
+                (V2_SIZES if sizes is None else sizes)))
     rows: list[Row] = []
+    servers: list[tuple[str, Path | None]] = [("graphwire", None)]
+    servers += [(f"graphwire@{src.resolve().name}", src.resolve()) for src in args.compare_src]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         csv = write_standard_graph(work / "ba10k.csv")
-        proc, port = start_graphwire(csv, work)
-        try:
-            for n in sizes:
-                for fmt in ("q", "v2"):
-                    progress(f"fanout: graphwire, {n} clients, {fmt}")
-                    rows.append(run_clients(port, n, fmt, "graphwire", proc.pid,
-                                            warmup=warmup, window=window))
+        for label, tree in servers:
+            proc, port = start_graphwire(csv, work, tree)
+            try:
+                cases = [(n, "q") for n in q_sizes] + [(n, "v2") for n in v2s]
+                for n, fmt in sorted(cases):
+                    progress(f"fanout: {label}, {n} clients, {fmt}")
+                    row = run_clients(port, n, fmt, "graphwire", proc.pid, warmup=warmup,
+                                      window=window)
+                    row["server"] = label
+                    rows.append(row)
                     progress(f"  {rows[-1]}")
-        finally:
-            proc.terminate()
-            proc.wait(30)
+            finally:
+                proc.terminate()
+                proc.wait(30)
+        if args.no_json_baseline or baseline_clients <= 0:
+            return rows
         proc, port = start_baseline(csv)
         try:
             progress(f"fanout: baseline-json, {baseline_clients} clients")
@@ -175,85 +220,185 @@ def run_single(sizes: tuple[int, ...] = (50, 200, 500), baseline_clients: int = 
 # the client process
 
 
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+def _cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """CPU time (user + system) of a process, or of one of its threads."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    with open(path, encoding="ascii") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])  # utime + stime
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+class _RawClient(asyncio.Protocol):
+    """One viewer as cheap as a WebSocket client can be: a raw socket that counts frames.
+
+    It writes the upgrade request and one masked ``subscribe`` by hand, then only splits the
+    byte stream into frames (server frames are unmasked), notes the seq and arrival time of
+    each position frame, and answers the server's pings. No message objects, no decoding: the
+    load generator shares the machine's cores with the server it measures.
+    """
+
+    def __init__(self, port: int, fmt: str, server: str, stats: _Stats, idx: int) -> None:
+        self.port, self.fmt, self.server, self.stats, self.idx = port, fmt, server, stats, idx
+        self.kind = {"q": 0x03, "v2": 0x02}.get(fmt, -1)
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.upgraded = False
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write(
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"client {self.idx} lost: {exc}"))
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        # client frames are masked (RFC 6455 §5.3); a zero mask leaves the payload as it is
+        n = len(payload)
+        head = bytes((0x80 | opcode, 0x80 | n)) if n < 126 else \
+            bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
+        assert self.transport is not None
+        self.transport.write(head + b"\0\0\0\0" + payload)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        if not self.upgraded:
+            buf += data
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buf.startswith(b"HTTP/1.1 101"):
+                self.ready.set_exception(ConnectionError(bytes(buf[:200]).decode("latin-1")))
+                return
+            self.upgraded = True
+            if self.server == "graphwire":
+                self._send(0x1, json.dumps({"type": "subscribe", "format": self.fmt,
+                                            "intervalMs": int(1000 / RATE_HZ)}).encode())
+            self.ready.set_result(None)
+            data = bytes(buf[end + 4:])
+            buf.clear()
+        if buf:
+            buf += data
+            data = bytes(buf)
+            buf.clear()
+        pos, n = 0, len(data)
+        stats, now = self.stats, time.time()
+        while n - pos >= 2:
+            length, head = data[pos + 1] & 0x7F, 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length, head = int.from_bytes(data[pos + 2:pos + 4], "big"), 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length, head = int.from_bytes(data[pos + 2:pos + 10], "big"), 10
+            end = pos + head + length
+            if end > n:
+                break
+            opcode, start = data[pos] & 0x0F, pos + head
+            if opcode == 0x2 and data[start] == self.kind:
+                stats.frame(self.idx, int.from_bytes(data[start + 4:start + 8], "little"),
+                            length, now)
+            elif opcode == 0x1 and self.server == "baseline-json":
+                m = _SEQ.match(data[start:start + 64].decode("latin-1"), 1)
+                if m is not None:
+                    stats.frame(self.idx, int(m.group(1)), length, now)
+            elif opcode == 0x9:
+                self._send(0xA, data[start:end])
+            pos = end
+        if pos < n:
+            buf += data[pos:]
+
+
+class _Stats:
+    """What the clients received inside the measured window."""
+
+    def __init__(self, n: int) -> None:
+        self.window = (float("inf"), float("inf"))
+        self.counts = [0] * n
+        self.nbytes = 0
+        self.receipts: list[tuple[int, float]] = []
+
+    def frame(self, idx: int, seq: int, nbytes: int, now: float) -> None:
+        if self.window[0] <= now < self.window[1]:
+            self.counts[idx] += 1
+            self.nbytes += nbytes
+            self.receipts.append((seq, now))
+
+
 async def _clients(ports: list[int], n: int, fmt: str, server: str, pids: list[int],
-                   warmup: float, duration: float, times_port: int | None) -> Row:
-    import websockets
-
-    urls = [f"ws://127.0.0.1:{port}/ws" for port in ports]
-    window = [float("inf"), float("inf")]
-    counts = [0] * n
-    nbytes = [0] * n
-    receipts: list[list[tuple[int, float]]] = [[] for _ in range(n)]
-    kind = {"q": 0x03, "v2": 0x02}.get(fmt)
-
-    async def one(i: int, ws: Any) -> None:
-        async for msg in ws:
-            now = time.time()
-            if isinstance(msg, bytes):
-                if msg[0] != kind:
-                    continue
-                seq = int.from_bytes(msg[4:8], "little")
-            elif server == "baseline-json":
-                m = _SEQ.match(msg, 1)
-                if m is None:
-                    continue
-                seq = int(m.group(1))
-            else:
-                continue
-            if window[0] <= now < window[1]:
-                counts[i] += 1
-                nbytes[i] += len(msg)
-                receipts[i].append((seq, now))
-
-    async def connect(i: int) -> Any:
+                   warmup: float, duration: float, times_port: int | None = None) -> Row:
+    loop = asyncio.get_running_loop()
+    stats = _Stats(n)
+    conns: list[_RawClient] = []
+    for start in range(0, n, 100):
+        batch = []
+        for i in range(start, min(n, start + 100)):
+            port = ports[i % len(ports)]
+            _, proto = await loop.create_connection(
+                functools.partial(_RawClient, port, fmt, server, stats, i), "127.0.0.1", port)
+            batch.append(proto)
         # a saturated baseline answers handshakes slowly: wait for it
-        ws = await websockets.connect(urls[i % len(urls)], max_size=2**27, max_queue=None,
-                                      compression=None, ping_interval=None, open_timeout=300)
-        if server == "graphwire":
-            await ws.recv()  # connection_established
-            await ws.recv()  # PathTable
-            await ws.send(json.dumps({"type": "subscribe", "format": fmt}))
-        return ws
-
-    conns = []
-    for start in range(0, n, 50):
-        conns += await asyncio.gather(*(connect(start + i)
-                                        for i in range(min(50, n - start))))
-    tasks = [asyncio.create_task(one(i, ws)) for i, ws in enumerate(conns)]
-    await asyncio.sleep(warmup)
-    cpu0, window[0] = sum(map(_cpu_seconds, pids)), time.time()
-    window[1] = window[0] + duration
-    await asyncio.sleep(duration)
-    cpu1 = sum(map(_cpu_seconds, pids))
-    for t in tasks:
-        t.cancel()
-    for ws in conns:  # no close handshake: a saturated server would take minutes to answer
-        ws.transport.abort()
-    path = "/api/metrics?snapshots=1" if server == "graphwire" else "/times"
-
-    def fetch() -> Any:
-        times = times_port or ports[0]
-        with urllib.request.urlopen(f"http://127.0.0.1:{times}{path}", timeout=30) as resp:
+        await asyncio.wait_for(asyncio.gather(*(c.ready for c in batch)), 300)
+        conns += batch
+    def fetch(path: str, timeout: float = 120) -> Any:
+        at = times_port or ports[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{at}{path}", timeout=timeout) as resp:
             return json.loads(resp.read())
 
-    doc = await asyncio.get_running_loop().run_in_executor(None, fetch)
+    def skips() -> tuple[int, int] | None:
+        if server != "graphwire":
+            return None
+        try:  # a saturated server may not answer within the window: then the row says null
+            m = fetch("/api/metrics", timeout=5)
+        except OSError:
+            return None
+        return int(m["framesSkippedSlow"]), int(m["keyframesInsteadOfDelta"])
+
+    await asyncio.sleep(warmup)
+    skips0 = await loop.run_in_executor(None, skips)
+    def cpu() -> float:
+        return sum(_cpu_seconds(pid) for pid in pids)
+
+    def loop_cpu() -> float:  # the main threads: the event loops (encode and fan-out)
+        return sum(_cpu_seconds(pid, pid) for pid in pids)
+
+    cpu0, own0, t0 = cpu(), time.process_time(), time.time()
+    loop0 = loop_cpu()
+    stats.window = (t0, t0 + duration)
+    await asyncio.sleep(duration)
+    cpu1, own1, loop1 = cpu(), time.process_time(), loop_cpu()
+    skips1 = await loop.run_in_executor(None, skips)
+    for c in conns:  # no close handshake: a saturated server would take minutes to answer
+        if c.transport is not None:
+            c.transport.abort()
+    doc = await loop.run_in_executor(
+        None, fetch, "/api/metrics?snapshots=1" if server == "graphwire" else "/times")
     published = dict(doc["snapshotTimes"] if server == "graphwire" else doc)
-    lat = [(t - published[seq]) * 1000 for r in receipts for seq, t in r if seq in published]
-    frames = sum(counts)
+    lat = [(t - published[seq]) * 1000 for seq, t in stats.receipts if seq in published]
+    frames = sum(stats.counts)
     return {
         "clients": n, "format": fmt, "server": server,
         "framesPerClientPerSec": round(frames / n / duration, 3),
         "cpuUsPerClientFrame": round((cpu1 - cpu0) / max(frames, 1) * 1e6, 1),
+        "loopCpuUsPerClientFrame": round((loop1 - loop0) / max(frames, 1) * 1e6, 1),
         "latencyP50Ms": round(float(np.percentile(lat, 50)), 1) if lat else None,
         "latencyP99Ms": round(float(np.percentile(lat, 99)), 1) if lat else None,
-        "bytesPerNode": round(sum(nbytes) / max(frames, 1) / NODES, 3),
+        "bytesPerNode": round(stats.nbytes / max(frames, 1) / NODES, 3),
+        "clientCpuUsPerClientFrame": round((own1 - own0) / max(frames, 1) * 1e6, 1),
+        "slowestClientFramesPerSec": round(min(stats.counts) / duration, 3),
+        "skippedSlowPerSec": None if skips0 is None or skips1 is None
+        else round((skips1[0] - skips0[0]) / duration, 1),
+        "keyframesInsteadPerSec": None if skips0 is None or skips1 is None
+        else round((skips1[1] - skips0[1]) / duration, 1),
     }
 
 

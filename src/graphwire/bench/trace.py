@@ -10,21 +10,30 @@ snapshot is encoded with the real codecs for a client that receives every frame:
 
 Rows ``{trace, format, bytesPerNodePerSnapshot, bytesPerMovedNode}`` (moved nodes: the records
 in V2 frames, the entries of Q frames, every node of a keyframe).
+
+The paced rows: the bundled demo graph from its default start, published as a stream moving at
+60 Hz (one physics step a snapshot, 600 snapshots: ten seconds of layout), fanned out by the
+server's own :class:`~graphwire.server.stream_hub.StreamHub` on a simulated clock to ``q``
+clients at ``intervalMs`` 17 (every snapshot), 50, 200 and 1000. Rows ``{trace: "demo-60hz",
+format: "q", intervalMs, frames, bytesPerNodePerFrame, kBytesPerSec}``: a *frame* is one update
+a client applies (a full keyframe and the frame sent behind it count as one), its bytes are
+every position byte the client was sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import argparse
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
+from graphwire.bench.graphs import barabasi_albert
+from graphwire.bench.report import Row, progress
 from graphwire.protocol.header import Flags
 from graphwire.protocol.positions import FrameBuffer, NodeRecords, encode_v2
-from graphwire.protocol.quantized import QStreamEncoder
+from graphwire.protocol.q_encoder import QStreamEncoder
 from graphwire.simulation import PhysicsParams, Simulation, Snapshot
-
-from .graphs import barabasi_albert
-from .report import Row, progress
 
 TRACE = "ba10k"
 NODES, STEPS_PER_SNAPSHOT, SNAPSHOTS = 10_000, 12, 600
@@ -65,8 +74,19 @@ class V2Stream:
                          scratch=self.scratch), len(nodes)
 
 
-def run(snapshots: int = SNAPSHOTS, nodes: int = NODES) -> list[Row]:
-    """Both rows of the trace bench."""
+def run(argv: Sequence[str] | None = None) -> list[Row]:
+    """Every row of the trace bench (``argv``: the options after ``bench trace``)."""
+    parser = argparse.ArgumentParser(prog="graphwire bench trace")
+    parser.add_argument("--snapshots", type=int, default=SNAPSHOTS,
+                        help=f"snapshots of the standard trace (default {SNAPSHOTS})")
+    parser.add_argument("--paced-snapshots", type=int, default=PACED_SNAPSHOTS,
+                        help=f"snapshots of the 60 Hz demo stream (default {PACED_SNAPSHOTS})")
+    args = parser.parse_args(list(argv or []))
+    return standard_rows(args.snapshots) + paced_rows(args.paced_snapshots)
+
+
+def standard_rows(snapshots: int = SNAPSHOTS, nodes: int = NODES) -> list[Row]:
+    """The standard trace, encoded for a client that receives every frame (v2 and q)."""
     v2, q = V2Stream(), QStreamEncoder()
     totals = {"v2": [0, 0], "q": [0, 0]}
     for snap in standard_trace(snapshots, nodes):
@@ -80,4 +100,80 @@ def run(snapshots: int = SNAPSHOTS, nodes: int = NODES) -> list[Row]:
         {"trace": TRACE, "format": fmt, "bytesPerNodePerSnapshot": round(b / snapshots / nodes, 3),
          "bytesPerMovedNode": round(b / max(m, 1), 3)}
         for fmt, (b, m) in totals.items()
+    ]
+
+
+PACED_SNAPSHOTS = 600
+PACED_RATE_HZ = 60.0
+PACED_INTERVALS_MS = (17, 50, 200, 1000)
+
+
+class _Viewer:
+    """A q client of the hub: counts what it is sent (both the hub's outlet interfaces)."""
+
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+        self.updates = 0
+        self.nbytes = 0
+
+    def position_pending(self) -> bool:
+        return False
+
+    def write_buffer(self) -> int:
+        return 0
+
+    def write_frames(self, frames: Sequence[Any]) -> None:
+        self.updates += 1
+        self.nbytes += sum(len(f) for f in frames)
+
+    def send_json(self, message: dict[str, object]) -> None:
+        pass
+
+    def send_bytes(self, data: bytes) -> None:
+        pass
+
+    def close_slow(self) -> None:
+        raise AssertionError("a viewer of the trace is never slow")
+
+
+def paced_rows(snapshots: int = PACED_SNAPSHOTS,
+               intervals_ms: Sequence[int] = PACED_INTERVALS_MS) -> list[Row]:
+    """q clients at several paces on the demo graph streamed at 60 Hz (one stream hub)."""
+    import asyncio
+
+    return asyncio.run(_paced(snapshots, intervals_ms))
+
+
+async def _paced(snapshots: int, intervals_ms: Sequence[int]) -> list[Row]:
+    from graphwire.graph.model import Graph
+    from graphwire.graph.sources import load_source
+    from graphwire.server.metrics import Metrics
+    from graphwire.server.stream_hub import StreamHub
+    from graphwire.simulation import PhysicsParams, Simulation
+    from graphwire.simulation.sssp import no_paths
+
+    sim = Simulation(Graph.from_data(load_source(None, progress=False)), PhysicsParams())
+    clock = [0.0]
+    period = 1.0 / PACED_RATE_HZ
+    paths = no_paths(sim.graph)
+    hub = StreamHub(Metrics(), lambda: 1, lambda: paths, lambda: None, lambda: period,
+                    clock=lambda: clock[0])
+    viewers = [_Viewer(f"c{ms}") for ms in intervals_ms]
+    for viewer, ms in zip(viewers, intervals_ms, strict=True):
+        hub.subscribe(viewer, "q", False, ms / 1000.0)
+    nodes = 0
+    for k in range(snapshots):
+        sim.step(1)
+        snap = sim.publish()
+        nodes = int(snap.ids.shape[0])
+        clock[0] = k * period
+        hub.on_snapshot(snap, False)
+        if k % 100 == 0:
+            progress(f"paced: snapshot {k}, kinetic energy {sim.kinetic_energy:.4f}")
+    seconds = snapshots * period
+    return [
+        {"trace": "demo-60hz", "format": "q", "intervalMs": ms, "frames": v.updates,
+         "bytesPerNodePerFrame": round(v.nbytes / max(v.updates, 1) / max(nodes, 1), 3),
+         "kBytesPerSec": round(v.nbytes / seconds / 1000, 1)}
+        for v, ms in zip(viewers, intervals_ms, strict=True)
     ]

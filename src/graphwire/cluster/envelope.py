@@ -118,9 +118,10 @@ class VFrames:
 
 @dataclass(slots=True, eq=False)
 class QFrames:
-    """A ``q`` stream's frames for one snapshot (as :class:`~graphwire.protocol.quantized.QOutput`:
+    """A ``q`` lane's frames for one snapshot (as :class:`~graphwire.protocol.q_encoder.QOutput`:
     ``frame`` applies to a client holding keyframe ``base_seq``; ``full`` is keyframe
-    ``key_seq`` in full, for a client holding anything else)."""
+    ``key_seq`` in full, for a client holding anything else); ``tick``: the lane ticked at this
+    snapshot (its members are sent it; between ticks only catch-ups are)."""
 
     frame: bytes
     base_seq: int | None
@@ -128,6 +129,7 @@ class QFrames:
     keyframe: bool
     moved: int
     full: bytes
+    tick: bool = True
 
 
 @dataclass(slots=True, eq=False)
@@ -145,7 +147,7 @@ class FrameSet:
     agent: npt.NDArray[np.bool_]
     pos: npt.NDArray[np.float32]
     v: dict[str, VFrames] = field(default_factory=dict)
-    q: dict[bool, QFrames] = field(default_factory=dict)
+    q: dict[str, QFrames] = field(default_factory=dict)  # by lane stream name
 
     def encode(self, token: int, n: int) -> bytes:
         """As a FRAMES envelope of publisher ``token``, message number ``n``."""
@@ -158,9 +160,9 @@ class FrameSet:
             blobs.append(vf.key)
             if vf.delta is not None:
                 blobs.append(vf.delta)
-        for velocity, qf in self.q.items():
-            streams.append({"stream": "q", "velocity": velocity, "baseSeq": qf.base_seq,
-                            "keySeq": qf.key_seq, "keyframe": qf.keyframe,
+        for name, qf in self.q.items():
+            streams.append({"stream": name, "q": True, "baseSeq": qf.base_seq,
+                            "keySeq": qf.key_seq, "keyframe": qf.keyframe, "tick": qf.tick,
                             "moved": qf.moved, "sameFull": qf.full is qf.frame})
             blobs.append(qf.frame)
             if qf.full is not qf.frame:
@@ -188,13 +190,13 @@ class FrameSet:
                       bool(h["settled"]), float(h["kineticEnergy"]), bool(h["keyframeAll"]),
                       float(h["rateHz"]), ids, agent, pos)
             for s in h["frames"]:
-                if s["stream"] == "q":
+                if s.get("q"):
                     frame = next(blobs)
                     full = frame if s["sameFull"] else next(blobs)
                     base = s["baseSeq"]
-                    out.q[bool(s["velocity"])] = QFrames(
+                    out.q[str(s["stream"])] = QFrames(
                         frame, None if base is None else int(base), int(s["keySeq"]),
-                        bool(s["keyframe"]), int(s["moved"]), full)
+                        bool(s["keyframe"]), int(s["moved"]), full, bool(s["tick"]))
                 else:
                     key = next(blobs)
                     delta = next(blobs) if s["delta"] else None

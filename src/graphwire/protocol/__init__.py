@@ -9,7 +9,9 @@ from .control import CloseCode, parse_client_message, parse_server_message
 from .errors import ErrorCategory, ErrorCode, ErrorInfo, ProtocolError
 from .header import HEADER_SIZE, Flags, FrameHeader, Kind, frame_kind, pack_header, unpack_header
 from .positions import NodeRecords, PositionFrame, decode_v1, decode_v2, encode_v1, encode_v2
-from .quantized import QDecoder, QStreamEncoder, decode_q
+from .q_decoder import QDecoder
+from .q_encoder import QStreamEncoder
+from .quantized import decode_q
 from .settings_codec import Tag, Value, decode_settings, encode_settings
 from .sssp import decode_sssp, encode_sssp
 

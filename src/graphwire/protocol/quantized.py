@@ -1,39 +1,36 @@
-"""POSITIONS_Q, kind 0x03: the compact position stream (PROTOCOL.md §3.4, docs/protocol.md).
+"""POSITIONS_Q, kind 0x03: the compact position format (PROTOCOL.md §3.4, docs/protocol.md).
 
 Positions are integers on a grid that the keyframe states. A *keyframe* holds every live node
 (ids as runs, so a dense id range costs 8 bytes); a *delta* names the keyframe it applies to and
-holds, for the nodes whose grid position differs from that keyframe, the difference in whole grid
-steps. Because every delta is relative to its keyframe, a client holding the keyframe can apply
-any delta that names it, in any order, after any skip, and lands exactly on the quantised true
-positions: nothing accumulates, so nothing drifts.
+holds, for the nodes whose grid position differs from that keyframe (or from the keyframe's
+linear prediction), the difference in whole grid steps. Because every delta is relative to its
+keyframe, a client holding the keyframe can apply any delta that names it, in any order, after
+any skip, and lands exactly on the quantised true positions: nothing accumulates, so nothing
+drifts.
 
-A *rebase* is a keyframe sent as a delta from the previous keyframe (flags KEYFRAME | REBASE).
-For a client that follows the stream it costs what a delta costs, so the encoder rebases often
-while the layout moves and rarely once it settles. A rebased keyframe also knows the motion that
-led to it, so later frames code each node's residual against the keyframe's linear prediction:
-on a moving layout that halves the bits again, and the prediction still depends only on the
-keyframe, so any delta still applies after any skip. A rebase may refine or coarsen the grid by
-powers of two, so the step stays within a factor 2 of 1/65,535 of the extent while the layout
-grows or shrinks. A client that holds no keyframe of
-the lineage is sent the *full* keyframe, encoded at most once per keyframe and shared.
+A *rebase* is a keyframe sent as a delta from the previous keyframe (flags KEYFRAME | REBASE);
+it may refine or coarsen the grid by powers of two. A rebased keyframe knows the motion that led
+to it, so later frames may code each node's residual against the keyframe's linear prediction
+(:func:`predict`); the prediction depends only on the keyframe, so any delta still applies after
+any skip.
 
-This module is sans-I/O: :class:`QStreamEncoder` turns snapshots into frames, :class:`QDecoder`
-turns frames back into positions; neither knows about sockets.
+This module is the format only: the grid, the frame layouts and their pure encode/decode
+functions. When to rebase is the encoder's policy (:mod:`.q_encoder`); the state a client keeps
+is the decoder's (:mod:`.q_decoder`). Nothing here knows about sockets or streams.
 """
 
 from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _kernels
 from .compression import MAX_INFLATED, gunzip_bounded, maybe_gzip
-from .errors import ErrorCode, ProtocolError, malformed
+from .errors import malformed
 from .header import (
     HEADER_SIZE,
     Flags,
@@ -70,25 +67,14 @@ PREDICTION_HORIZON = 16
 """Predictions extrapolate the keyframe's motion at most this many snapshots ahead."""
 _MOTION_HEAD = struct.Struct("<II")  # span, byte length of the motion varints
 
-_Q_LIMIT = 1 << 30  # grid coordinates stay within ±2^30 so a client's int32 never overflows
+Q_LIMIT = 1 << 30
+"""Grid coordinates stay within ±2^30 so a client's int32 never overflows."""
 _MAX_SHIFT = 30
 
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 U32 = npt.NDArray[np.uint32]
-
-
-class KeyframeMissingError(ProtocolError):
-    """A delta or rebase names a keyframe the decoder does not hold: ask for a keyframe."""
-
-    def __init__(self, needed: int, held: int | None) -> None:
-        super().__init__(
-            ErrorCode.MALFORMED_FRAME,
-            f"frame applies to keyframe {needed}, but the keyframe held is {held}",
-        )
-        self.needed = needed
-        self.held = held
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,7 +234,7 @@ def _decode_moved(coding: int, data: memoryview, moved: int, n: int) -> npt.NDAr
 # velocity block: per-frame, per-axis scale, int16 per component, absolute (never accumulated)
 
 
-def _encode_velocity(vel: F32) -> bytes:
+def encode_velocity(vel: F32) -> bytes:
     v = np.asarray(vel, dtype=np.float64)
     peak = np.abs(v).max(axis=0) if v.shape[0] else np.zeros(3)
     peak = np.where(np.isfinite(peak), peak, 0.0)
@@ -258,7 +244,7 @@ def _encode_velocity(vel: F32) -> bytes:
     return _VSCALE.pack(*scale.tolist()) + np.ascontiguousarray(qv.T).tobytes()
 
 
-def _decode_velocity(data: memoryview, n: int) -> F32:
+def decode_velocity(data: memoryview, n: int) -> F32:
     if len(data) != _VSCALE.size + 6 * n:
         raise malformed(f"velocity block of {len(data)} bytes for {n} nodes")
     scale = np.array(_VSCALE.unpack_from(data, 0), np.float32)
@@ -348,7 +334,7 @@ def encode_keyframe(
         parts.append(_MOTION_HEAD.pack(span, len(values)) + values)
         flags |= FLAG_MOTION
     if vel is not None:
-        parts.append(_encode_velocity(vel))
+        parts.append(encode_velocity(vel))
         flags |= FLAG_VELOCITY
     return _finish(flags, epoch, seq, b"".join(parts))
 
@@ -385,7 +371,7 @@ def encode_delta(
     ]
     flags = (Flags.KEYFRAME | FLAG_REBASE if rebase else 0) | (Flags.SETTLED if settled else 0)
     if vel is not None:
-        parts.append(_encode_velocity(vel))
+        parts.append(encode_velocity(vel))
         flags |= FLAG_VELOCITY
     return _finish(int(flags), epoch, seq, b"".join(parts))
 
@@ -446,12 +432,12 @@ def _decode_keyframe(header: FrameHeader, p: memoryview, has_vel: bool) -> QKeyf
     _kernels.read_byte_planes(np.frombuffer(p, np.uint8, 3 * width * n, off), n, width, base, q)
     if n:
         lo, hi = _kernels.bounds(q)
-        if max(abs(lo).max(), abs(hi).max()) >= _Q_LIMIT:
+        if max(abs(lo).max(), abs(hi).max()) >= Q_LIMIT:
             raise malformed("keyframe grid coordinates exceed ±2^30")
     if motion_len:
         raw = p[need + _MOTION_HEAD.size : need + motion_len]
         motion = unzigzag(decode_varints(raw, 3 * n, "keyframe motion")).reshape(3, n).T.copy()
-    vel = _decode_velocity(p[need + motion_len :], n) if has_vel else None
+    vel = decode_velocity(p[need + motion_len :], n) if has_vel else None
     return QKeyframe(header, Grid(origin, step), ids, q, vel, motion, span)
 
 
@@ -479,269 +465,10 @@ def _decode_delta(header: FrameHeader, p: memoryview, has_vel: bool) -> QDelta:
     idx = _decode_moved(id_coding, p[start : start + id_len], moved, n)
     values = decode_varints(p[start + id_len : start + id_len + val_len], 3 * moved, "moves")
     dq = unzigzag(values).reshape(3, moved).T.copy()
-    vel = _decode_velocity(p[start + id_len + val_len :], moved) if has_vel else None
+    vel = decode_velocity(p[start + id_len + val_len :], moved) if has_vel else None
     return QDelta(header, key_seq, n, idx, dq, shift, vel, value_coding)
 
 
-# ---------------------------------------------------------------------------------------------
-# the stream encoder (server side)
-
-
-@dataclass(frozen=True, slots=True)
-class QPolicy:
-    """When the encoder makes a new keyframe.
-
-    ``rebase_ratio``: rebase when the delta against the keyframe (its residuals against the
-    keyframe's prediction) would cost more than this many times the raw motion since the
-    previous snapshot. A rebase costs a client that follows the stream what a delta costs, and
-    gives the next frame a fresh prediction, so the default (0.5) rebases on nearly every frame
-    while the layout moves: 1.05 bytes a node per snapshot on the standard trace, against 1.95
-    at 1.0 and 5.3 with one keyframe (docs/benchmarks.md). A client that skipped a frame gets
-    the full keyframe instead (~8.5 bytes a node with its motion). While nothing moves the
-    keyframe is kept. ``predict``: code moves as residuals against the keyframe's linear
-    prediction. ``max_age``: snapshots a keyframe may live at most; ``min_age``: at least
-    (unless forced).
-    """
-
-    rebase_ratio: float = 0.5
-    min_age: int = 1
-    max_age: int = 300
-    predict: bool = True
-
-
-@dataclass(slots=True, eq=False)
-class QOutput:
-    """The frames for one snapshot of one stream.
-
-    ``frame`` applies to a client holding keyframe ``base_seq`` (None: ``frame`` is a full
-    keyframe, anyone can apply it); afterwards that client holds keyframe ``key_seq``. A client
-    holding anything else is sent ``full_keyframe()``, the full keyframe ``key_seq`` (encoded
-    once, on first use), followed by ``frame`` unless ``frame`` is itself that keyframe.
-    """
-
-    seq: int
-    frame: bytes
-    base_seq: int | None
-    key_seq: int
-    keyframe: bool
-    moved: int
-    full_keyframe: Callable[[], bytes]
-
-
-@dataclass(slots=True, eq=False)
-class _Lineage:
-    key_seq: int
-    grid: Grid
-    ids: U32
-    base: I64  # grid coordinates of the keyframe, what every client of the lineage holds
-    vel: F32 | None
-    settled: bool
-    epoch: int
-    age: int = 0
-    prev_q: I64 | None = None
-    full: bytes | None = None
-    motion: I64 | None = None  # how the keyframe's nodes moved over the `span` before it
-    span: int = 0
-
-
-@dataclass(slots=True, eq=False)
-class QStreamEncoder:
-    """Turns snapshots into kind 0x03 frames for every client of one stream (encode once)."""
-
-    velocity: bool = False
-    policy: QPolicy = field(default_factory=QPolicy)
-    _lin: _Lineage | None = None
-
-    @property
-    def key_seq(self) -> int | None:
-        """The seq of the current keyframe (None before the first snapshot)."""
-        return None if self._lin is None else self._lin.key_seq
-
-    def reset(self) -> None:
-        """Forget the lineage: the next snapshot is a full keyframe on a fresh grid."""
-        self._lin = None
-
-    def encode(
-        self,
-        seq: int,
-        ids: U32,
-        pos: F32,
-        *,
-        epoch: int,
-        vel: F32 | None = None,
-        settled: bool = False,
-        force_keyframe: bool = False,
-    ) -> QOutput:
-        """Encode snapshot ``seq`` (ids ascending, one row of ``pos`` per id)."""
-        ids = np.ascontiguousarray(ids, dtype=np.uint32)
-        pos = np.ascontiguousarray(pos).reshape(-1, 3)
-        if pos.dtype not in (np.float32, np.float64):
-            pos = pos.astype(np.float64)
-        vel_in = None if not self.velocity else np.asarray(
-            vel if vel is not None else np.zeros(pos.shape), np.float32
-        ).reshape(-1, 3)
-        lin = self._lin
-        if lin is None or lin.epoch != epoch or not np.array_equal(lin.ids, ids):
-            return self._new_lineage(seq, ids, pos, vel_in, epoch, settled)
-        q, peak = lin.grid.quantise_peak(pos)
-        if peak >= _Q_LIMIT:
-            return self._new_lineage(seq, ids, pos, vel_in, epoch, settled)
-        lin.age += 1
-        pred = predict(lin.base, lin.motion, lin.span, seq - lin.key_seq)
-        prev = lin.prev_q if lin.prev_q is not None else lin.base
-        idx, cost_key, cost_prev = _kernels.moved_and_costs(q, pred, prev)
-        rebase = (
-            force_keyframe
-            or lin.age >= self.policy.max_age
-            or self._worth_rebasing(q, cost_key, cost_prev)
-        )
-        if rebase:
-            return self._rebase(seq, lin, pos, vel_in, settled, epoch)
-        lin.prev_q = q
-        frame = encode_delta(
-            lin.key_seq, lin.ids.shape[0], idx, q[idx] - pred[idx], seq=seq, epoch=epoch,
-            settled=settled, vel=None if vel_in is None else vel_in[idx],
-            value_coding=VALUES_PREDICTED if pred is not lin.base else VALUES_VARINT_COLUMNS,
-        )
-        return QOutput(seq, frame, lin.key_seq, lin.key_seq, False, int(idx.shape[0]),
-                       self._full_of(lin))
-
-    def _worth_rebasing(self, q: I64, cost_key: int, cost_prev: int) -> bool:
-        lin = self._lin
-        assert lin is not None
-        if lin.age < self.policy.min_age or q.shape[0] == 0:
-            return False
-        qlo, qhi = _kernels.bounds(q)
-        ideal = ideal_steps(lin.grid.origin + qlo * lin.grid.step,
-                            lin.grid.origin + qhi * lin.grid.step)
-        if np.any(lin.grid.step * 4 <= ideal):
-            return True  # the layout grew: a coarser grid makes every later delta smaller
-        return cost_key > self.policy.rebase_ratio * cost_prev + 16
-
-    def _rebase(self, seq: int, lin: _Lineage, pos: F32 | F64, vel: F32 | None, settled: bool,
-                epoch: int) -> QOutput:
-        n = lin.ids.shape[0]
-        if n:
-            lo, hi = _kernels.bounds(pos)
-            shift = shift_for(lin.grid.step, ideal_steps(lo, hi))
-        else:
-            shift = np.zeros(3, np.int64)
-        grid = lin.grid.shifted(shift)
-        predicted = predict(lin.base, lin.motion, lin.span, seq - lin.key_seq)
-        base = apply_shift(lin.base, shift)
-        pred = apply_shift(predicted, shift) if predicted is not lin.base else base
-        q = grid.quantise(pos)
-        idx = _kernels.moved_rows(q, pred)
-        sent_vel = None if vel is None else _roundtrip_velocity(vel[idx])
-        frame = encode_delta(
-            lin.key_seq, n, idx, q[idx] - pred[idx], seq=seq, epoch=epoch, settled=settled,
-            rebase=True, shift=shift, vel=None if vel is None else vel[idx],
-            value_coding=VALUES_PREDICTED if predicted is not lin.base else VALUES_VARINT_COLUMNS,
-        )
-        old_key = lin.key_seq
-        key_vel = None
-        if lin.vel is not None and sent_vel is not None:
-            key_vel = lin.vel.copy()
-            key_vel[idx] = sent_vel
-        motion = q - base if self.policy.predict else None
-        self._lin = _Lineage(seq, grid, lin.ids, q, key_vel, settled, epoch, 0, q, None,
-                             motion, seq - old_key)
-        return QOutput(seq, frame, old_key, seq, True, int(idx.shape[0]),
-                       self._full_of(self._lin))
-
-    def _new_lineage(self, seq: int, ids: U32, pos: F32 | F64, vel: F32 | None, epoch: int,
-                     settled: bool) -> QOutput:
-        grid = fresh_grid(pos)
-        q = grid.quantise(pos)
-        key_vel = None if vel is None else _roundtrip_velocity(vel)
-        lin = _Lineage(seq, grid, ids, q, key_vel, settled, epoch, 0, q, None)
-        self._lin = lin
-        frame = self._full_of(lin)()
-        return QOutput(seq, frame, None, seq, True, ids.shape[0], self._full_of(lin))
-
-    @staticmethod
-    def _full_of(lin: _Lineage) -> Callable[[], bytes]:
-        def full() -> bytes:
-            if lin.full is None:
-                lin.full = encode_keyframe(lin.grid, lin.ids, lin.base, seq=lin.key_seq,
-                                           epoch=lin.epoch, settled=lin.settled, vel=lin.vel,
-                                           motion=lin.motion, span=lin.span)
-            return lin.full
-
-        return full
-
-
-def _roundtrip_velocity(vel: F32) -> F32:
+def roundtrip_velocity(vel: F32) -> F32:
     """The velocities a client decodes from what the encoder sends."""
-    return _decode_velocity(memoryview(_encode_velocity(vel)), vel.shape[0])
-
-
-# ---------------------------------------------------------------------------------------------
-# the stream decoder (client side)
-
-
-@dataclass(slots=True, eq=False)
-class QDecoder:
-    """Client state of a kind 0x03 stream: the keyframe held and the positions shown."""
-
-    key_seq: int | None = None
-    seq: int | None = None
-    settled: bool = False
-    grid: Grid | None = None
-    ids: U32 = field(default_factory=lambda: np.empty(0, np.uint32))
-    base: I64 = field(default_factory=lambda: np.empty((0, 3), np.int64))
-    q: I64 = field(default_factory=lambda: np.empty((0, 3), np.int64))
-    key_vel: F32 | None = None
-    vel: F32 | None = None
-    motion: I64 | None = None
-    span: int = 0
-
-    def apply(self, data: bytes | memoryview) -> QKeyframe | QDelta:
-        """Apply one frame; raise :class:`KeyframeMissingError` if it needs a keyframe not held."""
-        frame = decode_q(data)
-        if isinstance(frame, QKeyframe):
-            self.grid, self.ids = frame.grid, frame.ids
-            self.base, self.q = frame.q, frame.q.copy()
-            self.key_vel = frame.vel
-            self.vel = None if frame.vel is None else frame.vel.copy()
-            self.key_seq = frame.header.seq
-            self.motion, self.span = frame.motion, frame.span
-        else:
-            self._apply_delta(frame)
-        self.seq = frame.header.seq
-        self.settled = frame.header.settled
-        return frame
-
-    def _apply_delta(self, d: QDelta) -> None:
-        if self.key_seq != d.key_seq or self.grid is None:
-            raise KeyframeMissingError(d.key_seq, self.key_seq)
-        if d.node_count != self.ids.shape[0]:
-            raise malformed(f"delta for {d.node_count} nodes, keyframe holds {self.ids.shape[0]}")
-        pred = self.base
-        if d.value_coding == VALUES_PREDICTED:
-            pred = predict(self.base, self.motion, self.span, d.header.seq - d.key_seq)
-        base = apply_shift(self.base, d.shift) if d.rebase else self.base
-        q = (apply_shift(pred, d.shift) if d.rebase else pred).copy()
-        q[d.idx] += d.dq
-        if q.shape[0]:
-            lo, hi = _kernels.bounds(q)
-            if max(abs(lo).max(), abs(hi).max()) >= _Q_LIMIT:
-                raise malformed("grid coordinates exceed ±2^30")
-        vel = None
-        if d.vel is not None:
-            key_vel = self.key_vel if self.key_vel is not None else np.zeros(q.shape, np.float32)
-            vel = key_vel.copy()
-            vel[d.idx] = d.vel
-        self.q, self.vel = q, vel
-        if d.rebase:
-            self.motion, self.span = q - base, d.header.seq - d.key_seq
-            self.grid = self.grid.shifted(d.shift)
-            self.base = q.copy()
-            self.key_vel = None if vel is None else vel.copy()
-            self.key_seq = d.header.seq
-
-    def positions(self) -> F64:
-        """Decoded coordinates (n, 3), float64, in keyframe id order."""
-        if self.grid is None:
-            return np.empty((0, 3))
-        return self.grid.position(self.q)
+    return decode_velocity(memoryview(encode_velocity(vel)), vel.shape[0])

@@ -46,7 +46,7 @@ from .keys import (
     CLUSTER,
     CONFIG,
     CONNECTIONS,
-    GRAPH,
+    GRAPH_SERVICE,
     HUB,
     LIMITER,
     METRICS,
@@ -148,22 +148,22 @@ async def create_app(config: ServerConfig) -> web.Application:
     cluster: ClusterSimulation | None = None
 
     def broadcast_sssp(result: ShortestPaths) -> None:
-        frame = sssp_frame(graph)
+        frame = sssp_frame(graph_service)
         connections.send_to(hub.subs, frame)
         if cluster is not None:
-            cluster.sssp_changed(frame, graph.sssp_seq, result.source)
+            cluster.sssp_changed(frame, graph_service.sssp_seq, result.source)
 
     def graph_changed(change: GraphChanged) -> None:
         connections.broadcast_json(change.to_json())
         if cluster is not None:
             cluster.graph_changed(change)
 
-    graph = GraphService(sim, settings.epoch, loop, graph_changed, broadcast_sssp)
+    graph_service = GraphService(sim, settings.epoch, loop, graph_changed, broadcast_sssp)
 
     def on_snapshot(snap: Snapshot, keyframe_all: bool) -> None:
         if cluster is not None and cluster.fresh:
             keyframe_all, cluster.fresh = True, False  # the first frames of an epoch
-        graph.snapshot_published(snap)
+        graph_service.snapshot_published(snap)
         hub.on_snapshot(snap, keyframe_all)
         if cluster is not None:
             cluster.snapshot()
@@ -174,21 +174,21 @@ async def create_app(config: ServerConfig) -> web.Application:
         loop.call_soon_threadsafe(on_snapshot, snap, keyframe_all)
 
     runner = SimulationRunner(sim, publish, live.cadence, physics_hz=config.physics_hz)
-    hub = StreamHub(metrics, lambda: graph.epoch, lambda: graph.sssp, runner.request_snapshot,
-                    lambda: 1.0 / runner.rate, live.hub)
+    hub = StreamHub(metrics, lambda: graph_service.epoch, lambda: graph_service.sssp,
+                    runner.request_snapshot, lambda: 1.0 / runner.rate, live.hub)
     writes = LocalSettingsWrites(settings)
     link: Link | None = None
     if config.redis:
         link = Link(config.redis, Keys(config.redis_namespace))
         holder = config.node_id or f"sim-{secrets.token_hex(4)}"
         lease = Lease(link.redis, link.keys, holder, ttl=config.lease_ttl)
-        cluster = ClusterSimulation(link, lease, graph, hub, runner, settings,
-                                    lambda epoch: _set_epoch(graph, settings, epoch))
+        cluster = ClusterSimulation(link, lease, graph_service, hub, runner, settings,
+                                    lambda epoch: _set_epoch(graph_service, settings, epoch))
         writes = LocalSettingsWrites(settings, lambda: cluster is not None and cluster.holding)
     parts = _Parts(config, metrics, limiter, connections, settings, in_force, tasks, hub,
-                   graph, runner, writes, link)
-    settings.subscribe(_settings_follower(settings, in_force, graph, runner, hub, limiter,
-                                          tasks.spawn))
+                   graph_service, runner, writes, link)
+    settings.subscribe(_settings_follower(settings, in_force, graph_service, runner, hub,
+                                          limiter, tasks.spawn))
     app = _assemble(parts, cluster.health if cluster is not None else None)
 
     async def settings_store(_: web.Application) -> AsyncIterator[None]:
@@ -197,7 +197,7 @@ async def create_app(config: ServerConfig) -> web.Application:
 
     async def graph_workers(_: web.Application) -> AsyncIterator[None]:
         yield
-        graph.close()
+        graph_service.close()
 
     async def simulation_thread(_: web.Application) -> AsyncIterator[None]:
         if cluster is not None:
@@ -234,7 +234,7 @@ class _Parts:
     in_force: SettingsInForce
     tasks: BackgroundTasks
     hub: StreamHub
-    graph: GraphService | RemoteGraph
+    graph_service: GraphService | RemoteGraph
     runner: SimulationRunner | RemoteRunner
     writes: LocalSettingsWrites | RemoteSettingsWrites
     link: Link | None
@@ -243,14 +243,15 @@ class _Parts:
 def _assemble(p: _Parts, cluster_state: Callable[[], dict[str, Any]] | None
               ) -> web.Application:
     """The app of any role: the endpoints, the keys the routes read, housekeeping, shutdown."""
-    config, connections, hub, graph, runner = p.config, p.connections, p.hub, p.graph, p.runner
+    config, connections, hub, runner = p.config, p.connections, p.hub, p.runner
+    graph_service = p.graph_service
     settings_endpoint = SettingsEndpoint(p.settings, p.metrics, connections, p.writes)
     resumable = None
     if p.link is not None:
         resumable = ResumableIds(p.link, lambda: p.in_force.live.connection.resume_window)
     websockets = WebSocketEndpoint(
         settings=p.in_force, metrics=p.metrics, limiter=p.limiter, connections=connections,
-        hub=hub, graph=graph, runner=runner, settings_service=p.settings,
+        hub=hub, graph_service=graph_service, runner=runner, settings_service=p.settings,
         settings_endpoint=settings_endpoint, spawn=p.tasks.spawn, resumable=resumable)
 
     def health() -> dict[str, Any]:
@@ -262,11 +263,11 @@ def _assemble(p: _Parts, cluster_state: Callable[[], dict[str, Any]] | None
         return out
 
     def stream_state() -> dict[str, object]:
-        snap = graph.latest
+        snap = graph_service.latest
         out: dict[str, object] = {
             "stream": {"rateHz": round(runner.rate, 2), "seq": snap.seq if snap else 0,
                        "settled": snap.settled if snap else False,
-                       "subscribers": len(hub.subs), "epoch": graph.epoch},
+                       "subscribers": len(hub.subs), "epoch": graph_service.epoch},
             "rateLimitState": len(p.limiter)}
         if p.link is not None:
             out["cluster"] = health()
@@ -278,7 +279,8 @@ def _assemble(p: _Parts, cluster_state: Callable[[], dict[str, Any]] | None
     app = web.Application(middlewares=make_middlewares(access, p.limiter, connections,
                                                        p.metrics),
                           client_max_size=config.max_body)
-    app[CONFIG], app[METRICS], app[SETTINGS], app[GRAPH] = config, p.metrics, p.settings, graph
+    app[CONFIG], app[METRICS], app[SETTINGS] = config, p.metrics, p.settings
+    app[GRAPH_SERVICE] = graph_service
     app[RUNNER], app[HUB], app[WEBSOCKETS] = runner, hub, websockets
     app[STREAM_STATE], app[ACCESS] = stream_state, access
     app[LIMITER], app[CONNECTIONS] = p.limiter, connections
@@ -387,7 +389,8 @@ def _no_local_encoding() -> ShortestPaths:
 
 
 def _settings_follower(settings: SettingsService, in_force: SettingsInForce,
-                       graph: GraphService | None, runner: SimulationRunner | RemoteRunner,
+                       graph_service: GraphService | None,
+                       runner: SimulationRunner | RemoteRunner,
                        hub: StreamHub,
                        limiter: RateLimiter,
                        spawn: Callable[[Coroutine[Any, Any, Any]], Any]
@@ -397,8 +400,8 @@ def _settings_follower(settings: SettingsService, in_force: SettingsInForce,
     def follow(change: ChangeSet) -> None:
         paths = [settings.path_of(pid) for pid, _ in change.entries]
         for prefix, agent in ((KNOWLEDGE_PHYSICS, False), (AGENT_PHYSICS, True)):
-            if graph is not None and any(p.startswith(prefix) for p in paths):
-                spawn(graph.set_params(physics_params(settings.value, agent=agent),
+            if graph_service is not None and any(p.startswith(prefix) for p in paths):
+                spawn(graph_service.set_params(physics_params(settings.value, agent=agent),
                                        agent=agent))
         if any(p.startswith("system.") for p in paths):
             live = in_force.live = LiveSettings.from_settings(settings.value)
@@ -452,7 +455,7 @@ async def serve(config: ServerConfig, *, announce: bool = True) -> None:
     server = GraphwireServer(config)
     await server.start()
     if announce:
-        nodes = server[GRAPH].graph.node_count
+        nodes = server[GRAPH_SERVICE].graph.node_count
         role = "" if config.role == "all" else f" as {config.role}"
         print(f"graphwire: serving {config.source or 'the demo graph'} ({nodes} nodes) on "
               f"{server.url}{role}", flush=True)

@@ -47,7 +47,7 @@ from graphwire.simulation import ShortestPaths
 from .errors import graph_code
 from .graph_service import GraphService
 from .runner import SimulationRunner
-from .stream_hub import StreamHub
+from .stream_hub import StreamHub, is_stream_name
 
 log = logging.getLogger("graphwire.cluster")
 
@@ -336,7 +336,7 @@ class ClusterSimulation:
         until = time.monotonic() + STREAM_TTL
         new = False
         for stream in body.get("streams", []):
-            if stream in ("v1", "v2", "q", "q+v"):
+            if is_stream_name(stream):
                 new = new or self._streams.get(stream, 0.0) < time.monotonic()
                 self._streams[stream] = until
         if new:

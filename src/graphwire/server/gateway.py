@@ -245,8 +245,9 @@ def _edge_json(e: EdgeSpec) -> dict[str, Any]:
 
 
 def streams_in_use(hub: StreamHub) -> set[str]:
-    """The streams a hub's subscribers use: "v1", "v2", "q", "q+v" (q with velocities)."""
-    return {"q+v" if s.format == "q" and s.velocity else s.format for s in hub.subs.values()}
+    """The streams a hub's subscribers use: "v1", "v2" and their q lanes ("q@<ms>",
+    "q+v@<ms>": see :func:`~graphwire.server.stream_hub.q_stream_name`)."""
+    return hub.streams_in_use()
 
 
 class RemoteRunner:

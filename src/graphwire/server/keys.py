@@ -38,7 +38,7 @@ CONNECTIONS = web.AppKey("connections", Connections)
 """The open WebSocket connections, resume deadlines, bans and broadcast."""
 SETTINGS = web.AppKey("settings", SettingsService)
 """Every setting's value, and the rules for changing them."""
-GRAPH: web.AppKey[GraphService | RemoteGraph] = web.AppKey("graph")
+GRAPH_SERVICE: web.AppKey[GraphService | RemoteGraph] = web.AppKey("graph_service")
 """The graph, its epoch, latest snapshot, shortest paths and commands (a gateway's: the mirror
 and the commands it forwards)."""
 RUNNER: web.AppKey[SimulationRunner | RemoteRunner] = web.AppKey("runner")

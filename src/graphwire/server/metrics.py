@@ -59,10 +59,10 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
 
-    def sent(self, nbytes: int) -> None:
-        """One message of ``nbytes`` went out."""
-        self.messages_sent += 1
-        self.bytes_sent += nbytes
+    def sent(self, nbytes: int, count: int = 1) -> None:
+        """``count`` messages of ``nbytes`` each went out."""
+        self.messages_sent += count
+        self.bytes_sent += nbytes * count
 
     def received(self, nbytes: int) -> None:
         """One message of ``nbytes`` came in."""
@@ -73,13 +73,13 @@ class Metrics:
         """The simulation published snapshot ``seq`` now (any thread)."""
         self.publish_times.append((seq, time.time()))
 
-    def frame(self, fmt: str, nbytes: int, nodes: int, keyframe: bool) -> None:
-        """One position frame of a format went to one client."""
-        self.frames[fmt] += 1
-        self.frame_bytes[fmt] += nbytes
-        self.nodes_sent[fmt] += nodes
+    def frame(self, fmt: str, nbytes: int, nodes: int, keyframe: bool, count: int = 1) -> None:
+        """One position frame of a format went to ``count`` clients (counted once a group)."""
+        self.frames[fmt] += count
+        self.frame_bytes[fmt] += nbytes * count
+        self.nodes_sent[fmt] += nodes * count
         if keyframe:
-            self.keyframes[fmt] += 1
+            self.keyframes[fmt] += count
 
     @property
     def compression_ratio(self) -> float:

@@ -5,7 +5,9 @@ tokens) and hands it to the :class:`Handlers` (``server.ws``). Everything the se
 through the outbox, which one sender task drains: the broadcast path only appends, never awaits
 a client. The outbox is bounded (at most two position frames, handed over by the hub only when
 the previous ones are written, and ``outboxLimit`` other messages; a client that lets more pile
-up is closed with 1013), so memory per client is bounded whatever the client does.
+up is closed with 1013), so memory per client is bounded whatever the client does. Position
+frames skip the outbox when it is empty: their prebuilt WebSocket bytes go straight to the
+transport (:mod:`.fanout`).
 
 A session knows the rest of the server only through its :class:`SessionContext`: the parts it
 needs, built once and shared by every session.
@@ -19,7 +21,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -32,6 +34,7 @@ from graphwire.protocol.errors import ErrorCode, ProtocolError
 from graphwire.protocol.header import Kind, frame_kind
 
 from .connections import Connections
+from .fanout import WireFrame
 from .live_settings import RATE_CLASSES, Limits, LiveSettings
 from .metrics import Metrics
 from .rate_limit import RateLimiter, TokenBucket, new_bucket
@@ -87,9 +90,10 @@ class Session:
         self.identity = identity
         self.admin = admin
         self.closed = False
+        self._transport = request.transport  # the connection's, for the whole WebSocket
         self.last_received = time.monotonic()  # what the peer sent; the server's pings never
         self.last_ping = time.monotonic()  # count as the peer's activity
-        self._outbox: deque[tuple[int, bytes | str]] = deque()
+        self._outbox: deque[tuple[int, bytes | str | WireFrame]] = deque()
         self._positions_queued = 0
         self._wake = asyncio.Event()
         self._limits: Limits | None = None
@@ -99,6 +103,7 @@ class Session:
         self._last_warning: dict[str, float] = {}
         self._close_code = int(CloseCode.NORMAL)
         self._ban_due = False
+        self._closing: asyncio.Task[None] | None = None
 
     def _follow_settings(self) -> None:
         """Take new rate limits when the settings changed (tokens already there are kept)."""
@@ -117,23 +122,31 @@ class Session:
 
     # -- the outbox (the hub's Outlet) ---------------------------------------------------------
     def position_pending(self) -> bool:
-        """A position frame is queued and not yet written to the socket."""
-        return self._positions_queued > 0
+        """A position frame is not yet written to the socket (queued, or in the transport)."""
+        if self._positions_queued > 0:
+            return True
+        transport = self._transport
+        return transport is not None and transport.get_write_buffer_size() > 0
 
     def write_buffer(self) -> int:
         """Bytes in the socket's write buffer."""
-        transport = self.request.transport
+        transport = self._transport
         return transport.get_write_buffer_size() if transport is not None else 0
 
-    def offer_frames(self, frames: list[bytes], fmt: str, nodes: int, keyframe: bool) -> None:
-        """Queue position frames for the sender (shared bytes, never copied)."""
+    def write_frames(self, frames: Sequence[WireFrame]) -> None:
+        """Send shared position frames: their prebuilt WebSocket bytes straight to the transport
+        when nothing else of this connection waits to be sent, else behind what waits."""
         if self.closed:
             return
-        for i, frame in enumerate(frames):
+        transport = self._transport
+        if not self._outbox and transport is not None and not self.ws.closed \
+                and not transport.is_closing():
+            for frame in frames:
+                transport.write(frame.wire)
+            return
+        for frame in frames:
             self._outbox.append((_POSITION, frame))
             self._positions_queued += 1
-            last = i == len(frames) - 1
-            self.ctx.metrics.frame(fmt, len(frame), nodes if last else 0, keyframe and i == 0)
         self._wake.set()
 
     def send_json(self, message: dict[str, Any]) -> None:
@@ -179,7 +192,7 @@ class Session:
         self._outbox.clear()
         self._positions_queued = 0
         self._wake.set()
-        self.ctx.spawn(self._close(code, reason))
+        self._closing = self.ctx.spawn(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         try:
@@ -201,11 +214,17 @@ class Session:
                     self.close(self._close_code, str(item))
                     return
                 try:
-                    if isinstance(item, str):
+                    if isinstance(item, WireFrame):  # counted when it was handed over
+                        transport = self._transport
+                        if transport is None or self.ws.closed or transport.is_closing():
+                            raise ConnectionError("the connection is closing")
+                        transport.write(item.wire)
+                    elif isinstance(item, str):
                         await self.ws.send_str(item)
+                        metrics.sent(len(item))
                     else:
                         await self.ws.send_bytes(item)
-                    metrics.sent(len(item))
+                        metrics.sent(len(item))
                 except (ConnectionError, RuntimeError):
                     self.closed = True
                     return
@@ -286,6 +305,11 @@ class Session:
         finally:
             self.closed = True
             self._wake.set()
+            if self._closing is not None:
+                # the close frame with its code (1008, 1013, …) goes out before the handler
+                # returns; returning first lets aiohttp close with 1000
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(self._closing), 3.0)
             for task in (sender, heartbeat):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -293,7 +317,10 @@ class Session:
 
     async def _heartbeat(self) -> None:
         """A WebSocket ping every ``heartbeatIntervalMs``; a peer that sent nothing (no
-        message, no pong) for ``heartbeatTimeoutMs`` is closed with 1001 (§8)."""
+        message, no pong) for ``heartbeatTimeoutMs`` is closed with 1001 (§8).
+
+        Not aiohttp's ``heartbeat``: it waits a fixed half interval for the pong, cannot follow
+        a live change of either setting, and aborts with 1006 instead of closing with 1001."""
         while not self.closed:
             cs = self.ctx.settings.live.connection
             now = time.monotonic()

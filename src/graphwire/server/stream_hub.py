@@ -1,25 +1,44 @@
 """The stream hub: one encode per format and snapshot, the same bytes for every subscriber.
 
 For each snapshot and each format in use the hub encodes at most one keyframe and one delta
-frame (PROTOCOL.md §3.3, §3.4) and hands the same ``bytes`` object to every subscriber it fits.
-It never awaits a client: a subscriber whose previous frame is still queued, or whose socket
-holds more than the high-water mark, is skipped for this frame (counted) and later sent what the
-contract says (V1/V2: the keyframe of that snapshot; ``q``: the newest frame, preceded by the
-full keyframe when it does not hold the frame's keyframe). A subscriber skipped for longer than
-``slowClientTimeoutMs`` is closed with 1013. Each subscriber is paced by its own ``intervalMs``.
+frame (PROTOCOL.md §3.3, §3.4) and hands the same frame to every subscriber it fits; the fan-out
+(:mod:`.fanout`) builds the WebSocket frame around it once and writes those bytes to each client.
+It never awaits a client: a subscriber whose previous frame is still waiting to be written, or
+whose socket holds more than the high-water mark, is skipped for this frame (counted) and later
+sent what the contract says (V1/V2: the keyframe of that snapshot; ``q``: the newest frame,
+preceded by the full keyframe when it does not hold the frame's keyframe). A subscriber skipped
+for longer than ``slowClientTimeoutMs`` is closed with 1013.
 
-The hub takes snapshots from the local simulation (:meth:`StreamHub.on_snapshot`), or, in a
-gateway, the frames a simulation encoded and published (:meth:`StreamHub.on_frames`): the same
-delivery rules then hand out the published bytes, so every gateway sends the same frames.
-A simulation that publishes asks :meth:`StreamHub.export` for the frames of every stream its
-gateways use (``remote_streams``), encoded once with those of its own subscribers.
+**Pace.** Each subscriber is paced by its own ``intervalMs``. ``q`` subscribers of one pace
+(the same ``intervalMs`` and velocity flag) share one keyframe *lineage*, a :class:`_Lane`: the
+lane ticks at that pace, every member is sent the tick's frame, and the lineage rebases only on
+its ticks, so a member always holds the keyframe the next tick's frame applies to and pays what
+a client that takes every snapshot pays (a rebase costs a delta), however slow its pace. Frames
+between ticks (a new member's first keyframe, a lagging member catching up) never move the
+lineage. At most :data:`MAX_LANES` paces get a lane of their own per velocity flag; a subscriber
+beyond that shares the lane of the nearest slower-or-equal pace and is paced by its own clock.
+
+**V1/V2.** Every client in step with a V stream holds what the stream last sent of each node;
+a keyframe carries exactly that, so whoever joined by keyframe holds the same, and every client
+stays within the deadband of the layout. A snapshot at which some client is due a keyframe moves
+every node that moved at all (not only past the deadband), so the keyframe is then exact.
+
+**Cluster.** The hub takes snapshots from the local simulation (:meth:`StreamHub.on_snapshot`),
+or, in a gateway, the frames a simulation encoded and published (:meth:`StreamHub.on_frames`):
+the same delivery rules then hand out the published bytes, never re-encoded, so every gateway
+sends the same frames. A simulation that publishes asks :meth:`StreamHub.export` for the frames
+of every stream its gateways use (``remote_streams``: ``v1``, ``v2`` and one name per ``q`` lane,
+see :func:`q_stream_name`), encoded once with those of its own subscribers. A ``q`` lane is a
+lineage of the simulation: it ticks there, at its pace, and its frame of every snapshot is
+published with whether it was a tick, so a gateway's lane of that pace follows the same lineage
+and its members always hold the keyframe the next tick's frame applies to.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,14 +49,45 @@ from graphwire.protocol.control import ErrorMessage, Format
 from graphwire.protocol.errors import ErrorCode, ProtocolError
 from graphwire.protocol.header import Flags
 from graphwire.protocol.positions import FrameBuffer, NodeRecords, encode_v1, encode_v2, v1_fits
-from graphwire.protocol.quantized import QOutput, QStreamEncoder
+from graphwire.protocol.q_encoder import QOutput, QStreamEncoder
 from graphwire.simulation import ShortestPaths, Snapshot
 
+from .fanout import FrameSink, WireFrame, deliver
 from .live_settings import HubSettings
 from .metrics import Metrics
 
+MAX_LANES = 8
+"""Paces (per velocity flag) that get a ``q`` lineage of their own. Each costs one encode per
+tick of its pace; a subscriber beyond them shares the nearest slower-or-equal pace's lineage."""
 
-class Outlet(Protocol):
+V_STREAMS = ("v1", "v2")
+"""The names of the V1/V2 streams a gateway asks its simulation for."""
+
+SLOW_RECHECK = 0.02
+"""Seconds between looks at a skipped (slow) subscriber's socket, to send it the newest frame
+soon after it drains."""
+
+
+def q_stream_name(velocity: bool, interval: float) -> str:
+    """The name of a ``q`` lane's stream between a simulation and its gateways: ``q@<ms>``, or
+    ``q+v@<ms>`` with velocities, where ``<ms>`` is the lane's pace in whole milliseconds."""
+    return f"{'q+v' if velocity else 'q'}@{round(interval * 1000)}"
+
+
+def parse_q_stream(name: str) -> tuple[bool, float] | None:
+    """``(velocity, interval)`` of a ``q`` stream name, or None when it is not one."""
+    kind, at, ms = name.partition("@")
+    if kind not in ("q", "q+v") or not at or not ms.isdigit():
+        return None
+    return kind == "q+v", int(ms) / 1000
+
+
+def is_stream_name(name: str) -> bool:
+    """A stream a gateway may ask its simulation for."""
+    return name in V_STREAMS or parse_q_stream(name) is not None
+
+
+class Outlet(FrameSink, Protocol):
     """What the hub needs of a connection."""
 
     client_id: str
@@ -48,9 +98,6 @@ class Outlet(Protocol):
     def write_buffer(self) -> int:
         """Bytes waiting in the socket's write buffer."""
 
-    def offer_frames(self, frames: list[bytes], fmt: str, nodes: int, keyframe: bool) -> None:
-        """Queue position frames (already encoded, shared)."""
-
     def send_json(self, message: dict[str, object]) -> None:
         """Queue a control message."""
 
@@ -59,6 +106,23 @@ class Outlet(Protocol):
 
     def close_slow(self) -> None:
         """Close with 1013: too slow."""
+
+
+@dataclass(slots=True, eq=False)
+class _Lane:
+    """One ``q`` keyframe lineage, shared by the subscribers of one pace."""
+
+    velocity: bool
+    interval: float
+    encoder: QStreamEncoder
+    members: int = 0
+    next_tick: float = 0.0
+    tick_seq: int = -1  # the snapshot of its latest tick
+    remote: bool = False  # a simulation's gateways use it: kept without local members
+
+    def aligned(self, sub: Subscription) -> bool:
+        """The subscriber is paced by the lane's ticks (not by its own clock)."""
+        return sub.interval == self.interval
 
 
 @dataclass(slots=True, eq=False)
@@ -75,6 +139,7 @@ class Subscription:
     slow_since: float | None = None
     fresh: bool = True
     seq: int | None = None  # the snapshot last delivered, whatever the format
+    lane: _Lane | None = None  # q: the lineage it follows
 
 
 @dataclass(slots=True, eq=False)
@@ -94,10 +159,18 @@ class _Latest:
 
     snap: Snapshot
     keyframe_all: bool
-    v: dict[str, dict[str, bytes]] = field(default_factory=dict)
-    q: dict[bool, QOutput] = field(default_factory=dict)
+    v: dict[str, dict[str, WireFrame]] = field(default_factory=dict)
+    q: dict[int, QOutput] = field(default_factory=dict)  # by id() of the lane
+    wire: dict[int, WireFrame] = field(default_factory=dict)  # by id() of the payload
     moved: dict[str, int | None] = field(default_factory=dict)  # V1/V2: nodes in the delta
     published: bool = False  # frames from a simulation: only those can be sent
+
+    def frame(self, payload: bytes) -> WireFrame:
+        """The shared wire frame of an encoded payload (built once per snapshot)."""
+        wf = self.wire.get(id(payload))
+        if wf is None or wf.payload is not payload:
+            wf = self.wire[id(payload)] = WireFrame(payload)
+        return wf
 
 
 class StreamHub:
@@ -116,25 +189,50 @@ class StreamHub:
         self.clock = clock
         self.subs: dict[str, Subscription] = {}
         self._v: dict[str, _VStream] = {"v1": _VStream(), "v2": _VStream()}
-        self._q: dict[bool, QStreamEncoder] = {}
+        self._lanes: dict[tuple[bool, float], _Lane] = {}
         self._latest_frames: _Latest | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
-        # streams a simulation's gateways use: "v1", "v2", "q" and "q+v" (q with velocities)
+        # streams a simulation's gateways use: "v1", "v2" and q lane names (q_stream_name)
         self.remote_streams: set[str] = set()
+        self._remote_lanes: dict[str, _Lane] = {}
 
     # -- subscriptions -----------------------------------------------------------------------
     def subscribe(self, outlet: Outlet, fmt: Format, velocity: bool,
                   interval: float) -> Subscription:
         """Start (or replace) the stream of a connection; it gets a keyframe next."""
+        self.unsubscribe(outlet)
         sub = Subscription(outlet, fmt, velocity, interval)
+        if fmt == "q":
+            sub.lane = self._lane_for(velocity, interval)
+            sub.lane.members += 1
         self.subs[outlet.client_id] = sub
         self.request_snapshot()
         return sub
 
     def unsubscribe(self, outlet: Outlet) -> None:
         """Stop the stream of a connection."""
-        self.subs.pop(outlet.client_id, None)
+        self._drop(outlet.client_id)
+
+    def _drop(self, client_id: str) -> None:
+        sub = self.subs.pop(client_id, None)
+        if sub is not None and sub.lane is not None:
+            sub.lane.members -= 1
+            if sub.lane.members <= 0 and not sub.lane.remote:
+                self._lanes.pop((sub.lane.velocity, sub.lane.interval), None)
+
+    def _lane_for(self, velocity: bool, interval: float) -> _Lane:
+        lane = self._lanes.get((velocity, interval))
+        if lane is not None:
+            return lane
+        mine = [ln for (v, _), ln in self._lanes.items() if v == velocity]
+        if len(mine) >= MAX_LANES:
+            slower = [ln for ln in mine if ln.interval <= interval]
+            return max(slower, key=lambda ln: ln.interval) if slower else \
+                min(mine, key=lambda ln: ln.interval)
+        lane = _Lane(velocity, interval, QStreamEncoder(velocity=velocity))
+        self._lanes[(velocity, interval)] = lane
+        return lane
 
     def request_keyframe(self, client_id: str) -> bool:
         """Send this client a keyframe with the next snapshot (published at once)."""
@@ -154,66 +252,119 @@ class StreamHub:
         """
         self.metrics.snapshots += 1
         latest = self._latest_frames = _Latest(snap, keyframe_all)
-        for fmt in ("v1", "v2"):
-            if fmt in self.remote_streams or any(s.format == fmt for s in self.subs.values()):
-                self._advance_v(snap, fmt, keyframe_all)
+        now = self.clock()
+        tolerance = 0.5 * self.stream_interval()
+        self._sync_remote_lanes()
+        self._tick(latest, now, tolerance)
+        for fmt in V_STREAMS:
+            subs = [s for s in self.subs.values() if s.format == fmt]
+            if subs or fmt in self.remote_streams:
+                # a gateway's client due a keyframe is not known here: its keyframe is what
+                # was last sent, within the deadband, like any in-step client's view
+                self._advance_v(snap, fmt, keyframe_all,
+                                exact=any(self._wants_v_key(s, snap.seq, now, tolerance)
+                                          for s in subs))
                 moved = self._v[fmt].moved
                 latest.moved[fmt] = None if moved is None else int(moved.shape[0])
             else:
                 self._v[fmt] = _VStream()
-        self._deliver(list(self.subs.values()), forced_keyframes=True)
+        self._deliver(list(self.subs.values()), now, tolerance)
+
+    # -- cluster -----------------------------------------------------------------------------
+    def _sync_remote_lanes(self) -> None:
+        """Keep a lane for every ``q`` stream in ``remote_streams``, and only those."""
+        wanted: dict[str, _Lane] = {}
+        for name in sorted(self.remote_streams):
+            pace = parse_q_stream(name)
+            if pace is not None:
+                lane = self._remote_lanes.get(name) or self._lane_for(*pace)
+                lane.remote = True
+                wanted[name] = lane
+        keep = {id(lane) for lane in wanted.values()}
+        for lane in self._remote_lanes.values():
+            if id(lane) not in keep:
+                lane.remote = False
+                if lane.members <= 0:
+                    self._lanes.pop((lane.velocity, lane.interval), None)
+        self._remote_lanes = wanted
 
     def export(self, epoch: int, rate_hz: float) -> FrameSet | None:
-        """The newest snapshot with the frames of every stream in ``remote_streams`` (and of
-        every stream local subscribers use), each encoded at most once, for publishing."""
+        """The newest snapshot with the frames of every stream in ``remote_streams`` (V1/V2
+        also when local subscribers use them), each encoded at most once, for publishing.
+
+        Each ``q`` lane's frame is published at every snapshot with whether the lane ticked
+        there, so a gateway serves its members and its catch-ups from the same lineage."""
         latest = self._latest_frames
         if latest is None:
             return None
         snap = latest.snap
+        self._sync_remote_lanes()
+        self._tick(latest, self.clock(), 0.5 * self.stream_interval())
         out = FrameSet(snap.seq, epoch, snap.topology_version, snap.settled,
                        snap.kinetic_energy, latest.keyframe_all, rate_hz, snap.ids,
                        snap.agent, snap.pos)
-        for fmt in ("v1", "v2"):
+        for fmt in V_STREAMS:
             if fmt not in latest.moved or (fmt == "v1" and not v1_fits(snap.ids)):
                 continue
             frames = self._v_frames(latest, fmt, delta=latest.moved[fmt] is not None)
-            out.v[fmt] = VFrames(frames["key"], frames.get("delta"), latest.moved[fmt] or 0)
-        for velocity in (False, True):
-            if ("q+v" if velocity else "q") in self.remote_streams or velocity in latest.q:
-                q = self._q_output(latest, velocity, force=latest.keyframe_all)
-                out.q[velocity] = QFrames(q.frame, q.base_seq, q.key_seq, q.keyframe, q.moved,
-                                          q.frame if q.base_seq is None else q.full_keyframe())
+            delta = frames.get("delta")
+            out.v[fmt] = VFrames(frames["key"].payload, None if delta is None else delta.payload,
+                                 latest.moved[fmt] or 0)
+        for name, lane in self._remote_lanes.items():
+            q = self._lane_output(latest, lane, force=latest.keyframe_all)
+            out.q[name] = QFrames(q.frame, q.base_seq, q.key_seq, q.keyframe, q.moved,
+                                  q.frame if q.base_seq is None else q.full_keyframe(),
+                                  lane.tick_seq == snap.seq)
         return out
 
     def on_frames(self, fs: FrameSet, snap: Snapshot) -> None:
         """A gateway's snapshot: the frames a simulation published (``snap`` is its layout).
-        Delivered by the same rules as :meth:`on_snapshot`, never re-encoded."""
+        Delivered by the same rules as :meth:`on_snapshot`, never re-encoded; each local lane
+        takes the published frame of its pace and ticks when the simulation's lane did."""
         self.metrics.snapshots += 1
         latest = self._latest_frames = _Latest(snap, fs.keyframe_all, published=True)
+        now = self.clock()
         for fmt, vf in fs.v.items():
-            latest.v[fmt] = {"key": vf.key} if vf.delta is None else {"key": vf.key,
-                                                                      "delta": vf.delta}
+            latest.v[fmt] = {"key": WireFrame(vf.key)}
+            if vf.delta is not None:
+                latest.v[fmt]["delta"] = WireFrame(vf.delta)
             latest.moved[fmt] = None if vf.delta is None else vf.moved
-        for velocity, qf in fs.q.items():
-            latest.q[velocity] = QOutput(fs.seq, qf.frame, qf.base_seq, qf.key_seq,
+        for lane in self._lanes.values():
+            qf = fs.q.get(q_stream_name(lane.velocity, lane.interval))
+            if qf is None:
+                continue
+            latest.q[id(lane)] = QOutput(fs.seq, qf.frame, qf.base_seq, qf.key_seq,
                                          qf.keyframe, qf.moved, _constant(qf.full))
-        self._deliver(list(self.subs.values()), forced_keyframes=True)
+            if qf.tick or fs.keyframe_all:
+                lane.tick_seq = fs.seq
+                lane.next_tick = now + lane.interval
+        self._deliver(list(self.subs.values()), now, 0.5 * self.stream_interval())
+
+    def streams_in_use(self) -> set[str]:
+        """The streams local subscribers use: ``v1``, ``v2`` and their ``q`` lanes' names."""
+        return {s.format if s.lane is None
+                else q_stream_name(s.lane.velocity, s.lane.interval)
+                for s in self.subs.values()}
 
     def missing_streams(self) -> set[str]:
         """Streams local subscribers use that the newest frames do not carry (a gateway asks
         its simulation for them)."""
         latest = self._latest_frames
-        want = {"q+v" if s.format == "q" and s.velocity else s.format
-                for s in self.subs.values()}
+        want = self.streams_in_use()
         if latest is None:
             return want
-        have = set(latest.v) | {"q+v" if v else "q" for v in latest.q}
+        have = set(latest.v) | {q_stream_name(lane.velocity, lane.interval)
+                                for lane in self._lanes.values() if id(lane) in latest.q}
         return want - have
 
     def restart(self) -> None:
         """A new epoch (another simulation took over): every subscriber needs a keyframe,
-        whatever seq it saw last, and no old frame is sent again."""
+        whatever seq it saw last, no old frame is sent again, and every lane starts over."""
         self._latest_frames = None
+        self._v = {fmt: _VStream() for fmt in V_STREAMS}
+        for lane in self._lanes.values():
+            lane.tick_seq = -1
+            lane.next_tick = 0.0
         for sub in self.subs.values():
             sub.needs_key = True
             sub.seq = None
@@ -222,48 +373,85 @@ class StreamHub:
     def catch_up(self) -> None:
         """Deliver the newest snapshot to subscribers that were waiting and now are ready."""
         self._timer = None
-        if self._latest_frames is not None:
-            waiting = [s for s in self.subs.values() if s.seq != self._latest_frames.snap.seq]
-            self._deliver(waiting, forced_keyframes=False)
+        latest = self._latest_frames
+        if latest is not None:
+            now = self.clock()
+            tolerance = 0.5 * self.stream_interval()
+            if not latest.published:  # a gateway's lanes tick with the simulation's
+                self._tick(latest, now, tolerance)
+            waiting = [s for s in self.subs.values() if s.seq != latest.snap.seq]
+            self._deliver(waiting, now, tolerance)
 
     def drained(self, client_id: str) -> None:
         """A connection wrote its queued position frames: it may be behind."""
         sub = self.subs.get(client_id)
         latest = self._latest_frames
         if sub is not None and latest is not None and sub.seq != latest.snap.seq:
-            self._deliver([sub], forced_keyframes=False)
+            self._deliver([sub], self.clock(), 0.5 * self.stream_interval())
 
-    def _deliver(self, subs: list[Subscription], *, forced_keyframes: bool) -> None:
+    def _tick(self, latest: _Latest, now: float, tolerance: float) -> None:
+        """Lanes whose pace is due tick at the newest snapshot."""
+        seq = latest.snap.seq
+        for lane in self._lanes.values():
+            if lane.tick_seq != seq and (latest.keyframe_all or now + tolerance >= lane.next_tick):
+                lane.tick_seq = seq
+                lane.next_tick = now + lane.interval
+
+    def _due(self, sub: Subscription, now: float, tolerance: float) -> bool:
+        lane = sub.lane
+        if lane is not None and lane.aligned(sub):
+            return sub.seq is None or sub.seq < lane.tick_seq
+        return now + tolerance >= sub.next_due
+
+    def _wants_v_key(self, sub: Subscription, seq: int, now: float, tolerance: float) -> bool:
+        """A V subscriber that will be sent a keyframe at snapshot ``seq`` if it can take it."""
+        return sub.needs_key or (sub.seq != seq - 1 and self._due(sub, now, tolerance))
+
+    def _deliver(self, subs: list[Subscription], now: float, tolerance: float) -> None:
         latest = self._latest_frames
         if latest is None:
             return
-        snap = latest.snap
-        now = self.clock()
-        tolerance = 0.5 * self.stream_interval()
+        seq = latest.snap.seq
         later: list[float] = []
-        groups: dict[tuple[str, bool], list[Subscription]] = {}
+        v_ready: dict[str, list[Subscription]] = {}
+        q_ready: dict[int, tuple[_Lane, list[Subscription]]] = {}
         for sub in subs:
-            if sub.seq == snap.seq:
+            if sub.seq == seq:
                 continue
-            if not sub.needs_key and now + tolerance < sub.next_due:
-                later.append(sub.next_due - tolerance)  # not due yet at its own pace
+            if not sub.needs_key and not self._due(sub, now, tolerance):
+                lane = sub.lane
+                if lane is not None and lane.aligned(sub):
+                    # a lane ticks on a snapshot; this is only in case the stream goes quiet
+                    later.append(lane.next_tick + tolerance)
+                else:
+                    later.append(sub.next_due - tolerance)  # not due yet at its own pace
                 continue
-            if not self._writable(sub, now):
-                continue
-            groups.setdefault((sub.format, sub.velocity), []).append(sub)
-        for (fmt, velocity), ready in groups.items():
-            if latest.published and (velocity not in latest.q if fmt == "q"
-                                     else fmt not in latest.v):
+            if latest.published and not self._has_published(latest, sub):
                 continue  # not published yet: the gateway asked for it; the next one will be
-            if fmt == "q":
-                self._deliver_q(latest, velocity, ready, forced_keyframes)
+            if not self._writable(sub, now):
+                later.append(now + SLOW_RECHECK)
+                continue
+            if sub.lane is not None:
+                q_ready.setdefault(id(sub.lane), (sub.lane, []))[1].append(sub)
             else:
-                self._deliver_v(latest, fmt, ready)
-            for sub in ready:
+                v_ready.setdefault(sub.format, []).append(sub)
+        for fmt, ready in v_ready.items():
+            self._deliver_v(latest, fmt, ready)
+        for lane, ready in q_ready.values():
+            self._deliver_q(latest, lane, ready)
+        for group in (*v_ready.values(), *(ready for _, ready in q_ready.values())):
+            for sub in group:
                 sub.next_due = now + sub.interval
-                sub.seq = snap.seq
+                sub.seq = seq
         if later:
             self._schedule(min(later))
+
+    @staticmethod
+    def _has_published(latest: _Latest, sub: Subscription) -> bool:
+        if sub.lane is not None:
+            return id(sub.lane) in latest.q
+        # V1 on a graph past its ids: delivered, to be told so
+        return sub.format in latest.v or (sub.format == "v1" and not v1_fits(latest.snap.ids))
 
     def _schedule(self, when: float) -> None:
         if self._timer is not None and self._timer_at <= when:
@@ -282,26 +470,32 @@ class StreamHub:
                 sub.slow_since = now
             elif now - sub.slow_since > self.settings.slow_timeout:
                 self.metrics.slow_closes += 1
-                self.subs.pop(out.client_id, None)
+                self._drop(out.client_id)
                 out.close_slow()
             return False
         sub.slow_since = None
         return True
 
-    def _records(self, snap: Snapshot, idx: np.ndarray | None) -> NodeRecords:
+    def _records(self, snap: Snapshot, idx: np.ndarray | None,
+                 pos: np.ndarray | None = None) -> NodeRecords:
         sssp = self.sssp()
         ids = snap.ids if idx is None else snap.ids[idx]
         known = ids < sssp.distance.shape[0]
         safe = np.where(known, ids, 0)
         dist = np.where(known, sssp.distance[safe], np.float32(np.inf)).astype(np.float32)
         parent = np.where(known, sssp.parent[safe], -1).astype(np.int32)
-        pos = snap.pos if idx is None else snap.pos[idx]
+        if pos is None:
+            pos = snap.pos if idx is None else snap.pos[idx]
         vel = snap.vel if idx is None else snap.vel[idx]
         agent = snap.agent if idx is None else snap.agent[idx]
         return NodeRecords(ids, agent, pos, vel, dist, parent)
 
-    def _advance_v(self, snap: Snapshot, fmt: str, keyframe_all: bool) -> None:
-        """Move a V1/V2 stream to a snapshot: which nodes its delta frame holds."""
+    def _advance_v(self, snap: Snapshot, fmt: str, keyframe_all: bool, *, exact: bool) -> None:
+        """Move a V1/V2 stream to a snapshot: which nodes its delta frame holds.
+
+        ``exact``: a keyframe goes out at this snapshot, so the delta holds every node that
+        moved at all and what was sent becomes the snapshot itself (the keyframe's content).
+        """
         st = self._v[fmt]
         reset = (keyframe_all or st.sent is None or st.topology_version != snap.topology_version
                  or st.ids is None or not np.array_equal(st.ids, snap.ids))
@@ -311,7 +505,11 @@ class StreamHub:
         else:
             assert st.sent is not None
             diff = snap.pos - st.sent
-            st.moved = np.flatnonzero((diff * diff).sum(axis=1) > self.settings.deadband ** 2)
+            if exact:
+                st.moved = np.flatnonzero((diff != 0).any(axis=1))
+            else:
+                st.moved = np.flatnonzero((diff * diff).sum(axis=1)
+                                          > self.settings.deadband ** 2)
             st.sent[st.moved] = snap.pos[st.moved]
 
     def _deliver_v(self, latest: _Latest, fmt: str, ready: list[Subscription]) -> None:
@@ -320,21 +518,27 @@ class StreamHub:
             self._stop_v1(ready, snap)
             return
         moved = latest.moved.get(fmt)
+        in_step: list[Subscription] = []
+        keyed: list[Subscription] = []
         for sub in ready:
-            in_sync = moved is not None and not sub.needs_key and sub.seq == snap.seq - 1
-            if in_sync:
-                assert moved is not None
-                frames = self._v_frames(latest, fmt, delta=True)
-                sub.outlet.offer_frames([frames["delta"]], fmt, moved, False)
+            if moved is not None and not sub.needs_key and sub.seq == snap.seq - 1:
+                in_step.append(sub)
             else:
                 if not sub.needs_key and moved is not None and not sub.fresh:
                     self.metrics.keyframes_instead_of_delta += 1
-                frames = self._v_frames(latest, fmt, delta=False)
-                sub.outlet.offer_frames([frames["key"]], fmt, int(snap.ids.shape[0]), True)
+                keyed.append(sub)
             sub.needs_key = False
             sub.fresh = False
+        if in_step:
+            assert moved is not None
+            frames = self._v_frames(latest, fmt, delta=True)
+            deliver(self._outlets(in_step), [frames["delta"]], self.metrics, fmt, moved, False)
+        if keyed:
+            frames = self._v_frames(latest, fmt, delta=False)
+            deliver(self._outlets(keyed), [frames["key"]], self.metrics, fmt,
+                    int(snap.ids.shape[0]), True)
 
-    def _v_frames(self, latest: _Latest, fmt: str, *, delta: bool) -> dict[str, bytes]:
+    def _v_frames(self, latest: _Latest, fmt: str, *, delta: bool) -> dict[str, WireFrame]:
         """The keyframe (and with ``delta`` the delta frame) of a V1/V2 stream for the newest
         snapshot, encoded on first use (published frames are there already)."""
         snap = latest.snap
@@ -344,57 +548,71 @@ class StreamHub:
         frames = latest.v.setdefault(fmt, {})
         if delta and "delta" not in frames:
             assert st.moved is not None
-            frames["delta"] = encode(self._records(snap, st.moved), seq=snap.seq,
-                                     epoch=self.epoch(), flags=settled, scratch=st.scratch)
+            frames["delta"] = WireFrame(encode(
+                self._records(snap, st.moved), seq=snap.seq, epoch=self.epoch(),
+                flags=settled, scratch=st.scratch))
         if "key" not in frames:
-            frames["key"] = encode(self._records(snap, None), seq=snap.seq, epoch=self.epoch(),
-                                   flags=Flags.KEYFRAME | settled, scratch=st.scratch)
+            # what every client in step holds: the snapshot, within the deadband
+            frames["key"] = WireFrame(encode(
+                self._records(snap, None, st.sent), seq=snap.seq, epoch=self.epoch(),
+                flags=Flags.KEYFRAME | settled, scratch=st.scratch))
         return frames
 
-    def _q_output(self, latest: _Latest, velocity: bool, *, force: bool) -> QOutput:
-        """The ``q`` frames of the newest snapshot, encoded on first use."""
-        out = latest.q.get(velocity)
-        if out is None:
-            snap = latest.snap
-            enc = self._q.get(velocity)
-            if enc is None:
-                enc = self._q[velocity] = QStreamEncoder(velocity=velocity)
-            out = enc.encode(snap.seq, snap.ids, snap.pos, epoch=self.epoch(),
-                             vel=snap.vel if velocity else None, settled=snap.settled,
-                             force_keyframe=force)
-            latest.q[velocity] = out
-        return out
+    @staticmethod
+    def _outlets(subs: Sequence[Subscription]) -> list[Outlet]:
+        return [sub.outlet for sub in subs]
 
     def _stop_v1(self, subs: list[Subscription], snap: Snapshot) -> None:
         err = ProtocolError(ErrorCode.FORMAT_UNSUPPORTED,
                             f"node id {int(snap.ids.max())} does not fit in V1's 14 bits: "
                             "subscribe to v2 or q")
         for sub in subs:
-            self.subs.pop(sub.outlet.client_id, None)
+            self._drop(sub.outlet.client_id)
             sub.outlet.send_json(ErrorMessage.of(err).to_json())
 
-    def _deliver_q(self, latest: _Latest, velocity: bool, ready: list[Subscription],
-                   at_snapshot: bool) -> None:
+    def _deliver_q(self, latest: _Latest, lane: _Lane, ready: list[Subscription]) -> None:
         snap = latest.snap
-        # Rebase when a client needs a keyframe: those get one full keyframe of this seq,
-        # everyone else a frame that costs what a delta costs.
-        force = latest.keyframe_all or (at_snapshot and any(s.needs_key for s in ready))
-        out = self._q_output(latest, velocity, force=force)
+        # On a tick, a member that needs a keyframe makes this snapshot the keyframe: it gets
+        # one full keyframe, every other member a rebase that costs what a delta costs.
+        force = latest.keyframe_all or (lane.tick_seq == snap.seq
+                                        and any(s.needs_key for s in ready))
+        out = self._lane_output(latest, lane, force=force)
         n = int(snap.ids.shape[0])
+        holders: list[Outlet] = []
+        others: list[Outlet] = []
         for sub in ready:
             if out.base_seq is None or (sub.q_key == out.base_seq and not sub.needs_key):
-                sub.outlet.offer_frames([out.frame], "q", n if out.base_seq is None
-                                        else out.moved, out.keyframe)
+                holders.append(sub.outlet)
             else:
                 if not sub.needs_key and not sub.fresh:
                     self.metrics.keyframes_instead_of_delta += 1
-                frames = [out.full_keyframe()]
-                if not out.keyframe:
-                    frames.append(out.frame)
-                sub.outlet.offer_frames(frames, "q", n, True)
+                others.append(sub.outlet)
             sub.q_key = out.key_seq
             sub.needs_key = False
             sub.fresh = False
+        frame = latest.frame(out.frame)
+        if holders:
+            deliver(holders, [frame], self.metrics, "q",
+                    n if out.base_seq is None else out.moved, out.keyframe)
+        if others:
+            frames = [latest.frame(out.full_keyframe())]
+            if not out.keyframe:
+                frames.append(frame)
+            deliver(others, frames, self.metrics, "q", n, True)
+
+    def _lane_output(self, latest: _Latest, lane: _Lane, *, force: bool) -> QOutput:
+        """A lane's frames for the newest snapshot, encoded on first use. Between its ticks
+        the lineage stays put, so its members still hold its keyframe at the next tick."""
+        out = latest.q.get(id(lane))
+        if out is None:
+            snap = latest.snap
+            tick = lane.tick_seq == snap.seq
+            out = lane.encoder.encode(snap.seq, snap.ids, snap.pos, epoch=self.epoch(),
+                                      vel=snap.vel if lane.velocity else None,
+                                      settled=snap.settled, force_keyframe=force and tick,
+                                      may_rebase=tick)
+            latest.q[id(lane)] = out
+        return out
 
 
 def _constant(data: bytes) -> Callable[[], bytes]:

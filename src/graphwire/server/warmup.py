@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from graphwire.graph.model import EdgeSpec, Graph, GraphData, NodeSpec
-from graphwire.protocol.quantized import QDecoder, QPolicy, QStreamEncoder
+from graphwire.protocol.q_decoder import QDecoder
+from graphwire.protocol.q_encoder import QPolicy, QStreamEncoder
 from graphwire.simulation import Simulation, compile_kernels
 
 
