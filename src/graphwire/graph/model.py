@@ -273,6 +273,27 @@ class Graph:
             self._changed()
         return ids
 
+    def update_nodes(self, specs: Iterable[NodeSpec]) -> list[int]:
+        """Give live nodes (by key) a new label, type and metadata; positions and ids stay.
+
+        Returns the ids of the nodes updated; keys of no live node are an error (nothing
+        changes).
+        """
+        specs = list(specs)
+        ids = []
+        for s in specs:
+            nid = self.id_of(s.key)
+            if nid is None:
+                raise GraphError(f"unknown node key {s.key!r}")
+            ids.append(nid)
+        for nid, s in zip(ids, specs, strict=True):
+            self.labels[nid] = s.label if s.label is not None else s.key
+            self.metadata[nid] = dict(s.metadata)
+            self.agent[nid] = NodeType(s.type) == NodeType.AGENT
+        if ids:
+            self._changed()
+        return ids
+
     def resolve(self, end: str | int) -> int:
         """The id of a live node given by id or key, or GraphError."""
         if isinstance(end, int) and not isinstance(end, bool):

@@ -58,33 +58,48 @@ def page_name(file_name: str) -> str:
 
 
 def load_markdown_vault(
-    path: str | os.PathLike[str], *, progress: bool | None = None
+    path: str | os.PathLike[str], *, progress: bool | None = None,
+    pages: dict[str, Page] | None = None,
 ) -> GraphData:
-    """Load every page of a vault; ``progress`` as in :func:`~.load_source`."""
+    """Load every page of a vault; ``progress`` as in :func:`~.load_source`. ``pages``, when
+    given, receives every page's parse by vault-relative path (a live source keeps them)."""
     root = Path(path)
     if not root.is_dir():
         raise SourceError(path, "no such folder" if not root.exists() else "is not a folder")
     files = page_files(root)
     if not files:
         raise SourceError(path, "has no Markdown pages (.md files)")
-    keys = _page_keys(path, files)
     show = show_progress(progress, len(files), LARGE_FILE_COUNT)
-    pages: dict[str, Page] = {}
+    parsed: dict[str, Page] = {}
     for rel in tqdm(files, disable=not show, file=sys.stderr, unit="file"):
-        file = os.path.join(os.fspath(path), rel)
-        pages[keys[rel]] = parse_page(file, read_text(file))
+        parsed[rel] = read_page(root, rel)
+    if pages is not None:
+        pages.update(parsed)
+    return assemble(root, parsed)
 
+
+def read_page(root: Path, rel: str) -> Page:
+    """Read and parse one page (``rel``: its vault-relative POSIX path); SourceError if not."""
+    file = os.path.join(os.fspath(root), rel)
+    return parse_page(file, read_text(file))
+
+
+def assemble(root: Path, pages: dict[str, Page]) -> GraphData:
+    """The graph of a vault from its parsed pages (by vault-relative path): keys, links,
+    placeholders and nodes by the rules of this module."""
+    files = sorted(pages)
+    keys = _page_keys(root, files)
     resolver = _Resolver({rel[:-3]: key for rel, key in keys.items()})
     edges: list[EdgeSpec] = []
     for rel in files:
         key = keys[rel]
-        for text, kind in pages[key].references:
+        for text, kind in pages[rel].references:
             target = resolver.resolve(text)
             if target is not None and target != key:
                 edges.append(EdgeSpec(key, target, 1.0, kind))
 
     nodes = [
-        NodeSpec(key, label=pages[key].title or key, metadata={"path": rel, **pages[key].metadata})
+        NodeSpec(key, label=pages[rel].title or key, metadata={"path": rel, **pages[rel].metadata})
         for rel, key in keys.items()
     ]
     nodes += [
@@ -92,6 +107,17 @@ def load_markdown_vault(
         for key in resolver.placeholders.values()
     ]
     return GraphData(nodes=nodes, edges=edges, name=root.resolve().name or "vault")
+
+
+def is_page(rel: str) -> bool:
+    """Whether a vault-relative POSIX path names a page this module reads (a ``.md`` file
+    outside hidden folders and the top ``logseq/`` folder)."""
+    parts = rel.split("/")
+    if any(p.startswith(".") for p in parts):
+        return False
+    if len(parts) > 1 and parts[0] in SKIPPED_TOP_FOLDERS:
+        return False
+    return parts[-1].lower().endswith(".md")
 
 
 def page_files(root: Path) -> list[str]:
