@@ -158,7 +158,7 @@ class LiveSource:
     def _note_folders(self) -> None:
         """Remember the folders that hold pages (read by :meth:`concerns` in another thread:
         the set is replaced, never changed in place)."""
-        folders = set()
+        folders: set[str] = set()
         for rel in self._pages:
             parts = rel.split("/")[:-1]
             folders.update("/".join(parts[: i + 1]) for i in range(len(parts)))

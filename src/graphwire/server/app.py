@@ -20,17 +20,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import platformdirs
 from aiohttp import web
 
+from graphwire.graph.layout_file import Layout, read_layout
+from graphwire.graph.live import LiveSource, SourceUpdate
 from graphwire.graph.model import Graph, GraphError
-from graphwire.graph.sources import load_source
+from graphwire.graph.watch import watch_source
 from graphwire.protocol import control
 from graphwire.protocol.control import CloseCode, GraphChanged
 from graphwire.protocol.errors import ErrorCode, ProtocolError
 from graphwire.protocol.positions import V1_MAX_ID
 from graphwire.protocol.sssp import encode_sssp
 from graphwire.settings import ChangeSet, SettingsService, SettingsStore
+from graphwire.settings.layout_store import LayoutSaver, LayoutStore
 from graphwire.settings.schema import AGENT_PHYSICS, KNOWLEDGE_PHYSICS
 from graphwire.settings.store import LOG_REVISIONS
 from graphwire.simulation import PhysicsParams, ShortestPaths, Simulation, Snapshot
@@ -74,6 +78,8 @@ class ServerConfig:
     overrides: dict[str, Any] = field(default_factory=dict)  # settings applied at start
     max_body: int = 16 * 1024 * 1024
     settings_log: int = LOG_REVISIONS  # revisions a Sync can catch up from
+    watch: bool = True  # follow changes of the source's files
+    layout: str | None = None  # a positions file to start from (else the remembered layout)
 
 
 @dataclass(slots=True)
@@ -111,7 +117,9 @@ class GraphwireServer:
         """Load the graph, open the settings, start the simulation and the HTTP server."""
         cfg = self.config
         self.loop = asyncio.get_running_loop()
-        data = await self.loop.run_in_executor(None, lambda: load_source(cfg.source))
+        self.source = LiveSource(cfg.source)
+        data = await self.loop.run_in_executor(None, self.source.load)
+        layout = read_layout(cfg.layout) if cfg.layout else None
         await self.loop.run_in_executor(None, warm_up)
         graph = Graph.from_data(data)
         self.store = SettingsStore(cfg.db or default_db(), log_revisions=cfg.settings_log)
@@ -119,8 +127,10 @@ class GraphwireServer:
         if cfg.overrides:
             self.settings.apply_paths(cfg.overrides, admin=True)
         epoch = self.settings.start_epoch()
-        self.sim = Simulation(graph, self._physics_params(KNOWLEDGE_PHYSICS), seed=cfg.seed,
-                              agent_params=self._physics_params(AGENT_PHYSICS))
+        self.layout_store = LayoutStore(self.store.path, self.source.identity)
+        if layout is None:
+            layout = self.layout_store.load()
+        self.sim = self._simulation(graph, layout)
         self.graph = GraphService(self.sim, epoch, self.loop, self._graph_changed,
                                   self._sssp_changed)
         self.runner = SimulationRunner(self.sim, self._publish, physics_hz=cfg.physics_hz)
@@ -133,6 +143,9 @@ class GraphwireServer:
         add_routes(app, self)
         self.app = app
         self.runner.start()
+        self.saver = LayoutSaver(self.layout_store, lambda: self.graph.latest,
+                                 lambda: self._save_interval, on_save=self._layout_saved)
+        self.saver.start()
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, cfg.host, cfg.port)
@@ -147,6 +160,24 @@ class GraphwireServer:
         host = cfg.host if ":" not in cfg.host else f"[{cfg.host}]"
         self.url = f"http://{host}:{self.port}/"
         self._loops = [self.spawn(self._heartbeats()), self.spawn(self._housekeeping())]
+        self.source_lock = asyncio.Lock()
+        if cfg.watch and self.source.watchable:
+            ready = asyncio.Event()
+            self._loops.append(self.spawn(self._follow_source(ready)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ready.wait(), 5.0)
+
+    def _simulation(self, graph: Graph, layout: Layout | None) -> Simulation:
+        """The simulation, starting from a remembered layout where it has the node: a layout
+        that had settled comes back settled (only nodes placed anew move)."""
+        restored = layout.apply(graph) if layout is not None else None
+        sim = Simulation(graph, self._physics_params(KNOWLEDGE_PHYSICS), seed=self.config.seed,
+                         agent_params=self._physics_params(AGENT_PHYSICS))
+        if layout is not None and restored is not None and restored.shape[0]:
+            log.info("layout restored for %d of %d nodes", restored.shape[0], graph.node_count)
+            if layout.settled:
+                sim.rest(np.setdiff1d(graph.live_ids(), restored).tolist())
+        return sim
 
     async def stop(self) -> None:
         """Close every client with 1001 (going away) and stop cleanly."""
@@ -161,6 +192,8 @@ class GraphwireServer:
         for task in self._tasks:
             task.cancel()
         self.runner.stop()
+        self.saver.stop(final=self.sim.publish())
+        self.layout_store.close()
         if self._runner_site is not None:
             await self._runner_site[0].cleanup()
         self.graph.close()
@@ -198,6 +231,42 @@ class GraphwireServer:
             session = self.sessions.get(client_id)
             if session is not None:
                 session.send_bytes(frame)
+
+    def _layout_saved(self) -> None:
+        """Called in the saver's thread after each save (one increment: no lock needed)."""
+        self.metrics.layout_saves += 1
+
+    # -- the source -----------------------------------------------------------------------------
+    async def _follow_source(self, ready: asyncio.Event) -> None:
+        """Apply every change of the watched source (one topology change per burst)."""
+        v = self.settings.value
+        async for update in watch_source(
+                self.source, quiet_ms=v("system.source.watchQuietMs"),
+                max_wait_ms=v("system.source.watchMaxWaitMs"), ready=ready,
+                lock=self.source_lock):
+            await self._apply_update(update)
+
+    async def _apply_update(self, update: SourceUpdate) -> None:
+        for err in update.errors:
+            self.metrics.source_errors += 1
+            log.warning("%s (the graph keeps its last good version)", err)
+        if update.diff:
+            done = await self.graph.apply_change(update.diff)
+            self.metrics.source_changes += 1
+            log.info("source changed: %s", update.diff.summary())
+            if done.added_nodes:
+                self.runner.interaction()  # stream fast while newcomers find their place
+
+    async def reload_source(self) -> dict[str, Any]:
+        """Read the whole source again and serve it as a new epoch (clients refetch)."""
+        async with self.source_lock:
+            data = await self.loop.run_in_executor(None, self.source.reload)
+            graph = Graph.from_data(data)
+            epoch = self.settings.start_epoch()
+            await self.graph.reload(graph, epoch)
+        self.metrics.source_reloads += 1
+        self.runner.request_snapshot()
+        return {"epoch": epoch, "nodesCount": graph.node_count, "edgesCount": graph.edge_count}
 
     # -- identities and bans ----------------------------------------------------------------------
     def identity_of(self, request: web.Request, token: str | None) -> str:
@@ -384,6 +453,7 @@ class GraphwireServer:
             ban_threshold=v(r + "banThreshold"), violation_window=v(r + "violationWindowMs") / 1000,
             ban_duration=v(r + "banDurationMs") / 1000, idle_timeout=v(r + "idleTimeoutMs") / 1000)
         self.limiter.reconfigure(limits)
+        self._save_interval = v("system.layout.saveIntervalMs") / 1000
         for session in self.sessions.values():
             for cls, bucket in session.buckets.items():
                 bucket.reconfigure(limits.per_minute[cls] / 60.0, float(limits.burst[cls]))

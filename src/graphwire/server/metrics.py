@@ -41,6 +41,10 @@ class Metrics:
         self.errors_sent = 0
         self.errors_suppressed = 0
         self.snapshots = 0
+        self.source_changes = 0  # topology changes read from the watched source
+        self.source_errors = 0  # files of the source that failed to read or parse
+        self.source_reloads = 0  # whole re-reads (POST /api/graph/reload)
+        self.layout_saves = 0  # layouts written to the database
 
     def sent(self, nbytes: int) -> None:
         """One message of ``nbytes`` went out."""
@@ -102,6 +106,10 @@ class Metrics:
             "errorsSent": self.errors_sent,
             "errorsSuppressed": self.errors_suppressed,
             "snapshots": self.snapshots,
+            "sourceChanges": self.source_changes,
+            "sourceErrors": self.source_errors,
+            "sourceReloads": self.source_reloads,
+            "layoutSaves": self.layout_saves,
             "uptimeSeconds": round(time.time() - self.started, 1),
         }
 
@@ -150,4 +158,13 @@ class Metrics:
         metric("bans_total", "counter", "Identities banned.", [("", self.bans)])
         metric("snapshots_total", "counter", "Snapshots published by the simulation.",
                [("", self.snapshots)])
+        metric("source_changes_total", "counter", "Topology changes read from the watched source.",
+               [("", self.source_changes)])
+        metric("source_errors_total", "counter",
+               "Files of the source that failed to read or parse (the graph kept its last "
+               "good version).", [("", self.source_errors)])
+        metric("source_reloads_total", "counter", "Whole re-reads of the source (new epochs).",
+               [("", self.source_reloads)])
+        metric("layout_saves_total", "counter", "Layouts saved to the settings database.",
+               [("", self.layout_saves)])
         return "\n".join(lines) + "\n"

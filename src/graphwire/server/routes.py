@@ -11,6 +11,7 @@ import numpy as np
 from aiohttp import web
 
 from graphwire.graph.model import EdgeSpec, GraphError
+from graphwire.graph.sources import SourceError
 from graphwire.protocol.errors import ErrorCode
 from graphwire.settings import SettingsError, SettingsService
 
@@ -156,6 +157,16 @@ def add_routes(app: web.Application, server: GraphwireServer) -> None:
             raise _graph_error(exc) from None
         return json_response({"source": result.source, "seq": graph.sssp_seq})
 
+    async def reload(request: web.Request) -> web.Response:
+        if server.config.admin_token is not None and not request[ADMIN]:
+            raise ApiError(ErrorCode.FORBIDDEN, "reloading the source needs the admin token")
+        try:
+            body = await server.reload_source()
+        except (SourceError, GraphError) as exc:
+            raise ApiError(ErrorCode.INVALID_VALUE,
+                           f"{exc} (the graph was left as it was)") from None
+        return json_response(body)
+
     async def get_settings(request: web.Request) -> web.Response:
         revision, digest, _ = settings.snapshot()
         body: dict[str, Any] = {"revision": revision, "schemaVersion": settings.schema_version,
@@ -219,6 +230,7 @@ def add_routes(app: web.Application, server: GraphwireServer) -> None:
     r.add_post("/api/graph/edges", add_edges)
     r.add_delete("/api/graph/edges", remove_edges)
     r.add_post("/api/graph/sssp", sssp)
+    r.add_post("/api/graph/reload", reload)
     r.add_get("/api/settings", get_settings)
     r.add_patch("/api/settings", patch_settings)
     r.add_get("/api/settings/{path}", get_setting)

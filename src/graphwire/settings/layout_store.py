@@ -114,8 +114,10 @@ class LayoutSaver:
     ``interval()`` seconds and only when it changed; :meth:`stop` saves one last time."""
 
     def __init__(self, store: LayoutStore, latest: Callable[[], Snapshot | None],
-                 interval: Callable[[], float]) -> None:
+                 interval: Callable[[], float],
+                 on_save: Callable[[], None] | None = None) -> None:
         self.store = store
+        self.on_save = on_save
         self.latest = latest
         self.interval = interval
         self.saves = 0
@@ -151,6 +153,8 @@ class LayoutSaver:
         self._saved = snap
         self.saves += 1
         self.last_saved_at = time.time()
+        if self.on_save is not None:
+            self.on_save()
         return True
 
     def stop(self, final: Snapshot | None = None) -> None:

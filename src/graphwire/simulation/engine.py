@@ -151,16 +151,16 @@ class Simulation:
         placed[: g.id_limit] &= g.alive[: g.id_limit]
         rest = todo.tolist()
         while rest:
-            wave, later = [], []
+            wave: list[tuple[int, npt.NDArray[np.integer[Any]]]] = []
+            later: list[tuple[int, npt.NDArray[np.integer[Any]]]] = []
             for i in rest:
-                ns = nbr[indptr[i] : indptr[i + 1]]
-                ns = ns[placed[ns]]
-                (wave if ns.shape[0] else later).append((i, ns))
+                around = nbr[indptr[i] : indptr[i + 1]]
+                around = around[placed[around]]
+                (wave if around.shape[0] else later).append((i, around))
             if not wave:  # no newcomer touches the placed layout: start one at its centre
-                i, ns = later.pop(0)
-                wave = [(i, np.flatnonzero(placed))]
-            for i, ns in wave:
-                centre = (g.pos[ns].astype(np.float64).mean(axis=0) if ns.shape[0]
+                wave = [(later.pop(0)[0], np.flatnonzero(placed))]
+            for i, near in wave:
+                centre = (g.pos[near].astype(np.float64).mean(axis=0) if near.shape[0]
                           else np.zeros(3))
                 jitter = self._rng.normal(0, self.params.rest_length / 3, 3)
                 g.pos[i] = (centre + jitter).astype(np.float32)
