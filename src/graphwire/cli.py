@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from . import __version__
 
-BENCHES = ("codec", "physics", "trace", "fanout", "settings", "layout", "browser")
+BENCHES = ("codec", "physics", "trace", "fanout", "settings", "layout", "browser", "live")
 
 
 def _bench(args: argparse.Namespace) -> int:

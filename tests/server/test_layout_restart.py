@@ -26,6 +26,7 @@ from graphwire.protocol.quantized import QDecoder
 from .conftest import ServerFactory, ring_csv
 
 TIMEOUT = 90.0
+PHYSICS = "visualisation.graphs.logseq.physics."
 
 
 class Served:
@@ -104,7 +105,8 @@ async def positions_by_key(served: Served) -> dict[str, np.ndarray]:
 @pytest.mark.timeout(300)
 async def test_sigterm_and_restart_comes_back_settled_where_it_was(tmp_path: Path) -> None:
     source, db = ring_csv(tmp_path / "ring.csv"), tmp_path / "settings.db"
-    served = await start(source, db)
+    # calm sooner than by default (the test is about coming back, not about the layout)
+    served = await start(source, db, "--set", f"{PHYSICS}settle_energy=0.0005")
     try:
         await first_keyframe(served.port, settled=True)  # laid out to rest
         before = await positions_by_key(served)
