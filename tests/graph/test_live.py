@@ -43,7 +43,7 @@ def test_a_vault_follows_created_edited_renamed_and_deleted_pages(tmp_path: Path
     up = live.update([str(vault / "d.md"), str(vault / "e.md")])
     assert up.diff.removed_nodes == ["d"] and [n.key for n in up.diff.added_nodes] == ["e"]
     assert {(e.source, e.target) for e in up.diff.added_edges} == {("a", "e"), ("b", "e")}
-    assert canonical(load_source(vault)) == live._baseline
+    assert canonical(load_source(vault)) == live.graph
 
 
 def test_placeholders_are_promoted_and_demoted_in_place(tmp_path: Path) -> None:
@@ -69,12 +69,12 @@ def test_a_malformed_page_is_reported_and_keeps_its_last_parse(tmp_path: Path) -
     vault = write(tmp_path / "v", {"a.md": "- [[b]]\n", "b.md": ""})
     live = LiveSource(vault)
     live.load()
-    before = live._baseline
+    before = live.graph
     write(vault, {"a.md": b"- [[c]] \xff\xfe\n", "new.md": "---\nnot front matter\n---\n"})
     up = live.update([str(vault / "a.md"), str(vault / "new.md")])
     assert not up.diff
     assert sorted(e.path.rsplit("/", 1)[-1] for e in up.errors) == ["a.md", "new.md"]
-    assert "UTF-8" in str(up.errors[0]) and live._baseline == before
+    assert "UTF-8" in str(up.errors[0]) and live.graph == before
     write(vault, {"a.md": "- [[c]]\n"})  # fixed: now it counts
     up = live.update([str(vault / "a.md")])
     assert [n.key for n in up.diff.added_nodes] == ["c"] and not up.errors
@@ -125,7 +125,7 @@ def test_random_edits_always_match_a_fresh_load(tmp_path: Path) -> None:
             write(vault, {"p0.md": ""})
             touched.append(str(vault / "p0.md"))
         live.update(touched)
-        assert live._baseline == fresh(vault)
+        assert live.graph == fresh(vault)
 
 
 def test_a_file_source_is_read_again_and_diffed(tmp_path: Path) -> None:
@@ -151,3 +151,41 @@ def test_a_file_source_is_read_again_and_diffed(tmp_path: Path) -> None:
     live.load()
     csv.write_text("source,target\nx,y\ny,z\n")
     assert [n.key for n in live.update([str(csv)]).diff.added_nodes] == ["z"]
+
+
+def test_random_edits_with_folders_cases_and_duplicates_match_a_fresh_load(
+        tmp_path: Path) -> None:
+    rng = random.Random(11)
+    vault = tmp_path / "v"
+    files = ["a.md", "A.md", "b.md", "sub/a.md", "sub/c.md", "deep/sub/c.md", "x___y.md",
+             "Idea.md", "idea.md", "sub/Idea.md"]
+    words = ["a", "A", "b", "c", "sub/a", "sub/c", "x/y", "Idea", "idea", "IDEA", "Ghost",
+             "ghost", "pic.png", "b.md", "deep/sub/c", "sub/idea"]
+
+    def page() -> str:
+        lines = [f"- [[{rng.choice(words)}]] #{rng.choice(['tag', 'Tag', 'b'])}"
+                 for _ in range(rng.randint(0, 3))]
+        if rng.random() < 0.3:
+            lines.insert(0, f"alias:: {rng.choice(words)}")
+        return "\n".join(lines) + "\n"
+
+    write(vault, {"a.md": page()})
+    live = LiveSource(vault)
+    live.load()
+    for _ in range(120):
+        touched = []
+        for _ in range(rng.randint(1, 3)):
+            rel = rng.choice(files)
+            file = vault / rel
+            if file.exists() and rng.random() < 0.35:
+                file.unlink()
+            else:
+                file.parent.mkdir(parents=True, exist_ok=True)
+                file.write_text(page())
+            touched.append(str(file))
+        if not any(vault.rglob("*.md")):
+            write(vault, {"b.md": ""})
+            touched.append(str(vault / "b.md"))
+        up = live.update(touched)
+        assert not up.errors
+        assert live.graph == fresh(vault)

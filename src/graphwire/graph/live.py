@@ -26,8 +26,9 @@ from pathlib import Path
 from .diff import Canonical, TopologyDiff, canonical, diff
 from .model import GraphData, GraphError
 from .sources import SourceError, load_source
-from .sources.markdown import assemble, is_page, load_markdown_vault, page_files, read_page
+from .sources.markdown import is_page, load_markdown_vault, page_files, read_page
 from .sources.page import Page
+from .sources.vault_index import VaultIndex
 
 
 @dataclass(slots=True)
@@ -46,7 +47,7 @@ class LiveSource:
         self.path = None if path is None else Path(path)
         self.is_vault = self.path is not None and self.path.is_dir()
         self._baseline = Canonical()
-        self._pages: dict[str, Page] = {}
+        self._index = VaultIndex(self.path or Path("."))
         self._stats: dict[str, tuple[int, int]] = {}
         self._folders: frozenset[str] = frozenset()
 
@@ -86,21 +87,28 @@ class LiveSource:
             assert self.path is not None
             pages: dict[str, Page] = {}
             data = load_markdown_vault(self.path, progress=progress, pages=pages)
-            self._pages = pages
+            index = VaultIndex(self.path)
+            index.apply(pages)
+            self._index = index
             self._stats = {rel: st for rel in pages if (st := self._stat(rel)) is not None}
             self._note_folders()
         else:
             data = load_source(self.path, progress=progress)
-        self._baseline = self._canonical(data)
+            self._baseline = self._canonical(data)
         return data
+
+    @property
+    def graph(self) -> Canonical:
+        """The graph as the source said it last, by key."""
+        return self._index.graph if self.is_vault else self._baseline
 
     def reload(self) -> GraphData:
         """Read the whole source again (SourceError, and nothing changes, on failure)."""
-        keep = (self._baseline, self._pages, self._stats)
+        keep = (self._baseline, self._index, self._stats)
         try:
             return self.load(progress=False)
         except SourceError:
-            self._baseline, self._pages, self._stats = keep
+            self._baseline, self._index, self._stats = keep
             raise
 
     def update(self, changed: Iterable[str] | None = None) -> SourceUpdate:
@@ -110,14 +118,14 @@ class LiveSource:
             return SourceUpdate()
         out = SourceUpdate()
         try:
-            data = self._update_vault(changed, out) if self.is_vault else self._update_file(out)
-            new = self._canonical(data) if data is not None else None
+            if self.is_vault:
+                out.diff = self._update_vault(changed, out)
+            else:
+                new = self._canonical(self._update_file(out))
+                out.diff = diff(self._baseline, new)
+                self._baseline = new
         except SourceError as exc:
             out.errors.append(exc)
-            return out
-        if new is not None:
-            out.diff = diff(self._baseline, new)
-            self._baseline = new
         return out
 
     def _canonical(self, data: GraphData) -> Canonical:
@@ -130,8 +138,9 @@ class LiveSource:
         out.files_read = 1
         return load_source(self.path, progress=False)
 
-    def _update_vault(self, changed: Iterable[str] | None, out: SourceUpdate) -> GraphData:
+    def _update_vault(self, changed: Iterable[str] | None, out: SourceUpdate) -> TopologyDiff:
         assert self.path is not None
+        pages = self._index.pages
         todo: set[str] = set()
         rescan = changed is None
         for path in changed or ():
@@ -144,36 +153,38 @@ class LiveSource:
                 rescan = True  # a folder appeared, went, or was renamed
         if rescan:
             files = set(page_files(self.path))
-            todo |= self._pages.keys() - files
+            todo |= pages.keys() - files
             todo |= {rel for rel in files if self._stats.get(rel) != self._stat(rel)}
+        changes: dict[str, Page | None] = {}
+        stats: dict[str, tuple[int, int] | None] = {}
         for rel in sorted(todo):
+            stat = self._stat(rel)
+            if stat is None:
+                if rel in pages:
+                    changes[rel], stats[rel] = None, None
+                continue
             out.files_read += 1
             try:
-                self._read(rel)
+                changes[rel], stats[rel] = read_page(self.path, rel), stat
             except SourceError as exc:
-                out.errors.append(exc)
+                out.errors.append(exc)  # the page keeps its last good parse
+        change = self._index.apply(changes)  # a SourceError here changes nothing
+        for rel, st in stats.items():
+            if st is None:
+                self._stats.pop(rel, None)
+            else:
+                self._stats[rel] = st
         self._note_folders()
-        return assemble(self.path, self._pages)
+        return change
 
     def _note_folders(self) -> None:
         """Remember the folders that hold pages (read by :meth:`concerns` in another thread:
         the set is replaced, never changed in place)."""
         folders: set[str] = set()
-        for rel in self._pages:
+        for rel in self._index.pages:
             parts = rel.split("/")[:-1]
             folders.update("/".join(parts[: i + 1]) for i in range(len(parts)))
         self._folders = frozenset(folders)
-
-    def _read(self, rel: str) -> None:
-        """Read one page into the kept parses (or drop it when it is gone)."""
-        stat = self._stat(rel)
-        if stat is None:
-            self._pages.pop(rel, None)
-            self._stats.pop(rel, None)
-            return
-        assert self.path is not None
-        self._pages[rel] = read_page(self.path, rel)
-        self._stats[rel] = stat
 
     def _stat(self, rel: str) -> tuple[int, int] | None:
         assert self.path is not None

@@ -88,8 +88,8 @@ def assemble(root: Path, pages: dict[str, Page]) -> GraphData:
     """The graph of a vault from its parsed pages (by vault-relative path): keys, links,
     placeholders and nodes by the rules of this module."""
     files = sorted(pages)
-    keys = _page_keys(root, files)
-    resolver = _Resolver({rel[:-3]: key for rel, key in keys.items()})
+    keys = page_keys(root, files)
+    resolver = Resolver({rel[:-3]: key for rel, key in keys.items()})
     edges: list[EdgeSpec] = []
     for rel in files:
         key = keys[rel]
@@ -142,7 +142,7 @@ def page_files(root: Path) -> list[str]:
     return sorted(found)
 
 
-def _page_keys(vault: str | os.PathLike[str], files: list[str]) -> dict[str, str]:
+def page_keys(vault: str | os.PathLike[str], files: list[str]) -> dict[str, str]:
     """The key of each file (the module's rule for pages with the same name), in path order."""
     ranked = sorted(files, key=lambda rel: (rel.count("/"), rel))
     chosen: dict[str, str] = {}
@@ -164,7 +164,20 @@ def _page_keys(vault: str | os.PathLike[str], files: list[str]) -> dict[str, str
     return {rel: chosen[rel] for rel in files}
 
 
-class _Resolver:
+def link_target(text: str) -> str:
+    """A link's text as it is looked up: stripped, without a trailing ``.md``."""
+    target = text.strip()
+    if target.lower().endswith(".md") and len(target) > 3:
+        target = target[:-3]
+    return target
+
+
+def is_attachment(target: str) -> bool:
+    """Whether a link target that is no page names an attachment (no edge, no placeholder)."""
+    return os.path.splitext(target)[1].lower() in ATTACHMENT_SUFFIXES
+
+
+class Resolver:
     """Link text → node key, creating placeholders for pages that do not exist."""
 
     def __init__(self, by_path: dict[str, str]) -> None:
@@ -178,20 +191,22 @@ class _Resolver:
             self.folded_paths.setdefault(rel.casefold(), by_path[rel])
         self.placeholders: dict[str, str] = {}  # casefolded text → first spelling
 
-    def resolve(self, text: str) -> str | None:
-        target = text.strip()
-        if target.lower().endswith(".md") and len(target) > 3:
-            target = target[:-3]
-        if not target:
-            return None
+    def page(self, target: str) -> str | None:
+        """The key of the page a (normalised, non-empty) target names, if any."""
         if target in self.keys:
             return target
         if target in self.by_path:
             return self.by_path[target]
         folded = target.casefold()
-        found = self.folded.get(folded) or self.folded_paths.get(folded)
+        return self.folded.get(folded) or self.folded_paths.get(folded)
+
+    def resolve(self, text: str) -> str | None:
+        target = link_target(text)
+        if not target:
+            return None
+        found = self.page(target)
         if found is not None:
             return found
-        if os.path.splitext(target)[1].lower() in ATTACHMENT_SUFFIXES:
+        if is_attachment(target):
             return None
-        return self.placeholders.setdefault(folded, target)
+        return self.placeholders.setdefault(target.casefold(), target)
