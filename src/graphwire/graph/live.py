@@ -50,6 +50,7 @@ class LiveSource:
         self._index = VaultIndex(self.path or Path("."))
         self._stats: dict[str, tuple[int, int]] = {}
         self._folders: frozenset[str] = frozenset()
+        self._folder_pages: dict[str, int] = {}
 
     @property
     def identity(self) -> str:
@@ -168,23 +169,35 @@ class LiveSource:
                 changes[rel], stats[rel] = read_page(self.path, rel), stat
             except SourceError as exc:
                 out.errors.append(exc)  # the page keeps its last good parse
+        came = [rel for rel, page in changes.items() if page is not None and rel not in pages]
+        gone = [rel for rel, page in changes.items() if page is None]
         change = self._index.apply(changes)  # a SourceError here changes nothing
         for rel, st in stats.items():
             if st is None:
                 self._stats.pop(rel, None)
             else:
                 self._stats[rel] = st
-        self._note_folders()
+        if came or gone:
+            self._note_folders(came, gone)
         return change
 
-    def _note_folders(self) -> None:
-        """Remember the folders that hold pages (read by :meth:`concerns` in another thread:
-        the set is replaced, never changed in place)."""
-        folders: set[str] = set()
-        for rel in self._index.pages:
-            parts = rel.split("/")[:-1]
-            folders.update("/".join(parts[: i + 1]) for i in range(len(parts)))
-        self._folders = frozenset(folders)
+    def _note_folders(self, came: Iterable[str] = (), gone: Iterable[str] = ()) -> None:
+        """Count the pages under each folder (all of them when nothing is named) and remember
+        the folders that hold some (read by :meth:`concerns` in another thread: the set is
+        replaced, never changed in place)."""
+        counts = self._folder_pages
+        if not came and not gone:
+            counts.clear()
+            came = self._index.pages
+        for rels, step in ((came, 1), (gone, -1)):
+            for rel in rels:
+                parts = rel.split("/")[:-1]
+                for i in range(len(parts)):
+                    folder = "/".join(parts[: i + 1])
+                    counts[folder] = counts.get(folder, 0) + step
+                    if counts[folder] <= 0:
+                        del counts[folder]
+        self._folders = frozenset(counts)
 
     def _stat(self, rel: str) -> tuple[int, int] | None:
         assert self.path is not None

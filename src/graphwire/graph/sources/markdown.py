@@ -178,18 +178,39 @@ def is_attachment(target: str) -> bool:
 
 
 class Resolver:
-    """Link text → node key, creating placeholders for pages that do not exist."""
+    """Link text → node key, creating placeholders for pages that do not exist.
+
+    ``by_path``: vault-relative path without ``.md`` → page key. Pages can be added and removed
+    later (:meth:`add`, :meth:`remove`); a case-folded match picks the smallest key (or the key
+    of the smallest path), whatever the order pages came in.
+    """
 
     def __init__(self, by_path: dict[str, str]) -> None:
-        self.keys = set(by_path.values())
-        self.by_path = by_path
-        self.folded: dict[str, str] = {}
-        for key in sorted(self.keys):
-            self.folded.setdefault(key.casefold(), key)
-        self.folded_paths: dict[str, str] = {}
-        for rel in sorted(by_path):
-            self.folded_paths.setdefault(rel.casefold(), by_path[rel])
+        self.keys: set[str] = set()
+        self.by_path: dict[str, str] = {}
+        self._folded: dict[str, set[str]] = {}
+        self._folded_paths: dict[str, set[str]] = {}
+        for path, key in by_path.items():
+            self.add(path, key)
         self.placeholders: dict[str, str] = {}  # casefolded text → first spelling
+
+    def add(self, path: str, key: str) -> None:
+        """A page at ``path`` (without ``.md``) with this key."""
+        self.keys.add(key)
+        self.by_path[path] = key
+        self._folded.setdefault(key.casefold(), set()).add(key)
+        self._folded_paths.setdefault(path.casefold(), set()).add(path)
+
+    def remove(self, path: str, key: str) -> None:
+        """The page at ``path`` with this key is gone."""
+        self.keys.discard(key)
+        self.by_path.pop(path, None)
+        for table, item in ((self._folded, key), (self._folded_paths, path)):
+            group = table.get(item.casefold())
+            if group is not None:
+                group.discard(item)
+                if not group:
+                    del table[item.casefold()]
 
     def page(self, target: str) -> str | None:
         """The key of the page a (normalised, non-empty) target names, if any."""
@@ -198,9 +219,15 @@ class Resolver:
         if target in self.by_path:
             return self.by_path[target]
         folded = target.casefold()
-        return self.folded.get(folded) or self.folded_paths.get(folded)
+        keys = self._folded.get(folded)
+        if keys:
+            return min(keys)
+        paths = self._folded_paths.get(folded)
+        return self.by_path[min(paths)] if paths else None
 
     def resolve(self, text: str) -> str | None:
+        """The key a link's text names: a page, or a placeholder (created on first use), or
+        None (empty, or an attachment)."""
         target = link_target(text)
         if not target:
             return None

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..diff import Canonical, EdgeKey, NodeState, TopologyDiff, edge_key
 from ..model import EdgeSpec, NodeSpec, NodeType
-from .markdown import Resolver, is_attachment, link_target, page_keys
+from .markdown import Resolver, is_attachment, link_target, page_keys, page_name
 from .page import Page
 
 _Ref = tuple[str | None, str | None, str]
@@ -47,17 +47,17 @@ class VaultIndex:
         self._mentions: dict[str, set[str]] = {}  # folded link text -> rels mentioning it
         self._spellings: dict[str, dict[str, str]] = {}  # placeholder folded -> rel -> spelling
         self._placeholder: dict[str, str] = {}  # placeholder folded -> its key
+        self._named: dict[str, set[str]] = {}  # page name -> rels of the files with that name
+        self._renamed = False  # some page is keyed by its path (its name was taken)
 
     def apply(self, changes: Mapping[str, Page | None]) -> TopologyDiff:
         """Apply page changes (``rel`` → its new parse, or None when the file is gone) and
         return what changed. A SourceError (two pages would get the same key) changes nothing."""
-        files = sorted((self.pages.keys() | changes.keys())
-                       - {rel for rel, page in changes.items() if page is None})
-        keys = page_keys(self.root, files)  # before anything changes: it may raise
-        old_keys = self._keys
         gone = {rel for rel, page in changes.items() if page is None and rel in self.pages}
-        rekeyed = {rel for rel, key in keys.items() if rel in old_keys and old_keys[rel] != key}
-        came = {rel for rel in keys if rel not in old_keys}
+        came = {rel for rel, page in changes.items() if page is not None
+                and rel not in self.pages}
+        old_keys = self._keys
+        keys, rekeyed = self._new_keys(came, gone)  # before anything changes: it may raise
         for rel, page in changes.items():
             if page is None:
                 self.pages.pop(rel, None)
@@ -69,8 +69,13 @@ class VaultIndex:
         touched_placeholders: set[str] = set()
         redo = (changes.keys() - gone) | rekeyed
         if gone or rekeyed or came:
-            self._keys, self._rel_of = keys, {key: rel for rel, key in keys.items()}
-            self._resolver = Resolver({rel[:-3]: key for rel, key in keys.items()})
+            for rel in gone | rekeyed:
+                self._resolver.remove(rel[:-3], old_keys[rel])
+                self._rel_of.pop(old_keys[rel], None)
+            for rel in came | rekeyed:
+                self._resolver.add(rel[:-3], keys[rel])
+                self._rel_of[keys[rel]] = rel
+            self._keys = keys
             for rel in gone | rekeyed | came:
                 for key in {old_keys.get(rel), keys.get(rel)} - {None}:
                     assert key is not None
@@ -101,6 +106,41 @@ class VaultIndex:
             touched_pairs |= {edge_key(key, end) for ref in self._refs[rel]
                               if ref[1] is not None and (end := self._end(ref)) is not None}
         return self._settle(touched_keys, touched_pairs)
+
+    def _new_keys(self, came: set[str], gone: set[str]) -> tuple[dict[str, str], set[str]]:
+        """Every page's key after files came and went, and the pages that stay whose key
+        changed (the old dict itself when no file came or went).
+
+        While every page is keyed by its name, a file whose name no other file has takes it and
+        changes no other key; otherwise the keys are computed again for all files (markdown's
+        rule for pages with the same name)."""
+        if not came and not gone:
+            return self._keys, set()
+        names = {rel: page_name(rel.rsplit("/", 1)[-1]) for rel in came | gone}
+        simple = not self._renamed and len(set(names.values())) == len(names) and all(
+            name and len(self._named.get(name, ())) == (1 if rel in gone else 0)
+            and (rel in gone or name not in self._rel_of)
+            for rel, name in names.items())
+        rekeyed: set[str] = set()
+        if simple:
+            keys = {rel: key for rel, key in self._keys.items() if rel not in gone}
+            keys.update({rel: names[rel] for rel in came})
+        else:
+            files = sorted((self._keys.keys() - gone) | came)
+            keys = page_keys(self.root, files)
+            self._renamed = any(key != page_name(rel.rsplit("/", 1)[-1])
+                                for rel, key in keys.items())
+            old = self._keys
+            rekeyed = {rel for rel in keys.keys() & old.keys() if old[rel] != keys[rel]}
+        for rel, name in names.items():
+            group = self._named.setdefault(name, set())
+            if rel in gone:
+                group.discard(rel)
+            else:
+                group.add(rel)
+            if not group:
+                del self._named[name]
+        return keys, rekeyed
 
     # -- one page's contribution -------------------------------------------------------------
     def _forget(self, rel: str, key: str | None, pairs: set[EdgeKey],
