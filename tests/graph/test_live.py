@@ -98,36 +98,6 @@ def test_a_folder_renamed_or_deleted_rescans(tmp_path: Path) -> None:
     assert not live.concerns(str(vault / "logseq/bak/a.md"))
 
 
-def test_random_edits_always_match_a_fresh_load(tmp_path: Path) -> None:
-    rng = random.Random(7)
-    vault = tmp_path / "v"
-    names = [f"p{i}" for i in range(30)]
-
-    targets = [*names, "Ghost"]
-
-    def page() -> str:
-        return "".join(f"- [[{rng.choice(targets)}]]\n" for _ in range(rng.randint(0, 4)))
-
-    write(vault, {f"{n}.md": page() for n in names[:10]})
-    live = LiveSource(vault)
-    live.load()
-    for _ in range(40):
-        touched = []
-        for _ in range(rng.randint(1, 4)):
-            name = rng.choice(names)
-            file = vault / f"{name}.md"
-            if file.exists() and rng.random() < 0.3:
-                file.unlink()
-            else:
-                file.write_text(page())
-            touched.append(str(file))
-        if not any(vault.glob("*.md")):
-            write(vault, {"p0.md": ""})
-            touched.append(str(vault / "p0.md"))
-        live.update(touched)
-        assert live.graph == fresh(vault)
-
-
 def test_a_file_source_is_read_again_and_diffed(tmp_path: Path) -> None:
     path = tmp_path / "g.json"
     doc = {"directed": False, "multigraph": False, "graph": {},

@@ -28,7 +28,7 @@ import numpy as np
 from graphwire.graph.layout_file import Layout
 from graphwire.simulation import Snapshot
 
-from .store import StoreError
+from .store import StoreError, open_database
 
 log = logging.getLogger("graphwire.layout")
 
@@ -49,16 +49,8 @@ class LayoutStore:
     def __init__(self, path: str | Path, source: str) -> None:
         self.path = str(path)
         self.source = source
-        try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"{self.path}: cannot open the layout tables ({exc})") from exc
+        self._db = open_database(self.path, _SCHEMA, synchronous="NORMAL",
+                                 what="the layout tables")
         self._lock = threading.Lock()
 
     def close(self) -> None:
