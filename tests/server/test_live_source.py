@@ -113,6 +113,7 @@ async def test_a_new_page_streams_in_near_its_neighbours(make_server: ServerFact
     assert change["removed"] == {"nodes": [], "edges": []}
     await viewer.pump(lambda: bool(np.any(viewer.dec.ids == node["id"])), timeout=5)
     shown = time.monotonic() - written
+    assert viewer.dec.key_seq == viewer.dec.seq  # the frame that first shows it: a keyframe
     assert shown < 1.0, f"the new page reached a frame {shown:.2f} s after it was written"
     rest = h.server.sim.params.rest_length
     centre = (viewer.position(before["p03"]) + viewer.position(before["p17"])) / 2
