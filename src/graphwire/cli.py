@@ -90,7 +90,8 @@ def _serve(args: argparse.Namespace) -> int:
     import logging
 
     from .graph.sources import SourceError
-    from .server.app import ServerConfig, serve
+    from .server.app import serve
+    from .server.config import ServerConfig
     from .settings import SettingsError, StoreError
 
     logging.basicConfig(level=logging.WARNING, format="graphwire: %(levelname)s %(message)s")
@@ -103,6 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         source=args.source, host=args.host, port=args.port, db=args.db, token=args.token,
         admin_token=args.admin_token, allow_origins=args.allow_origin or [],
+        server_names=args.server_name or [],
         trusted_proxy=args.trusted_proxy, physics_hz=args.physics_hz, seed=args.seed,
         overrides=overrides, watch=args.watch, layout=args.layout)
     try:
@@ -174,9 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token", help="require this token on /ws and /api")
     serve.add_argument("--admin-token", help="only this token may write system.* settings")
     serve.add_argument("--allow-origin", action="append", metavar="ORIGIN",
-                       help="a web origin allowed to connect (repeatable)")
+                       help="a web origin allowed to connect besides the server's own "
+                       "(repeatable)")
+    serve.add_argument("--server-name", action="append", metavar="NAME",
+                       help="a host name clients reach the server by, for the Host and "
+                       "Origin checks (repeatable; the bound address and, on a loopback or "
+                       "wildcard bind, this machine's names are always accepted)")
     serve.add_argument("--trusted-proxy", action="store_true",
-                       help="trust X-Forwarded-For for the client's address")
+                       help="the peer is a reverse proxy: identify clients by the address "
+                       "it saw (the right-most X-Forwarded-For entry)")
     serve.add_argument("--physics-hz", type=float, help="cap physics steps per second "
                        "(default: real time, 1/dt)")
     serve.add_argument("--seed", type=int, default=1, help="seed of the start layout")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from graphwire.bench import physics, trace
 
 
@@ -23,8 +25,13 @@ def test_v2_stream_sends_only_nodes_past_the_deadband() -> None:
     assert n1 == 0
 
 
-def test_physics_step_row() -> None:
-    assert physics.graphwire_step_ms(300, timed=3) > 0
+def test_physics_step_row_is_the_median_of_real_steps() -> None:
+    t0 = time.perf_counter()
+    small = physics.graphwire_step_ms(300, timed=3)
+    wall_ms = (time.perf_counter() - t0) * 1000
+    assert 0 < small < wall_ms  # one step's time, in ms, not the whole run or seconds
+    large = physics.graphwire_step_ms(5000, timed=3)
+    assert large > small  # the step grows with the graph
 
 
 def test_fanout_rows_from_real_processes() -> None:
@@ -47,6 +54,7 @@ def test_settings_bench_rows() -> None:
     rows = settings.run(sizes=(3,), sets=20)
     assert rows[0]["clients"] == 3 and 0 < rows[0]["p50Ms"] <= rows[0]["p99Ms"] < 1000
     assert rows[1]["commitsPerSec"] > 10
+    # the Snapshot of every setting is gzip'd as the contract says: over 256 bytes, it shrinks
     assert rows[2]["snapshotGzipRatio"] > 1.5
 
 
@@ -55,7 +63,7 @@ def test_browser_bench_rows() -> None:
 
     from graphwire.bench import browser
     from graphwire.bench.chromium import chromium_path
-    from graphwire.server.app import WEB_DIR
+    from graphwire.server.config import WEB_DIR
 
     if chromium_path() is None or not (WEB_DIR / "node_modules" / "three").is_dir():
         pytest.skip("needs Chromium and the client's npm packages (make setup)")

@@ -13,7 +13,8 @@ import pytest
 import websockets
 
 from graphwire.protocol import settings_codec as sc
-from graphwire.server.app import GraphwireServer, ServerConfig
+from graphwire.server.app import GraphwireServer
+from graphwire.server.config import ServerConfig
 
 TIMEOUT = 10.0
 

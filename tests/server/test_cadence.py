@@ -10,6 +10,7 @@ import sys
 from graphwire.protocol.client_positions import encode_client_positions
 from graphwire.protocol.header import Flags
 from graphwire.protocol.positions import decode_v2
+from graphwire.server.keys import GRAPH, RUNNER
 from graphwire.simulation import PhysicsParams
 
 from .conftest import Harness, ServerFactory
@@ -41,7 +42,7 @@ async def test_once_settled_only_a_keyframe_every_interval(make_server: ServerFa
 async def test_a_drag_wakes_a_settled_layout_and_speeds_the_stream(make_server: ServerFactory
                                                                    ) -> None:
     h = await make_server(overrides=QUICK_SETTLE)
-    c, _ = await h.subscribe("v2")
+    c, _ = await h.subscribe("v2", intervalMs=17)  # every snapshot
     await c.next_frame(0x02, until=lambda f: f[1] & Flags.SETTLED != 0)
     status, _ = await h.send("PATCH", "/api/settings", {  # settle normally from now on
         "visualisation.graphs.logseq.physics.settle_energy": 0.005,
@@ -61,7 +62,7 @@ async def test_a_drag_wakes_a_settled_layout_and_speeds_the_stream(make_server: 
         frames += 1
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert frames / 1.5 > 12  # above the 5 Hz calm rate while a user drags
-    assert h.server.runner.rate > 10
+    assert h.server[RUNNER].rate > 10
 
 
 async def test_agent_physics_settings_reach_the_simulation(harness: Harness) -> None:
@@ -69,7 +70,7 @@ async def test_agent_physics_settings_reach_the_simulation(harness: Harness) -> 
         "visualisation.graphs.visionflow.physics.damping": 0.5,
         "visualisation.graphs.visionflow.physics.rest_length": 90})
     assert status == 200
-    sim = harness.server.sim
+    sim = harness.server[GRAPH].sim
     for _ in range(300):
         if sim.agent_params.rest_length == 90.0:
             break

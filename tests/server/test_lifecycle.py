@@ -15,6 +15,7 @@ import pytest
 import websockets
 
 from graphwire.protocol.positions import decode_v2
+from graphwire.server.keys import CONNECTIONS, METRICS
 
 from .conftest import ServerFactory, ring_csv
 
@@ -58,22 +59,22 @@ async def test_a_client_that_never_reads(make_server: ServerFactory, tmp_path: P
     frames = 0
     seqs = []
     peak_outbox = 0
-    while h.server.metrics.slow_closes == 0:
+    while h.server[METRICS].slow_closes == 0:
         frame = decode_v2(await good.next_frame(0x02))
         frames += 1
         seqs.append(frame.header.seq)
-        for s in h.server.sessions.values():
+        for s in h.server[CONNECTIONS]:
             if s.client_id != good.client_id:
                 peak_outbox = max(peak_outbox, len(s._outbox))
                 assert s.write_buffer() < 65536 + 80_000  # at most one frame past the mark
         assert loop.time() - start < 30
     elapsed = loop.time() - start
-    m = h.server.metrics.as_json()
+    m = h.server[METRICS].as_json()
     assert m["framesSkippedSlow"] > 0 and m["slowClientCloses"] == 1
     assert peak_outbox <= 2  # never more than the frames handed over at once
     assert frames / elapsed >= 4.5  # the reading client kept the stream's pace
     assert seqs == sorted(seqs)
-    while len(h.server.sessions) > 1:  # the stuck connection goes within the close timeout
+    while len(h.server[CONNECTIONS]) > 1:  # the stuck connection goes within the close timeout
         await good.next_frame(0x02)
         assert loop.time() - start < 40
     stuck.close()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from graphwire.server.metrics import METRICS as METRIC_SPECS
 from graphwire.simulation import PhysicsParams
 
 from .conftest import Harness
@@ -80,22 +83,43 @@ async def test_http_errors_are_json_with_fitting_statuses(harness: Harness) -> N
     assert status == 400
 
 
-async def test_metrics_json_and_prometheus(harness: Harness) -> None:
+async def test_metrics_json_and_prometheus_read_the_same_counters(harness: Harness) -> None:
     c, _ = await harness.subscribe("q")
     await c.next_frame(0x03)
+    await c.send(b"\x99junk")  # an error reply
+    await c.next_json("error")
+    await c.send_json({"type": "unsubscribe"})
+    await c.send_json({"type": "ping", "timestamp": 1})
+    await c.next_json("pong")  # written after everything queued before: now nothing is sent
     status, m = await harness.get("/api/metrics")
     assert status == 200
+    # §8, and connections opened, slow-client closes and error replies
     for key in ("messagesSent", "messagesReceived", "bytesSent", "bytesReceived",
                 "compressionRatio", "deltaMessages", "fullSyncMessages", "connections",
-                "formats", "framesSkippedSlow", "keyframesInsteadOfDelta", "rateLimitWarnings",
-                "bans"):
+                "connectionsTotal", "formats", "framesSkippedSlow", "keyframesInsteadOfDelta",
+                "slowClientCloses", "rateLimitWarnings", "bans", "errorsSent"):
         assert key in m
-    assert m["connections"] == 1 and m["formats"]["q"]["frames"] >= 1
-    assert m["formats"]["q"]["bytesPerNode"] > 0 and m["messagesSent"] >= 3
+    assert m["connections"] == 1 and m["connectionsTotal"] == 1 and m["errorsSent"] == 1
+    assert m["formats"]["q"]["frames"] >= 1 and m["formats"]["q"]["bytesPerNode"] > 0
+    assert m["messagesSent"] >= 3 and m["stream"]["epoch"] >= 1
     async with harness.http.get(harness.base + "/metrics") as resp:
         text = await resp.text()
         assert resp.status == 200 and resp.content_type == "text/plain"
-    assert 'graphwire_frames_sent_total{format="q"}' in text
+    samples = {(s.name, s.labels.get("format")): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    for spec in METRIC_SPECS:
+        if spec.json == "uptimeSeconds":
+            continue
+        name = "graphwire_" + spec.prom
+        if spec.per_format:
+            for fmt in ("v1", "v2", "q"):
+                want = m["formats"][fmt][spec.json]
+                if want is None:
+                    assert (name, fmt) not in samples
+                else:
+                    assert samples[name, fmt] == pytest.approx(want, rel=1e-3), (name, fmt)
+        else:
+            assert samples[name, None] == pytest.approx(m[spec.json], rel=1e-3), name
     assert "# TYPE graphwire_connections gauge" in text
     status, health = await harness.get("/healthz")
     assert status == 200 and health == {"status": "ok"}

@@ -9,6 +9,7 @@ import websockets
 
 from graphwire.protocol import settings_codec as sc
 from graphwire.protocol.client_positions import encode_client_positions
+from graphwire.server.keys import LIMITER, METRICS, SETTINGS
 
 from .conftest import Harness, ServerFactory
 
@@ -63,7 +64,7 @@ async def test_admin_token_guards_system_settings(make_server: ServerFactory) ->
     status, ok = await h.send("PUT", path, {"value": 4}, headers={"Authorization": "Bearer root"})
     assert status == 200 and ok["value"] == 4.0 and ok["previousValue"] == 5.0
     c = await h.connect()
-    pid = h.server.settings.path_id("system.websocket.minUpdateRate")
+    pid = h.server[SETTINGS].path_id("system.websocket.minUpdateRate")
     await c.send(sc.encode_settings(sc.Set(3, pid, sc.Value(sc.Tag.F64, 6.0))))
     reply = await c.settings_reply(3)
     assert isinstance(reply, sc.Error) and reply.code == 6
@@ -87,7 +88,7 @@ async def test_control_flood_gets_one_warning_a_second(harness: Harness) -> None
             assert doc["class"] == "control" and doc["retryAfterMs"] > 0
             assert doc["retryAfterMs"] <= 1000  # 120/min: a token every 500 ms
     assert pongs == 20 and warnings == 1  # burst 20, the rest dropped, warned once a second
-    assert harness.server.metrics.rate_limit_warnings == 1
+    assert harness.server[METRICS].rate_limit_warnings == 1
 
 
 async def test_positions_over_the_limit_are_acked_as_rate_limited(harness: Harness) -> None:
@@ -152,7 +153,7 @@ async def test_loopback_is_never_banned_without_auth(make_server: ServerFactory)
     await c.send_json({"type": "ping", "timestamp": "x", "id": "end"})  # answered: error
     while (await c.next_json()).get("id") != "end":
         pass
-    assert h.server.metrics.bans == 0 and h.server.limiter.violations >= 2
+    assert h.server[METRICS].bans == 0 and h.server[LIMITER].violations >= 2
 
 
 async def test_http_rate_limit_has_the_four_headers(make_server: ServerFactory) -> None:

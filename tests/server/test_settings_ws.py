@@ -10,6 +10,7 @@ import pytest
 
 from graphwire.protocol import settings_codec as sc
 from graphwire.protocol.settings_codec import Tag, Value
+from graphwire.server.keys import GRAPH, METRICS, RUNNER, SETTINGS
 from graphwire.simulation import PhysicsParams
 
 from .conftest import Client, Harness, ServerFactory
@@ -64,7 +65,7 @@ async def test_error_codes(harness: Harness, msg: sc.SettingsMessage, code: int)
     c = await harness.connect()
     r = await request(c, msg)
     assert isinstance(r, sc.Error) and r.code == code and r.message
-    assert harness.server.settings.revision == 0
+    assert harness.server[SETTINGS].revision == 0
 
 
 async def test_malformed_and_internal_errors(harness: Harness) -> None:
@@ -76,10 +77,10 @@ async def test_malformed_and_internal_errors(harness: Harness) -> None:
     err = sc.decode_settings(await c.next_frame(0x10))
     assert isinstance(err, sc.Error) and err.code == 4
     # a database that refuses writes: the request still gets its one reply, Error 7
-    harness.server.store._db.execute("PRAGMA query_only = ON")
+    harness.server[SETTINGS].store._db.execute("PRAGMA query_only = ON")
     r = await request(c, sc.Set(13, DAMPING, F(0.5)))
     assert isinstance(r, sc.Error) and r.code == 7
-    harness.server.store._db.execute("PRAGMA query_only = OFF")
+    harness.server[SETTINGS].store._db.execute("PRAGMA query_only = OFF")
     assert (await request(c, sc.Get(14, DAMPING))) == sc.Response(
         14, 0, ((DAMPING, F(DEFAULT.damping)),))
 
@@ -135,7 +136,7 @@ async def test_sync_both_ways_and_snapshots(make_server: ServerFactory) -> None:
     for i in range(8):
         await request(c, sc.Set(i + 1, SPRING, F(0.1 + i / 100)))
     await request(c, sc.Set(20, DAMPING, F(0.5)))
-    rev = h.server.settings.revision
+    rev = h.server[SETTINGS].revision
     assert rev == 9
     r = await request(c, sc.Sync(30, rev - 2))  # within the log: just the changed paths
     assert r == sc.Response(30, rev, ((DAMPING, F(0.5)), (SPRING, F(0.17))))
@@ -144,7 +145,7 @@ async def test_sync_both_ways_and_snapshots(make_server: ServerFactory) -> None:
     for since in (0, 1, rev + 1):  # 0, older than the log, newer than the revision
         s = await request(c, sc.Sync(32, since))
         assert isinstance(s, sc.Snapshot) and s.revision == rev
-        assert len(s.entries) == len(h.server.settings.by_id)
+        assert len(s.entries) == len(h.server[SETTINGS].by_id)
         h_ = blake3.blake3()
         for pid, value in s.entries:
             h_.update(pid.to_bytes(4, "little") + value.encode())
@@ -159,7 +160,7 @@ async def test_snapshots_over_256_bytes_are_gzip(harness: Harness) -> None:
     await c.send(sc.encode_settings(sc.Sync(1, 0)))
     raw = await c.next_frame(0x10)
     assert raw[1] == 0xFF and len(gzip.decompress(raw[2:])) > 256
-    assert harness.server.metrics.as_json()["compressionRatio"] > 2
+    assert harness.server[METRICS].as_json()["compressionRatio"] > 2
 
 
 async def test_rest_settings_routes(harness: Harness) -> None:
@@ -179,11 +180,11 @@ async def test_rest_settings_routes(harness: Harness) -> None:
         assert status == want, err
     status, _ = await harness.get("/api/settings/not.a.path")
     assert status == 404
-    assert harness.server.settings.revision == 1
+    assert harness.server[SETTINGS].revision == 1
 
 
 async def test_physics_settings_change_the_running_simulation(harness: Harness) -> None:
-    sim = harness.server.sim
+    sim = harness.server[GRAPH].sim
     status, _ = await harness.send("PUT", "/api/settings/visualisation.graphs.logseq.physics"
                                    ".rest_length", {"value": 60})
     assert status == 200
@@ -200,7 +201,7 @@ async def test_system_settings_take_effect_without_a_restart(harness: Harness) -
         "system.rateLimits.control.burst": 2, "system.rateLimits.control.perMinute": 6,
         "system.websocket.minUpdateRate": 2})
     assert status == 200
-    assert harness.server.runner.cadence.min_rate == 2.0
+    assert harness.server[RUNNER].cadence.min_rate == 2.0
     for i in range(3):
         await c.send_json({"type": "ping", "timestamp": i})
     kinds = [(await c.next_json())["type"] for _ in range(3)]
@@ -215,7 +216,7 @@ async def test_eight_writers_at_once_lose_nothing(harness: Harness) -> None:
     prefix = "visualisation.graphs.visionflow.physics."
     names = ["repel_k", "rest_length", "max_force", "max_velocity", "bounds_size", "boundary_k",
              "gravity", "repulsion_cutoff"]
-    pids = [harness.server.settings.path_id(prefix + n) for n in names]
+    pids = [harness.server[SETTINGS].path_id(prefix + n) for n in names]
     clients = [await harness.connect(max_queue=None) for _ in names]
 
     async def write(c: Client, pid: int, k: int) -> list[int]:
@@ -233,5 +234,5 @@ async def test_eight_writers_at_once_lose_nothing(harness: Harness) -> None:
     every = sorted(r for rs in results for r in rs)
     assert len(set(every)) == 2000  # each write its own revision, none lost
     for k, pid in enumerate(pids):
-        assert harness.server.settings.values[pid] == F(1.0 + 249 + k / 10)
+        assert harness.server[SETTINGS].values[pid] == F(1.0 + 249 + k / 10)
         assert results[k] == sorted(results[k])

@@ -9,6 +9,7 @@ import numpy as np
 from graphwire.protocol.header import Flags, unpack_header
 from graphwire.protocol.positions import decode_v1, decode_v2
 from graphwire.protocol.quantized import QDecoder, decode_q
+from graphwire.server.keys import METRICS
 
 from .conftest import Harness, ServerFactory
 
@@ -28,8 +29,27 @@ async def test_connection_established_has_every_field(harness: Harness) -> None:
                                "control": {"perMinute": 120, "burst": 20}}
 
 
-async def test_v2_keyframe_then_deltas_in_sequence(harness: Harness) -> None:
-    c, conf = await harness.subscribe("v2", id="s1")
+async def test_subscribe_paces_at_200_ms_by_default_and_clamps_intervals(
+        harness: Harness) -> None:
+    c = await harness.connect()
+    granted = []
+    for asked in (None, 3, 33.4, 99_999, -5, 1e300):
+        msg = {"type": "subscribe", "format": "q", "id": str(asked)}
+        if asked is not None:
+            msg["intervalMs"] = asked
+        await c.send_json(msg)
+        conf = await c.next_json("subscription_confirmed")
+        assert conf["id"] == str(asked)
+        granted.append(conf["intervalMs"])
+    # §8: 5 Hz (200 ms) without intervalMs; [1000/maxUpdateRate, 10000] otherwise, rounded
+    assert granted == [200, 17, 33, 10_000, 17, 10_000]
+    await c.send_json({"type": "subscribe", "format": "q", "intervalMs": "fast", "id": "s"})
+    err = await c.next_json("error")
+    assert err["id"] == "s" and err["error"]["code"] == "malformed_frame"
+
+
+async def test_v2_keyframe_then_deltas_rebuild_the_exact_layout(harness: Harness) -> None:
+    c, conf = await harness.subscribe("v2", id="s1", intervalMs=17)
     assert conf == {"type": "subscription_confirmed", "format": "v2", "intervalMs": 17,
                     "velocity": False, "id": "s1"}
     key = decode_v2(await c.next_frame(0x02))
@@ -38,15 +58,31 @@ async def test_v2_keyframe_then_deltas_in_sequence(harness: Harness) -> None:
     assert key.header.epoch16 == c.established["epoch"] & 0xFFFF
     state = {int(i): p.copy() for i, p in zip(key.nodes.ids, key.nodes.pos, strict=True)}
     seq = key.header.seq
+    deltas = 0
     for _ in range(5):
         frame = decode_v2(await c.next_frame(0x02))
-        assert frame.header.seq == seq + 1  # in step: a delta of the next snapshot
-        assert not frame.header.keyframe
+        assert frame.header.seq > seq
+        if frame.header.seq == seq + 1:  # in step: a delta of the next snapshot
+            assert not frame.header.keyframe
+            deltas += 1
         for i, p in zip(frame.nodes.ids, frame.nodes.pos, strict=True):
             state[int(i)] = p.copy()
         seq = frame.header.seq
+    assert deltas >= 1
+    # freeze the layout, follow the stream up to the snapshot REST shows, and compare
+    await harness.send("PUT", "/api/settings/visualisation.graphs.logseq.physics.enabled",
+                       {"value": False})
     _, st = await harness.get("/api/graph/state?positions=1")
-    assert st["seq"] >= seq
+    while seq < st["seq"]:
+        frame = decode_v2(await c.next_frame(0x02))
+        for i, p in zip(frame.nodes.ids, frame.nodes.pos, strict=True):
+            state[int(i)] = p.copy()
+        seq = frame.header.seq
+    assert seq == st["seq"]
+    exact = {p["id"]: np.array([p["x"], p["y"], p["z"]]) for p in st["positions"]}
+    assert set(state) == set(exact)
+    off = max(float(np.linalg.norm(state[i] - exact[i])) for i in exact)
+    assert off <= 0.01 * 1.001  # never more than positionDeadband off (§3.3)
 
 
 async def test_v1_and_q_with_velocity(harness: Harness) -> None:
@@ -97,10 +133,16 @@ async def test_init_flow_keyframe_seq_is_at_least_the_rest_seq(harness: Harness)
 async def test_a_client_that_skips_frames_only_gets_keyframes(harness: Harness) -> None:
     c, conf = await harness.subscribe("v2", intervalMs=600)
     assert conf["intervalMs"] == 600
-    for _ in range(3):
+    prev = decode_v2(await c.next_frame(0x02))
+    assert prev.header.keyframe
+    skipped = 0
+    while skipped < 2:
         frame = decode_v2(await c.next_frame(0x02))
-        assert frame.header.keyframe  # never a delta it cannot apply
-    metrics = harness.server.metrics.as_json()
+        if frame.header.seq != prev.header.seq + 1:
+            skipped += 1
+            assert frame.header.keyframe  # never a delta it cannot apply
+        prev = frame
+    metrics = harness.server[METRICS].as_json()
     assert metrics["keyframesInsteadOfDelta"] >= 2
 
 
@@ -114,13 +156,13 @@ async def test_request_keyframe_and_unsubscribe(harness: Harness) -> None:
     await c.send_json({"type": "ping", "timestamp": 1, "id": "after"})
     pong = await c.next_json("pong")
     assert pong == {"type": "pong", "timestamp": 1, "id": "after"}
-    sent = harness.server.metrics.frames["v2"]
+    sent = harness.server[METRICS].frames["v2"]
     await c.send_json({"type": "ping", "timestamp": 2})
     await c.next_json("pong")
     await c.send_json({"type": "request_keyframe", "id": "k"})
     err = await c.next_json("error")
     assert err["id"] == "k"
-    assert harness.server.metrics.frames["v2"] - sent <= 1  # at most one already on its way
+    assert harness.server[METRICS].frames["v2"] - sent <= 1  # at most one already on its way
 
 
 async def test_v1_refused_on_a_graph_with_large_ids(make_server: ServerFactory, tmp_path) -> None:

@@ -11,7 +11,8 @@ import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from graphwire.bench.chromium import chromium_path, launch
-from graphwire.server.app import WEB_DIR, GraphwireServer, ServerConfig
+from graphwire.server.app import GraphwireServer
+from graphwire.server.config import WEB_DIR, ServerConfig
 from tests.server.conftest import ring_csv
 
 needs_browser = pytest.mark.skipif(

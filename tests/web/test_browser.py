@@ -8,6 +8,7 @@ console error or uncaught exception.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from graphwire.server.keys import GRAPH
 from tests.server.conftest import ring_csv
 
 from .conftest import Pages, needs_browser, wait_frames
@@ -95,31 +97,60 @@ async def test_a_slider_moved_in_one_page_moves_it_in_another(serve, pages: Page
     path = "visualisation.graphs.logseq.physics.spring_k"
     start = (await served.get(f"/api/settings/{path}"))["value"]
     schema = {r["path"]: r for r in (await served.get("/api/settings?schema=1"))["schema"]}
+    lo, hi = schema[path]["min"], schema[path]["max"]
     a = await pages.open(served.base + "/")
     b = await pages.open(served.base + "/")
     for page in (a, b):
         await wait_frames(page, 1)
         await page.wait_for_function(f"window.graphwire.setting({path!r}) === {start!r}")
     slider = a.get_by_test_id(f"setting-{path}")
+    box = a.get_by_test_id(f"number-{path}")
+    other_slider = b.get_by_test_id(f"setting-{path}")
+    other_box = b.get_by_test_id(f"number-{path}")
     assert await slider.get_attribute("type") == "range"
-    assert float(await slider.get_attribute("min") or "nan") == schema[path]["min"]
-    assert float(await slider.get_attribute("max") or "nan") == schema[path]["max"]
-    assert start != 0.125
+    # spring_k spans 0 … 100 around a default of 1: a logarithmic slider whose floor is three
+    # decades under the default; the box beside it takes any value of the schema's range
+    assert await slider.get_attribute("data-scale") == "log"
+    assert float(await box.get_attribute("min") or "nan") == lo
+    assert float(await box.get_attribute("max") or "nan") == hi
+    floor = schema[path]["default"] / 1000
+
+    def position(v: float) -> int:
+        return round(1000 * math.log(v / floor) / math.log(hi / floor))
+
+    assert await slider.input_value() == str(position(start))
+    # the slider halfway: the geometric middle of floor … max, written and shown everywhere
+    assert start != 0.316
     await slider.evaluate(
-        "el => { el.value = '0.125'; el.dispatchEvent(new Event('input', {bubbles: true}));"
+        "el => { el.value = '500'; el.dispatchEvent(new Event('input', {bubbles: true}));"
         " el.dispatchEvent(new Event('change', {bubbles: true})); }")
-    other = b.get_by_test_id(f"setting-{path}")
+    assert await box.input_value() == "0.316"
     await b.wait_for_function(
-        f"document.querySelector('[data-testid=\"setting-{path}\"]').value === '0.125'")
-    assert await other.input_value() == "0.125"
+        f"document.querySelector('[data-testid=\"number-{path}\"]').value === '0.316'")
+    assert await other_slider.input_value() == "500"
+    assert await other_box.input_value() == "0.316"
+    assert (await served.get(f"/api/settings/{path}"))["value"] == 0.316
+    # an exact value typed in the box
+    await box.fill("0.125")
+    await box.press("Enter")
+    await b.wait_for_function(
+        f"document.querySelector('[data-testid=\"number-{path}\"]').value === '0.125'")
+    assert await other_slider.input_value() == str(position(0.125))
+    assert (await served.get(f"/api/settings/{path}"))["value"] == 0.125
+    # a value outside the range is refused in the page and never written
+    await box.fill(str(hi * 10))
+    await box.press("Enter")
+    await a.wait_for_function(
+        f"document.querySelector('[data-testid=\"number-{path}\"]').value === '0.125'")
     assert (await served.get(f"/api/settings/{path}"))["value"] == 0.125
     assert await a.evaluate("window.graphwire.digestMismatches") == 0
-    # a change made elsewhere (REST) moves both sliders
+    # a change made elsewhere (REST) moves both sliders and both boxes
     async with served.http.put(served.base + f"/api/settings/{path}", json={"value": 2.5}) as r:
         assert r.status == 200
     for page in (a, b):
         await page.wait_for_function(
-            f"document.querySelector('[data-testid=\"setting-{path}\"]').value === '2.5'")
+            f"document.querySelector('[data-testid=\"number-{path}\"]').value === '2.5'")
+        assert await page.get_by_test_id(f"setting-{path}").input_value() == str(position(2.5))
 
 
 async def test_searching_a_page_name_selects_it_and_colours_paths(serve, pages: Pages) -> None:
@@ -135,8 +166,8 @@ async def test_searching_a_page_name_selects_it_and_colours_paths(serve, pages: 
     await page.wait_for_function("window.graphwire.selected === 'n042'")
     await page.wait_for_function("window.graphwire.ssspReached > 0")
     assert await page.evaluate("window.graphwire.ssspReached") == 200  # the ring is connected
-    nid = served.server.sim.graph.keys.index("n042")
-    assert served.server.graph.sssp.source == nid
+    nid = served.server[GRAPH].graph.keys.index("n042")
+    assert served.server[GRAPH].sssp.source == nid
     assert await page.get_by_test_id("selection").is_visible()
 
 
@@ -146,7 +177,7 @@ async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(
     page = await pages.open(served.base + "/")
     await wait_frames(page, 1)
     key = "n100"
-    nid = served.server.sim.graph.keys.index(key)
+    nid = served.server[GRAPH].graph.keys.index(key)
     start = await page.evaluate(f"window.graphwire.screenOf({key!r})")
     await page.mouse.move(start["x"], start["y"])
     await page.mouse.down()
@@ -157,7 +188,7 @@ async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(
     await page.wait_for_function(
         "window.graphwire.queue.accepted >= 1 && window.graphwire.queue.inflight === 0")
     put = await page.evaluate(f"window.graphwire.pinnedAt({key!r})")
-    graph = served.server.sim.graph
+    graph = served.server[GRAPH].graph
     assert bool(graph.pinned[nid])
     assert [round(float(c), 3) for c in graph.pos[nid]] == [round(c, 3) for c in put]
     shown = await page.evaluate(f"window.graphwire.screenOf({key!r})")

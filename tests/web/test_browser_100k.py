@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from graphwire.bench.browser import write_ba_graph
+from graphwire.server.keys import GRAPH
 
 from .conftest import Pages, needs_browser, wait_frames
 
@@ -32,7 +33,8 @@ async def test_a_100k_node_graph_loads_moves_and_answers_a_search(
     page = await pages.open(served.base + "/")
     await page.wait_for_function("window.graphwire && window.graphwire.nodeCount === 100000",
                                  timeout=120_000)
-    assert await page.evaluate("window.graphwire.edgeCount") == served.server.sim.graph.edge_count
+    edges = served.server[GRAPH].graph.edge_count
+    assert await page.evaluate("window.graphwire.edgeCount") == edges
     await wait_frames(page, 3, timeout=120_000)
     seq = await page.evaluate("window.graphwire.lastSeq")
     assert await page.evaluate("window.graphwire.settled") is False

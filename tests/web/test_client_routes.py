@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from graphwire.server.app import WEB_DIR
+from graphwire.server.config import WEB_DIR
+from graphwire.server.keys import SETTINGS
 
 from .conftest import Served
 
@@ -35,7 +36,7 @@ async def test_settings_schema_names_every_path_with_its_range(serve) -> None:
     plain = await served.get("/api/settings")
     assert "schema" not in plain
     rows = {r["path"]: r for r in doc["schema"]}
-    schema = served.server.settings.schema
+    schema = served.server[SETTINGS].schema
     assert list(rows) == [s.path for s in schema]
     path = "visualisation.graphs.logseq.physics.damping"
     setting = schema.get(path)

@@ -1,13 +1,14 @@
 """``graphwire bench browser``: what the page costs per frame, measured in headless Chromium.
 
 A graphwire server (its own process) serves a Barabási–Albert graph (m = 3, seed 1) of 10,000
-and of 100,000 nodes, kept moving (temperature noise that never cools, never settled; one
-physics step a snapshot, at 5 Hz for 10,000 nodes and 2 Hz for 100,000, which is what two
-cores step). The browser client (Debian's Chromium through Playwright, WebGL on
-SwiftShader) subscribes in ``q`` and in ``v2``, once drawing (``draw: swiftshader``) and once
-with drawing paused (``draw: off``, the page's ``?draw=0``): without a GPU the software
-rasteriser takes most of the two cores, and the decode worker's wall time then measures the
-contention more than the decoder. Rows ``{nodes, format, draw, decodeMs, applyMs, frames}``:
+and of 100,000 nodes, kept moving (no cooling, no settling, no multilevel start: every node
+keeps the small oscillation of a layout at full heat; one physics step a snapshot, at 5 Hz
+for 10,000 nodes and 2 Hz for 100,000, which is what two cores step). The browser client
+(Debian's Chromium through Playwright, WebGL on SwiftShader) subscribes in ``q`` and in
+``v2``, once drawing (``draw: swiftshader``) and once with drawing paused (``draw: off``, the
+page's ``?draw=0``): without a GPU the software rasteriser takes most of the two cores, and
+the decode worker's wall time then measures the contention more than the decoder. Rows
+``{nodes, format, draw, decodeMs, applyMs, frames}``:
 
 - ``decodeMs``: the median, over the last 50 frames, of the decode worker's time per position
   frame (gzip inflate, decode, positions by id, scatter into render slots);

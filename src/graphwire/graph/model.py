@@ -64,6 +64,10 @@ class GraphError(ValueError):
     """A request that the graph cannot honour (unknown node, bad weight, duplicate key)."""
 
 
+class UnknownNodeError(GraphError):
+    """A request names a node id or key the graph does not hold."""
+
+
 @dataclass(frozen=True, slots=True)
 class Edge:
     """An edge as stored: ends as ids with ``source < target``."""
@@ -298,11 +302,11 @@ class Graph:
         """The id of a live node given by id or key, or GraphError."""
         if isinstance(end, int) and not isinstance(end, bool):
             if not self.is_live(end):
-                raise GraphError(f"unknown node id {end}")
+                raise UnknownNodeError(f"unknown node id {end}")
             return end
         nid = self.id_of(str(end))
         if nid is None:
-            raise GraphError(f"unknown node key {end!r}")
+            raise UnknownNodeError(f"unknown node key {end!r}")
         return nid
 
     def _add_edges(self, specs: Iterable[EdgeSpec], *, accumulate: bool) -> list[Edge]:
@@ -343,7 +347,7 @@ class Graph:
     def remove_node(self, nid: int) -> list[tuple[int, int]]:
         """Remove a node and its edges; its id is never used again. Returns removed edges."""
         if not self.is_live(nid):
-            raise GraphError(f"unknown node id {nid}")
+            raise UnknownNodeError(f"unknown node id {nid}")
         gone = [k for k in self._edges if nid in k]
         for k in gone:
             del self._edges[k]

@@ -1,7 +1,9 @@
 """CLIENT_POSITIONS, kind 0x20 (PROTOCOL.md §3.6): nodes a user moved, sent to the server.
 
-Header flags: ``0x02`` pin the nodes where they are put, ``0x04`` release them to the physics;
-epoch = the client's epoch (low 16 bits); seq = the client's batch number.
+Header flags: ``0x01`` the payload is gzip (§2.1: any kind may compress its payload; a sender
+compresses when it is over 256 bytes and gzip makes it smaller), ``0x02`` pin the nodes where
+they are put, ``0x04`` release them to the physics; epoch = the client's epoch (low 16 bits);
+seq = the client's batch number.
 Payload ``n × (u32 id | f32 x | f32 y | f32 z)``. This module only parses; the checks of
 §3.6 that need the graph (bounds, existing node, epoch) belong to the server.
 """
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from .compression import MAX_INFLATED, gunzip_bounded, maybe_gzip
 from .errors import malformed
 from .header import (
     HEADER_SIZE,
@@ -59,27 +62,35 @@ def encode_client_positions(
     epoch: int,
     pin: bool = False,
     release: bool = False,
+    compress: bool = False,
 ) -> bytes:
-    """Encode a kind 0x20 batch."""
+    """Encode a kind 0x20 batch (with ``compress``, gzip'd when that pays)."""
     ids_a = np.asarray(ids, dtype=np.uint32).reshape(-1)
     rec = np.empty(ids_a.shape[0], CLIENT_POSITION_DTYPE)
     rec["id"] = ids_a
     rec["pos"] = np.asarray(pos, dtype=np.float32).reshape(-1, 3)
     flags = (Flags.PIN if pin else 0) | (Flags.RELEASE if release else 0)
-    return pack_header(Kind.CLIENT_POSITIONS, flags, epoch, batch) + rec.tobytes()
+    payload, packed = maybe_gzip(rec.tobytes()) if compress else (rec.tobytes(), False)
+    if packed:
+        flags |= Flags.COMPRESSED
+    return pack_header(Kind.CLIENT_POSITIONS, flags, epoch, batch) + payload
 
 
-def decode_client_positions(data: bytes | memoryview) -> ClientPositions:
-    """Decode a kind 0x20 batch."""
+def decode_client_positions(data: bytes | memoryview, *,
+                            max_inflated: int = MAX_INFLATED) -> ClientPositions:
+    """Decode a kind 0x20 batch (a gzip'd payload is inflated, at most ``max_inflated``)."""
     header = unpack_header(data, Kind.CLIENT_POSITIONS)
-    check_flag_bits(header.flags, Flags.PIN | Flags.RELEASE, Kind.CLIENT_POSITIONS)
+    check_flag_bits(header.flags, Flags.COMPRESSED | Flags.PIN | Flags.RELEASE,
+                    Kind.CLIENT_POSITIONS)
     if header.flags & Flags.PIN and header.flags & Flags.RELEASE:
         raise malformed("a client positions batch cannot both pin and release")
-    body_len = len(data) - HEADER_SIZE
+    body = memoryview(data)[HEADER_SIZE:]
+    payload = gunzip_bounded(body, max_inflated) if header.compressed else body
+    body_len = len(payload)
     if body_len % CLIENT_POSITION_DTYPE.itemsize:
         raise malformed(
             f"client positions payload of {body_len} bytes is not a whole number of "
             f"16-byte entries"
         )
-    rec = np.frombuffer(data, CLIENT_POSITION_DTYPE, offset=HEADER_SIZE)
+    rec = np.frombuffer(payload, CLIENT_POSITION_DTYPE)
     return ClientPositions(header, rec["id"], rec["pos"])

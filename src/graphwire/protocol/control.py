@@ -98,7 +98,7 @@ class Subscribe:
 
     TYPE: ClassVar[str] = "subscribe"
     format: Format
-    interval_ms: int | None = None
+    interval_ms: float | None = None  # as asked: any number; the server clamps and rounds it
     velocity: bool | None = None
     id: MessageId = None
 
@@ -123,7 +123,12 @@ class Subscribe:
         velocity = _bool(d, "velocity")
         if velocity and fmt != "q":
             raise _bad("'velocity' is only for the \"q\" format")
-        return cls(fmt, _int(d, "intervalMs", hi=3_600_000, optional=True), velocity, _msg_id(d))
+        interval = d.get("intervalMs")
+        if interval is not None and (isinstance(interval, bool)
+                                     or not isinstance(interval, int | float)
+                                     or math.isnan(interval)):
+            raise _bad("'intervalMs' must be a number")
+        return cls(fmt, interval, velocity, _msg_id(d))
 
 
 @dataclass(frozen=True, slots=True)

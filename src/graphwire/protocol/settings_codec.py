@@ -9,7 +9,7 @@ allocates, limits nesting to 32 levels, and rejects bad utf-8 and trailing bytes
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, TypeAlias
@@ -460,50 +460,63 @@ def settings_body(data: bytes | memoryview, *, max_inflated: int = MAX_INFLATED)
     raise malformed(f"settings compression byte 0x{c:02x} is neither 0x00 nor 0xff")
 
 
+def _read_path_table(r: _Reader) -> PathTable:
+    n = r.count(7, "path count")
+    rows = []
+    for _ in range(n):
+        pid, raw_tag, length = r.u32("path id"), r.u8("value tag"), r.u16("path length")
+        try:
+            tag = Tag(raw_tag)
+        except ValueError:
+            raise malformed(f"unknown value tag 0x{raw_tag:02x} in path table") from None
+        rows.append(PathEntry(pid, tag, r.utf8(length, "path")))
+    return PathTable(tuple(rows))
+
+
+def _read_batch_get(r: _Reader) -> BatchGet:
+    req = r.u32("req")
+    n = r.count(4, "path count")
+    return BatchGet(req, tuple(r.u32("path id") for _ in range(n)))
+
+
+def _read_error(r: _Reader) -> Error:
+    req, code = r.u32("req"), r.u16("error code")
+    return Error(req, code, r.utf8(r.u32("message length"), "error message"))
+
+
+def _read_snapshot(r: _Reader) -> Snapshot:
+    req, rev = r.u32("req"), r.u64("revision")
+    return Snapshot(req, rev, r.take(32, "digest"), _get_entries(r))
+
+
+_READERS: dict[type, Callable[[_Reader], SettingsMessage]] = {
+    Get: lambda r: Get(r.u32("req"), r.u32("path id")),
+    Set: lambda r: Set(r.u32("req"), r.u32("path id"), _read_value(r, 0)),
+    BatchGet: _read_batch_get,
+    BatchSet: lambda r: BatchSet(r.u32("req"), _get_entries(r)),
+    Delta: lambda r: Delta(r.u64("revision"), _get_entries(r)),
+    Response: lambda r: Response(r.u32("req"), r.u64("revision"), _get_entries(r)),
+    Error: _read_error,
+    Ping: lambda r: Ping(r.u64("timestamp")),
+    Pong: lambda r: Pong(r.u64("timestamp")),
+    PathTable: _read_path_table,
+    Sync: lambda r: Sync(r.u32("req"), r.u64("since revision")),
+    Snapshot: _read_snapshot,
+}
+"""How each message's fields are read, by class: with :data:`MESSAGE_IDS`, the one table."""
+
+_DECODE_BY_ID = {MESSAGE_IDS[cls]: read for cls, read in _READERS.items()}
+_REQUEST_IDS = frozenset(MESSAGE_IDS[cls] for cls in REQUESTS)
+
+
 def decode_body(body: bytes) -> SettingsMessage:
     """Parse a plain body into its message."""
     r = _Reader(body)
     mid = r.u8("message id")
-    msg: SettingsMessage
-    if mid == 0x01:
-        msg = Get(r.u32("req"), r.u32("path id"))
-    elif mid == 0x02:
-        msg = Set(r.u32("req"), r.u32("path id"), _read_value(r, 0))
-    elif mid == 0x03:
-        req = r.u32("req")
-        n = r.count(4, "path count")
-        msg = BatchGet(req, tuple(r.u32("path id") for _ in range(n)))
-    elif mid == 0x04:
-        msg = BatchSet(r.u32("req"), _get_entries(r))
-    elif mid == 0x05:
-        msg = Delta(r.u64("revision"), _get_entries(r))
-    elif mid == 0x06:
-        msg = Response(r.u32("req"), r.u64("revision"), _get_entries(r))
-    elif mid == 0x07:
-        req, code = r.u32("req"), r.u16("error code")
-        msg = Error(req, code, r.utf8(r.u32("message length"), "error message"))
-    elif mid == 0x08:
-        msg = Ping(r.u64("timestamp"))
-    elif mid == 0x09:
-        msg = Pong(r.u64("timestamp"))
-    elif mid == 0x0A:
-        n = r.count(7, "path count")
-        rows = []
-        for _ in range(n):
-            pid, raw_tag, length = r.u32("path id"), r.u8("value tag"), r.u16("path length")
-            try:
-                tag = Tag(raw_tag)
-            except ValueError:
-                raise malformed(f"unknown value tag 0x{raw_tag:02x} in path table") from None
-            rows.append(PathEntry(pid, tag, r.utf8(length, "path")))
-        msg = PathTable(tuple(rows))
-    elif mid == 0x0B:
-        msg = Sync(r.u32("req"), r.u64("since revision"))
-    elif mid == 0x0C:
-        req, rev = r.u32("req"), r.u64("revision")
-        msg = Snapshot(req, rev, r.take(32, "digest"), _get_entries(r))
-    else:
+    read = _DECODE_BY_ID.get(mid)
+    if read is None:
         raise ProtocolError(ErrorCode.UNKNOWN_MESSAGE, f"unknown settings message 0x{mid:02x}")
+    msg = read(r)
     r.end()
     return msg
 
@@ -517,7 +530,7 @@ def decode_settings(
 
 def request_id(body: bytes) -> int:
     """The ``req`` of a request body that failed to parse, or 0 when it cannot be read."""
-    if len(body) >= 5 and body[0] in (0x01, 0x02, 0x03, 0x04, 0x0B):
+    if len(body) >= 5 and body[0] in _REQUEST_IDS:
         return int(struct.unpack_from("<I", body, 1)[0])
     return 0
 

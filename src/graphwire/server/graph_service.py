@@ -22,7 +22,15 @@ import numpy as np
 
 from graphwire.graph.diff import TopologyDiff
 from graphwire.graph.layout_file import Layout
-from graphwire.graph.model import Edge, EdgeSpec, Graph, GraphError, NodeSpec, NodeType
+from graphwire.graph.model import (
+    Edge,
+    EdgeSpec,
+    Graph,
+    GraphError,
+    NodeSpec,
+    NodeType,
+    UnknownNodeError,
+)
 from graphwire.protocol.control import GraphChanged, Rejected
 from graphwire.simulation import (
     Change,
@@ -278,7 +286,7 @@ class GraphService:
         """Set (or clear) the one source of the graph and broadcast the result."""
         def compute() -> ShortestPaths:
             if source is not None and not self.graph.is_live(source):
-                raise GraphError(f"unknown node id {source}")
+                raise UnknownNodeError(f"unknown node id {source}")
             return shortest_paths(self.graph, source)
         result = await self._locked(compute)
         self._publish_sssp(result)

@@ -21,8 +21,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .live_settings import RATE_CLASSES, Limits
+
 Clock = Callable[[], float]
-CLASSES = ("positions", "settings", "control")
+__all__ = ["RATE_CLASSES", "Limits", "RateLimiter", "TokenBucket", "Verdict", "new_bucket"]
 
 
 @dataclass(slots=True)
@@ -66,26 +68,9 @@ class TokenBucket:
         self.tokens = min(self.tokens, burst)
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The rate-limit settings (``system.rateLimits.*``)."""
-
-    per_minute: dict[str, int] = field(default_factory=lambda: {
-        "positions": 300, "settings": 600, "control": 120})
-    burst: dict[str, int] = field(default_factory=lambda: {
-        "positions": 50, "settings": 60, "control": 20})
-    ban_threshold: int = 10
-    violation_window: float = 60.0
-    ban_duration: float = 600.0
-    idle_timeout: float = 600.0
-
-    def bucket(self, cls: str) -> TokenBucket:
-        """A fresh bucket for a class."""
-        return TokenBucket(self.per_minute[cls] / 60.0, float(self.burst[cls]))
-
-    def as_json(self) -> dict[str, dict[str, int]]:
-        """``connection_established.rateLimits``."""
-        return {c: {"perMinute": self.per_minute[c], "burst": self.burst[c]} for c in CLASSES}
+def new_bucket(limits: Limits, cls: str) -> TokenBucket:
+    """A fresh (full) bucket for a rate class."""
+    return TokenBucket(limits.rate(cls), float(limits.burst[cls]))
 
 
 @dataclass(slots=True)
@@ -119,12 +104,11 @@ class RateLimiter:
 
     def __init__(self, limits: Limits | None = None, *, auth: bool = False,
                  clock: Clock = time.monotonic) -> None:
-        self.limits = limits or Limits()
+        self.limits = limits or Limits.from_settings()
         self.auth = auth
         self.clock = clock
         self._ids: dict[str, _Identity] = {}
-        self.bans = 0
-        self.violations = 0
+        self.violations = 0  # violations counted (at most one a second per class and identity)
 
     def _get(self, identity: str, now: float) -> _Identity:
         st = self._ids.get(identity)
@@ -157,25 +141,28 @@ class RateLimiter:
                 and st.banned_until <= now):
             st.banned_until = now + self.limits.ban_duration
             st.violations.clear()
-            self.bans += 1
             return Verdict(retry_after, True, True)
         return Verdict(retry_after, True, False)
 
-    def http_take(self, identity: str, cls: str) -> tuple[bool, TokenBucket]:
-        """Take a token from an identity's HTTP bucket of a class."""
-        now = self.clock()
-        st = self._get(identity, now)
+    def http_bucket(self, identity: str, cls: str) -> TokenBucket:
+        """An identity's HTTP bucket of a class (created full)."""
+        st = self._get(identity, self.clock())
         bucket = st.http.get(cls)
         if bucket is None:
-            bucket = st.http[cls] = self.limits.bucket(cls)
-        return bucket.take(now), bucket
+            bucket = st.http[cls] = new_bucket(self.limits, cls)
+        return bucket
+
+    def http_take(self, identity: str, cls: str) -> tuple[bool, TokenBucket]:
+        """Take a token from an identity's HTTP bucket of a class."""
+        bucket = self.http_bucket(identity, cls)
+        return bucket.take(self.clock()), bucket
 
     def reconfigure(self, limits: Limits) -> None:
         """New limits for every identity's HTTP buckets (connections reconfigure their own)."""
         self.limits = limits
         for st in self._ids.values():
             for cls, bucket in st.http.items():
-                bucket.reconfigure(limits.per_minute[cls] / 60.0, float(limits.burst[cls]))
+                bucket.reconfigure(limits.rate(cls), float(limits.burst[cls]))
 
     def cleanup(self) -> int:
         """Drop identities idle for ``idle_timeout`` and not banned; returns how many."""

@@ -19,26 +19,15 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from graphwire.simulation import Simulation, Snapshot
 
+from .live_settings import Cadence
+
 Publish = Callable[[Snapshot, bool], None]
 """Called with (snapshot, keyframe for everyone) in the simulation thread, lock held."""
-
-
-@dataclass(slots=True)
-class Cadence:
-    """The stream-rate settings (``system.websocket.*``)."""
-
-    min_rate: float = 5.0
-    max_rate: float = 60.0
-    motion_threshold: float = 0.05
-    motion_speed: float = 10.0
-    motion_damping: float = 0.9
-    settled_keyframe_interval: float = 10.0
 
 
 INTERACTION_HOLD = 1.0
@@ -52,7 +41,7 @@ class SimulationRunner:
                  physics_hz: float | None = None) -> None:
         self.sim = sim
         self.publish = publish
-        self.cadence = cadence or Cadence()
+        self.cadence = cadence or Cadence.from_settings()
         self.physics_hz = physics_hz
         self.rate = self.cadence.min_rate
         self._wake = threading.Event()

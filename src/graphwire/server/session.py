@@ -1,11 +1,14 @@
-"""One WebSocket connection: its reader, its bounded outbox, its handlers (PROTOCOL.md §2–§5).
+"""One WebSocket connection: its reader, its bounded outbox, its heartbeat (PROTOCOL.md §2–§5).
 
 The reader parses every message, charges its rate class (only messages that parse consume
-tokens) and dispatches it. Everything the server sends goes through the outbox, which one sender
-task drains: the broadcast path only appends, never awaits a client. The outbox is bounded (at
-most two position frames, handed over by the hub only when the previous ones are written, and
-``outboxLimit`` other messages; a client that lets more pile up is closed with 1013), so memory
-per client is bounded whatever the client does.
+tokens) and hands it to the :class:`Handlers` (``server.ws``). Everything the server sends goes
+through the outbox, which one sender task drains: the broadcast path only appends, never awaits
+a client. The outbox is bounded (at most two position frames, handed over by the hub only when
+the previous ones are written, and ``outboxLimit`` other messages; a client that lets more pile
+up is closed with 1013), so memory per client is bounded whatever the client does.
+
+A session knows the rest of the server only through its :class:`SessionContext`: the parts it
+needs, built once and shared by every session.
 """
 
 from __future__ import annotations
@@ -16,51 +19,101 @@ import json
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-import numpy as np
 from aiohttp import WSMsgType, web
 
 from graphwire.protocol import control
-from graphwire.protocol.client_positions import decode_client_positions
+from graphwire.protocol.client_positions import ClientPositions, decode_client_positions
 from graphwire.protocol.control import CloseCode, ErrorMessage, MessageId
-from graphwire.protocol.errors import ErrorCode, ErrorInfo, ProtocolError
+from graphwire.protocol.errors import ErrorCode, ProtocolError
 from graphwire.protocol.header import Kind, frame_kind
 
-from .rate_limit import CLASSES, TokenBucket
-
-if TYPE_CHECKING:
-    from .app import GraphwireServer
+from .connections import Connections
+from .live_settings import RATE_CLASSES, Limits, LiveSettings
+from .metrics import Metrics
+from .rate_limit import RateLimiter, TokenBucket, new_bucket
 
 log = logging.getLogger("graphwire.session")
 
 _POSITION, _OTHER, _CLOSE = 0, 1, 2
 
 
+class Handlers(Protocol):
+    """What a session hands its parsed messages to (``server.ws.Dispatcher``)."""
+
+    async def control(self, session: Session, msg: control.ClientMessage) -> None:
+        """A JSON control message (§5); raises ProtocolError for an error reply."""
+
+    async def positions(self, session: Session, batch: ClientPositions) -> None:
+        """A kind 0x20 batch (§3.6), already charged; answers it with ``positions_ack``."""
+
+    async def settings(self, session: Session, data: bytes) -> None:
+        """A kind 0x10 frame (§4): exactly one reply per request."""
+
+    def drained(self, client_id: str) -> None:
+        """A connection wrote its queued position frames: it may be behind the stream."""
+
+
+class LiveSettingsRef(Protocol):
+    """Where the current ``system.*`` settings are read (replaced when they change)."""
+
+    live: LiveSettings
+
+
+@dataclass(eq=False, slots=True)
+class SessionContext:
+    """The parts every session needs, built once by the app."""
+
+    metrics: Metrics
+    limiter: RateLimiter
+    connections: Connections
+    handlers: Handlers
+    settings: LiveSettingsRef
+    spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]]
+
+
 class Session:
     """The server side of one WebSocket."""
 
-    def __init__(self, server: GraphwireServer, request: web.Request,
-                 ws: web.WebSocketResponse, client_id: str, identity: str, admin: bool) -> None:
-        self.server = server
+    def __init__(self, ctx: SessionContext, request: web.Request, ws: web.WebSocketResponse,
+                 client_id: str, identity: str, admin: bool) -> None:
+        self.ctx = ctx
         self.request = request
         self.ws = ws
         self.client_id = client_id
         self.identity = identity
         self.admin = admin
         self.closed = False
-        self.last_received = time.monotonic()
-        self.last_ping = time.monotonic()
+        self.last_received = time.monotonic()  # what the peer sent; the server's pings never
+        self.last_ping = time.monotonic()  # count as the peer's activity
         self._outbox: deque[tuple[int, bytes | str]] = deque()
         self._positions_queued = 0
         self._wake = asyncio.Event()
-        self._sender: asyncio.Task[None] | None = None
-        limits = server.limiter.limits
-        self.buckets: dict[str, TokenBucket] = {c: limits.bucket(c) for c in CLASSES}
-        self._errors = TokenBucket(float(server.ws_settings.error_replies_per_second),
-                                   float(server.ws_settings.error_replies_per_second))
+        self._limits: Limits | None = None
+        self.buckets: dict[str, TokenBucket] = {}
+        self._errors = TokenBucket(1.0, 1.0)
+        self._follow_settings()
         self._last_warning: dict[str, float] = {}
         self._close_code = int(CloseCode.NORMAL)
+        self._ban_due = False
+
+    def _follow_settings(self) -> None:
+        """Take new rate limits when the settings changed (tokens already there are kept)."""
+        live = self.ctx.settings.live
+        if live.limits is self._limits:
+            return
+        limits = self._limits = live.limits
+        for cls in RATE_CLASSES:
+            bucket = self.buckets.get(cls)
+            if bucket is None:
+                self.buckets[cls] = new_bucket(limits, cls)
+            else:
+                bucket.reconfigure(limits.rate(cls), float(limits.burst[cls]))
+        per_second = float(live.connection.error_replies_per_second)
+        self._errors.reconfigure(per_second, per_second)
 
     # -- the outbox (the hub's Outlet) ---------------------------------------------------------
     def position_pending(self) -> bool:
@@ -80,8 +133,7 @@ class Session:
             self._outbox.append((_POSITION, frame))
             self._positions_queued += 1
             last = i == len(frames) - 1
-            self.server.metrics.frame(fmt, len(frame), nodes if last else 0,
-                                      keyframe and i == 0)
+            self.ctx.metrics.frame(fmt, len(frame), nodes if last else 0, keyframe and i == 0)
         self._wake.set()
 
     def send_json(self, message: dict[str, Any]) -> None:
@@ -96,11 +148,12 @@ class Session:
         if self.closed:
             return
         waiting = len(self._outbox) - self._positions_queued
-        limit = self.server.ws_settings.outbox_limit
+        live = self.ctx.settings.live
+        limit = live.connection.outbox_limit
         # Over the limit with the socket backed up, the client is not reading: close it.
         # Over the limit while the socket drains is a burst the sender is still writing out,
         # allowed up to ten times the limit (the hard bound on memory per client).
-        if waiting >= limit and (self.write_buffer() > self.server.hub.settings.high_water
+        if waiting >= limit and (self.write_buffer() > live.hub.high_water
                                  or waiting >= 10 * limit):
             self.close_slow()
             return
@@ -126,7 +179,7 @@ class Session:
         self._outbox.clear()
         self._positions_queued = 0
         self._wake.set()
-        self.server.spawn(self._close(code, reason))
+        self.ctx.spawn(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         try:
@@ -138,7 +191,7 @@ class Session:
                 transport.abort()
 
     async def _send_loop(self) -> None:
-        metrics = self.server.metrics
+        metrics = self.ctx.metrics
         while not self.closed:
             await self._wake.wait()
             self._wake.clear()
@@ -150,10 +203,9 @@ class Session:
                 try:
                     if isinstance(item, str):
                         await self.ws.send_str(item)
-                        metrics.sent(len(item))
                     else:
                         await self.ws.send_bytes(item)
-                        metrics.sent(len(item))
+                    metrics.sent(len(item))
                 except (ConnectionError, RuntimeError):
                     self.closed = True
                     return
@@ -161,30 +213,35 @@ class Session:
                     if kind == _POSITION:
                         self._positions_queued -= 1
                 if kind == _POSITION and self._positions_queued == 0:
-                    self.server.hub.drained(self.client_id)  # it may have missed a snapshot
+                    self.ctx.handlers.drained(self.client_id)  # it may have missed a snapshot
 
-    # -- errors and warnings ---------------------------------------------------------------------
-    def send_error(self, exc: ProtocolError | ErrorInfo, msg_id: MessageId = None) -> None:
+    # -- errors, warnings, rate limits --------------------------------------------------------
+    def error_reply_allowed(self) -> bool:
+        """Take one of the ``errorRepliesPerSecond`` error replies (False: over the cap, and
+        counted as suppressed). Every answer to bad input, JSON or settings, goes through it."""
+        if self._errors.take(time.monotonic()):
+            self.ctx.metrics.errors_sent += 1
+            return True
+        self.ctx.metrics.errors_suppressed += 1
+        return False
+
+    def send_error(self, exc: ProtocolError, msg_id: MessageId = None) -> None:
         """Answer with an ``error`` message, at most ``errorRepliesPerSecond`` a second."""
-        if not self._errors.take(time.monotonic()):
-            self.server.metrics.errors_suppressed += 1
-            return
-        info = exc.info if isinstance(exc, ProtocolError) else exc
-        self.server.metrics.errors_sent += 1
-        self.send_json(ErrorMessage(info, msg_id).to_json())
+        if self.error_reply_allowed():
+            self.send_json(ErrorMessage(exc.info, msg_id).to_json())
 
     def charge(self, cls: str) -> float | None:
-        """Take a token of a class; None if allowed, else the wait in seconds (and a violation
-        is recorded for the identity)."""
+        """Take a token of a class; None if allowed, else the wait in seconds (a violation is
+        recorded for the identity; a ban it causes takes effect after this message's reply)."""
+        self._follow_settings()
         now = time.monotonic()
         bucket = self.buckets[cls]
         if bucket.take(now):
             return None
         wait = bucket.retry_after(now)
-        self.server.metrics.rate_limited += 1
-        verdict = self.server.limiter.violation(self.identity, cls, wait)
-        if verdict.banned_now:
-            self.server.ban(self.identity)
+        self.ctx.metrics.rate_limited += 1
+        if self.ctx.limiter.violation(self.identity, cls, wait).banned_now:
+            self._ban_due = True
         return wait
 
     def warn(self, cls: str, wait: float) -> None:
@@ -193,37 +250,64 @@ class Session:
         if now - self._last_warning.get(cls, -1e9) < 1.0:
             return
         self._last_warning[cls] = now
-        self.server.metrics.rate_limit_warnings += 1
+        self.ctx.metrics.rate_limit_warnings += 1
         self.send_json(control.RateLimitWarning(
             cls, f"too many {cls} messages: dropped; slow down",
             max(1, int(wait * 1000 + 0.999))).to_json())
 
     # -- the connection ---------------------------------------------------------------------------
     async def run(self) -> None:
-        """Serve the connection until it closes."""
-        self._sender = asyncio.create_task(self._send_loop())
+        """Serve the connection until it closes. An unexpected failure closes it with 1011."""
+        sender = asyncio.create_task(self._send_loop())
+        heartbeat = asyncio.create_task(self._heartbeat())
+        metrics = self.ctx.metrics
         try:
             async for msg in self.ws:
                 self.last_received = time.monotonic()
                 if msg.type == WSMsgType.TEXT:
-                    self.server.metrics.received(len(msg.data))
+                    metrics.received(len(msg.data))
                     await self._on_text(msg.data)
                 elif msg.type == WSMsgType.BINARY:
-                    self.server.metrics.received(len(msg.data))
+                    metrics.received(len(msg.data))
                     await self._on_binary(msg.data)
                 elif msg.type == WSMsgType.PING:
                     await self.ws.pong(msg.data)
                 elif msg.type == WSMsgType.ERROR:
                     break
+                if self._ban_due:
+                    self._ban_due = False
+                    wait = self.ctx.limiter.banned_for(self.identity)
+                    self.ctx.connections.ban(self.identity, int(wait * 1000))
                 if self.closed:
                     break
+        except Exception:
+            log.exception("connection %s failed", self.client_id)
+            self.close(CloseCode.SERVER_ERROR, "internal error")
         finally:
             self.closed = True
             self._wake.set()
-            if self._sender is not None:
-                self._sender.cancel()
+            for task in (sender, heartbeat):
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await self._sender
+                    await task
+
+    async def _heartbeat(self) -> None:
+        """A WebSocket ping every ``heartbeatIntervalMs``; a peer that sent nothing (no
+        message, no pong) for ``heartbeatTimeoutMs`` is closed with 1001 (§8)."""
+        while not self.closed:
+            cs = self.ctx.settings.live.connection
+            now = time.monotonic()
+            silent_until = self.last_received + cs.heartbeat_timeout
+            if now >= silent_until:
+                self.close(CloseCode.GOING_AWAY, "no sign of life")
+                return
+            if now - self.last_ping >= cs.heartbeat_interval:
+                self.last_ping = now
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await self.ws.ping()
+            wake = min(self.last_ping + cs.heartbeat_interval, silent_until)
+            # wake at least every 5 s, so a shorter interval set live takes effect soon
+            await asyncio.sleep(min(max(wake - time.monotonic(), 0.005), 5.0))
 
     async def _on_text(self, text: str) -> None:
         try:
@@ -236,7 +320,7 @@ class Session:
             self.warn("control", wait)
             return
         try:
-            await self.server.handle_control(self, msg)
+            await self.ctx.handlers.control(self, msg)
         except ProtocolError as exc:
             self.send_error(exc, getattr(msg, "id", None))
 
@@ -247,34 +331,14 @@ class Session:
             self.send_error(exc)
             return
         if kind == Kind.CLIENT_POSITIONS:
-            await self._on_positions(data)
+            try:
+                batch = decode_client_positions(data)
+            except ProtocolError as exc:
+                self.send_error(exc)
+                return
+            await self.ctx.handlers.positions(self, batch)
         elif kind == Kind.SETTINGS:
-            await self.server.settings_endpoint.handle(self, data)
+            await self.ctx.handlers.settings(self, data)
         else:
             self.send_error(ProtocolError(ErrorCode.UNKNOWN_KIND,
                                           f"kind 0x{kind:02x} is sent by the server only"))
-
-    async def _on_positions(self, data: bytes) -> None:
-        try:
-            batch = decode_client_positions(data)
-        except ProtocolError as exc:
-            self.send_error(exc)
-            return
-        ids = batch.ids.astype(np.int64)
-        wait = self.charge("positions")
-        if wait is not None:
-            self._ack(batch.batch, 0, ids, "rate_limited")
-            return
-        if batch.header.epoch16 != self.server.graph.epoch & 0xFFFF:
-            self._ack(batch.batch, 0, ids, "stale_epoch")
-            return
-        result = await self.server.graph.positions(
-            ids, batch.pos.astype(np.float64), pin=batch.pin, release=batch.release)
-        if result.accepted:
-            self.server.runner.interaction()
-        self.send_json(control.PositionsAck(batch.batch, result.accepted,
-                                            result.rejected).to_json())
-
-    def _ack(self, batch: int, accepted: int, ids: np.ndarray, reason: str) -> None:
-        rejected = tuple(control.Rejected(int(i), reason) for i in ids.tolist())
-        self.send_json(control.PositionsAck(batch, accepted, rejected).to_json())

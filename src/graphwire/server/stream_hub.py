@@ -29,6 +29,7 @@ from graphwire.protocol.positions import FrameBuffer, NodeRecords, encode_v1, en
 from graphwire.protocol.quantized import QOutput, QStreamEncoder
 from graphwire.simulation import ShortestPaths, Snapshot
 
+from .live_settings import HubSettings
 from .metrics import Metrics
 
 
@@ -54,15 +55,6 @@ class Outlet(Protocol):
 
     def close_slow(self) -> None:
         """Close with 1013: too slow."""
-
-
-@dataclass(slots=True)
-class HubSettings:
-    """The stream settings the hub reads (``system.websocket.*``)."""
-
-    deadband: float = 0.01
-    high_water: int = 2 * 1024 * 1024
-    slow_timeout: float = 30.0
 
 
 @dataclass(slots=True, eq=False)
@@ -114,7 +106,7 @@ class StreamHub:
         self.sssp = sssp
         self.request_snapshot = request_snapshot
         self.stream_interval = stream_interval
-        self.settings = settings or HubSettings()
+        self.settings = settings or HubSettings.from_settings()
         self.clock = clock
         self.subs: dict[str, Subscription] = {}
         self._v: dict[str, _VStream] = {"v1": _VStream(), "v2": _VStream()}

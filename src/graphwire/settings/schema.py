@@ -7,8 +7,9 @@ is its type on the wire: float settings F64, integer settings I64, flags Bool, t
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,10 @@ FIXED_PATH_IDS: dict[str, int] = {
 
 KNOWLEDGE_PHYSICS = "visualisation.graphs.logseq.physics."
 AGENT_PHYSICS = "visualisation.graphs.visionflow.physics."
+
+Lookup = Callable[[str], Any]
+"""The current value of a dotted path, as a plain Python value (the service's ``value``, or
+:func:`default_of` for the schema's defaults)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +192,17 @@ def build_schema() -> list[Setting]:
                 admin=s.path.startswith("system."), help=s.help)
         for s in items
     ]
+
+
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    return {s.path: s.default for s in build_schema()}
+
+
+def default_of(path: str) -> Any:
+    """The schema's default of a path (KeyError for a path the schema lacks): the
+    :data:`Lookup` every derived settings object falls back on."""
+    return _defaults()[path]
 
 
 def reference() -> str:

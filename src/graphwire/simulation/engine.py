@@ -24,7 +24,15 @@ import numpy.typing as npt
 from scipy import sparse
 
 from graphwire.graph.diff import TopologyDiff
-from graphwire.graph.model import Edge, EdgeSpec, Graph, GraphData, GraphError, NodeSpec
+from graphwire.graph.model import (
+    Edge,
+    EdgeSpec,
+    Graph,
+    GraphData,
+    GraphError,
+    NodeSpec,
+    UnknownNodeError,
+)
 
 from . import forcefield, multilevel
 from .params import PhysicsParams
@@ -43,7 +51,7 @@ class Snapshot:
     agent: npt.NDArray[np.bool_]
     pos: F32
     vel: F32
-    settled: bool
+    settled: bool  # the layout is at rest: settled, or physics disabled (frozen)
     kinetic_energy: float
     topology_version: int
     steps: int
@@ -362,7 +370,7 @@ class Simulation:
             g = self.graph
             for i in ids_a.tolist():
                 if not g.is_live(i):
-                    raise GraphError(f"unknown node id {i}")
+                    raise UnknownNodeError(f"unknown node id {i}")
             g.pos[ids_a] = pos
             g.vel[ids_a] = 0.0
             if pin:
@@ -471,7 +479,8 @@ class Simulation:
         live = g.live_ids()
         return Snapshot(
             seq=seq, ids=live.astype(np.uint32), agent=g.agent[live].copy(),
-            pos=g.pos[live].copy(), vel=g.vel[live].copy(), settled=self.settled,
+            pos=g.pos[live].copy(), vel=g.vel[live].copy(),
+            settled=self.settled or not self.params.enabled,  # frozen: nothing moves
             kinetic_energy=self.kinetic_energy, topology_version=g.topology_version,
             steps=self.steps, pinned=g.pinned[live].copy(), keys=g.keys,
         )

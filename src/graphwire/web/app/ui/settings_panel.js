@@ -1,11 +1,15 @@
 /**
  * The settings panel, generated from the schema the server serves (`GET /api/settings?schema=1`):
- * every physics parameter of both graphs and the rendering settings, grouped, each a slider
- * (`<input type=range data-testid="setting-<path>">`) with its range and a reset to default,
- * bound to the settings store: moving a slider writes the setting (throttled), and a change made
- * anywhere moves the slider as soon as its Delta arrives.
+ * every physics parameter of both graphs and the rendering settings, grouped. A number is a
+ * slider (`<input type=range data-testid="setting-<path>">`, logarithmic where the range spans
+ * decades, see `scale.js`) beside a box to type the exact value (`data-testid="number-<path>"`,
+ * with the schema's range), and a reset to default; all bound to the settings store: moving a
+ * slider writes the setting (throttled), a typed value is written when committed (Enter or
+ * leaving the box), and a change made anywhere moves both as soon as its Delta arrives.
  * @module ui/settings_panel
  */
+
+import { positionOf, scaleFor, STEPS, valueAt } from './scale.js';
 
 const GROUPS = [
   { prefix: 'visualisation.graphs.logseq.physics.', title: 'Knowledge graph physics' },
@@ -18,7 +22,11 @@ function format(v, type) {
   if (type === 'i64' || type === 'i32') return String(Math.round(v));
   if (typeof v !== 'number') return String(v);
   const a = Math.abs(v);
-  return a !== 0 && (a < 0.001 || a >= 1e5) ? v.toExponential(2) : String(+v.toPrecision(4));
+  if (a !== 0 && (a < 1e-3 || a >= 1e6)) { // short enough for the box: 1e-6, 2.5e+7
+    const [m, e] = v.toExponential(3).split('e');
+    return `${+m}e${+e}`;
+  }
+  return String(+v.toPrecision(6));
 }
 
 /**
@@ -27,7 +35,7 @@ function format(v, type) {
  * @param {import('../net/settings_store.js').SettingsStore} store
  */
 export function buildSettingsPanel(root, schema, store) {
-  const controls = new Map(); // path -> {input, output, type, busy}
+  const controls = new Map(); // path -> {input, box, scale, type, busy, editing}
   root.replaceChildren();
   for (const group of GROUPS) {
     const rows = schema.filter((s) => s.path.startsWith(group.prefix));
@@ -50,8 +58,9 @@ export function buildSettingsPanel(root, schema, store) {
 function show(c, value) {
   if (value === undefined) return;
   if (c.input.type === 'checkbox') c.input.checked = Boolean(value);
+  else if (c.scale) c.input.value = String(positionOf(c.scale, Number(value)));
   else c.input.value = String(value);
-  if (c.output) c.output.textContent = format(value, c.type);
+  if (c.box && !c.editing) c.box.value = format(value, c.type);
 }
 
 function row(s, prefix, store, controls) {
@@ -65,14 +74,32 @@ function row(s, prefix, store, controls) {
   input.dataset.testid = `setting-${s.path}`;
   input.id = `setting-${s.path}`;
   label.htmlFor = input.id;
-  let output = null;
+  let box = null;
+  let scale = null;
   const numeric = s.type === 'f64' || s.type === 'f32' || s.type === 'i64' || s.type === 'i32';
   if (numeric) {
+    scale = scaleFor(s);
     input.type = 'range';
-    input.min = String(s.min ?? 0);
-    input.max = String(s.max ?? Math.max(1, 10 * Math.abs(s.default)));
-    input.step = s.type.startsWith('i') ? '1' : 'any';
-    output = document.createElement('output');
+    input.dataset.scale = scale.kind;
+    const integer = s.type.startsWith('i');
+    if (scale.kind === 'log') {
+      input.min = '0';
+      input.max = String(STEPS);
+      input.step = '1';
+    } else {
+      input.min = String(scale.min);
+      input.max = String(scale.max);
+      input.step = integer ? '1' : 'any';
+    }
+    box = document.createElement('input');
+    box.type = 'number';
+    box.className = 'value';
+    box.dataset.testid = `number-${s.path}`;
+    box.setAttribute('aria-label', `${name} value`);
+    box.min = String(scale.min);
+    box.max = String(scale.max);
+    box.step = integer ? '1' : 'any';
+    box.title = `${scale.min} … ${scale.max}`;
   } else if (s.type === 'bool') {
     input.type = 'checkbox';
   } else if (typeof s.default === 'string' && /^#[0-9a-f]{6}$/i.test(s.default)) {
@@ -80,16 +107,21 @@ function row(s, prefix, store, controls) {
   } else {
     input.type = 'text';
   }
-  const c = { input, output, type: s.type, busy: false, timer: null, last: 0 };
+  const c = { input, box, scale, type: s.type, busy: false, editing: false, timer: null, last: 0 };
   controls.set(s.path, c);
-  const read = () => (input.type === 'checkbox' ? input.checked : numeric ? Number(input.value) : input.value);
+  const read = () => {
+    if (input.type === 'checkbox') return input.checked;
+    if (scale) return valueAt(scale, Number(input.value));
+    return input.value;
+  };
+  const write = (value) => store.set(s.path, value).catch(() => show(c, store.get(s.path)));
   const send = () => {
     c.timer = null;
     c.last = performance.now();
-    store.set(s.path, read()).catch(() => show(c, store.get(s.path)));
+    write(read());
   };
   input.addEventListener('input', () => {
-    if (output) output.textContent = format(read(), s.type);
+    if (box) box.value = format(read(), s.type);
     const wait = SEND_EVERY_MS - (performance.now() - c.last);
     if (wait <= 0) send();
     else if (c.timer === null) c.timer = setTimeout(send, wait);
@@ -100,6 +132,26 @@ function row(s, prefix, store, controls) {
   });
   input.addEventListener('pointerdown', () => { c.busy = true; });
   input.addEventListener('pointerup', () => { c.busy = false; });
+  if (box) {
+    // while a value is being typed, Deltas do not overwrite it
+    box.addEventListener('input', () => { c.editing = true; });
+    box.addEventListener('change', () => {
+      c.editing = false;
+      const v = Number(box.value);
+      // out of range or not a number: the box shows the setting again, nothing is written
+      if (box.value.trim() === '' || !Number.isFinite(v) || v < scale.min || v > scale.max
+          || (scale.integer && !Number.isInteger(v))) {
+        box.value = format(store.get(s.path) ?? s.default, s.type);
+        return;
+      }
+      input.value = String(positionOf(scale, v));
+      write(v);
+    });
+    box.addEventListener('blur', () => {
+      c.editing = false;
+      show(c, store.get(s.path) ?? s.default);
+    });
+  }
   const reset = document.createElement('button');
   reset.type = 'button';
   reset.className = 'reset';
@@ -108,11 +160,11 @@ function row(s, prefix, store, controls) {
   reset.dataset.testid = `reset-${s.path}`;
   reset.addEventListener('click', () => {
     show(c, s.default);
-    store.set(s.path, s.default).catch(() => show(c, store.get(s.path)));
+    write(s.default);
   });
   show(c, store.get(s.path) ?? s.default);
   div.append(label, input);
-  if (output) div.append(output);
+  if (box) div.append(box);
   div.append(reset);
   return div;
 }

@@ -1,0 +1,186 @@
+"""``GET /ws``: the WebSocket handshake and what each message asks (PROTOCOL.md §2–§6).
+
+:class:`WebSocketEndpoint` opens a :class:`~graphwire.server.session.Session` per connection:
+it claims the client id (a resume keeps it, §5), registers the session with the
+:class:`~graphwire.server.connections.Connections`, sends ``connection_established`` and the
+settings PathTable, and runs the session until it closes. It is also the session's
+:class:`~graphwire.server.session.Handlers`: control messages (§5), client positions (§3.6) and
+settings frames (§4, through the settings endpoint) land here, and go on to the stream hub, the
+graph service and the settings endpoint. The session's heartbeat lives in the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+
+from graphwire.graph.model import GraphError
+from graphwire.protocol import control as ctl
+from graphwire.protocol.client_positions import ClientPositions
+from graphwire.protocol.control import CloseCode, GraphChanged
+from graphwire.protocol.errors import ErrorCode, ProtocolError
+from graphwire.protocol.positions import V1_MAX_ID
+from graphwire.protocol.sssp import encode_sssp
+from graphwire.settings import SettingsService
+
+from .connections import Connections
+from .errors import as_protocol_error
+from .graph_service import GraphService
+from .http import ADMIN, IDENTITY
+from .metrics import Metrics
+from .rate_limit import RateLimiter
+from .runner import SimulationRunner
+from .session import LiveSettingsRef, Session, SessionContext
+from .settings_endpoint import SettingsEndpoint
+from .stream_hub import StreamHub
+
+MAX_INTERVAL_MS = 10_000.0
+"""The slowest pace a subscription is granted (§5: ``intervalMs`` is clamped to it)."""
+
+
+def sssp_frame(graph: GraphService) -> bytes:
+    """The SSSP frame (kind 0x05) of the graph's current shortest paths."""
+    result = graph.sssp
+    return encode_sssp(result.source, result.distance, result.parent, seq=graph.sssp_seq,
+                       epoch=graph.epoch)
+
+
+def granted_interval(asked: float | None, settings: LiveSettingsRef) -> float:
+    """The pace granted to a subscription, in ms: ``intervalMs`` clamped to
+    [1000/maxUpdateRate, 10000]; without one, the calm stream rate (1000/minUpdateRate:
+    200 ms, 5 Hz, by default)."""
+    live = settings.live
+    fastest = 1000.0 / live.connection.max_update_rate
+    wanted = 1000.0 / live.cadence.min_rate if asked is None else float(asked)
+    return min(max(wanted, fastest), MAX_INTERVAL_MS)
+
+
+class WebSocketEndpoint:
+    """Opens sessions and answers what they receive."""
+
+    def __init__(self, *, settings: LiveSettingsRef, metrics: Metrics, limiter: RateLimiter,
+                 connections: Connections, hub: StreamHub, graph: GraphService,
+                 runner: SimulationRunner, settings_service: SettingsService,
+                 settings_endpoint: SettingsEndpoint,
+                 spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]]) -> None:
+        self.in_force = settings
+        self.connections = connections
+        self.hub = hub
+        self.graph = graph
+        self.runner = runner
+        self.settings_service = settings_service
+        self.settings_endpoint = settings_endpoint
+        self.context = SessionContext(metrics=metrics, limiter=limiter, connections=connections,
+                                      handlers=self, settings=settings, spawn=spawn)
+
+    # -- the handshake --------------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Serve one WebSocket until it closes."""
+        cs = self.in_force.live.connection
+        ws = web.WebSocketResponse(compress=False, autoping=False, heartbeat=None,
+                                   max_msg_size=cs.max_message_size)
+        await ws.prepare(request)
+        client_id, reconnect = self.connections.claim_id(request.query.get("resume"))
+        session = Session(self.context, request, ws, client_id, request[IDENTITY],
+                          request[ADMIN])
+        old = self.connections.add(session)
+        if old is not None:
+            old.close(CloseCode.NORMAL, "replaced by a resumed connection")
+            self.hub.unsubscribe(session)  # the old connection's stream (same client id)
+        session.send_json(self._established(client_id, reconnect))
+        session.send_bytes(self.settings_endpoint.path_table())
+        try:
+            await session.run()
+        finally:
+            if self.connections.remove(session, self.in_force.live.connection.resume_window):
+                self.hub.unsubscribe(session)
+        return ws
+
+    def _established(self, client_id: str, reconnect: bool) -> dict[str, Any]:
+        snap = self.graph.latest
+        live = self.in_force.live
+        svc = self.settings_service
+        return ctl.ConnectionEstablished(
+            client_id=client_id, epoch=self.graph.epoch, seq=snap.seq if snap else 0,
+            topology_version=self.graph.graph.topology_version, is_reconnection=reconnect,
+            settings={"revision": svc.revision, "schemaVersion": svc.schema_version,
+                      "digest": svc.digest().hex()},
+            heartbeat={"intervalMs": round(live.connection.heartbeat_interval * 1000),
+                       "timeoutMs": round(live.connection.heartbeat_timeout * 1000)},
+            rate_limits=live.limits.as_json(),
+        ).to_json()
+
+    # -- Handlers ---------------------------------------------------------------------------------
+    async def control(self, session: Session, msg: ctl.ClientMessage) -> None:
+        """One JSON message from a client (§5)."""
+        if isinstance(msg, ctl.Subscribe):
+            self._subscribe(session, msg)
+        elif isinstance(msg, ctl.Unsubscribe):
+            self.hub.unsubscribe(session)
+        elif isinstance(msg, ctl.Ping):
+            session.send_json(ctl.Pong(msg.timestamp, msg.id).to_json())
+        elif isinstance(msg, ctl.RequestKeyframe):
+            if not self.hub.request_keyframe(session.client_id):
+                raise ProtocolError(ErrorCode.MALFORMED_FRAME,
+                                    "request_keyframe needs a subscription")
+        elif isinstance(msg, ctl.Resume):
+            session.send_bytes(self.settings_endpoint.sync_reply(0, msg.settings_revision))
+            if msg.epoch != self.graph.epoch:
+                g = self.graph.graph
+                session.send_json(GraphChanged(self.graph.epoch, g.topology_version,
+                                               g.node_count, g.edge_count,
+                                               refetch=True).to_json())
+        elif isinstance(msg, ctl.SetSsspSource):
+            try:
+                await self.graph.set_sssp_source(msg.source)
+            except GraphError as exc:
+                raise as_protocol_error(exc) from None
+
+    def _subscribe(self, session: Session, msg: ctl.Subscribe) -> None:
+        if msg.format == "v1":
+            live = self.graph.graph.live_ids()
+            if live.shape[0] and int(live.max()) > V1_MAX_ID:
+                raise ProtocolError(ErrorCode.FORMAT_UNSUPPORTED,
+                                    f"node ids reach {int(live.max())}, above V1's 16383: "
+                                    "subscribe to v2 or q")
+        granted = granted_interval(msg.interval_ms, self.in_force)
+        velocity = bool(msg.velocity) and msg.format == "q"
+        session.send_json(ctl.SubscriptionConfirmed(
+            msg.format, round(granted), velocity, msg.id).to_json())
+        self.hub.subscribe(session, msg.format, velocity, granted / 1000.0)
+        if self.graph.sssp.source is not None:
+            session.send_bytes(sssp_frame(self.graph))
+
+    async def positions(self, session: Session, batch: ClientPositions) -> None:
+        """A kind 0x20 batch: charged, checked (§3.6) and always acknowledged."""
+        ids = batch.ids.astype(np.int64)
+        wait = session.charge("positions")
+        if wait is not None:
+            self._ack(session, batch.batch, ids, "rate_limited")
+            return
+        if batch.header.epoch16 != self.graph.epoch & 0xFFFF:
+            self._ack(session, batch.batch, ids, "stale_epoch")
+            return
+        result = await self.graph.positions(ids, batch.pos.astype(np.float64), pin=batch.pin,
+                                            release=batch.release)
+        if result.accepted:
+            self.runner.interaction()
+        session.send_json(ctl.PositionsAck(batch.batch, result.accepted,
+                                               result.rejected).to_json())
+
+    @staticmethod
+    def _ack(session: Session, batch: int, ids: np.ndarray, reason: str) -> None:
+        rejected = tuple(ctl.Rejected(int(i), reason) for i in ids.tolist())
+        session.send_json(ctl.PositionsAck(batch, 0, rejected).to_json())
+
+    async def settings(self, session: Session, data: bytes) -> None:
+        """A kind 0x10 frame: the settings endpoint answers it."""
+        await self.settings_endpoint.handle(session, data)
+
+    def drained(self, client_id: str) -> None:
+        """A connection wrote its position frames: the hub may catch it up."""
+        self.hub.drained(client_id)
