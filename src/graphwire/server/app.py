@@ -180,8 +180,13 @@ async def create_app(config: ServerConfig) -> web.Application:
     app[RUNNER], app[HUB], app[WEBSOCKETS] = runner, hub, websockets
     app[STREAM_STATE], app[ACCESS] = stream_state, access
     app[LIMITER], app[CONNECTIONS] = limiter, connections
+    def keyframes_for_all() -> None:
+        for client_id in list(hub.subs):
+            hub.request_keyframe(client_id)
+
     follower = SourceFollower(source, graph, settings, metrics, interaction=runner.interaction,
-                              request_snapshot=runner.request_snapshot)
+                              request_snapshot=runner.request_snapshot,
+                              keyframes=keyframes_for_all)
     app[SOURCE] = follower
     add_routes(app, config.static_dir)
 

@@ -24,17 +24,22 @@ log = logging.getLogger("graphwire.server")
 
 
 class SourceFollower:
-    """Applies every change of the watched source; reloads it on request."""
+    """Applies every change of the watched source; reloads it on request.
+
+    ``interaction``: run the stream fast for a moment; ``request_snapshot``: publish one at
+    once; ``keyframes``: send every subscriber a keyframe with the next snapshot."""
 
     def __init__(self, source: LiveSource, graph: GraphService, settings: SettingsService,
                  metrics: Metrics, *, interaction: Callable[[], None],
-                 request_snapshot: Callable[[], None]) -> None:
+                 request_snapshot: Callable[[], None],
+                 keyframes: Callable[[], None]) -> None:
         self.source = source
         self.graph = graph
         self.settings = settings
         self.metrics = metrics
         self.interaction = interaction
         self.request_snapshot = request_snapshot
+        self.keyframes = keyframes
         self.lock = asyncio.Lock()
 
     async def follow(self, ready: asyncio.Event) -> None:
@@ -56,6 +61,11 @@ class SourceFollower:
             log.info("source changed: %s", update.diff.summary())
             if done.added_nodes:
                 self.interaction()  # stream fast while newcomers find their place
+            if done.added_nodes or done.removed_nodes:
+                # every subscriber needs a keyframe of the new node set anyway (new ids never
+                # come in a delta): send it with the next snapshot, published at once, rather
+                # than at each subscriber's next due time
+                self.keyframes()
 
     async def reload(self) -> dict[str, Any]:
         """Read the whole source again and serve it as a new epoch (clients refetch).
