@@ -15,6 +15,7 @@ shape appear and sharpen. A drag, pin or topology change ends the refinement at 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -151,30 +152,42 @@ class Simulation:
                 g.pos[live] = initial_positions(g, live, self.params, self.seed)
             return
         # Later arrivals: at the centre of their placed neighbours with a small offset, so the
-        # layout around them barely moves; nodes linked only to other newcomers follow them
-        # (wave by wave), and a newcomer with no placed path goes to the centre of the layout.
+        # layout around them barely moves. Newcomers are placed in breadth-first order from the
+        # placed layout (one pass over the newcomers and their edges), so one linked only to
+        # other newcomers follows them; a group of newcomers with no path to the layout starts
+        # from one of them put at the layout's centre.
         indptr, nbr, _ = g.csr()
         placed = ~np.isnan(g.pos[:, 0])
         placed[g.id_limit:] = False
         placed[: g.id_limit] &= g.alive[: g.id_limit]
-        rest = todo.tolist()
-        while rest:
-            wave: list[tuple[int, npt.NDArray[np.integer[Any]]]] = []
-            later: list[tuple[int, npt.NDArray[np.integer[Any]]]] = []
-            for i in rest:
-                around = nbr[indptr[i] : indptr[i + 1]]
-                around = around[placed[around]]
-                (wave if around.shape[0] else later).append((i, around))
-            if not wave:  # no newcomer touches the placed layout: start one at its centre
-                wave = [(later.pop(0)[0], np.flatnonzero(placed))]
-            for i, near in wave:
-                centre = (g.pos[near].astype(np.float64).mean(axis=0) if near.shape[0]
-                          else np.zeros(3))
-                jitter = self._rng.normal(0, self.params.rest_length / 3, 3)
-                g.pos[i] = (centre + jitter).astype(np.float32)
-            for i, _ in wave:
-                placed[i] = True
-            rest = [i for i, _ in later]
+        centre = (g.pos[placed].astype(np.float64).mean(axis=0) if placed.any()
+                  else np.zeros(3))
+        newcomer = np.zeros(placed.shape[0], bool)
+        newcomer[todo] = True
+        queued = np.zeros(placed.shape[0], bool)
+        queue: deque[int] = deque()
+        for i in todo.tolist():  # the first wave: newcomers that touch the layout
+            if placed[nbr[indptr[i] : indptr[i + 1]]].any():
+                queue.append(i)
+                queued[i] = True
+        seeds = iter(todo.tolist())
+        while True:
+            if not queue:  # what is left has no path to the layout: seed a group
+                seed = next((i for i in seeds if not queued[i]), None)
+                if seed is None:
+                    break
+                queue.append(seed)
+                queued[seed] = True
+            i = queue.popleft()
+            around = nbr[indptr[i] : indptr[i + 1]]
+            near = around[placed[around]]
+            at = g.pos[near].astype(np.float64).mean(axis=0) if near.shape[0] else centre
+            g.pos[i] = (at + self._rng.normal(0, self.params.rest_length / 3, 3)).astype(
+                np.float32)
+            placed[i] = True
+            for j in around[newcomer[around] & ~queued[around]].tolist():
+                queue.append(j)
+                queued[j] = True
 
     def _finest_level(self, live: I64) -> multilevel.Level:
         """The graph's live nodes as the finest level of a hierarchy (rows in ``live`` order)."""
