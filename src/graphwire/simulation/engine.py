@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -56,8 +56,10 @@ class Snapshot:
     kinetic_energy: float
     topology_version: int
     steps: int
-    pinned: npt.NDArray[np.bool_]
-    keys: list[str]  # the graph's keys by id (append-only and shared, not a copy)
+    # the pins of ``ids``, and the graph's keys by id (append-only and shared, not a copy):
+    # what a remembered layout is made of (empty in a snapshot not made by a Simulation)
+    pinned: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
+    keys: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
