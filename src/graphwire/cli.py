@@ -1,4 +1,4 @@
-"""The ``graphwire`` command: serve, layout, settings, bench.
+"""The ``graphwire`` command: serve, watch, layout, settings, bench.
 
 Each subcommand imports what it needs when it runs, so ``graphwire --help`` answers at once.
 """
@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 
 from . import __version__
 
-BENCHES = ("codec", "physics", "trace", "fanout", "settings", "layout", "browser", "live")
+BENCHES = ("codec", "physics", "trace", "fanout", "settings", "layout", "browser", "client",
+           "live")
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -158,6 +159,17 @@ def _settings_cli(args: argparse.Namespace) -> int:
     return 0
 
 
+def _watch(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .client.watch import watch
+
+    if args.duration is not None and args.duration <= 0:
+        return _fail("--duration must be a positive number of seconds")
+    return asyncio.run(watch(args.url, as_json=args.json, duration=args.duration,
+                             fmt=args.format, token=args.token))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``graphwire`` command."""
     parser = argparse.ArgumentParser(
@@ -210,6 +222,18 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--url", default="http://127.0.0.1:8080", help="the server")
         sp.add_argument("--token", help="bearer token")
         sp.set_defaults(func=_settings_cli)
+
+    watch = sub.add_parser("watch", help="watch a server's stream live (terminal or --json)")
+    watch.add_argument("url", nargs="?", default="http://127.0.0.1:8080",
+                       help="the server (default http://127.0.0.1:8080)")
+    watch.add_argument("--json", action="store_true",
+                       help="print one JSON object per line (events, stats each second, summary)")
+    watch.add_argument("--duration", type=float, metavar="S",
+                       help="stop after S seconds (default: until Ctrl-C)")
+    watch.add_argument("--format", choices=("v1", "v2", "q"), default="q",
+                       help="position format to subscribe to (default q)")
+    watch.add_argument("--token", help="bearer token")
+    watch.set_defaults(func=_watch)
 
     layout = sub.add_parser("layout", help="lay a graph out to rest and write the positions")
     layout.add_argument("source", help="a Markdown vault folder, .json, .graphml, .gexf or .csv")

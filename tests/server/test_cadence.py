@@ -10,7 +10,7 @@ import sys
 from graphwire.protocol.client_positions import encode_client_positions
 from graphwire.protocol.header import Flags
 from graphwire.protocol.positions import decode_v2
-from graphwire.server.keys import GRAPH, RUNNER
+from graphwire.server.keys import GRAPH_SERVICE, RUNNER
 from graphwire.simulation import PhysicsParams
 
 from .conftest import Harness, ServerFactory
@@ -70,7 +70,7 @@ async def test_agent_physics_settings_reach_the_simulation(harness: Harness) -> 
         "visualisation.graphs.visionflow.physics.damping": 0.5,
         "visualisation.graphs.visionflow.physics.rest_length": 90})
     assert status == 200
-    sim = harness.server[GRAPH].sim
+    sim = harness.server[GRAPH_SERVICE].sim
     for _ in range(300):
         if sim.agent_params.rest_length == 90.0:
             break

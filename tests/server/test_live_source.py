@@ -17,7 +17,7 @@ from graphwire.graph.diff import Canonical, NodeState, canonical, edge_key
 from graphwire.graph.model import NodeType
 from graphwire.graph.sources import load_source
 from graphwire.protocol.quantized import QDecoder
-from graphwire.server.keys import GRAPH
+from graphwire.server.keys import GRAPH_SERVICE
 
 from .conftest import Client, Harness, ServerFactory
 
@@ -116,7 +116,7 @@ async def test_a_new_page_streams_in_near_its_neighbours(make_server: ServerFact
     shown = time.monotonic() - written
     assert viewer.dec.key_seq == viewer.dec.seq  # the frame that first shows it: a keyframe
     assert shown < 1.0, f"the new page reached a frame {shown:.2f} s after it was written"
-    rest = h.server[GRAPH].sim.params.rest_length
+    rest = h.server[GRAPH_SERVICE].sim.params.rest_length
     centre = (viewer.position(before["p03"]) + viewer.position(before["p17"])) / 2
     assert np.linalg.norm(viewer.position(node["id"]) - centre) < 3 * rest
     _, state = await h.get("/api/graph/state")
@@ -272,7 +272,8 @@ async def test_reload_is_a_new_epoch(make_server: ServerFactory, tmp_path: Path)
     new_pos = {p["id"]: (p["x"], p["y"], p["z"]) for p in after["positions"]}
     assert all(new_pos[new_ids[k]] == old_pos[ids[k]] for k in ids)  # kept their places
     late = np.array(new_pos[new_ids["late"]])  # the newcomer starts next to its neighbour
-    assert np.linalg.norm(late - old_pos[ids["p01"]]) < 3 * h.server[GRAPH].sim.params.rest_length
+    rest = h.server[GRAPH_SERVICE].sim.params.rest_length
+    assert np.linalg.norm(late - old_pos[ids["p01"]]) < 3 * rest
     (vault / "broken.md").write_bytes(b"\xff")
     status, body = await h.send("POST", "/api/graph/reload", {},
                                 headers={"Authorization": "Bearer boss"})

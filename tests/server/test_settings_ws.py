@@ -10,7 +10,7 @@ import pytest
 
 from graphwire.protocol import settings_codec as sc
 from graphwire.protocol.settings_codec import Tag, Value
-from graphwire.server.keys import GRAPH, METRICS, RUNNER, SETTINGS
+from graphwire.server.keys import GRAPH_SERVICE, METRICS, RUNNER, SETTINGS
 from graphwire.simulation import PhysicsParams
 
 from .conftest import Client, Harness, ServerFactory
@@ -184,7 +184,7 @@ async def test_rest_settings_routes(harness: Harness) -> None:
 
 
 async def test_physics_settings_change_the_running_simulation(harness: Harness) -> None:
-    sim = harness.server[GRAPH].sim
+    sim = harness.server[GRAPH_SERVICE].sim
     status, _ = await harness.send("PUT", "/api/settings/visualisation.graphs.logseq.physics"
                                    ".rest_length", {"value": 60})
     assert status == 200

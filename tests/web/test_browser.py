@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from graphwire.server.keys import GRAPH
+from graphwire.server.keys import GRAPH_SERVICE
 from tests.server.conftest import ring_csv
 
 from .conftest import Pages, needs_browser, wait_frames
@@ -166,8 +166,8 @@ async def test_searching_a_page_name_selects_it_and_colours_paths(serve, pages: 
     await page.wait_for_function("window.graphwire.selected === 'n042'")
     await page.wait_for_function("window.graphwire.ssspReached > 0")
     assert await page.evaluate("window.graphwire.ssspReached") == 200  # the ring is connected
-    nid = served.server[GRAPH].graph.keys.index("n042")
-    assert served.server[GRAPH].sssp.source == nid
+    nid = served.server[GRAPH_SERVICE].graph.keys.index("n042")
+    assert served.server[GRAPH_SERVICE].sssp.source == nid
     assert await page.get_by_test_id("selection").is_visible()
 
 
@@ -177,7 +177,7 @@ async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(
     page = await pages.open(served.base + "/")
     await wait_frames(page, 1)
     key = "n100"
-    nid = served.server[GRAPH].graph.keys.index(key)
+    nid = served.server[GRAPH_SERVICE].graph.keys.index(key)
     start = await page.evaluate(f"window.graphwire.screenOf({key!r})")
     await page.mouse.move(start["x"], start["y"])
     await page.mouse.down()
@@ -188,7 +188,7 @@ async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(
     await page.wait_for_function(
         "window.graphwire.queue.accepted >= 1 && window.graphwire.queue.inflight === 0")
     put = await page.evaluate(f"window.graphwire.pinnedAt({key!r})")
-    graph = served.server[GRAPH].graph
+    graph = served.server[GRAPH_SERVICE].graph
     assert bool(graph.pinned[nid])
     assert [round(float(c), 3) for c in graph.pos[nid]] == [round(c, 3) for c in put]
     shown = await page.evaluate(f"window.graphwire.screenOf({key!r})")

@@ -217,3 +217,45 @@ def read_byte_planes(raw, n, width, base, q):  # type: ignore[no-untyped-def]
             o += n
         for i in range(n):
             q[i, a] += base[a]
+
+
+@njit(cache=True, nogil=True)
+def apply_q_delta(base, motion, h, span, shift, idx, dq, q, motion_out):  # type: ignore[no-untyped-def]
+    """One pass of a kind 0x03 delta or rebase over the held keyframe (docs/protocol.md §4.4).
+
+    ``q = shift(pred)`` with ``pred = base + floor(motion × h / span)`` (``motion`` of shape
+    (0, 3): ``pred = base``), then ``q[idx] += dq``; for a rebase (``motion_out`` of shape
+    (n, 3)) also ``motion_out = q − shift(base)``. Returns the largest ``|q|``.
+    """
+    n = base.shape[0]
+    predicted = motion.shape[0] == n and n > 0
+    for i in range(n):
+        for a in range(3):
+            p = base[i, a]
+            if predicted:
+                p += (motion[i, a] * h) // span
+            s = shift[a]
+            if s > 0:
+                p <<= s
+            elif s < 0:
+                p >>= -s
+            q[i, a] = p
+    for k in range(idx.shape[0]):
+        i = idx[k]
+        for a in range(3):
+            q[i, a] += dq[k, a]
+    peak = 0
+    rebase = motion_out.shape[0] == n
+    for i in range(n):
+        for a in range(3):
+            v = q[i, a]
+            peak = max(peak, abs(v))
+            if rebase:
+                b = base[i, a]
+                s = shift[a]
+                if s > 0:
+                    b <<= s
+                elif s < 0:
+                    b >>= -s
+                motion_out[i, a] = v - b
+    return peak

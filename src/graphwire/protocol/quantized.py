@@ -72,6 +72,8 @@ _MOTION_HEAD = struct.Struct("<II")  # span, byte length of the motion varints
 
 _Q_LIMIT = 1 << 30  # grid coordinates stay within ±2^30 so a client's int32 never overflows
 _MAX_SHIFT = 30
+_NO_ROWS = np.empty((0, 3), np.int64)  # "no motion" / "not a rebase" for the delta kernel
+_NO_SHIFT = np.zeros(3, np.int64)
 
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
@@ -717,16 +719,20 @@ class QDecoder:
             raise KeyframeMissingError(d.key_seq, self.key_seq)
         if d.node_count != self.ids.shape[0]:
             raise malformed(f"delta for {d.node_count} nodes, keyframe holds {self.ids.shape[0]}")
-        pred = self.base
-        if d.value_coding == VALUES_PREDICTED:
-            pred = predict(self.base, self.motion, self.span, d.header.seq - d.key_seq)
-        base = apply_shift(self.base, d.shift) if d.rebase else self.base
-        q = (apply_shift(pred, d.shift) if d.rebase else pred).copy()
-        q[d.idx] += d.dq
-        if q.shape[0]:
-            lo, hi = _kernels.bounds(q)
-            if max(abs(lo).max(), abs(hi).max()) >= _Q_LIMIT:
-                raise malformed("grid coordinates exceed ±2^30")
+        # One compiled pass: prediction, grid shift, the moves, the bounds and (for a rebase)
+        # the new motion; the same arithmetic as predict() and apply_shift().
+        n = self.ids.shape[0]
+        steps = d.header.seq - d.key_seq
+        predicted = (d.value_coding == VALUES_PREDICTED and self.motion is not None
+                     and self.span > 0 and steps > 0)
+        motion = self.motion if predicted and self.motion is not None else _NO_ROWS
+        shift = d.shift if d.rebase else _NO_SHIFT
+        q = np.empty((n, 3), np.int64)
+        new_motion = np.empty((n, 3), np.int64) if d.rebase else _NO_ROWS
+        peak = _kernels.apply_q_delta(self.base, motion, min(steps, PREDICTION_HORIZON),
+                                      max(self.span, 1), shift, d.idx, d.dq, q, new_motion)
+        if peak >= _Q_LIMIT:
+            raise malformed("grid coordinates exceed ±2^30")
         vel = None
         if d.vel is not None:
             key_vel = self.key_vel if self.key_vel is not None else np.zeros(q.shape, np.float32)
@@ -734,9 +740,9 @@ class QDecoder:
             vel[d.idx] = d.vel
         self.q, self.vel = q, vel
         if d.rebase:
-            self.motion, self.span = q - base, d.header.seq - d.key_seq
+            self.motion, self.span = new_motion, d.header.seq - d.key_seq
             self.grid = self.grid.shifted(d.shift)
-            self.base = q.copy()
+            self.base = q  # never written in place: the next frame builds a new q
             self.key_vel = None if vel is None else vel.copy()
             self.key_seq = d.header.seq
 

@@ -39,7 +39,7 @@ from .keys import (
     ACCESS,
     CONFIG,
     CONNECTIONS,
-    GRAPH,
+    GRAPH_SERVICE,
     HUB,
     LIMITER,
     METRICS,
@@ -138,14 +138,14 @@ async def create_app(config: ServerConfig) -> web.Application:
                            physics_params(settings.value, agent=True), config.seed)
 
     def broadcast_sssp(_: object) -> None:
-        connections.send_to(hub.subs, sssp_frame(graph))
+        connections.send_to(hub.subs, sssp_frame(graph_service))
 
-    graph = GraphService(sim, settings.epoch, loop,
+    graph_service = GraphService(sim, settings.epoch, loop,
                          lambda change: connections.broadcast_json(change.to_json()),
                          broadcast_sssp)
 
     def on_snapshot(snap: Snapshot, keyframe_all: bool) -> None:
-        graph.snapshot_published(snap)
+        graph_service.snapshot_published(snap)
         hub.on_snapshot(snap, keyframe_all)
 
     def publish(snap: Snapshot, keyframe_all: bool) -> None:
@@ -154,21 +154,21 @@ async def create_app(config: ServerConfig) -> web.Application:
         loop.call_soon_threadsafe(on_snapshot, snap, keyframe_all)
 
     runner = SimulationRunner(sim, publish, live.cadence, physics_hz=config.physics_hz)
-    hub = StreamHub(metrics, lambda: graph.epoch, lambda: graph.sssp, runner.request_snapshot,
-                    lambda: 1.0 / runner.rate, live.hub)
+    hub = StreamHub(metrics, lambda: graph_service.epoch, lambda: graph_service.sssp,
+                    runner.request_snapshot, lambda: 1.0 / runner.rate, live.hub)
     settings_endpoint = SettingsEndpoint(settings, metrics, connections)
     websockets = WebSocketEndpoint(
         settings=in_force, metrics=metrics, limiter=limiter, connections=connections, hub=hub,
-        graph=graph, runner=runner, settings_service=settings,
+        graph_service=graph_service, runner=runner, settings_service=settings,
         settings_endpoint=settings_endpoint, spawn=tasks.spawn)
-    settings.subscribe(_settings_follower(settings, in_force, graph, runner, hub, limiter,
+    settings.subscribe(_settings_follower(settings, in_force, graph_service, runner, hub, limiter,
                                           tasks.spawn))
 
     def stream_state() -> dict[str, object]:
-        snap = graph.latest
+        snap = graph_service.latest
         return {"stream": {"rateHz": round(runner.rate, 2), "seq": snap.seq if snap else 0,
                            "settled": snap.settled if snap else False,
-                           "subscribers": len(hub.subs), "epoch": graph.epoch},
+                           "subscribers": len(hub.subs), "epoch": graph_service.epoch},
                 "rateLimitState": len(limiter)}
 
     access = AccessPolicy(bind=config.host, port=config.port, token=config.token,
@@ -176,7 +176,8 @@ async def create_app(config: ServerConfig) -> web.Application:
                           server_names=config.server_names, trusted_proxy=config.trusted_proxy)
     app = web.Application(middlewares=make_middlewares(access, limiter, connections, metrics),
                           client_max_size=config.max_body)
-    app[CONFIG], app[METRICS], app[SETTINGS], app[GRAPH] = config, metrics, settings, graph
+    app[CONFIG], app[METRICS], app[SETTINGS] = config, metrics, settings
+    app[GRAPH_SERVICE] = graph_service
     app[RUNNER], app[HUB], app[WEBSOCKETS] = runner, hub, websockets
     app[STREAM_STATE], app[ACCESS] = stream_state, access
     app[LIMITER], app[CONNECTIONS] = limiter, connections
@@ -184,7 +185,8 @@ async def create_app(config: ServerConfig) -> web.Application:
         for client_id in list(hub.subs):
             hub.request_keyframe(client_id)
 
-    follower = SourceFollower(source, graph, settings, metrics, interaction=runner.interaction,
+    follower = SourceFollower(source, graph_service, settings, metrics,
+                              interaction=runner.interaction,
                               request_snapshot=runner.request_snapshot,
                               keyframes=keyframes_for_all)
     app[SOURCE] = follower
@@ -196,7 +198,7 @@ async def create_app(config: ServerConfig) -> web.Application:
 
     async def graph_workers(_: web.Application) -> AsyncIterator[None]:
         yield
-        graph.close()
+        graph_service.close()
 
     async def simulation_thread(_: web.Application) -> AsyncIterator[None]:
         runner.start()
@@ -207,7 +209,7 @@ async def create_app(config: ServerConfig) -> web.Application:
         # saves while the layout moves; once more at the end, after the simulation stopped
         def saved() -> None:  # in the saver's thread: one increment needs no lock
             metrics.layout_saves += 1
-        saver = LayoutSaver(layouts, lambda: graph.latest,
+        saver = LayoutSaver(layouts, lambda: graph_service.latest,
                             lambda: in_force.live.layout_save_interval, on_save=saved)
         saver.start()
         yield
@@ -266,7 +268,7 @@ def start_simulation(graph: Graph, layout: Layout | None, params: PhysicsParams,
 
 
 def _settings_follower(settings: SettingsService, in_force: SettingsInForce,
-                       graph: GraphService, runner: SimulationRunner, hub: StreamHub,
+                       graph_service: GraphService, runner: SimulationRunner, hub: StreamHub,
                        limiter: RateLimiter,
                        spawn: Callable[[Coroutine[Any, Any, Any]], Any]
                        ) -> Callable[[ChangeSet], None]:
@@ -276,7 +278,7 @@ def _settings_follower(settings: SettingsService, in_force: SettingsInForce,
         paths = [settings.path_of(pid) for pid, _ in change.entries]
         for prefix, agent in ((KNOWLEDGE_PHYSICS, False), (AGENT_PHYSICS, True)):
             if any(p.startswith(prefix) for p in paths):
-                spawn(graph.set_params(physics_params(settings.value, agent=agent),
+                spawn(graph_service.set_params(physics_params(settings.value, agent=agent),
                                        agent=agent))
         if any(p.startswith("system.") for p in paths):
             live = in_force.live = LiveSettings.from_settings(settings.value)
@@ -330,7 +332,7 @@ async def serve(config: ServerConfig, *, announce: bool = True) -> None:
     server = GraphwireServer(config)
     await server.start()
     if announce:
-        nodes = server[GRAPH].graph.node_count
+        nodes = server[GRAPH_SERVICE].graph.node_count
         print(f"graphwire: serving {config.source or 'the demo graph'} ({nodes} nodes) on "
               f"{server.url}", flush=True)
     stop = asyncio.Event()

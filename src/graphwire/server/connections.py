@@ -54,10 +54,6 @@ class Connections:
     def __iter__(self) -> Iterator[Connection]:
         return iter(list(self.open.values()))
 
-    def get(self, client_id: str) -> Connection | None:
-        """The open connection of a client id."""
-        return self.open.get(client_id)
-
     # -- joining and leaving ---------------------------------------------------------------
     def claim_id(self, resume: str | None) -> tuple[str, bool]:
         """The client id of a new connection and whether it resumes one: ``resume`` when it

@@ -36,7 +36,7 @@ CONNECTIONS = web.AppKey("connections", Connections)
 """The open WebSocket connections, resume deadlines, bans and broadcast."""
 SETTINGS = web.AppKey("settings", SettingsService)
 """Every setting's value, and the rules for changing them."""
-GRAPH = web.AppKey("graph", GraphService)
+GRAPH_SERVICE = web.AppKey("graph_service", GraphService)
 """The graph, its epoch, latest snapshot, shortest paths and commands."""
 RUNNER = web.AppKey("runner", SimulationRunner)
 """The simulation thread (stream rate, snapshot requests, health)."""

@@ -23,7 +23,17 @@ from graphwire.settings import SettingsService
 from .errors import ApiError
 from .graph_service import GraphService
 from .http import ADMIN, json_response, read_json
-from .keys import CONFIG, GRAPH, HUB, METRICS, RUNNER, SETTINGS, SOURCE, STREAM_STATE, WEBSOCKETS
+from .keys import (
+    CONFIG,
+    GRAPH_SERVICE,
+    HUB,
+    METRICS,
+    RUNNER,
+    SETTINGS,
+    SOURCE,
+    STREAM_STATE,
+    WEBSOCKETS,
+)
 
 log = logging.getLogger("graphwire.routes")
 
@@ -45,9 +55,9 @@ def _list(body: Any, key: str, limit: int) -> list[dict[str, Any]]:
 # -- the graph ---------------------------------------------------------------------------------
 async def graph_data(request: web.Request) -> web.Response:
     """``GET /api/graph/data`` (``?clientId=`` sends that client a keyframe, §6)."""
-    graph = request.app[GRAPH]
-    snap = await graph.current_snapshot(request.app[RUNNER].request_snapshot)
-    body = await graph.data_json(snap, request.app[SETTINGS].revision)
+    service = request.app[GRAPH_SERVICE]
+    snap = await service.current_snapshot(request.app[RUNNER].request_snapshot)
+    body = await service.data_json(snap, request.app[SETTINGS].revision)
     client_id = request.query.get("clientId")
     if client_id:
         request.app[HUB].request_keyframe(client_id)
@@ -56,10 +66,10 @@ async def graph_data(request: web.Request) -> web.Response:
 
 async def graph_state(request: web.Request) -> web.Response:
     """``GET /api/graph/state`` (``?positions=1`` adds the exact positions)."""
-    graph = request.app[GRAPH]
-    snap = await graph.current_snapshot(request.app[RUNNER].request_snapshot)
+    service = request.app[GRAPH_SERVICE]
+    snap = await service.current_snapshot(request.app[RUNNER].request_snapshot)
     positions = request.query.get("positions") in ("1", "true")
-    return json_response(graph.state_json(snap, request.app[SETTINGS].revision, positions))
+    return json_response(service.state_json(snap, request.app[SETTINGS].revision, positions))
 
 
 async def post_positions(request: web.Request) -> web.Response:
@@ -82,7 +92,7 @@ async def post_positions(request: web.Request) -> web.Response:
         ids.append(nid)
         pos.append([float(c) if math.isfinite(float(c)) else math.nan  # type: ignore[arg-type]
                     for c in coords])
-    result = await request.app[GRAPH].positions(np.asarray(ids, np.int64).reshape(-1),
+    result = await request.app[GRAPH_SERVICE].positions(np.asarray(ids, np.int64).reshape(-1),
                                                 np.asarray(pos, np.float64).reshape(-1, 3),
                                                 pin=pin, release=release)
     if result.accepted:
@@ -94,11 +104,11 @@ async def post_positions(request: web.Request) -> web.Response:
 
 async def add_nodes(request: web.Request) -> web.Response:
     """``POST /api/graph/nodes``: nodes and edges in one topology change."""
-    graph = request.app[GRAPH]
+    service = request.app[GRAPH_SERVICE]
     body = await read_json(request)
     nodes = [GraphService.node_spec(i) for i in _list(body, "nodes", MAX_TOPOLOGY_ITEMS)]
     edges = [GraphService.edge_spec(i) for i in _list(body, "edges", MAX_TOPOLOGY_ITEMS)]
-    ids = await graph.add(nodes, edges)
+    ids = await service.add(nodes, edges)
     return json_response({"nodes": [{"id": i, "key": n.key}
                                     for i, n in zip(ids, nodes, strict=True)]})
 
@@ -109,7 +119,7 @@ async def remove_node(request: web.Request) -> web.Response:
     if not text.isdigit():
         raise ApiError(ErrorCode.MALFORMED_FRAME, "a node id is a non-negative integer")
     nid = int(text)
-    await request.app[GRAPH].remove_node(nid)
+    await request.app[GRAPH_SERVICE].remove_node(nid)
     return json_response({"removed": nid})
 
 
@@ -120,14 +130,14 @@ async def _edge_specs(request: web.Request) -> list[EdgeSpec]:
 
 async def add_edges(request: web.Request) -> web.Response:
     """``POST /api/graph/edges``."""
-    graph = request.app[GRAPH]
-    written = await graph.add_edges(await _edge_specs(request))
-    return json_response({"edges": [graph.graph.edge_json(e) for e in written]})
+    service = request.app[GRAPH_SERVICE]
+    written = await service.add_edges(await _edge_specs(request))
+    return json_response({"edges": [service.graph.edge_json(e) for e in written]})
 
 
 async def remove_edges(request: web.Request) -> web.Response:
     """``DELETE /api/graph/edges``."""
-    gone = await request.app[GRAPH].remove_edges(await _edge_specs(request))
+    gone = await request.app[GRAPH_SERVICE].remove_edges(await _edge_specs(request))
     return json_response({"removed": [[a, b] for a, b in gone]})
 
 
@@ -139,9 +149,9 @@ async def set_sssp(request: web.Request) -> web.Response:
     source = body["source"]
     if source is not None and (isinstance(source, bool) or not isinstance(source, int)):
         raise ApiError(ErrorCode.MALFORMED_FRAME, "'source' is a node id or null")
-    graph = request.app[GRAPH]
-    result = await graph.set_sssp_source(source)
-    return json_response({"source": result.source, "seq": graph.sssp_seq})
+    service = request.app[GRAPH_SERVICE]
+    result = await service.set_sssp_source(source)
+    return json_response({"source": result.source, "seq": service.sssp_seq})
 
 
 # -- settings ----------------------------------------------------------------------------------

@@ -99,6 +99,7 @@ class Session:
         self._last_warning: dict[str, float] = {}
         self._close_code = int(CloseCode.NORMAL)
         self._ban_due = False
+        self._closing: asyncio.Task[None] | None = None
 
     def _follow_settings(self) -> None:
         """Take new rate limits when the settings changed (tokens already there are kept)."""
@@ -179,7 +180,7 @@ class Session:
         self._outbox.clear()
         self._positions_queued = 0
         self._wake.set()
-        self.ctx.spawn(self._close(code, reason))
+        self._closing = self.ctx.spawn(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
         try:
@@ -286,6 +287,11 @@ class Session:
         finally:
             self.closed = True
             self._wake.set()
+            if self._closing is not None:
+                # the close frame with its code (1008, 1013, …) goes out before the handler
+                # returns; returning first lets aiohttp close with 1000
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(self._closing), 3.0)
             for task in (sender, heartbeat):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -293,7 +299,10 @@ class Session:
 
     async def _heartbeat(self) -> None:
         """A WebSocket ping every ``heartbeatIntervalMs``; a peer that sent nothing (no
-        message, no pong) for ``heartbeatTimeoutMs`` is closed with 1001 (§8)."""
+        message, no pong) for ``heartbeatTimeoutMs`` is closed with 1001 (§8).
+
+        Not aiohttp's ``heartbeat``: it waits a fixed half interval for the pong, cannot follow
+        a live change of either setting, and aborts with 1006 instead of closing with 1001."""
         while not self.closed:
             cs = self.ctx.settings.live.connection
             now = time.monotonic()

@@ -42,11 +42,11 @@ MAX_INTERVAL_MS = 10_000.0
 """The slowest pace a subscription is granted (§5: ``intervalMs`` is clamped to it)."""
 
 
-def sssp_frame(graph: GraphService) -> bytes:
+def sssp_frame(service: GraphService) -> bytes:
     """The SSSP frame (kind 0x05) of the graph's current shortest paths."""
-    result = graph.sssp
-    return encode_sssp(result.source, result.distance, result.parent, seq=graph.sssp_seq,
-                       epoch=graph.epoch)
+    result = service.sssp
+    return encode_sssp(result.source, result.distance, result.parent, seq=service.sssp_seq,
+                       epoch=service.epoch)
 
 
 def granted_interval(asked: float | None, settings: LiveSettingsRef) -> float:
@@ -63,14 +63,14 @@ class WebSocketEndpoint:
     """Opens sessions and answers what they receive."""
 
     def __init__(self, *, settings: LiveSettingsRef, metrics: Metrics, limiter: RateLimiter,
-                 connections: Connections, hub: StreamHub, graph: GraphService,
+                 connections: Connections, hub: StreamHub, graph_service: GraphService,
                  runner: SimulationRunner, settings_service: SettingsService,
                  settings_endpoint: SettingsEndpoint,
                  spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]]) -> None:
         self.in_force = settings
         self.connections = connections
         self.hub = hub
-        self.graph = graph
+        self.graph_service = graph_service
         self.runner = runner
         self.settings_service = settings_service
         self.settings_endpoint = settings_endpoint
@@ -101,12 +101,12 @@ class WebSocketEndpoint:
         return ws
 
     def _established(self, client_id: str, reconnect: bool) -> dict[str, Any]:
-        snap = self.graph.latest
+        snap = self.graph_service.latest
         live = self.in_force.live
         svc = self.settings_service
         return ctl.ConnectionEstablished(
-            client_id=client_id, epoch=self.graph.epoch, seq=snap.seq if snap else 0,
-            topology_version=self.graph.graph.topology_version, is_reconnection=reconnect,
+            client_id=client_id, epoch=self.graph_service.epoch, seq=snap.seq if snap else 0,
+            topology_version=self.graph_service.graph.topology_version, is_reconnection=reconnect,
             settings={"revision": svc.revision, "schemaVersion": svc.schema_version,
                       "digest": svc.digest().hex()},
             heartbeat={"intervalMs": round(live.connection.heartbeat_interval * 1000),
@@ -129,20 +129,20 @@ class WebSocketEndpoint:
                                     "request_keyframe needs a subscription")
         elif isinstance(msg, ctl.Resume):
             session.send_bytes(self.settings_endpoint.sync_reply(0, msg.settings_revision))
-            if msg.epoch != self.graph.epoch:
-                g = self.graph.graph
-                session.send_json(GraphChanged(self.graph.epoch, g.topology_version,
+            if msg.epoch != self.graph_service.epoch:
+                g = self.graph_service.graph
+                session.send_json(GraphChanged(self.graph_service.epoch, g.topology_version,
                                                g.node_count, g.edge_count,
                                                refetch=True).to_json())
         elif isinstance(msg, ctl.SetSsspSource):
             try:
-                await self.graph.set_sssp_source(msg.source)
+                await self.graph_service.set_sssp_source(msg.source)
             except GraphError as exc:
                 raise as_protocol_error(exc) from None
 
     def _subscribe(self, session: Session, msg: ctl.Subscribe) -> None:
         if msg.format == "v1":
-            live = self.graph.graph.live_ids()
+            live = self.graph_service.graph.live_ids()
             if live.shape[0] and int(live.max()) > V1_MAX_ID:
                 raise ProtocolError(ErrorCode.FORMAT_UNSUPPORTED,
                                     f"node ids reach {int(live.max())}, above V1's 16383: "
@@ -152,8 +152,8 @@ class WebSocketEndpoint:
         session.send_json(ctl.SubscriptionConfirmed(
             msg.format, round(granted), velocity, msg.id).to_json())
         self.hub.subscribe(session, msg.format, velocity, granted / 1000.0)
-        if self.graph.sssp.source is not None:
-            session.send_bytes(sssp_frame(self.graph))
+        if self.graph_service.sssp.source is not None:
+            session.send_bytes(sssp_frame(self.graph_service))
 
     async def positions(self, session: Session, batch: ClientPositions) -> None:
         """A kind 0x20 batch: charged, checked (§3.6) and always acknowledged."""
@@ -162,11 +162,11 @@ class WebSocketEndpoint:
         if wait is not None:
             self._ack(session, batch.batch, ids, "rate_limited")
             return
-        if batch.header.epoch16 != self.graph.epoch & 0xFFFF:
+        if batch.header.epoch16 != self.graph_service.epoch & 0xFFFF:
             self._ack(session, batch.batch, ids, "stale_epoch")
             return
-        result = await self.graph.positions(ids, batch.pos.astype(np.float64), pin=batch.pin,
-                                            release=batch.release)
+        result = await self.graph_service.positions(
+            ids, batch.pos.astype(np.float64), pin=batch.pin, release=batch.release)
         if result.accepted:
             self.runner.interaction()
         session.send_json(ctl.PositionsAck(batch.batch, result.accepted,

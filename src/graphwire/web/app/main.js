@@ -32,7 +32,9 @@ const worker = new Worker(new URL('./decode_worker.js', import.meta.url), { type
 const conn = new Connection({
   baseUrl: location.origin,
   format: params.get('format') || 'q',
-  intervalMs: params.has('interval') ? Number(params.get('interval')) : undefined,
+  // every snapshot the server streams (1 ms is clamped to its fastest, 1000/maxUpdateRate),
+  // so a drag shows at the stream's full rate; ?interval= paces the page slower
+  intervalMs: params.has('interval') ? Number(params.get('interval')) : 1,
   token: params.get('token') || undefined,
 });
 const settings = new SettingsStore({ send: (bytes) => conn.send(bytes) });

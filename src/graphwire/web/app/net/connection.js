@@ -30,7 +30,8 @@ export class Connection extends Emitter {
    * @param {object} options
    * @param {string} options.baseUrl the server, e.g. `http://127.0.0.1:8080`
    * @param {'q'|'v2'|'v1'} [options.format] position format to subscribe to (default `q`)
-   * @param {number} [options.intervalMs] subscription interval (default: the server's fastest)
+   * @param {number} [options.intervalMs] subscription interval; the server clamps it to
+   *   [1000/maxUpdateRate, 10000] (default: the server's default, 200 ms)
    * @param {string} [options.token] bearer token (`?token=` on /ws, a header on REST)
    * @param {number} [options.pingIntervalMs] JSON ping period (30 s)
    * @param {number} [options.pongTimeoutMs] silence after a ping that reconnects (10 s)

@@ -1,0 +1,82 @@
+"""What the client raises: one base class, and a subclass for each way it can stop or fail."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from graphwire.protocol.errors import ErrorInfo
+
+
+class ClientError(Exception):
+    """Base class of every exception the graphwire client raises."""
+
+
+class AuthenticationError(ClientError):
+    """The server refused the credentials (close 4401, or a handshake answered 401/403).
+
+    The client stops: reconnecting with the same token cannot succeed.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ConnectError(ClientError):
+    """The connection could not be (re)established within the allowed attempts."""
+
+
+class ClientClosedError(ClientError):
+    """The client was closed (by its owner) while something waited on it."""
+
+
+class ServerError(ClientError):
+    """An ``error`` message from the server (PROTOCOL.md §7), as an exception.
+
+    ``code``, ``category``, ``retryable`` and ``retry_after_ms`` are those of the message.
+    """
+
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(f"{info.code.value}: {info.message}")
+        self.info = info
+
+    @property
+    def code(self) -> str:
+        """The §7 error code, e.g. ``format_unsupported``."""
+        return self.info.code.value
+
+    @property
+    def category(self) -> str:
+        """The §7 category: protocol, validation, rate_limit, auth or server."""
+        return self.info.category.value
+
+    @property
+    def retryable(self) -> bool:
+        """Whether retrying the same request may succeed."""
+        return self.info.retryable
+
+    @property
+    def retry_after_ms(self) -> int | None:
+        """How long to wait before retrying, when the server said."""
+        return self.info.retry_after_ms
+
+
+class SettingsError(ClientError):
+    """A settings request answered with an Error (PROTOCOL.md §4), or not answered in time.
+
+    ``code`` is the §4 error number (1 unknown_path … 7 internal; 0 for a timeout or a lost
+    connection) and ``name`` its name.
+    """
+
+    NAMES: ClassVar[dict[int, str]] = {
+        0: "no_reply", 1: "unknown_path", 2: "type_mismatch", 3: "invalid_value",
+        4: "malformed", 5: "rate_limited", 6: "forbidden", 7: "internal"}
+
+    def __init__(self, code: int, message: str, path: str | None = None) -> None:
+        name = self.NAMES.get(code, f"error_{code}")
+        where = f" ({path})" if path else ""
+        super().__init__(f"{name}{where}: {message}")
+        self.code = code
+        self.name = name
+        self.path = path
+        self.message = message

@@ -1,0 +1,135 @@
+"""``graphwire watch URL``: a live view of a server's stream from the client's side.
+
+The terminal view redraws once a second: connection state, frames/s, bytes/s, bytes per
+node, settled or moving, reconnects. With ``--json`` it prints one JSON object per line instead:
+``{"event": NAME, ...}`` for each connection event, ``{"event": "stats", ...}`` every second,
+and a last line ``{"summary": {frames, reconnects, bytes, nodes, lastSeq, epoch}}``. It exits
+0 when ``--duration`` (counted from the established connection) ends or on Ctrl-C, and 1 with
+a message when it cannot connect at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from graphwire.protocol.control import Format
+
+from .backoff import Backoff
+from .connection import Client
+from .errors import ClientError
+from .events import Event, Frame
+
+CONNECTION_EVENTS = ("connected", "disconnected", "reconnecting", "graph_changed",
+                     "rate_limit_warning", "error")
+
+
+class _Stats:
+    """Per-second and total figures of the position stream."""
+
+    def __init__(self) -> None:
+        self.frames = self.bytes = self.node_records = 0
+        self.window_frames = self.window_bytes = self.window_records = 0
+        self.settled = False
+
+    def frame(self, event: Frame) -> None:
+        if event.kind == 0x05:
+            return
+        self.frames += 1
+        self.window_frames += 1
+        self.bytes += event.size
+        self.window_bytes += event.size
+        self.node_records += event.nodes
+        self.window_records += event.nodes
+        self.settled = event.settled
+
+    def take(self, seconds: float) -> dict[str, Any]:
+        per = max(seconds, 1e-9)
+        out = {"framesPerSec": round(self.window_frames / per, 2),
+               "bytesPerSec": round(self.window_bytes / per, 1),
+               "bytesPerNode": round(self.window_bytes / self.window_records, 3)
+               if self.window_records else None}
+        self.window_frames = self.window_bytes = self.window_records = 0
+        return out
+
+
+def _print_json(out: TextIO, doc: dict[str, Any]) -> None:
+    out.write(json.dumps(doc, separators=(",", ":")) + "\n")
+    out.flush()
+
+
+async def watch(url: str, *, as_json: bool = False, duration: float | None = None,
+                fmt: Format = "q", token: str | None = None, connect_attempts: int = 3,
+                out: TextIO = sys.stdout) -> int:
+    """Run the view; returns the exit status."""
+    client = Client(url, format=fmt, token=token, connect_attempts=connect_attempts,
+                    backoff=Backoff())
+    stats = _Stats()
+    started = time.monotonic()
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, Frame):
+            stats.frame(event)
+        elif as_json and event.name in CONNECTION_EVENTS:
+            doc = event.to_json()
+            doc["t"] = round(time.monotonic() - started, 3)
+            _print_json(out, doc)
+
+    client.on("*", on_event)
+    try:
+        await client.start()
+    except ClientError as exc:
+        print(f"graphwire watch: {exc}", file=sys.stderr)
+        return 1
+    try:
+        # the duration is time spent watching, from the moment the connection stands
+        deadline = None if duration is None else time.monotonic() + duration
+        last = time.monotonic()
+        while deadline is None or time.monotonic() < deadline:
+            wait = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.monotonic()))
+            await asyncio.sleep(wait)
+            if client.error is not None:
+                print(f"graphwire watch: {client.error}", file=sys.stderr)
+                return 1
+            now = time.monotonic()
+            row = _row(client, stats, stats.take(now - last))
+            last = now
+            if as_json:
+                _print_json(out, {"event": "stats", "t": round(now - started, 3), **row})
+            else:
+                _draw(out, url, row)
+    finally:
+        summary = {"frames": stats.frames, "reconnects": client.reconnects,
+                   "bytes": client.bytes_received, "nodes": len(client.mirror.nodes),
+                   "lastSeq": client.mirror.seq, "epoch": client.mirror.epoch}
+        await client.close()
+        if as_json:
+            _print_json(out, {"summary": summary})
+    return 0
+
+
+def _row(client: Client, stats: _Stats, window: dict[str, Any]) -> dict[str, Any]:
+    m = client.mirror
+    return {"state": client.state, "seq": m.seq, "epoch": m.epoch, "nodes": len(m.nodes),
+            "frames": stats.frames, **window, "settled": m.settled,
+            "reconnects": client.reconnects, "format": client.format}
+
+
+def _draw(out: TextIO, url: str, row: dict[str, Any]) -> None:
+    clear = "\x1b[H\x1b[2J" if out.isatty() else ""
+    bpn = row["bytesPerNode"]
+    lines = [
+        f"graphwire watch {url}",
+        f"  state       {row['state']}   reconnects {row['reconnects']}",
+        f"  stream      {row['format']}   epoch {row['epoch']}   seq {row['seq']}   "
+        f"{row['nodes']} nodes",
+        f"  frames/s    {row['framesPerSec']:.1f}   ({row['frames']} in all)",
+        f"  bytes/s     {row['bytesPerSec']:,.0f}",
+        f"  bytes/node  {'-' if bpn is None else f'{bpn:.2f}'}",
+        f"  layout      {'settled' if row['settled'] else 'moving'}",
+    ]
+    out.write(clear + "\n".join(lines) + "\n" + ("" if clear else "\n"))
+    out.flush()

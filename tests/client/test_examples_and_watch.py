@@ -1,0 +1,115 @@
+"""The examples run against a real server, and ``graphwire watch`` prints what it promises."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graphwire.client.watch import watch
+
+from .conftest import ROOT, Harness, ServerFactory, ring_csv
+
+
+async def run(*args: str, timeout: float = 90) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def example(name: str) -> str:
+    path = ROOT / "examples" / name
+    assert path.is_file()
+    return str(path)
+
+
+async def test_watch_communities(generous_server: Harness) -> None:
+    code, out, err = await run(sys.executable, example("watch_communities.py"),
+                               generous_server.base, "--seconds", "1")
+    assert code == 0, err
+    assert "200 nodes, 228 edges" in out
+    assert out.count("community 0 (") == 2  # two looks, a second apart
+    assert "centre (" in out and "nan" not in out
+
+
+async def test_push_agents(generous_server: Harness) -> None:
+    code, out, err = await run(sys.executable, example("push_agents.py"),
+                               generous_server.base, "--agents", "3", "--seconds", "1.5")
+    assert code == 0, err
+    assert "added 3 agents" in out and "refused" not in out
+    counts = out.split("queued ")[1]
+    queued, sent = int(counts.split(",")[0]), int(counts.split("sent ")[1].split(" ")[0])
+    acked = int(counts.split("acked ")[1].split(" ")[0])
+    assert queued > 3 and sent == acked and "failed 0" in out
+    _, state = await generous_server.get("/api/graph/state")
+    assert state["nodesCount"] == 203
+
+
+async def test_settle_after_setting(make_server: ServerFactory, tmp_path: Path) -> None:
+    harness = await make_server(source=str(ring_csv(tmp_path / "small.csv", n=24)))
+    code, out, err = await run(sys.executable, example("settle_after_setting.py"),
+                               harness.base, "--value", "4.5")
+    assert code == 0, err
+    assert "repel_k: 3.0 -> 4.5 (revision 1)" in out
+    assert "the layout moves" in out and "settled at seq" in out
+    _, rest = await harness.get("/api/settings/visualisation.graphs.logseq.physics.repel_k")
+    assert rest["value"] == 4.5
+
+
+async def watch_lines(base: str, *args: str) -> list[dict[str, Any]]:
+    code, out, err = await run(sys.executable, "-m", "graphwire.cli", "watch", base, *args)
+    assert code == 0, err
+    return [json.loads(line) for line in out.splitlines()]
+
+
+async def test_watch_json_lines_from_the_command(generous_server: Harness) -> None:
+    lines = await watch_lines(generous_server.base, "--json", "--duration", "2.5",
+                              "--format", "q")
+    check_json_lines(lines, "q")
+
+
+async def test_watch_json_lines_v1_in_process(generous_server: Harness) -> None:
+    out = io.StringIO()
+    assert await watch(generous_server.base, as_json=True, duration=2.5, fmt="v1", out=out) == 0
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    check_json_lines(lines, "v1")
+    stats = [d for d in lines if d.get("event") == "stats"]
+    assert any(34.0 < s["bytesPerNode"] < 34.1 for s in stats if s["bytesPerNode"])
+
+
+def check_json_lines(lines: list[dict[str, Any]], fmt: str) -> None:
+    assert lines[0]["event"] == "connected"
+    stats = [d for d in lines if d.get("event") == "stats"]
+    assert 2 <= len(stats) <= 4
+    assert all(s["format"] == fmt and s["state"] == "connected" for s in stats)
+    assert any(s["framesPerSec"] > 0 for s in stats)
+    summary = lines[-1]["summary"]
+    assert set(summary) == {"frames", "reconnects", "bytes", "nodes", "lastSeq", "epoch"}
+    assert summary["frames"] > 0 and summary["nodes"] == 200 and summary["reconnects"] == 0
+    assert summary["bytes"] > 0 and summary["lastSeq"] > 0 and summary["epoch"] >= 1
+
+
+async def test_watch_that_cannot_connect_fails_clearly(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = io.StringIO()
+    code = await watch("http://127.0.0.1:9", as_json=True, duration=1, out=out,
+                       connect_attempts=2)
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "cannot connect" in err and "127.0.0.1:9" in err
+    assert "summary" not in out.getvalue()
+
+
+async def test_watch_terminal_view(generous_server: Harness) -> None:
+    out = io.StringIO()
+    assert await watch(generous_server.base, duration=1.5, out=out) == 0
+    for word in ("state       connected", "frames/s", "bytes/s", "bytes/node", "layout",
+                 "reconnects 0"):
+        assert word in out.getvalue()
