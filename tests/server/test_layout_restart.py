@@ -21,7 +21,7 @@ import websockets
 
 from graphwire.cli import main
 from graphwire.graph.layout_file import read_layout
-from graphwire.protocol.quantized import QDecoder
+from graphwire.protocol import QDecoder
 
 from .conftest import ServerFactory, ring_csv
 

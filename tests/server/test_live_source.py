@@ -16,7 +16,7 @@ import pytest
 from graphwire.graph.diff import Canonical, NodeState, canonical, edge_key
 from graphwire.graph.model import NodeType
 from graphwire.graph.sources import load_source
-from graphwire.protocol.quantized import QDecoder
+from graphwire.protocol import QDecoder
 from graphwire.server.keys import GRAPH_SERVICE
 
 from .conftest import Client, Harness, ServerFactory

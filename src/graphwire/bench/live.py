@@ -48,7 +48,7 @@ async def _trials(port: int, vault: Path, names: list[str], trials: int,
                   settle_s: float) -> tuple[list[float], bool]:
     import websockets
 
-    from graphwire.protocol.quantized import QDecoder
+    from graphwire.protocol import QDecoder
 
     rng = random.Random(2)
     dec = QDecoder()
