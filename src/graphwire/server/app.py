@@ -18,14 +18,17 @@ import signal
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, TypeVar
 
+import numpy as np
 from aiohttp import web
 
+from graphwire.graph.layout_file import Layout, read_layout
+from graphwire.graph.live import LiveSource
 from graphwire.graph.model import Graph
-from graphwire.graph.sources import load_source
 from graphwire.protocol.control import CloseCode
 from graphwire.settings import ChangeSet, SettingsService, SettingsStore, StoreError
+from graphwire.settings.layout_store import LayoutSaver, LayoutStore
 from graphwire.settings.schema import AGENT_PHYSICS, KNOWLEDGE_PHYSICS
-from graphwire.simulation import Simulation, Snapshot
+from graphwire.simulation import PhysicsParams, Simulation, Snapshot
 
 from .access import AccessPolicy
 from .config import ServerConfig, default_db
@@ -42,6 +45,7 @@ from .keys import (
     METRICS,
     RUNNER,
     SETTINGS,
+    SOURCE,
     STREAM_STATE,
     WEBSOCKETS,
 )
@@ -51,6 +55,7 @@ from .rate_limit import RateLimiter
 from .routes import add_routes
 from .runner import SimulationRunner
 from .settings_endpoint import SettingsEndpoint
+from .source import SourceFollower
 from .stream_hub import StreamHub
 from .warmup import warm_up
 from .ws import WebSocketEndpoint, sssp_frame
@@ -62,6 +67,8 @@ HOUSEKEEPING_INTERVAL = 10.0
 """Seconds between sweeps of idle rate-limit state and expired resume ids."""
 SHUTDOWN_GRACE = 3.0
 """Seconds connections get to take their 1001 close at shutdown."""
+WATCH_START_TIMEOUT = 5.0
+"""Seconds the start waits for the source's file watch to be in place."""
 
 
 class BackgroundTasks:
@@ -111,10 +118,14 @@ async def create_app(config: ServerConfig) -> web.Application:
     """Load the graph and build every part of a server, as an aiohttp application."""
     loop = asyncio.get_running_loop()
     settings = open_settings(config)  # first: a bad database fails before a long load
+    source = LiveSource(config.source)
+    layouts = LayoutStore(settings.store.path, source.identity)
     try:
-        data = await loop.run_in_executor(None, lambda: load_source(config.source))
+        data = await loop.run_in_executor(None, source.load)
+        layout = read_layout(config.layout) if config.layout else layouts.load()
         await loop.run_in_executor(None, warm_up)
     except BaseException:
+        layouts.close()
         settings.store.close()
         raise
     in_force = SettingsInForce(LiveSettings.from_settings(settings.value))
@@ -123,8 +134,8 @@ async def create_app(config: ServerConfig) -> web.Application:
     metrics = Metrics()
     limiter = RateLimiter(live.limits, auth=config.token is not None)
     connections = Connections(metrics)
-    sim = Simulation(Graph.from_data(data), physics_params(settings.value), seed=config.seed,
-                     agent_params=physics_params(settings.value, agent=True))
+    sim = start_simulation(Graph.from_data(data), layout, physics_params(settings.value),
+                           physics_params(settings.value, agent=True), config.seed)
 
     def broadcast_sssp(_: object) -> None:
         connections.send_to(hub.subs, sssp_frame(graph_service))
@@ -170,6 +181,15 @@ async def create_app(config: ServerConfig) -> web.Application:
     app[RUNNER], app[HUB], app[WEBSOCKETS] = runner, hub, websockets
     app[STREAM_STATE], app[ACCESS] = stream_state, access
     app[LIMITER], app[CONNECTIONS] = limiter, connections
+    def keyframes_for_all() -> None:
+        for client_id in list(hub.subs):
+            hub.request_keyframe(client_id)
+
+    follower = SourceFollower(source, graph_service, settings, metrics,
+                              interaction=runner.interaction,
+                              request_snapshot=runner.request_snapshot,
+                              keyframes=keyframes_for_all)
+    app[SOURCE] = follower
     add_routes(app, config.static_dir)
 
     async def settings_store(_: web.Application) -> AsyncIterator[None]:
@@ -184,6 +204,30 @@ async def create_app(config: ServerConfig) -> web.Application:
         runner.start()
         yield
         await loop.run_in_executor(None, runner.stop)
+
+    async def layout_memory(_: web.Application) -> AsyncIterator[None]:
+        # saves while the layout moves; once more at the end, after the simulation stopped
+        def saved() -> None:  # in the saver's thread: one increment needs no lock
+            metrics.layout_saves += 1
+        saver = LayoutSaver(layouts, lambda: graph_service.latest,
+                            lambda: in_force.live.layout_save_interval, on_save=saved)
+        saver.start()
+        yield
+        await loop.run_in_executor(None, lambda: saver.stop(final=sim.publish()))
+        layouts.close()
+
+    async def source_watch(_: web.Application) -> AsyncIterator[None]:
+        if not (config.watch and source.watchable):
+            yield
+            return
+        ready = asyncio.Event()
+        task = asyncio.create_task(follower.follow(ready))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(ready.wait()), WATCH_START_TIMEOUT)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def housekeeping(_: web.Application) -> AsyncIterator[None]:
         async def sweep() -> None:
@@ -203,9 +247,24 @@ async def create_app(config: ServerConfig) -> web.Application:
         await tasks.drain(SHUTDOWN_GRACE)
 
     # cleanup contexts end in reverse order: loops, then the thread, workers, the database
-    app.cleanup_ctx.extend([settings_store, graph_workers, simulation_thread, housekeeping])
+    app.cleanup_ctx.extend([settings_store, layout_memory, graph_workers, simulation_thread,
+                            housekeeping, source_watch])
     app.on_shutdown.append(close_connections)
     return app
+
+
+def start_simulation(graph: Graph, layout: Layout | None, params: PhysicsParams,
+                     agent_params: PhysicsParams, seed: int) -> Simulation:
+    """The simulation, starting from a remembered layout where it has the node (so no
+    multilevel start runs); a layout that had settled comes back settled, only the nodes
+    placed anew (and their neighbourhoods) moving."""
+    restored = layout.apply(graph) if layout is not None else np.empty(0, np.int64)
+    sim = Simulation(graph, params, seed=seed, agent_params=agent_params)
+    if layout is not None and restored.shape[0]:
+        log.info("layout restored for %d of %d nodes", restored.shape[0], graph.node_count)
+        if layout.settled:
+            sim.rest(np.setdiff1d(graph.live_ids(), restored).tolist())
+    return sim
 
 
 def _settings_follower(settings: SettingsService, in_force: SettingsInForce,

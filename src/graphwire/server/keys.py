@@ -20,6 +20,7 @@ from .graph_service import GraphService
 from .metrics import Metrics
 from .rate_limit import RateLimiter
 from .runner import SimulationRunner
+from .source import SourceFollower
 from .stream_hub import StreamHub
 from .ws import WebSocketEndpoint
 
@@ -43,5 +44,7 @@ HUB = web.AppKey("hub", StreamHub)
 """Subscriptions and the encode-once fan-out."""
 WEBSOCKETS = web.AppKey("websockets", WebSocketEndpoint)
 """``GET /ws``."""
+SOURCE = web.AppKey("source", SourceFollower)
+"""The served source: its watcher and reload."""
 STREAM_STATE: web.AppKey[Callable[[], dict[str, object]]] = web.AppKey("stream_state")
 """The stream's state for ``/api/metrics`` (rate, seq, settled, subscribers, epoch, ...)."""
