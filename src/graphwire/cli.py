@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 
 from . import __version__
 
-BENCHES = ("codec", "physics", "trace", "fanout", "settings", "layout", "browser", "client")
+BENCHES = ("codec", "physics", "trace", "fanout", "settings", "layout", "browser", "client",
+           "live")
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -42,11 +43,11 @@ def _fail(message: str) -> int:
 
 
 def _layout(args: argparse.Namespace) -> int:
-    import json
     import os
 
     from tqdm import tqdm
 
+    from .graph.layout_file import Layout, write_layout
     from .graph.model import Graph, GraphError
     from .graph.sources import SourceError, load_source
     from .simulation import PhysicsParams, Simulation
@@ -65,21 +66,9 @@ def _layout(args: argparse.Namespace) -> int:
               desc=f"layout of {graph.node_count} nodes") as bar:
         steps = sim.run_until_settled(args.max_steps, progress=bar)
         bar.set_postfix(settled=sim.settled, energy=f"{sim.kinetic_energy:.4f}")
-    live = graph.live_ids()
-    doc = {
-        "nodes": [
-            {"id": int(i), "key": graph.keys[i], "x": float(graph.pos[i, 0]),
-             "y": float(graph.pos[i, 1]), "z": float(graph.pos[i, 2])}
-            for i in live
-        ],
-        "steps": steps,
-        "settled": sim.settled,
-    }
-    tmp = f"{args.out}.tmp"
+    layout = Layout.of_graph(graph, settled=sim.settled)
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(doc, f)
-        os.replace(tmp, args.out)
+        write_layout(args.out, layout, graph.live_ids().tolist(), steps=steps)
     except OSError as exc:
         return _fail(f"{args.out}: cannot write ({exc.strerror})")
     if not sim.settled:
@@ -119,8 +108,9 @@ def _serve(args: argparse.Namespace) -> int:
         admin_token=args.admin_token, allow_origins=args.allow_origin or [],
         server_names=args.server_name or [],
         trusted_proxy=args.trusted_proxy, physics_hz=args.physics_hz, seed=args.seed,
-        overrides=overrides, redis=args.redis, role=args.role,
-        redis_namespace=args.redis_namespace, lease_ttl=args.lease_ttl, node_id=args.node_id)
+        overrides=overrides, watch=args.watch, layout=args.layout, redis=args.redis,
+        role=args.role, redis_namespace=args.redis_namespace, lease_ttl=args.lease_ttl,
+        node_id=args.node_id)
     if args.role != "all" and not args.redis:
         return _fail(f"--role {args.role} needs --redis URL (docs/deploy.md)")
     if args.lease_ttl <= 0:
@@ -219,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--seed", type=int, default=1, help="seed of the start layout")
     serve.add_argument("--set", action="append", metavar="PATH=VALUE",
                        help="set a setting at start (stored; repeatable)")
+    serve.add_argument("--watch", action=argparse.BooleanOptionalAction, default=True,
+                       help="follow changes of the source's files (default: on)")
+    serve.add_argument("--layout", metavar="FILE",
+                       help="start from the positions in FILE (written by `graphwire layout "
+                       "--out`) instead of the remembered layout")
     serve.add_argument("--redis", metavar="URL", help="join a cluster through this Redis "
                        "(redis://host:6379/0); see docs/deploy.md")
     serve.add_argument("--role", choices=("all", "simulation", "gateway"), default="all",
@@ -260,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     layout = sub.add_parser("layout", help="lay a graph out to rest and write the positions")
     layout.add_argument("source", help="a Markdown vault folder, .json, .graphml, .gexf or .csv")
-    layout.add_argument("--out", required=True, help="where to write the layout (JSON)")
+    layout.add_argument("--out", required=True, help="where to write the positions file (JSON, "
+                        "read by `graphwire serve --layout`)")
     layout.add_argument("--max-steps", type=int, default=30_000,
                         help="stop after this many physics steps if not settled (default 30000)")
     layout.add_argument("--seed", type=int, default=1, help="seed of the start (default 1)")

@@ -73,3 +73,13 @@ def test_browser_bench_rows() -> None:
         (2000, "v2", "off")]
     for r in rows:
         assert 0 < r["decodeMs"] < 1000 and 0 <= r["applyMs"] < 100 and r["frames"] >= 8
+
+
+def test_live_bench_rows_from_a_real_server() -> None:
+    from graphwire.bench import live
+
+    rows = live.run(["--sizes", "200", "--trials", "5", "--settle", "5"])
+    (row,) = rows
+    assert row["pages"] == 200 and row["samples"] == 5
+    assert 0 < row["p50Ms"] <= row["p99Ms"] < 30_000
+    assert isinstance(row["settled"], bool)

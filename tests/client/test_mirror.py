@@ -148,3 +148,25 @@ async def test_settings_mirror_get_set_batch_subscribe(generous_server: Harness)
         assert unknown.value.name == "unknown_path"
         assert a.settings.get(damping) == 0.75  # nothing changed on the error
         assert await a.settings.fetch(damping) == 0.75
+
+
+def test_graph_changed_updates_labels_and_weights_in_place() -> None:
+    from graphwire.client.mirror import GraphMirror
+
+    m = GraphMirror()
+    node = {"id": 0, "key": "Idea", "label": "Idea", "type": "knowledge", "x": 1.0, "y": 2.0,
+            "z": 3.0, "metadata": {"placeholder": True}}
+    other = {**node, "id": 1, "key": "a", "label": "a", "metadata": {}}
+    m.load({"epoch": 1, "seq": 5, "topologyVersion": 0, "settingsRevision": 0,
+            "nodes": [node, other], "edges": [{"source": 0, "target": 1, "weight": 1.0,
+                                               "type": "link"}]})
+    promoted = {**node, "label": "A good idea", "metadata": {"path": "Idea.md"}}
+    assert not m.graph_changed({
+        "type": "graph_changed", "epoch": 1, "topologyVersion": 1, "nodesCount": 2,
+        "edgesCount": 1, "added": {"nodes": [], "edges": []},
+        "removed": {"nodes": [], "edges": []},
+        "updated": {"nodes": [promoted],
+                    "edges": [{"source": 0, "target": 1, "weight": 2.0, "type": "link"}]}})
+    assert m.nodes[0]["label"] == "A good idea" and m.node_id("Idea") == 0
+    assert m.edges[(0, 1)]["weight"] == 2.0 and m.topology_version == 1
+    assert m.position("Idea").tolist() == [1.0, 2.0, 3.0]  # the place stays

@@ -19,6 +19,7 @@ from graphwire.protocol import settings_codec as sc
 from graphwire.protocol.client_positions import encode_client_positions
 from graphwire.protocol.header import Flags, unpack_header
 from graphwire.protocol.positions import decode_v2
+from graphwire.protocol.q_decoder import QDecoder
 
 from .processes import Cluster, ring_csv
 from .redis_server import RedisServer
@@ -295,4 +296,52 @@ async def test_failover_and_redis_restart(cluster: Cluster,
         assert all(fb[k] == f for k, f in fa.items() if k in fb)
     finally:
         for c in (a, b):
+            await c.close()
+
+
+async def test_paced_q_clients_and_a_reload_through_a_gateway(cluster: Cluster) -> None:
+    sim = cluster.simulation("sim-a")
+    gw_a = cluster.gateway("gw-a")
+    gw_b = cluster.gateway("gw-b")
+    paced = []
+    for url, name in ((gw_a.url, "paced-a"), (gw_b.url, "paced-b")):
+        rec = await connect(url, name, None)
+        await rec.send_json({"type": "subscribe", "format": "q", "intervalMs": 400})
+        await rec.until(lambda r=rec: r.messages("subscription_confirmed"), "subscription")
+        paced.append(rec)
+    v = await connect(gw_a.url, "v2-a")
+    try:
+        pa, pb = paced
+        old = pa.established["epoch"]
+        # a 400 ms pace: the same frames on both gateways, each relative to the keyframe held
+        await pa.until(lambda: len(pa.of(0x03)) >= 8, "8 paced q frames")
+        await pb.until(lambda: len(pb.of(0x03)) >= 8, "8 paced q frames")
+        fa = {(unpack_header(f).seq, f[1]): f for f in pa.of(0x03)}
+        fb = {(unpack_header(f).seq, f[1]): f for f in pb.of(0x03)}
+        common = fa.keys() & fb.keys()
+        assert len(common) >= 4 and all(fa[k] == fb[k] for k in common)
+        for rec in paced:
+            dec = QDecoder()
+            for frame in rec.of(0x03):
+                dec.apply(frame)  # raises if a frame needs a keyframe the client lacks
+            fulls = [f for f in rec.of(0x03) if f[1] & Flags.KEYFRAME and not f[1] & 0x10]
+            assert len(fulls) <= 2, f"{rec.name}: {len(fulls)} full keyframes"
+            times = [t for t, f in rec.frames if f[0] == 0x03][2:]
+            gaps = np.diff(times)
+            assert np.median(gaps) > 0.25, gaps  # paced, not every snapshot
+
+        # a reload through gateway B runs on the simulation: a new epoch for everyone
+        async with (aiohttp.ClientSession() as http,
+                    http.post(gw_b.url + "/api/graph/reload") as resp):
+            assert resp.status == 200, await resp.text()
+            body = await resp.json()
+        assert body["epoch"] > old and body["nodesCount"] == 200
+        await v.until(lambda: any(m["epoch"] == body["epoch"] and m["refetch"]
+                                  for m in v.messages("graph_changed")), "graph_changed")
+        await v.until(lambda: any(e == body["epoch"] & 0xFFFF for e in epochs(v)),
+                      "a frame of the new epoch")
+        status, state = await health(sim.url)
+        assert status == 200 and state["epoch"] == body["epoch"]
+    finally:
+        for c in (*paced, v):
             await c.close()

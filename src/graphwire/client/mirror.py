@@ -199,6 +199,13 @@ class GraphMirror:
             self._add_nodes(list(added.get("nodes", [])), set_positions=True)
             for e in added.get("edges", []):
                 self.edges[self._pair(e)] = e
+            # graphwire's extension: label, type, metadata or weight changed in place
+            updated = msg.get("updated") or {}
+            for n in updated.get("nodes", []):
+                if int(n["id"]) in self.nodes:
+                    self.nodes[int(n["id"])] = n
+            for e in updated.get("edges", []):
+                self.edges[self._pair(e)] = e
             self.topology_version = int(msg["topologyVersion"])
         return False
 

@@ -383,6 +383,9 @@ class GraphChanged:
     added: dict[str, Any] | None = None
     removed: dict[str, Any] | None = None
     refetch: bool = False
+    updated: dict[str, Any] | None = None
+    """graphwire's extension: nodes whose label, type or metadata changed and edges whose
+    weight or type changed, as in ``/api/graph/data`` (sent only when there are some)."""
 
     def to_json(self) -> dict[str, Any]:
         """The message as JSON."""
@@ -395,18 +398,23 @@ class GraphChanged:
         else:
             out["added"] = self.added or {"nodes": [], "edges": []}
             out["removed"] = self.removed or {"nodes": [], "edges": []}
+            if self.updated:
+                out["updated"] = self.updated
         return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> GraphChanged:
         """Validate and build."""
         refetch = bool(_bool(d, "refetch", False))
-        added, removed = d.get("added"), d.get("removed")
+        added, removed, updated = d.get("added"), d.get("removed"), d.get("updated")
         if not refetch and not (isinstance(added, dict) and isinstance(removed, dict)):
             raise _bad("graph_changed needs 'added' and 'removed', or 'refetch'")
+        if updated is not None and not isinstance(updated, dict):
+            raise _bad("graph_changed 'updated' must be an object")
         return cls(
             _req_int(d, "epoch", hi=2**32 - 1), _req_int(d, "topologyVersion"),
             _req_int(d, "nodesCount"), _req_int(d, "edgesCount"), added, removed, refetch,
+            updated,
         )
 
 

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 from aiohttp import web
 
 from graphwire.cluster.commands import CommandClient
@@ -27,18 +28,27 @@ from graphwire.cluster.keys import Keys
 from graphwire.cluster.lease import Lease
 from graphwire.cluster.link import Link, RedisDownError
 from graphwire.cluster.settings_sync import SettingsReplica, load_paths, load_state
+from graphwire.graph.layout_file import Layout, read_layout
+from graphwire.graph.live import LiveSource
 from graphwire.graph.model import Graph
-from graphwire.graph.sources import load_source
 from graphwire.protocol.control import CloseCode, GraphChanged
 from graphwire.settings import ChangeSet, SettingsService, SettingsStore, StoreError
+from graphwire.settings.layout_store import LayoutSaver, LayoutStore
 from graphwire.settings.schema import AGENT_PHYSICS, KNOWLEDGE_PHYSICS
-from graphwire.simulation import ShortestPaths, Simulation, Snapshot
+from graphwire.simulation import PhysicsParams, ShortestPaths, Simulation, Snapshot
 
 from .access import AccessPolicy
 from .cluster_sim import ClusterSimulation
 from .config import ServerConfig, default_db
 from .connections import Connections
-from .gateway import GatewayFeed, RemoteGraph, RemoteRunner, ResumableIds, streams_in_use
+from .gateway import (
+    GatewayFeed,
+    RemoteGraph,
+    RemoteRunner,
+    RemoteSource,
+    ResumableIds,
+    streams_in_use,
+)
 from .graph_service import GraphService
 from .http import make_middlewares
 from .keys import (
@@ -53,6 +63,7 @@ from .keys import (
     RUNNER,
     SETTINGS,
     SETTINGS_WRITES,
+    SOURCE,
     STREAM_STATE,
     WEBSOCKETS,
 )
@@ -63,6 +74,7 @@ from .routes import add_routes
 from .runner import SimulationRunner
 from .settings_endpoint import SettingsEndpoint
 from .settings_writes import LocalSettingsWrites, RemoteSettingsWrites
+from .source import SourceFollower
 from .stream_hub import StreamHub
 from .warmup import warm_up
 from .ws import WebSocketEndpoint, sssp_frame
@@ -74,6 +86,8 @@ HOUSEKEEPING_INTERVAL = 10.0
 """Seconds between sweeps of idle rate-limit state and expired resume ids."""
 SHUTDOWN_GRACE = 3.0
 """Seconds connections get to take their 1001 close at shutdown."""
+WATCH_START_TIMEOUT = 5.0
+"""Seconds the start waits for the source's file watch to be in place."""
 
 
 class BackgroundTasks:
@@ -130,10 +144,14 @@ async def create_app(config: ServerConfig) -> web.Application:
         return await create_gateway_app(config)
     loop = asyncio.get_running_loop()
     settings = open_settings(config)  # first: a bad database fails before a long load
+    source = LiveSource(config.source)
+    layouts = LayoutStore(settings.store.path, source.identity)
     try:
-        data = await loop.run_in_executor(None, lambda: load_source(config.source))
+        data = await loop.run_in_executor(None, source.load)
+        layout = read_layout(config.layout) if config.layout else layouts.load()
         await loop.run_in_executor(None, warm_up)
     except BaseException:
+        layouts.close()
         settings.store.close()
         raise
     in_force = SettingsInForce(LiveSettings.from_settings(settings.value))
@@ -142,8 +160,8 @@ async def create_app(config: ServerConfig) -> web.Application:
     metrics = Metrics()
     limiter = RateLimiter(live.limits, auth=config.token is not None)
     connections = Connections(metrics)
-    sim = Simulation(Graph.from_data(data), physics_params(settings.value), seed=config.seed,
-                     agent_params=physics_params(settings.value, agent=True))
+    sim = start_simulation(Graph.from_data(data), layout, physics_params(settings.value),
+                           physics_params(settings.value, agent=True), config.seed)
 
     cluster: ClusterSimulation | None = None
 
@@ -191,6 +209,18 @@ async def create_app(config: ServerConfig) -> web.Application:
                                           limiter, tasks.spawn))
     app = _assemble(parts, cluster.health if cluster is not None else None)
 
+    def keyframes_for_all() -> None:
+        for client_id in list(hub.subs):
+            hub.request_keyframe(client_id)
+
+    follower = SourceFollower(source, graph_service, settings, metrics,
+                              interaction=runner.interaction,
+                              request_snapshot=runner.request_snapshot,
+                              keyframes=keyframes_for_all)
+    app[SOURCE] = follower
+    if cluster is not None:
+        cluster.reload_source = follower.reload
+
     async def settings_store(_: web.Application) -> AsyncIterator[None]:
         yield
         settings.store.close()
@@ -211,8 +241,35 @@ async def create_app(config: ServerConfig) -> web.Application:
         if link is not None:
             await link.close()
 
+    async def layout_memory(_: web.Application) -> AsyncIterator[None]:
+        # saves while the layout moves; once more at the end, after the simulation stopped
+        def saved() -> None:  # in the saver's thread: one increment needs no lock
+            metrics.layout_saves += 1
+        saver = LayoutSaver(layouts, lambda: graph_service.latest,
+                            lambda: in_force.live.layout_save_interval, on_save=saved)
+        saver.start()
+        yield
+        # a standby that never held the lease has no layout of its own to remember
+        final = sim.publish() if cluster is None or cluster.takeovers else None
+        await loop.run_in_executor(None, lambda: saver.stop(final=final))
+        layouts.close()
+
+    async def source_watch(_: web.Application) -> AsyncIterator[None]:
+        if not (config.watch and source.watchable):
+            yield
+            return
+        ready = asyncio.Event()
+        task = asyncio.create_task(follower.follow(ready))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(ready.wait()), WATCH_START_TIMEOUT)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     # cleanup contexts end in reverse order: loops, then the thread, workers, the database
-    app.cleanup_ctx[:0] = [settings_store, graph_workers, simulation_thread]
+    app.cleanup_ctx[:0] = [settings_store, layout_memory, graph_workers, simulation_thread]
+    app.cleanup_ctx.append(source_watch)
     return app
 
 
@@ -355,6 +412,7 @@ async def create_gateway_app(config: ServerConfig) -> web.Application:
     feed = GatewayFeed(link, graph, hub, runner, commands, connections.broadcast_json,
                        lambda frame: connections.send_to(hub.subs, frame))
     app = _assemble(parts, feed.health)
+    app[SOURCE] = RemoteSource(graph)
 
     async def mirror(_: web.Application) -> AsyncIterator[None]:
         replica.start()
@@ -386,6 +444,20 @@ async def _wait_for_simulation(link: Link) -> dict[str, int]:
 def _no_local_encoding() -> ShortestPaths:
     """A gateway's hub never encodes: the simulation publishes every frame."""
     raise RuntimeError("a gateway encodes no frames; the simulation publishes them")
+
+
+def start_simulation(graph: Graph, layout: Layout | None, params: PhysicsParams,
+                     agent_params: PhysicsParams, seed: int) -> Simulation:
+    """The simulation, starting from a remembered layout where it has the node (so no
+    multilevel start runs); a layout that had settled comes back settled, only the nodes
+    placed anew (and their neighbourhoods) moving."""
+    restored = layout.apply(graph) if layout is not None else np.empty(0, np.int64)
+    sim = Simulation(graph, params, seed=seed, agent_params=agent_params)
+    if layout is not None and restored.shape[0]:
+        log.info("layout restored for %d of %d nodes", restored.shape[0], graph.node_count)
+        if layout.settled:
+            sim.rest(np.setdiff1d(graph.live_ids(), restored).tolist())
+    return sim
 
 
 def _settings_follower(settings: SettingsService, in_force: SettingsInForce,

@@ -37,9 +37,10 @@ from graphwire.cluster.lease import Lease, LeaseLostError
 from graphwire.cluster.link import Link, RedisDownError
 from graphwire.cluster.settings_sync import SettingsReplica, SettingsWriter
 from graphwire.graph.model import GraphError
+from graphwire.graph.sources import SourceError
 from graphwire.protocol import settings_codec as sc
 from graphwire.protocol.control import GraphChanged
-from graphwire.protocol.errors import ProtocolError
+from graphwire.protocol.errors import ErrorCode, ProtocolError
 from graphwire.protocol.sssp import encode_sssp
 from graphwire.settings import SettingsError, SettingsService
 from graphwire.simulation import ShortestPaths
@@ -102,8 +103,10 @@ class ClusterSimulation:
             "positions": self._positions, "add": self._add, "remove_node": self._remove_node,
             "add_edges": self._add_edges, "remove_edges": self._remove_edges,
             "sssp": self._sssp, "settings": self._settings, "streams": self._streams_cmd,
-            "request_snapshot": self._request_snapshot,
+            "request_snapshot": self._request_snapshot, "reload": self._reload,
         }, command_error)
+        # reads the served source again as a new epoch (the app's source follower)
+        self.reload_source: Callable[[], Awaitable[dict[str, Any]]] | None = None
         self.became_holder = asyncio.Event()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -252,8 +255,14 @@ class ClusterSimulation:
         if not self.holding:
             return
         message = msg.to_json()
+        epoch = msg.epoch if msg.epoch != self.epoch else None
+        if epoch is not None:  # the source was read again: the cluster's epoch moves on
+            self.epoch, self.fresh = epoch, True
 
         async def job() -> None:
+            if epoch is not None:  # a later holder's epoch must be above this one
+                await self.link.fenced_set(self.lease, self.link.keys.epoch,
+                                           str(epoch).encode())
             await self._write_graph()
             await self.link.publish(self.lease, self._envelope(
                 envelope.Kind.GRAPH_CHANGED, {"message": message}))
@@ -321,6 +330,15 @@ class ClusterSimulation:
         source = body["source"]
         result = await self.graph.set_sssp_source(None if source is None else int(source))
         return {"source": result.source, "seq": self.graph.sssp_seq}
+
+    async def _reload(self, _: dict[str, Any]) -> dict[str, Any]:
+        if self.reload_source is None:
+            raise ProtocolError(ErrorCode.INTERNAL, "this simulation cannot reload its source")
+        try:
+            return await self.reload_source()
+        except SourceError as exc:
+            raise ProtocolError(ErrorCode.INVALID_VALUE,
+                                f"{exc} (the graph was left as it was)") from None
 
     async def _settings(self, body: dict[str, Any]) -> dict[str, Any]:
         msg = sc.decode_body(base64.b64decode(body["delta"]))

@@ -43,6 +43,8 @@ class ServerConfig:
     overrides: dict[str, Any] = field(default_factory=dict)  # settings applied at start
     max_body: int = 16 * 1024 * 1024
     settings_log: int = LOG_REVISIONS  # revisions a Sync can catch up from
+    watch: bool = True  # follow changes of the source's files
+    layout: str | None = None  # a positions file to start from (else the remembered layout)
     # scale-out (docs/deploy.md): without redis, role "all" is the single process
     redis: str | None = None
     role: str = "all"  # all | simulation | gateway

@@ -224,8 +224,23 @@ class RemoteGraph:
         self.sssp_seq = int(out["seq"])
         return SsspChoice(out["source"])
 
+    async def reload_source(self) -> dict[str, Any]:
+        """Have the simulation read its source again as a new epoch."""
+        return await self._call("reload", {})
+
     def close(self) -> None:
         """Nothing to stop (the link is closed by its owner)."""
+
+
+class RemoteSource:
+    """A gateway's stand-in for the source follower: the simulation reloads the source."""
+
+    def __init__(self, graph: RemoteGraph) -> None:
+        self.graph = graph
+
+    async def reload(self) -> dict[str, Any]:
+        """Read the whole source again as a new epoch (on the simulation)."""
+        return await self.graph.reload_source()
 
 
 def _node_json(n: NodeSpec) -> dict[str, Any]:

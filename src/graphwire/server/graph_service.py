@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from graphwire.graph.diff import TopologyDiff
+from graphwire.graph.layout_file import Layout
 from graphwire.graph.model import (
     Edge,
     EdgeSpec,
@@ -31,6 +33,7 @@ from graphwire.graph.model import (
 )
 from graphwire.protocol.control import GraphChanged, Rejected
 from graphwire.simulation import (
+    Change,
     PhysicsParams,
     ShortestPaths,
     Simulation,
@@ -230,24 +233,64 @@ class GraphService:
             await self._recompute_sssp()
         return out
 
+    async def apply_change(self, change: TopologyDiff) -> Change:
+        """Apply a change of the source (by key) as one topology change, announced as one
+        ``graph_changed``."""
+        def apply() -> Change:
+            done = self.sim.change(change)
+            self._announce(added_nodes=done.added_nodes, added_edges=done.added_edges,
+                           removed_nodes=done.removed_nodes, removed_edges=done.removed_edges,
+                           updated_nodes=done.updated_nodes, updated_edges=done.updated_edges)
+            return done
+        done = await self._locked(apply)
+        if done:
+            await self._recompute_sssp()
+        return done
+
+    async def reload(self, graph: Graph, epoch: int) -> None:
+        """Serve another graph (the source read again) as a new epoch: nodes whose key is
+        still there keep their place and pin, clients are told to refetch."""
+        def apply() -> None:
+            old, sim = self.graph, self.sim
+            settled = sim.settled
+            kept = Layout.of_graph(old).apply(graph)
+            graph.topology_version = old.topology_version + 1  # never a version seen before
+            sim.replace_graph(graph)
+            self.graph, self.epoch, self.latest = graph, epoch, None
+            if settled and kept.shape[0]:
+                fresh = np.setdiff1d(graph.live_ids(), kept)
+                sim.rest(fresh.tolist())
+            self.sssp = no_paths(graph)
+            msg = GraphChanged(epoch, graph.topology_version, graph.node_count,
+                               graph.edge_count, refetch=True)
+            self.loop.call_soon_threadsafe(self.on_graph_changed, msg)
+        await self._locked(apply)
+
     def _announce(self, *, added_nodes: Sequence[int] = (), added_edges: Sequence[Edge] = (),
                   removed_nodes: Sequence[int] = (),
-                  removed_edges: Sequence[tuple[int, int]] = ()) -> None:
+                  removed_edges: Sequence[tuple[int, int]] = (),
+                  updated_nodes: Sequence[int] = (), updated_edges: Sequence[Edge] = ()) -> None:
         """Schedule graph_changed on the loop (called with the simulation lock held)."""
         g = self.graph
-        size = len(added_nodes) + len(added_edges) + len(removed_nodes) + len(removed_edges)
+        size = (len(added_nodes) + len(added_edges) + len(removed_nodes) + len(removed_edges)
+                + len(updated_nodes) + len(updated_edges))
         if size == 0:
             return
         if size > GRAPH_CHANGED_INLINE:
             msg = GraphChanged(self.epoch, g.topology_version, g.node_count, g.edge_count,
                                refetch=True)
         else:
+            updated = None
+            if updated_nodes or updated_edges:
+                updated = {"nodes": [g.node_json(i) for i in updated_nodes],
+                           "edges": [g.edge_json(e) for e in updated_edges]}
             msg = GraphChanged(
                 self.epoch, g.topology_version, g.node_count, g.edge_count,
                 added={"nodes": [g.node_json(i) for i in added_nodes],
                        "edges": [g.edge_json(e) for e in added_edges]},
                 removed={"nodes": list(removed_nodes),
                          "edges": [[a, b] for a, b in removed_edges]},
+                updated=updated,
             )
         self.loop.call_soon_threadsafe(self.on_graph_changed, msg)
 

@@ -17,12 +17,13 @@ from graphwire.settings import SettingsService
 from .access import AccessPolicy
 from .config import ServerConfig
 from .connections import Connections
-from .gateway import RemoteGraph, RemoteRunner
+from .gateway import RemoteGraph, RemoteRunner, RemoteSource
 from .graph_service import GraphService
 from .metrics import Metrics
 from .rate_limit import RateLimiter
 from .runner import SimulationRunner
 from .settings_writes import LocalSettingsWrites, RemoteSettingsWrites
+from .source import SourceFollower
 from .stream_hub import StreamHub
 from .ws import WebSocketEndpoint
 
@@ -52,5 +53,7 @@ HUB = web.AppKey("hub", StreamHub)
 """Subscriptions and the encode-once fan-out."""
 WEBSOCKETS = web.AppKey("websockets", WebSocketEndpoint)
 """``GET /ws``."""
+SOURCE: web.AppKey[SourceFollower | RemoteSource] = web.AppKey("source")
+"""The served source: its watcher and reload."""
 STREAM_STATE: web.AppKey[Callable[[], dict[str, object]]] = web.AppKey("stream_state")
 """The stream's state for ``/api/metrics`` (rate, seq, settled, subscribers, epoch, ...)."""

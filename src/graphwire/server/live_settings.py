@@ -138,12 +138,14 @@ class LiveSettings:
     cadence: Cadence
     hub: HubSettings
     limits: Limits
+    layout_save_interval: float  # seconds (system.layout.saveIntervalMs)
 
     @classmethod
     def from_settings(cls, value: Lookup = default_of) -> LiveSettings:
         """Read from the settings (the schema's defaults without ``value``)."""
         return cls(ConnectionSettings.from_settings(value), Cadence.from_settings(value),
-                   HubSettings.from_settings(value), Limits.from_settings(value))
+                   HubSettings.from_settings(value), Limits.from_settings(value),
+                   value("system.layout.saveIntervalMs") / 1000)
 
 
 class SettingsInForce:

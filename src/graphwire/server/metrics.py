@@ -51,6 +51,10 @@ class Metrics:
         self.errors_sent = 0
         self.errors_suppressed = 0
         self.snapshots = 0
+        self.source_changes = 0  # topology changes read from the watched source
+        self.source_errors = 0  # files of the source that failed to read or parse
+        self.source_reloads = 0  # whole re-reads (POST /api/graph/reload)
+        self.layout_saves = 0  # layouts written to the settings database
         # when each recent snapshot was published, (seq, unix time): stream latency from outside
         self.publish_times: deque[tuple[int, float]] = deque(maxlen=4096)
         # compression is counted where payloads are encoded (once, whoever receives them)
@@ -181,6 +185,15 @@ METRICS: tuple[MetricSpec, ...] = (
                lambda m: m.errors_suppressed),
     MetricSpec("snapshots", "snapshots_total", "counter",
                "Snapshots published by the simulation.", lambda m: m.snapshots),
+    MetricSpec("sourceChanges", "source_changes_total", "counter",
+               "Topology changes read from the watched source.", lambda m: m.source_changes),
+    MetricSpec("sourceErrors", "source_errors_total", "counter",
+               "Files of the source that failed to read or parse (the graph kept its last good "
+               "version).", lambda m: m.source_errors),
+    MetricSpec("sourceReloads", "source_reloads_total", "counter",
+               "Whole re-reads of the source (new epochs).", lambda m: m.source_reloads),
+    MetricSpec("layoutSaves", "layout_saves_total", "counter",
+               "Layouts saved to the settings database.", lambda m: m.layout_saves),
     MetricSpec("uptimeSeconds", "uptime_seconds", "gauge", "Seconds since the server started.",
                lambda m: m.uptime()),
 )

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from graphwire.graph.model import EdgeSpec
+from graphwire.graph.model import EdgeSpec, GraphError
+from graphwire.graph.sources import SourceError
 from graphwire.protocol.errors import ErrorCode
 from graphwire.settings import SettingsService
 
@@ -24,12 +25,14 @@ from .graph_service import GraphService
 from .http import ADMIN, json_response, read_json
 from .keys import (
     CLUSTER,
+    CONFIG,
     GRAPH_SERVICE,
     HUB,
     METRICS,
     RUNNER,
     SETTINGS,
     SETTINGS_WRITES,
+    SOURCE,
     STREAM_STATE,
     WEBSOCKETS,
 )
@@ -156,6 +159,17 @@ async def set_sssp(request: web.Request) -> web.Response:
 
 
 # -- settings ----------------------------------------------------------------------------------
+async def graph_reload(request: web.Request) -> web.Response:
+    """``POST /api/graph/reload``: read the whole source again as a new epoch (admin)."""
+    if request.app[CONFIG].admin_token is not None and not request[ADMIN]:
+        raise ApiError(ErrorCode.FORBIDDEN, "reloading the source needs the admin token")
+    try:
+        body = await request.app[SOURCE].reload()
+    except (SourceError, GraphError) as exc:
+        raise ApiError(ErrorCode.INVALID_VALUE, f"{exc} (the graph was left as it was)") from None
+    return json_response(body)
+
+
 async def get_settings(request: web.Request) -> web.Response:
     """``GET /api/settings`` (``?schema=1`` adds the schema)."""
     settings = request.app[SETTINGS]
@@ -262,6 +276,7 @@ def add_routes(app: web.Application, static: Path | None) -> None:
     r.add_post("/api/graph/edges", add_edges)
     r.add_delete("/api/graph/edges", remove_edges)
     r.add_post("/api/graph/sssp", set_sssp)
+    r.add_post("/api/graph/reload", graph_reload)
     r.add_get("/api/settings", get_settings)
     r.add_patch("/api/settings", patch_settings)
     r.add_get("/api/settings/{path}", get_setting)

@@ -172,10 +172,21 @@ def _rate_limits() -> list[Setting]:
     ]
 
 
+def _source() -> list[Setting]:
+    return [
+        _i("system.source.watchQuietMs", 50, 1, 60_000,
+           "a burst of file changes is read once no change came for this long"),
+        _i("system.source.watchMaxWaitMs", 1000, 10, 600_000,
+           "a burst that goes on is read anyway this long after it began"),
+        _i("system.layout.saveIntervalMs", 2000, 100, 3_600_000,
+           "while the layout moves, its positions are saved at most this often"),
+    ]
+
+
 def build_schema() -> list[Setting]:
     """Every setting, in the stable order ids are first assigned in."""
     items = [*_physics(KNOWLEDGE_PHYSICS), *_physics(AGENT_PHYSICS), *_rendering(),
-             *_websocket(), *_rate_limits()]
+             *_websocket(), *_rate_limits(), *_source()]
     return [
         Setting(s.path, s.tag, s.default, s.minimum, s.maximum, s.choices,
                 admin=s.path.startswith("system."), help=s.help)

@@ -31,22 +31,30 @@ class StoreError(Exception):
     """The settings database cannot be opened or written."""
 
 
+def open_database(path: str, schema: str, *, synchronous: str, what: str) -> sqlite3.Connection:
+    """A connection to the settings database (WAL, autocommit, 5 s busy timeout) with
+    ``schema`` created; StoreError naming ``what`` if it cannot be opened."""
+    try:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.executescript(schema)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"{path}: cannot open {what} ({exc})") from exc
+    return db
+
+
 class SettingsStore:
     """The SQLite file behind the settings service. Use from one thread."""
 
     def __init__(self, path: str | Path, *, log_revisions: int = LOG_REVISIONS) -> None:
         self.path = str(path)
         self.log_revisions = log_revisions
-        try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"{self.path}: cannot open the settings database ({exc})") from exc
+        self._db = open_database(self.path, _SCHEMA, synchronous="FULL",
+                                 what="the settings database")
 
     def close(self) -> None:
         """Close the database."""

@@ -15,14 +15,16 @@ shape appear and sharpen. A drag, pin or topology change ends the refinement at 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy import sparse
 
+from graphwire.graph.diff import TopologyDiff
 from graphwire.graph.model import (
     Edge,
     EdgeSpec,
@@ -54,6 +56,26 @@ class Snapshot:
     kinetic_energy: float
     topology_version: int
     steps: int
+    # the pins of ``ids``, and the graph's keys by id (append-only and shared, not a copy):
+    # what a remembered layout is made of (empty in a snapshot not made by a Simulation)
+    pinned: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
+    keys: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one topology change did, by id (see :meth:`Simulation.change`)."""
+
+    added_nodes: list[int]
+    removed_nodes: list[int]
+    updated_nodes: list[int]
+    added_edges: list[Edge]
+    removed_edges: list[tuple[int, int]]
+    updated_edges: list[Edge]
+
+    def __bool__(self) -> bool:
+        return bool(self.added_nodes or self.removed_nodes or self.updated_nodes
+                    or self.added_edges or self.removed_edges or self.updated_edges)
 
 
 class Simulation:
@@ -72,6 +94,13 @@ class Simulation:
         self.lock = threading.RLock()
         self.steps = 0  # physics steps since start
         self.seq = 0  # snapshots published
+        self._awake = threading.Event()
+        self.on_wake: Callable[[], None] | None = None  # a runner's nudge, called on wake()
+        self._start(graph)
+
+    def _start(self, graph: Graph) -> None:
+        """Take a graph as the layout's, with fresh physics state (and place its nodes)."""
+        self.graph = graph
         self.settled = False
         self.kinetic_energy = 0.0
         self.max_speed = 0.0
@@ -83,12 +112,30 @@ class Simulation:
         self._weight_key: tuple[int, bool, int] | None = None
         self._component = np.zeros(0, np.int64)
         self._component_key: tuple[int, int] | None = None
-        self._awake = threading.Event()
         self._awake.set()
-        self._rng = np.random.default_rng(seed)
+        self._rng = np.random.default_rng(self.seed)
         self.refinement: multilevel.Refinement | None = None
-        self.on_wake: Callable[[], None] | None = None  # a runner's nudge, called on wake()
         self._place_unplaced(initial=True)
+
+    def replace_graph(self, graph: Graph) -> None:
+        """Lay out another graph from now on (a reload of the source): fresh physics state;
+        nodes with positions keep them, the others are placed as at the start; wakes."""
+        with self.lock:
+            self._start(graph)
+        self.wake()
+
+    def rest(self, hot: Iterable[int] = ()) -> None:
+        """Take the current positions as a settled layout (one restored from where it was
+        settled): nothing steps until a change, except near ``hot`` nodes (ones placed anew),
+        which are warmed as by a local change."""
+        with self.lock:
+            if self.refinement is not None:
+                self.finish_refinement()
+            self._mark_settled()
+            self.kinetic_energy = 0.0
+            hot = list(hot)
+        if hot:
+            self.wake(hot)
 
     # -- placement ---------------------------------------------------------------------------
     def _place_unplaced(self, *, initial: bool = False) -> None:
@@ -106,16 +153,43 @@ class Simulation:
             else:
                 g.pos[live] = initial_positions(g, live, self.params, self.seed)
             return
-        # Later arrivals: near the centre of their placed neighbours, else near the origin.
+        # Later arrivals: at the centre of their placed neighbours with a small offset, so the
+        # layout around them barely moves. Newcomers are placed in breadth-first order from the
+        # placed layout (one pass over the newcomers and their edges), so one linked only to
+        # other newcomers follows them; a group of newcomers with no path to the layout starts
+        # from one of them put at the layout's centre.
         indptr, nbr, _ = g.csr()
         placed = ~np.isnan(g.pos[:, 0])
-        for i in todo:
-            ns = nbr[indptr[i] : indptr[i + 1]]
-            ns = ns[placed[ns]]
-            centre = g.pos[ns].mean(axis=0) if ns.shape[0] else np.zeros(3, np.float32)
-            jitter = self._rng.normal(0, self.params.rest_length / 3, 3)
-            g.pos[i] = (centre + jitter).astype(np.float32)
+        placed[g.id_limit:] = False
+        placed[: g.id_limit] &= g.alive[: g.id_limit]
+        centre = (g.pos[placed].astype(np.float64).mean(axis=0) if placed.any()
+                  else np.zeros(3))
+        newcomer = np.zeros(placed.shape[0], bool)
+        newcomer[todo] = True
+        queued = np.zeros(placed.shape[0], bool)
+        queue: deque[int] = deque()
+        for i in todo.tolist():  # the first wave: newcomers that touch the layout
+            if placed[nbr[indptr[i] : indptr[i + 1]]].any():
+                queue.append(i)
+                queued[i] = True
+        seeds = iter(todo.tolist())
+        while True:
+            if not queue:  # what is left has no path to the layout: seed a group
+                seed = next((i for i in seeds if not queued[i]), None)
+                if seed is None:
+                    break
+                queue.append(seed)
+                queued[seed] = True
+            i = queue.popleft()
+            around = nbr[indptr[i] : indptr[i + 1]]
+            near = around[placed[around]]
+            at = g.pos[near].astype(np.float64).mean(axis=0) if near.shape[0] else centre
+            g.pos[i] = (at + self._rng.normal(0, self.params.rest_length / 3, 3)).astype(
+                np.float32)
             placed[i] = True
+            for j in around[newcomer[around] & ~queued[around]].tolist():
+                queue.append(j)
+                queued[j] = True
 
     def _finest_level(self, live: I64) -> multilevel.Level:
         """The graph's live nodes as the finest level of a hierarchy (rows in ``live`` order)."""
@@ -348,6 +422,44 @@ class Simulation:
                 self.wake([*ids, *(e.source for e in written), *(e.target for e in written)])
             return ids, written
 
+    def change(self, d: TopologyDiff) -> Change:
+        """Apply a change by key (a source re-read) as one topology change; wakes near it.
+
+        The graph may have moved away from the source (nodes and edges added or removed over
+        the API), so the change is applied to what is there: a removal of what is gone is
+        skipped, an added key that exists is updated, an update of a missing key adds it, an
+        edge with a missing end is skipped. New nodes start at the centre of their neighbours.
+        """
+        self.finish_refinement()
+        with self.lock, self.graph.batch():
+            g = self.graph
+            pairs = [(a, b) for a, b in ((g.id_of(x), g.id_of(y)) for x, y in d.removed_edges)
+                     if a is not None and b is not None]
+            removed_edges = g.remove_edges(pairs)
+            removed_nodes: list[int] = []
+            for key in d.removed_nodes:
+                nid = g.id_of(key)
+                if nid is not None:
+                    removed_edges += g.remove_node(nid)
+                    removed_nodes.append(nid)
+            specs = [*d.added_nodes, *d.updated_nodes]
+            added = g.add_nodes([s for s in specs if g.id_of(s.key) is None])
+            updated = g.update_nodes([s for s in specs if g.id_of(s.key) not in (None, *added)])
+            edges = [e for e in (*d.added_edges, *d.updated_edges)
+                     if g.id_of(str(e.source)) is not None and g.id_of(str(e.target)) is not None]
+            existed = [g.has_edge(g.resolve(e.source), g.resolve(e.target)) for e in edges]
+            written = g.add_edges(edges)
+            out = Change(added, removed_nodes, updated,
+                         [e for e, old in zip(written, existed, strict=True) if not old],
+                         removed_edges,
+                         [e for e, old in zip(written, existed, strict=True) if old])
+            if added or removed_nodes or written or removed_edges:
+                self._place_unplaced()
+                ends = [n for e in written for n in (e.source, e.target)]
+                ends += [n for pair in removed_edges for n in pair if g.is_live(n)]
+                self.wake([*added, *ends])
+            return out
+
     def remove_node(self, nid: int) -> list[tuple[int, int]]:
         """Remove a node and its edges; wakes."""
         self.finish_refinement()
@@ -385,7 +497,7 @@ class Simulation:
             pos=g.pos[live].copy(), vel=g.vel[live].copy(),
             settled=self.settled or not self.params.enabled,  # frozen: nothing moves
             kinetic_energy=self.kinetic_energy, topology_version=g.topology_version,
-            steps=self.steps,
+            steps=self.steps, pinned=g.pinned[live].copy(), keys=g.keys,
         )
 
 

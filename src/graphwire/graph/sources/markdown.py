@@ -58,33 +58,48 @@ def page_name(file_name: str) -> str:
 
 
 def load_markdown_vault(
-    path: str | os.PathLike[str], *, progress: bool | None = None
+    path: str | os.PathLike[str], *, progress: bool | None = None,
+    pages: dict[str, Page] | None = None,
 ) -> GraphData:
-    """Load every page of a vault; ``progress`` as in :func:`~.load_source`."""
+    """Load every page of a vault; ``progress`` as in :func:`~.load_source`. ``pages``, when
+    given, receives every page's parse by vault-relative path (a live source keeps them)."""
     root = Path(path)
     if not root.is_dir():
         raise SourceError(path, "no such folder" if not root.exists() else "is not a folder")
     files = page_files(root)
     if not files:
         raise SourceError(path, "has no Markdown pages (.md files)")
-    keys = _page_keys(path, files)
     show = show_progress(progress, len(files), LARGE_FILE_COUNT)
-    pages: dict[str, Page] = {}
+    parsed: dict[str, Page] = {}
     for rel in tqdm(files, disable=not show, file=sys.stderr, unit="file"):
-        file = os.path.join(os.fspath(path), rel)
-        pages[keys[rel]] = parse_page(file, read_text(file))
+        parsed[rel] = read_page(root, rel)
+    if pages is not None:
+        pages.update(parsed)
+    return assemble(root, parsed)
 
-    resolver = _Resolver({rel[:-3]: key for rel, key in keys.items()})
+
+def read_page(root: Path, rel: str) -> Page:
+    """Read and parse one page (``rel``: its vault-relative POSIX path); SourceError if not."""
+    file = os.path.join(os.fspath(root), rel)
+    return parse_page(file, read_text(file))
+
+
+def assemble(root: Path, pages: dict[str, Page]) -> GraphData:
+    """The graph of a vault from its parsed pages (by vault-relative path): keys, links,
+    placeholders and nodes by the rules of this module."""
+    files = sorted(pages)
+    keys = page_keys(root, files)
+    resolver = Resolver({rel[:-3]: key for rel, key in keys.items()})
     edges: list[EdgeSpec] = []
     for rel in files:
         key = keys[rel]
-        for text, kind in pages[key].references:
+        for text, kind in pages[rel].references:
             target = resolver.resolve(text)
             if target is not None and target != key:
                 edges.append(EdgeSpec(key, target, 1.0, kind))
 
     nodes = [
-        NodeSpec(key, label=pages[key].title or key, metadata={"path": rel, **pages[key].metadata})
+        NodeSpec(key, label=pages[rel].title or key, metadata={"path": rel, **pages[rel].metadata})
         for rel, key in keys.items()
     ]
     nodes += [
@@ -92,6 +107,17 @@ def load_markdown_vault(
         for key in resolver.placeholders.values()
     ]
     return GraphData(nodes=nodes, edges=edges, name=root.resolve().name or "vault")
+
+
+def is_page(rel: str) -> bool:
+    """Whether a vault-relative POSIX path names a page this module reads (a ``.md`` file
+    outside hidden folders and the top ``logseq/`` folder)."""
+    parts = rel.split("/")
+    if any(p.startswith(".") for p in parts):
+        return False
+    if len(parts) > 1 and parts[0] in SKIPPED_TOP_FOLDERS:
+        return False
+    return parts[-1].lower().endswith(".md")
 
 
 def page_files(root: Path) -> list[str]:
@@ -116,7 +142,7 @@ def page_files(root: Path) -> list[str]:
     return sorted(found)
 
 
-def _page_keys(vault: str | os.PathLike[str], files: list[str]) -> dict[str, str]:
+def page_keys(vault: str | os.PathLike[str], files: list[str]) -> dict[str, str]:
     """The key of each file (the module's rule for pages with the same name), in path order."""
     ranked = sorted(files, key=lambda rel: (rel.count("/"), rel))
     chosen: dict[str, str] = {}
@@ -138,34 +164,76 @@ def _page_keys(vault: str | os.PathLike[str], files: list[str]) -> dict[str, str
     return {rel: chosen[rel] for rel in files}
 
 
-class _Resolver:
-    """Link text → node key, creating placeholders for pages that do not exist."""
+def link_target(text: str) -> str:
+    """A link's text as it is looked up: stripped, without a trailing ``.md``."""
+    target = text.strip()
+    if target.lower().endswith(".md") and len(target) > 3:
+        target = target[:-3]
+    return target
+
+
+def is_attachment(target: str) -> bool:
+    """Whether a link target that is no page names an attachment (no edge, no placeholder)."""
+    return os.path.splitext(target)[1].lower() in ATTACHMENT_SUFFIXES
+
+
+class Resolver:
+    """Link text → node key, creating placeholders for pages that do not exist.
+
+    ``by_path``: vault-relative path without ``.md`` → page key. Pages can be added and removed
+    later (:meth:`add`, :meth:`remove`); a case-folded match picks the smallest key (or the key
+    of the smallest path), whatever the order pages came in.
+    """
 
     def __init__(self, by_path: dict[str, str]) -> None:
-        self.keys = set(by_path.values())
-        self.by_path = by_path
-        self.folded: dict[str, str] = {}
-        for key in sorted(self.keys):
-            self.folded.setdefault(key.casefold(), key)
-        self.folded_paths: dict[str, str] = {}
-        for rel in sorted(by_path):
-            self.folded_paths.setdefault(rel.casefold(), by_path[rel])
+        self.keys: set[str] = set()
+        self.by_path: dict[str, str] = {}
+        self._folded: dict[str, set[str]] = {}
+        self._folded_paths: dict[str, set[str]] = {}
+        for path, key in by_path.items():
+            self.add(path, key)
         self.placeholders: dict[str, str] = {}  # casefolded text → first spelling
 
-    def resolve(self, text: str) -> str | None:
-        target = text.strip()
-        if target.lower().endswith(".md") and len(target) > 3:
-            target = target[:-3]
-        if not target:
-            return None
+    def add(self, path: str, key: str) -> None:
+        """A page at ``path`` (without ``.md``) with this key."""
+        self.keys.add(key)
+        self.by_path[path] = key
+        self._folded.setdefault(key.casefold(), set()).add(key)
+        self._folded_paths.setdefault(path.casefold(), set()).add(path)
+
+    def remove(self, path: str, key: str) -> None:
+        """The page at ``path`` with this key is gone."""
+        self.keys.discard(key)
+        self.by_path.pop(path, None)
+        for table, item in ((self._folded, key), (self._folded_paths, path)):
+            group = table.get(item.casefold())
+            if group is not None:
+                group.discard(item)
+                if not group:
+                    del table[item.casefold()]
+
+    def page(self, target: str) -> str | None:
+        """The key of the page a (normalised, non-empty) target names, if any."""
         if target in self.keys:
             return target
         if target in self.by_path:
             return self.by_path[target]
         folded = target.casefold()
-        found = self.folded.get(folded) or self.folded_paths.get(folded)
+        keys = self._folded.get(folded)
+        if keys:
+            return min(keys)
+        paths = self._folded_paths.get(folded)
+        return self.by_path[min(paths)] if paths else None
+
+    def resolve(self, text: str) -> str | None:
+        """The key a link's text names: a page, or a placeholder (created on first use), or
+        None (empty, or an attachment)."""
+        target = link_target(text)
+        if not target:
+            return None
+        found = self.page(target)
         if found is not None:
             return found
-        if os.path.splitext(target)[1].lower() in ATTACHMENT_SUFFIXES:
+        if is_attachment(target):
             return None
-        return self.placeholders.setdefault(folded, target)
+        return self.placeholders.setdefault(target.casefold(), target)

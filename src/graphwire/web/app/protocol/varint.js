@@ -5,49 +5,37 @@
  */
 import { malformed } from './errors.js';
 
+function read(bytes, start, end, count, out, what, zigzag) {
+  const size = end - start;
+  if (size < count || size > 5 * count) throw malformed(`${what}: ${size} bytes cannot hold exactly ${count} varints`);
+  let o = start;
+  for (let k = 0; k < count; k++) {
+    let value = 0;
+    let scale = 1;
+    for (let shift = 0; ; shift += 7) {
+      if (o >= end) throw malformed(`${what}: the data ends inside a varint or before the last value`);
+      const b = bytes[o++];
+      if (shift === 28 && b > 0x0f) throw malformed(`${what}: has a varint longer than 5 bytes or 32 bits`);
+      value += (b & 0x7f) * scale;
+      if (b < 0x80) break;
+      scale *= 128;
+    }
+    out[k] = !zigzag ? value : value % 2 ? -(value + 1) / 2 : value / 2;
+  }
+  if (o !== end) throw malformed(`${what}: has bytes left after the last value`);
+}
+
 /**
  * Read exactly `count` varints that fill `bytes[start, end)` completely, as zigzag-decoded
  * signed integers into `out` (an Int32Array or Float64Array of at least `count`).
  */
 export function readZigzagVarints(bytes, start, end, count, out, what) {
-  const size = end - start;
-  if (size < count || size > 5 * count) throw malformed(`${what}: ${size} bytes cannot hold exactly ${count} varints`);
-  let o = start;
-  for (let k = 0; k < count; k++) {
-    let value = 0;
-    let scale = 1;
-    for (let shift = 0; ; shift += 7) {
-      if (o >= end) throw malformed(`${what}: the data ends inside a varint or before the last value`);
-      const b = bytes[o++];
-      if (shift === 28 && b > 0x0f) throw malformed(`${what}: has a varint longer than 5 bytes or 32 bits`);
-      value += (b & 0x7f) * scale;
-      if (b < 0x80) break;
-      scale *= 128;
-    }
-    out[k] = value % 2 ? -(value + 1) / 2 : value / 2;
-  }
-  if (o !== end) throw malformed(`${what}: has bytes left after the last value`);
+  read(bytes, start, end, count, out, what, true);
 }
 
 /** Read exactly `count` unsigned varints filling `bytes[start, end)`. */
 export function readVarints(bytes, start, end, count, out, what) {
-  const size = end - start;
-  if (size < count || size > 5 * count) throw malformed(`${what}: ${size} bytes cannot hold exactly ${count} varints`);
-  let o = start;
-  for (let k = 0; k < count; k++) {
-    let value = 0;
-    let scale = 1;
-    for (let shift = 0; ; shift += 7) {
-      if (o >= end) throw malformed(`${what}: the data ends inside a varint or before the last value`);
-      const b = bytes[o++];
-      if (shift === 28 && b > 0x0f) throw malformed(`${what}: has a varint longer than 5 bytes or 32 bits`);
-      value += (b & 0x7f) * scale;
-      if (b < 0x80) break;
-      scale *= 128;
-    }
-    out[k] = value;
-  }
-  if (o !== end) throw malformed(`${what}: has bytes left after the last value`);
+  read(bytes, start, end, count, out, what, false);
 }
 
 /** Append the varint of `z` (0 ≤ z < 2^32) to the array of bytes `out`. */

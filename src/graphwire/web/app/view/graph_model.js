@@ -85,14 +85,27 @@ export class GraphModel {
     }
   }
 
+  /** A node's label, type or metadata changed (graphwire's `updated` extension); its slot,
+   * id and position stay. */
+  updateNode(n) {
+    const slot = this.slotOf.get(n.id);
+    if (slot === undefined) return;
+    const node = this.nodes[slot];
+    node.label = n.label ?? n.key;
+    node.type = n.type || node.type;
+    node.metadata = n.metadata || {};
+  }
+
   /** Apply a `graph_changed` message that carries the change (not `refetch`). */
   applyChange(msg) {
     const removed = msg.removed || { nodes: [], edges: [] };
     const added = msg.added || { nodes: [], edges: [] };
+    const updated = msg.updated || { nodes: [], edges: [] };
     for (const [a, b] of removed.edges || []) this.removeEdge(a, b);
     for (const id of removed.nodes || []) this.removeNode(id);
     for (const n of added.nodes || []) this.addNode(n);
-    for (const e of added.edges || []) this.addEdge(e);
+    for (const n of updated.nodes || []) this.updateNode(n);
+    for (const e of [...(added.edges || []), ...(updated.edges || [])]) this.addEdge(e);
     this.topologyVersion = msg.topologyVersion;
     this.version += 1;
   }
