@@ -95,7 +95,8 @@ def _serve(args: argparse.Namespace) -> int:
     from .server.config import ServerConfig
     from .settings import SettingsError, StoreError
 
-    logging.basicConfig(level=logging.WARNING, format="graphwire: %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING,
+                        format="graphwire: %(asctime)s %(levelname)s %(message)s")
     overrides: dict[str, object] = {}
     for item in args.set or []:
         path, sep, value = item.partition("=")
@@ -107,7 +108,13 @@ def _serve(args: argparse.Namespace) -> int:
         admin_token=args.admin_token, allow_origins=args.allow_origin or [],
         server_names=args.server_name or [],
         trusted_proxy=args.trusted_proxy, physics_hz=args.physics_hz, seed=args.seed,
-        overrides=overrides, watch=args.watch, layout=args.layout)
+        overrides=overrides, watch=args.watch, layout=args.layout, redis=args.redis,
+        role=args.role, redis_namespace=args.redis_namespace, lease_ttl=args.lease_ttl,
+        node_id=args.node_id)
+    if args.role != "all" and not args.redis:
+        return _fail(f"--role {args.role} needs --redis URL (docs/deploy.md)")
+    if args.lease_ttl <= 0:
+        return _fail("--lease-ttl must be positive")
     try:
         asyncio.run(serve(config))
     except (SourceError, StoreError, SettingsError) as exc:
@@ -207,6 +214,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--layout", metavar="FILE",
                        help="start from the positions in FILE (written by `graphwire layout "
                        "--out`) instead of the remembered layout")
+    serve.add_argument("--redis", metavar="URL", help="join a cluster through this Redis "
+                       "(redis://host:6379/0); see docs/deploy.md")
+    serve.add_argument("--role", choices=("all", "simulation", "gateway"), default="all",
+                       help="all: one process (default); simulation: run the layout and "
+                       "publish it; gateway: serve clients from what a simulation publishes")
+    serve.add_argument("--redis-namespace", default="graphwire",
+                       help="prefix of this cluster's Redis keys (graphwire)")
+    serve.add_argument("--lease-ttl", type=float, default=2.5, metavar="SECONDS",
+                       help="simulation lease lifetime: a standby takes over this long after "
+                       "the holder stops renewing (2.5)")
+    serve.add_argument("--node-id", help="this process's name in the cluster (default: random)")
     serve.set_defaults(func=_serve)
 
     settings = sub.add_parser("settings", help="read or write a setting of a running server")

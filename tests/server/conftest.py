@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import aiohttp
 import pytest
 import websockets
 
+from graphwire.bench.redis_server import RedisServer
 from graphwire.protocol import settings_codec as sc
 from graphwire.server.app import GraphwireServer
 from graphwire.server.config import ServerConfig
@@ -129,15 +131,33 @@ class Harness:
 ServerFactory = Callable[..., Awaitable[Harness]]
 
 
+THROUGH_GATEWAY = os.environ.get("GRAPHWIRE_TEST_THROUGH_GATEWAY") == "1"
+"""Run the server tests against a gateway (a simulation and a gateway on a real redis-server,
+in this process): clients must not tell a gateway from a single process (issue 13)."""
+
+
 @pytest.fixture
 async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
     """Start servers (port 0: a free port) and stop them after the test."""
     running: list[Harness] = []
+    behind: list[GraphwireServer] = []
+    redis_servers: list[RedisServer] = []
 
     async def start(**options: Any) -> Harness:
         source = options.pop("source", None) or str(ring_csv(tmp_path / "ring.csv"))
         config = ServerConfig(source=source, port=0, db=str(tmp_path / f"s{len(running)}.db"),
                               static_dir=None, **options)
+        if THROUGH_GATEWAY:
+            redis = RedisServer(tmp_path / f"redis{len(running)}")
+            redis.start()
+            redis_servers.append(redis)
+            config.redis, config.role = redis.url, "simulation"
+            sim = GraphwireServer(config)
+            await sim.start()
+            behind.append(sim)
+            gw_options = {k: v for k, v in options.items() if k != "overrides"}
+            config = ServerConfig(port=0, static_dir=None, redis=redis.url, role="gateway",
+                                  **gw_options)
         server = GraphwireServer(config)
         await server.start()
         harness = Harness(server)
@@ -148,6 +168,10 @@ async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
     for h in running:
         await h.close()
         await h.server.stop()
+    for sim in behind:
+        await sim.stop()
+    for redis in redis_servers:
+        redis.stop()
 
 
 @pytest.fixture

@@ -16,6 +16,9 @@ skippedSlowPerSec, keyframesInsteadPerSec}``:
 - ``server: baseline-json`` with 50 clients: the usual approach, an aiohttp server that JSON-
   encodes the node list (``{id, x, y, z, vx, vy, vz}`` objects) for each client and sends it.
 
+``--gateways N`` measures the scale-out instead (:mod:`graphwire.bench.fanout_cluster`): one
+simulation and 1 … N gateways over Redis, ``--clients`` in all, and the failover time.
+
 ``cpuUsPerClientFrame`` is the server process's CPU time (user + system, physics included) over
 the measured window divided by the frames all clients received in it; ``loopCpuUsPerClientFrame``
 the same for the server's main thread alone, the event loop that encodes and fans out (physics
@@ -125,13 +128,19 @@ def start_baseline(csv: Path) -> tuple[subprocess.Popen[str], int]:
     return proc, port
 
 
-def run_clients(port: int, clients: int, fmt: str, server: str, pid: int, *,
-                warmup: float = WARMUP, window: float = WINDOW) -> Row:
-    """Measure one row with the clients in their own process."""
+def run_clients(port: int | list[int], clients: int, fmt: str, server: str,
+                pid: int | list[int], *, warmup: float = WARMUP, window: float = WINDOW,
+                times_port: int | None = None) -> Row:
+    """Measure one row with the clients in their own process (spread over ``port``s; CPU is
+    the sum over ``pid``s; publish times from ``times_port``, default the first port)."""
+    ports = [port] if isinstance(port, int) else port
+    pids = [pid] if isinstance(pid, int) else pid
+    extra = [] if times_port is None else ["--times-port", str(times_port)]
     out = subprocess.run(
-        [sys.executable, "-m", "graphwire.bench.fanout", "clients", "--port", str(port),
-         "--clients", str(clients), "--format", fmt, "--server", server, "--pid", str(pid),
-         "--warmup", str(warmup), "--window", str(window)],
+        [sys.executable, "-m", "graphwire.bench.fanout", "clients",
+         "--port", *map(str, ports), "--clients", str(clients), "--format", fmt,
+         "--server", server, "--pid", *map(str, pids), "--warmup", str(warmup),
+         "--window", str(window), *extra],
         capture_output=True, text=True, timeout=600, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"client process failed: {out.stderr[-2000:]}")
@@ -146,8 +155,15 @@ V2_SIZES = (50, 200, 500)
 def run(argv: Sequence[str] | None = None, *, sizes: Sequence[int] | None = None,
         v2_sizes: Sequence[int] | None = None, baseline_clients: int = 50,
         warmup: float = WARMUP, window: float = WINDOW) -> list[Row]:
-    """All rows of the fanout bench (``argv``: the options after ``bench fanout``)."""
+    """All rows of the fanout bench (``argv``: the options after ``bench fanout``);
+    ``--gateways N``: the scale-out rows instead (:mod:`graphwire.bench.fanout_cluster`)."""
     parser = argparse.ArgumentParser(prog="graphwire bench fanout")
+    parser.add_argument("--gateways", type=int, default=0,
+                        help="measure 1 … N gateways behind one simulation over Redis, and "
+                        "the failover time")
+    parser.add_argument("--clients", type=int, default=200,
+                        help="total clients of the --gateways rows (200)")
+    parser.add_argument("--kills", type=int, default=5, help="failovers measured (5)")
     parser.add_argument("--sizes", type=lambda v: [int(x) for x in v.split(",")],
                         help=f"client counts in q (default {','.join(map(str, Q_SIZES))})")
     parser.add_argument("--v2-sizes", type=lambda v: [int(x) for x in v.split(",") if x],
@@ -159,6 +175,9 @@ def run(argv: Sequence[str] | None = None, *, sizes: Sequence[int] | None = None
     parser.add_argument("--no-json-baseline", action="store_true",
                         help="skip the per-client JSON server row")
     args = parser.parse_args(list(argv or []))
+    if args.gateways > 0:
+        from .fanout_cluster import run_cluster
+        return run_cluster(args.gateways, args.clients, args.kills)
     q_sizes = list(args.sizes or sizes or Q_SIZES)
     v2s = list(args.v2_sizes if args.v2_sizes is not None else
                (v2_sizes if v2_sizes is not None else
@@ -315,14 +334,15 @@ class _Stats:
             self.receipts.append((seq, now))
 
 
-async def _clients(port: int, n: int, fmt: str, server: str, pid: int, warmup: float,
-                   duration: float) -> Row:
+async def _clients(ports: list[int], n: int, fmt: str, server: str, pids: list[int],
+                   warmup: float, duration: float, times_port: int | None = None) -> Row:
     loop = asyncio.get_running_loop()
     stats = _Stats(n)
     conns: list[_RawClient] = []
     for start in range(0, n, 100):
         batch = []
         for i in range(start, min(n, start + 100)):
+            port = ports[i % len(ports)]
             _, proto = await loop.create_connection(
                 functools.partial(_RawClient, port, fmt, server, stats, i), "127.0.0.1", port)
             batch.append(proto)
@@ -330,7 +350,8 @@ async def _clients(port: int, n: int, fmt: str, server: str, pid: int, warmup: f
         await asyncio.wait_for(asyncio.gather(*(c.ready for c in batch)), 300)
         conns += batch
     def fetch(path: str, timeout: float = 120) -> Any:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
+        at = times_port or ports[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{at}{path}", timeout=timeout) as resp:
             return json.loads(resp.read())
 
     def skips() -> tuple[int, int] | None:
@@ -344,11 +365,17 @@ async def _clients(port: int, n: int, fmt: str, server: str, pid: int, warmup: f
 
     await asyncio.sleep(warmup)
     skips0 = await loop.run_in_executor(None, skips)
-    cpu0, own0, t0 = _cpu_seconds(pid), time.process_time(), time.time()
-    loop0 = _cpu_seconds(pid, pid)  # the main thread: the event loop (encode and fan-out)
+    def cpu() -> float:
+        return sum(_cpu_seconds(pid) for pid in pids)
+
+    def loop_cpu() -> float:  # the main threads: the event loops (encode and fan-out)
+        return sum(_cpu_seconds(pid, pid) for pid in pids)
+
+    cpu0, own0, t0 = cpu(), time.process_time(), time.time()
+    loop0 = loop_cpu()
     stats.window = (t0, t0 + duration)
     await asyncio.sleep(duration)
-    cpu1, own1, loop1 = _cpu_seconds(pid), time.process_time(), _cpu_seconds(pid, pid)
+    cpu1, own1, loop1 = cpu(), time.process_time(), loop_cpu()
     skips1 = await loop.run_in_executor(None, skips)
     for c in conns:  # no close handshake: a saturated server would take minutes to answer
         if c.transport is not None:
@@ -453,11 +480,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m graphwire.bench.fanout")
     sub = parser.add_subparsers(dest="role", required=True)
     c = sub.add_parser("clients")
-    c.add_argument("--port", type=int, required=True)
+    c.add_argument("--port", type=int, nargs="+", required=True)
     c.add_argument("--clients", type=int, required=True)
     c.add_argument("--format", required=True)
     c.add_argument("--server", required=True)
-    c.add_argument("--pid", type=int, required=True)
+    c.add_argument("--pid", type=int, nargs="+", required=True)
+    c.add_argument("--times-port", type=int)
     c.add_argument("--warmup", type=float, default=WARMUP)
     c.add_argument("--window", type=float, default=WINDOW)
     b = sub.add_parser("baseline")
@@ -466,7 +494,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.role == "clients":
         row = asyncio.run(_clients(args.port, args.clients, args.format, args.server, args.pid,
-                                   args.warmup, args.window))
+                                   args.warmup, args.window, args.times_port))
         print(json.dumps(row), flush=True)
     else:
         asyncio.run(_baseline(args.source, args.port))

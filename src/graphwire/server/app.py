@@ -14,29 +14,46 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 from aiohttp import web
 
+from graphwire.cluster.commands import CommandClient
+from graphwire.cluster.keys import Keys
+from graphwire.cluster.lease import Lease
+from graphwire.cluster.link import Link, RedisDownError
+from graphwire.cluster.settings_sync import SettingsReplica, load_paths, load_state
 from graphwire.graph.layout_file import Layout, read_layout
 from graphwire.graph.live import LiveSource
 from graphwire.graph.model import Graph
-from graphwire.protocol.control import CloseCode
+from graphwire.protocol.control import CloseCode, GraphChanged
 from graphwire.settings import ChangeSet, SettingsService, SettingsStore, StoreError
 from graphwire.settings.layout_store import LayoutSaver, LayoutStore
 from graphwire.settings.schema import AGENT_PHYSICS, KNOWLEDGE_PHYSICS
-from graphwire.simulation import PhysicsParams, Simulation, Snapshot
+from graphwire.simulation import PhysicsParams, ShortestPaths, Simulation, Snapshot
 
 from .access import AccessPolicy
+from .cluster_sim import ClusterSimulation
 from .config import ServerConfig, default_db
 from .connections import Connections
+from .gateway import (
+    GatewayFeed,
+    RemoteGraph,
+    RemoteRunner,
+    RemoteSource,
+    ResumableIds,
+    streams_in_use,
+)
 from .graph_service import GraphService
 from .http import make_middlewares
 from .keys import (
     ACCESS,
+    CLUSTER,
     CONFIG,
     CONNECTIONS,
     GRAPH_SERVICE,
@@ -45,6 +62,7 @@ from .keys import (
     METRICS,
     RUNNER,
     SETTINGS,
+    SETTINGS_WRITES,
     SOURCE,
     STREAM_STATE,
     WEBSOCKETS,
@@ -55,6 +73,7 @@ from .rate_limit import RateLimiter
 from .routes import add_routes
 from .runner import SimulationRunner
 from .settings_endpoint import SettingsEndpoint
+from .settings_writes import LocalSettingsWrites, RemoteSettingsWrites
 from .source import SourceFollower
 from .stream_hub import StreamHub
 from .warmup import warm_up
@@ -115,7 +134,14 @@ def open_settings(config: ServerConfig) -> SettingsService:
 
 
 async def create_app(config: ServerConfig) -> web.Application:
-    """Load the graph and build every part of a server, as an aiohttp application."""
+    """Load the graph and build every part of a server, as an aiohttp application (a gateway
+    of a cluster builds no simulation: :func:`create_gateway_app`)."""
+    if config.role not in ("all", "simulation", "gateway"):
+        raise ValueError(f"unknown role {config.role!r}: all, simulation or gateway")
+    if config.role != "all" and not config.redis:
+        raise ValueError(f"--role {config.role} needs --redis URL")
+    if config.role == "gateway":
+        return await create_gateway_app(config)
     loop = asyncio.get_running_loop()
     settings = open_settings(config)  # first: a bad database fails before a long load
     source = LiveSource(config.source)
@@ -137,16 +163,28 @@ async def create_app(config: ServerConfig) -> web.Application:
     sim = start_simulation(Graph.from_data(data), layout, physics_params(settings.value),
                            physics_params(settings.value, agent=True), config.seed)
 
-    def broadcast_sssp(_: object) -> None:
-        connections.send_to(hub.subs, sssp_frame(graph_service))
+    cluster: ClusterSimulation | None = None
 
-    graph_service = GraphService(sim, settings.epoch, loop,
-                         lambda change: connections.broadcast_json(change.to_json()),
-                         broadcast_sssp)
+    def broadcast_sssp(result: ShortestPaths) -> None:
+        frame = sssp_frame(graph_service)
+        connections.send_to(hub.subs, frame)
+        if cluster is not None:
+            cluster.sssp_changed(frame, graph_service.sssp_seq, result.source)
+
+    def graph_changed(change: GraphChanged) -> None:
+        connections.broadcast_json(change.to_json())
+        if cluster is not None:
+            cluster.graph_changed(change)
+
+    graph_service = GraphService(sim, settings.epoch, loop, graph_changed, broadcast_sssp)
 
     def on_snapshot(snap: Snapshot, keyframe_all: bool) -> None:
+        if cluster is not None and cluster.fresh:
+            keyframe_all, cluster.fresh = True, False  # the first frames of an epoch
         graph_service.snapshot_published(snap)
         hub.on_snapshot(snap, keyframe_all)
+        if cluster is not None:
+            cluster.snapshot()
 
     def publish(snap: Snapshot, keyframe_all: bool) -> None:
         # the simulation thread, its lock held: hand the snapshot over to the loop in order
@@ -156,31 +194,21 @@ async def create_app(config: ServerConfig) -> web.Application:
     runner = SimulationRunner(sim, publish, live.cadence, physics_hz=config.physics_hz)
     hub = StreamHub(metrics, lambda: graph_service.epoch, lambda: graph_service.sssp,
                     runner.request_snapshot, lambda: 1.0 / runner.rate, live.hub)
-    settings_endpoint = SettingsEndpoint(settings, metrics, connections)
-    websockets = WebSocketEndpoint(
-        settings=in_force, metrics=metrics, limiter=limiter, connections=connections, hub=hub,
-        graph_service=graph_service, runner=runner, settings_service=settings,
-        settings_endpoint=settings_endpoint, spawn=tasks.spawn)
-    settings.subscribe(_settings_follower(settings, in_force, graph_service, runner, hub, limiter,
-                                          tasks.spawn))
+    writes = LocalSettingsWrites(settings)
+    link: Link | None = None
+    if config.redis:
+        link = Link(config.redis, Keys(config.redis_namespace))
+        holder = config.node_id or f"sim-{secrets.token_hex(4)}"
+        lease = Lease(link.redis, link.keys, holder, ttl=config.lease_ttl)
+        cluster = ClusterSimulation(link, lease, graph_service, hub, runner, settings,
+                                    lambda epoch: _set_epoch(graph_service, settings, epoch))
+        writes = LocalSettingsWrites(settings, lambda: cluster is not None and cluster.holding)
+    parts = _Parts(config, metrics, limiter, connections, settings, in_force, tasks, hub,
+                   graph_service, runner, writes, link)
+    settings.subscribe(_settings_follower(settings, in_force, graph_service, runner, hub,
+                                          limiter, tasks.spawn))
+    app = _assemble(parts, cluster.health if cluster is not None else None)
 
-    def stream_state() -> dict[str, object]:
-        snap = graph_service.latest
-        return {"stream": {"rateHz": round(runner.rate, 2), "seq": snap.seq if snap else 0,
-                           "settled": snap.settled if snap else False,
-                           "subscribers": len(hub.subs), "epoch": graph_service.epoch},
-                "rateLimitState": len(limiter)}
-
-    access = AccessPolicy(bind=config.host, port=config.port, token=config.token,
-                          admin_token=config.admin_token, allow_origins=config.allow_origins,
-                          server_names=config.server_names, trusted_proxy=config.trusted_proxy)
-    app = web.Application(middlewares=make_middlewares(access, limiter, connections, metrics),
-                          client_max_size=config.max_body)
-    app[CONFIG], app[METRICS], app[SETTINGS] = config, metrics, settings
-    app[GRAPH_SERVICE] = graph_service
-    app[RUNNER], app[HUB], app[WEBSOCKETS] = runner, hub, websockets
-    app[STREAM_STATE], app[ACCESS] = stream_state, access
-    app[LIMITER], app[CONNECTIONS] = limiter, connections
     def keyframes_for_all() -> None:
         for client_id in list(hub.subs):
             hub.request_keyframe(client_id)
@@ -190,7 +218,8 @@ async def create_app(config: ServerConfig) -> web.Application:
                               request_snapshot=runner.request_snapshot,
                               keyframes=keyframes_for_all)
     app[SOURCE] = follower
-    add_routes(app, config.static_dir)
+    if cluster is not None:
+        cluster.reload_source = follower.reload
 
     async def settings_store(_: web.Application) -> AsyncIterator[None]:
         yield
@@ -201,9 +230,16 @@ async def create_app(config: ServerConfig) -> web.Application:
         graph_service.close()
 
     async def simulation_thread(_: web.Application) -> AsyncIterator[None]:
-        runner.start()
+        if cluster is not None:
+            cluster.start()  # the runner starts once this process holds the lease
+        else:
+            runner.start()
         yield
+        if cluster is not None:
+            await cluster.stop()
         await loop.run_in_executor(None, runner.stop)
+        if link is not None:
+            await link.close()
 
     async def layout_memory(_: web.Application) -> AsyncIterator[None]:
         # saves while the layout moves; once more at the end, after the simulation stopped
@@ -213,7 +249,9 @@ async def create_app(config: ServerConfig) -> web.Application:
                             lambda: in_force.live.layout_save_interval, on_save=saved)
         saver.start()
         yield
-        await loop.run_in_executor(None, lambda: saver.stop(final=sim.publish()))
+        # a standby that never held the lease has no layout of its own to remember
+        final = sim.publish() if cluster is None or cluster.takeovers else None
+        await loop.run_in_executor(None, lambda: saver.stop(final=final))
         layouts.close()
 
     async def source_watch(_: web.Application) -> AsyncIterator[None]:
@@ -229,12 +267,93 @@ async def create_app(config: ServerConfig) -> web.Application:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+    # cleanup contexts end in reverse order: loops, then the thread, workers, the database
+    app.cleanup_ctx[:0] = [settings_store, layout_memory, graph_workers, simulation_thread]
+    app.cleanup_ctx.append(source_watch)
+    return app
+
+
+def _set_epoch(graph: GraphService, settings: SettingsService, epoch: int) -> None:
+    """The cluster chose this simulation's epoch (it took the lease)."""
+    graph.epoch = epoch
+    settings.epoch = epoch
+
+
+@dataclass(slots=True)
+class _Parts:
+    """What every role's app holds (a simulation's or a gateway's graph and runner)."""
+
+    config: ServerConfig
+    metrics: Metrics
+    limiter: RateLimiter
+    connections: Connections
+    settings: SettingsService
+    in_force: SettingsInForce
+    tasks: BackgroundTasks
+    hub: StreamHub
+    graph_service: GraphService | RemoteGraph
+    runner: SimulationRunner | RemoteRunner
+    writes: LocalSettingsWrites | RemoteSettingsWrites
+    link: Link | None
+
+
+def _assemble(p: _Parts, cluster_state: Callable[[], dict[str, Any]] | None
+              ) -> web.Application:
+    """The app of any role: the endpoints, the keys the routes read, housekeeping, shutdown."""
+    config, connections, hub, runner = p.config, p.connections, p.hub, p.runner
+    graph_service = p.graph_service
+    settings_endpoint = SettingsEndpoint(p.settings, p.metrics, connections, p.writes)
+    resumable = None
+    if p.link is not None:
+        resumable = ResumableIds(p.link, lambda: p.in_force.live.connection.resume_window)
+    websockets = WebSocketEndpoint(
+        settings=p.in_force, metrics=p.metrics, limiter=p.limiter, connections=connections,
+        hub=hub, graph_service=graph_service, runner=runner, settings_service=p.settings,
+        settings_endpoint=settings_endpoint, spawn=p.tasks.spawn, resumable=resumable)
+
+    def health() -> dict[str, Any]:
+        out: dict[str, Any] = {"role": config.role}
+        if p.link is not None:
+            out["redis"] = p.link.health()
+        if cluster_state is not None:
+            out.update(cluster_state())
+        return out
+
+    def stream_state() -> dict[str, object]:
+        snap = graph_service.latest
+        out: dict[str, object] = {
+            "stream": {"rateHz": round(runner.rate, 2), "seq": snap.seq if snap else 0,
+                       "settled": snap.settled if snap else False,
+                       "subscribers": len(hub.subs), "epoch": graph_service.epoch},
+            "rateLimitState": len(p.limiter)}
+        if p.link is not None:
+            out["cluster"] = health()
+        return out
+
+    access = AccessPolicy(bind=config.host, port=config.port, token=config.token,
+                          admin_token=config.admin_token, allow_origins=config.allow_origins,
+                          server_names=config.server_names, trusted_proxy=config.trusted_proxy)
+    app = web.Application(middlewares=make_middlewares(access, p.limiter, connections,
+                                                       p.metrics),
+                          client_max_size=config.max_body)
+    app[CONFIG], app[METRICS], app[SETTINGS] = config, p.metrics, p.settings
+    app[GRAPH_SERVICE] = graph_service
+    app[RUNNER], app[HUB], app[WEBSOCKETS] = runner, hub, websockets
+    app[STREAM_STATE], app[ACCESS] = stream_state, access
+    app[LIMITER], app[CONNECTIONS] = p.limiter, connections
+    app[SETTINGS_WRITES] = p.writes
+    if p.link is not None:
+        app[CLUSTER] = health
+    add_routes(app, config.static_dir)
+
     async def housekeeping(_: web.Application) -> AsyncIterator[None]:
         async def sweep() -> None:
             while True:
                 await asyncio.sleep(HOUSEKEEPING_INTERVAL)
-                limiter.cleanup()
+                p.limiter.cleanup()
                 connections.expire()
+                if resumable is not None and connections.open:
+                    await resumable.remember(list(connections.open))
         task = asyncio.create_task(sweep())
         yield
         task.cancel()
@@ -244,13 +363,87 @@ async def create_app(config: ServerConfig) -> web.Application:
     async def close_connections(_: web.Application) -> None:
         connections.close_all(CloseCode.GOING_AWAY, "server shutting down")
         await asyncio.sleep(0)
-        await tasks.drain(SHUTDOWN_GRACE)
+        await p.tasks.drain(SHUTDOWN_GRACE)
 
-    # cleanup contexts end in reverse order: loops, then the thread, workers, the database
-    app.cleanup_ctx.extend([settings_store, layout_memory, graph_workers, simulation_thread,
-                            housekeeping, source_watch])
+    app.cleanup_ctx.append(housekeeping)
     app.on_shutdown.append(close_connections)
     return app
+
+
+async def create_gateway_app(config: ServerConfig) -> web.Application:
+    """A gateway: no simulation; mirror what the lease holder publishes over Redis, serve it
+    to clients, forward their commands (docs/deploy.md)."""
+    assert config.redis is not None
+    link = Link(config.redis, Keys(config.redis_namespace))
+    name = config.node_id or f"gw-{secrets.token_hex(4)}"
+    try:
+        paths = await _wait_for_simulation(link)
+        store = SettingsStore(":memory:")  # a mirror: the writer's disk holds the settings
+        store.path_ids(list(paths), paths)
+        settings = SettingsService(store, admin_required=config.admin_token is not None)
+        state = await load_state(link)
+    except BaseException:
+        await link.close()
+        raise
+    if state is not None:
+        settings.adopt(*state)
+    if config.overrides:
+        log.warning("gateway: settings given with --set are ignored: set them on the "
+                    "simulation, or through the API")
+    in_force = SettingsInForce(LiveSettings.from_settings(settings.value))
+    live = in_force.live
+    metrics = Metrics()
+    limiter = RateLimiter(live.limits, auth=config.token is not None)
+    connections = Connections(metrics)
+    commands = CommandClient(link, name)
+    commands.start()
+    graph = RemoteGraph(link, commands)
+    runner = RemoteRunner(commands, lambda: streams_in_use(hub))
+    hub = StreamHub(metrics, lambda: graph.epoch, _no_local_encoding, runner.request_snapshot,
+                    lambda: 1.0 / runner.rate, live.hub)
+    replica = SettingsReplica(link, settings)
+    writes = RemoteSettingsWrites(settings, commands, replica.reached, name)
+    replica.origin_of = writes.origin_of
+    tasks = BackgroundTasks()
+    parts = _Parts(config, metrics, limiter, connections, settings, in_force, tasks, hub,
+                   graph, runner, writes, link)
+    settings.subscribe(_settings_follower(settings, in_force, None, runner, hub, limiter,
+                                          tasks.spawn))
+    feed = GatewayFeed(link, graph, hub, runner, commands, connections.broadcast_json,
+                       lambda frame: connections.send_to(hub.subs, frame))
+    app = _assemble(parts, feed.health)
+    app[SOURCE] = RemoteSource(graph)
+
+    async def mirror(_: web.Application) -> AsyncIterator[None]:
+        replica.start()
+        await feed.start()
+        yield
+        await link.close()
+        store.close()
+
+    app.cleanup_ctx.insert(0, mirror)
+    return app
+
+
+async def _wait_for_simulation(link: Link) -> dict[str, int]:
+    """The settings path ids a simulation wrote, waiting (logged once) until one has."""
+    told = False
+    while True:
+        try:
+            paths = await load_paths(link)
+            if paths and await link.call(lambda: link.redis.exists(link.keys.graph)):
+                return paths
+        except RedisDownError:
+            pass
+        if not told:
+            log.warning("gateway: waiting for a simulation to publish on %s", link.url)
+            told = True
+        await asyncio.sleep(0.2)
+
+
+def _no_local_encoding() -> ShortestPaths:
+    """A gateway's hub never encodes: the simulation publishes every frame."""
+    raise RuntimeError("a gateway encodes no frames; the simulation publishes them")
 
 
 def start_simulation(graph: Graph, layout: Layout | None, params: PhysicsParams,
@@ -268,7 +461,9 @@ def start_simulation(graph: Graph, layout: Layout | None, params: PhysicsParams,
 
 
 def _settings_follower(settings: SettingsService, in_force: SettingsInForce,
-                       graph_service: GraphService, runner: SimulationRunner, hub: StreamHub,
+                       graph_service: GraphService | None,
+                       runner: SimulationRunner | RemoteRunner,
+                       hub: StreamHub,
                        limiter: RateLimiter,
                        spawn: Callable[[Coroutine[Any, Any, Any]], Any]
                        ) -> Callable[[ChangeSet], None]:
@@ -277,7 +472,7 @@ def _settings_follower(settings: SettingsService, in_force: SettingsInForce,
     def follow(change: ChangeSet) -> None:
         paths = [settings.path_of(pid) for pid, _ in change.entries]
         for prefix, agent in ((KNOWLEDGE_PHYSICS, False), (AGENT_PHYSICS, True)):
-            if any(p.startswith(prefix) for p in paths):
+            if graph_service is not None and any(p.startswith(prefix) for p in paths):
                 spawn(graph_service.set_params(physics_params(settings.value, agent=agent),
                                        agent=agent))
         if any(p.startswith("system.") for p in paths):
@@ -333,8 +528,9 @@ async def serve(config: ServerConfig, *, announce: bool = True) -> None:
     await server.start()
     if announce:
         nodes = server[GRAPH_SERVICE].graph.node_count
+        role = "" if config.role == "all" else f" as {config.role}"
         print(f"graphwire: serving {config.source or 'the demo graph'} ({nodes} nodes) on "
-              f"{server.url}", flush=True)
+              f"{server.url}{role}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -8,6 +8,8 @@ from typing import Any
 
 import platformdirs
 
+from graphwire.cluster.keys import DEFAULT_NAMESPACE
+from graphwire.cluster.lease import DEFAULT_TTL
 from graphwire.settings.store import LOG_REVISIONS
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -43,3 +45,9 @@ class ServerConfig:
     settings_log: int = LOG_REVISIONS  # revisions a Sync can catch up from
     watch: bool = True  # follow changes of the source's files
     layout: str | None = None  # a positions file to start from (else the remembered layout)
+    # scale-out (docs/deploy.md): without redis, role "all" is the single process
+    redis: str | None = None
+    role: str = "all"  # all | simulation | gateway
+    redis_namespace: str = DEFAULT_NAMESPACE
+    lease_ttl: float = DEFAULT_TTL
+    node_id: str | None = None  # this process's name in the cluster (default: random)

@@ -87,5 +87,8 @@ def as_api_error(exc: BaseException) -> ApiError | None:
         return exc
     if isinstance(exc, ProtocolError | SettingsError | GraphError):
         err = as_protocol_error(exc)
-        return ApiError(err.code, err.message, retry_after_ms=err.info.retry_after_ms)
+        # a gateway whose simulation did not answer: unavailable for now (retry after)
+        unavailable = err.code == ErrorCode.INTERNAL and err.info.retry_after_ms is not None
+        return ApiError(err.code, err.message, retry_after_ms=err.info.retry_after_ms,
+                        status=503 if unavailable else None)
     return None

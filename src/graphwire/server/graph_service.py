@@ -135,20 +135,33 @@ class GraphService:
             return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
         return await self._locked(build, read=True)
 
+    async def graph_doc(self) -> bytes:
+        """The graph without positions (what gateways mirror): ``{epoch, topologyVersion,
+        nodes: [{id, key, label, type, metadata}], edges}``, serialized off the event loop."""
+        def build() -> bytes:
+            g = self.graph
+            nodes = [{"id": i, "key": g.keys[i], "label": g.labels[i],
+                      "type": "agent" if g.agent[i] else "knowledge",
+                      "metadata": g.metadata[i]} for i in g.live_ids().tolist()]
+            doc = {"epoch": self.epoch, "topologyVersion": g.topology_version, "nodes": nodes,
+                   "edges": [g.edge_json(e) for e in g.edges()]}
+            return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+        return await self._locked(build, read=True)
+
+    async def restore_positions(self, ids: np.ndarray, pos: np.ndarray) -> int:
+        """Put live nodes where a previous simulation last published them (a takeover);
+        returns how many were placed."""
+        def apply() -> int:
+            live = np.array([self.graph.is_live(int(i)) for i in ids.tolist()], bool)
+            if live.any():
+                self.sim.move(ids[live].astype(np.int64), pos[live])
+            return int(live.sum())
+        return await self._locked(apply)
+
     def state_json(self, snap: Snapshot, settings_revision: int,
                    positions: bool) -> dict[str, Any]:
         """``GET /api/graph/state`` at snapshot ``snap``."""
-        out: dict[str, Any] = {
-            "epoch": self.epoch, "seq": snap.seq, "topologyVersion": snap.topology_version,
-            "nodesCount": int(snap.ids.shape[0]), "edgesCount": self.graph.edge_count,
-            "settled": snap.settled, "kineticEnergy": snap.kinetic_energy,
-            "settingsRevision": settings_revision,
-        }
-        if positions:
-            out["positions"] = [{"id": i, "x": p[0], "y": p[1], "z": p[2]}
-                                for i, p in zip(snap.ids.tolist(), snap.pos.tolist(),
-                                                strict=True)]
-        return out
+        return state_json(self.epoch, snap, self.graph.edge_count, settings_revision, positions)
 
     # -- commands -----------------------------------------------------------------------------
     async def positions(self, ids: np.ndarray, pos: np.ndarray, *, pin: bool,
@@ -348,3 +361,18 @@ class GraphService:
         if kind is not None and not isinstance(kind, str):
             raise GraphError("'type' must be a string")
         return EdgeSpec(ends[0], ends[1], float(weight), kind)  # type: ignore[arg-type]
+
+
+def state_json(epoch: int, snap: Snapshot, edges: int, settings_revision: int,
+               positions: bool) -> dict[str, Any]:
+    """``GET /api/graph/state`` at snapshot ``snap`` (``positions``: the exact positions)."""
+    out: dict[str, Any] = {
+        "epoch": epoch, "seq": snap.seq, "topologyVersion": snap.topology_version,
+        "nodesCount": int(snap.ids.shape[0]), "edgesCount": edges,
+        "settled": snap.settled, "kineticEnergy": snap.kinetic_energy,
+        "settingsRevision": settings_revision,
+    }
+    if positions:
+        out["positions"] = [{"id": i, "x": p[0], "y": p[1], "z": p[2]}
+                            for i, p in zip(snap.ids.tolist(), snap.pos.tolist(), strict=True)]
+    return out

@@ -224,3 +224,34 @@ class _Collector(Collector):
             else:
                 family.add_metric([], float(value))
             yield family
+
+
+def cluster_prometheus(state: dict[str, Any]) -> bytes:
+    """Scale-out gauges and counters (Redis, the lease, the feed from the simulation) in the
+    Prometheus text format, from the state ``/healthz`` reports."""
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_: str, value: float) -> None:
+        lines.extend([f"# HELP graphwire_{name} {help_}", f"# TYPE graphwire_{name} {kind}",
+                      f"graphwire_{name} {value}"])
+
+    redis = state["redis"]
+    metric("redis_up", "gauge", "1 while Redis answers, else 0.", 1 if redis["up"] else 0)
+    metric("redis_errors_total", "counter", "Redis operations that could not reach it.",
+           redis["errors"])
+    metric("redis_outages_total", "counter", "Times Redis became unreachable.",
+           redis["outages"])
+    if "lease" in state:
+        metric("lease_held", "gauge", "1 while this simulation holds the lease.",
+               1 if state["lease"] == "held" else 0)
+        metric("takeovers_total", "counter", "Times this simulation took the lease.",
+               state["takeovers"])
+        metric("cluster_frames_dropped_total", "counter",
+               "Frame sets not published (Redis unreachable or slower than the stream).",
+               state["dropped"])
+    if "received" in state:
+        metric("cluster_messages_received_total", "counter",
+               "Messages received from the simulation.", state["received"])
+        metric("cluster_gaps_total", "counter", "Messages from the simulation that were missed.",
+               state["gaps"])
+    return ("\n".join(lines) + "\n").encode()

@@ -24,16 +24,19 @@ from .errors import ApiError
 from .graph_service import GraphService
 from .http import ADMIN, json_response, read_json
 from .keys import (
+    CLUSTER,
     CONFIG,
     GRAPH_SERVICE,
     HUB,
     METRICS,
     RUNNER,
     SETTINGS,
+    SETTINGS_WRITES,
     SOURCE,
     STREAM_STATE,
     WEBSOCKETS,
 )
+from .metrics import cluster_prometheus
 
 log = logging.getLogger("graphwire.routes")
 
@@ -132,7 +135,8 @@ async def add_edges(request: web.Request) -> web.Response:
     """``POST /api/graph/edges``."""
     service = request.app[GRAPH_SERVICE]
     written = await service.add_edges(await _edge_specs(request))
-    return json_response({"edges": [service.graph.edge_json(e) for e in written]})
+    mirror = service.graph
+    return json_response({"edges": [mirror.edge_json(e) for e in written]})  # type: ignore[arg-type]
 
 
 async def remove_edges(request: web.Request) -> web.Response:
@@ -193,7 +197,8 @@ async def put_setting(request: web.Request) -> web.Response:
     if not isinstance(body, dict) or "value" not in body:
         raise ApiError(ErrorCode.MALFORMED_FRAME, 'the body is {"value": ...}')
     previous = settings.value(path)
-    revision, _ = settings.apply_paths({path: body["value"]}, admin=request[ADMIN])
+    revision, _ = await request.app[SETTINGS_WRITES].apply_paths({path: body["value"]},
+                                                                 admin=request[ADMIN])
     return json_response({"path": path, "value": settings.value(path),
                           "previousValue": previous, "revision": revision})
 
@@ -204,7 +209,8 @@ async def patch_settings(request: web.Request) -> web.Response:
     body = await read_json(request)
     if not isinstance(body, dict) or not body:
         raise ApiError(ErrorCode.MALFORMED_FRAME, 'the body is {"path": value, ...}')
-    revision, written = settings.apply_paths(body, admin=request[ADMIN])
+    revision, written = await request.app[SETTINGS_WRITES].apply_paths(body,
+                                                                       admin=request[ADMIN])
     return json_response({"revision": revision,
                           "changed": [settings.path_of(pid) for pid, _ in written]})
 
@@ -232,8 +238,10 @@ async def metrics_json(request: web.Request) -> web.Response:
 
 async def metrics_text(request: web.Request) -> web.Response:
     """``GET /metrics``: the same counters for Prometheus."""
-    return web.Response(body=request.app[METRICS].prometheus(),
-                        content_type="text/plain", charset="utf-8",
+    body = request.app[METRICS].prometheus()
+    if CLUSTER in request.app:
+        body += cluster_prometheus(request.app[CLUSTER]())
+    return web.Response(body=body, content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
 
 
@@ -241,7 +249,14 @@ async def healthz(request: web.Request) -> web.Response:
     """``GET /healthz``: ok while the simulation thread runs."""
     if request.app[RUNNER].error is not None:
         raise ApiError(ErrorCode.INTERNAL, "the simulation thread stopped")
-    return json_response({"status": "ok"})
+    if CLUSTER not in request.app:
+        return json_response({"status": "ok"})
+    # scale-out: Redis unreachable is reported (503, so a load balancer sends new clients
+    # elsewhere) while the connected clients stay connected
+    cluster = request.app[CLUSTER]()
+    up = bool(cluster["redis"]["up"])
+    return json_response({"status": "ok" if up else "redis_unreachable", **cluster},
+                         status=200 if up else 503)
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:

@@ -20,6 +20,7 @@ from graphwire.settings import ChangeSet, SettingsError, SettingsService
 
 from .connections import Connections
 from .metrics import Metrics
+from .settings_writes import LocalSettingsWrites, RemoteSettingsWrites
 
 if TYPE_CHECKING:
     from .session import Session
@@ -31,10 +32,13 @@ class SettingsEndpoint:
     """Answers kind 0x10 messages and broadcasts Deltas."""
 
     def __init__(self, service: SettingsService, metrics: Metrics,
-                 connections: Connections) -> None:
+                 connections: Connections,
+                 writes: LocalSettingsWrites | RemoteSettingsWrites | None = None) -> None:
         self.service = service
         self.metrics = metrics
         self.connections = connections
+        # where Set and BatchSet go: this process's settings, or (a gateway) the one writer
+        self.writes = writes or LocalSettingsWrites(service)
         service.subscribe(self._broadcast)
 
     def path_table(self) -> bytes:
@@ -97,27 +101,31 @@ class SettingsEndpoint:
                 f"too many settings requests: retry in {max(1, int(wait * 1000))} ms")))
             return
         try:
-            reply = self._answer(session, msg)
+            reply = await self._answer(session, msg)
         except SettingsError as exc:
             reply = sc.encode_settings(sc.Error(msg.req, exc.code, exc.message))
+        except ProtocolError as exc:  # a gateway whose simulation did not answer in time
+            reply = sc.encode_settings(sc.Error(msg.req, sc.SettingsErrorCode.INTERNAL,
+                                                exc.message))
         except Exception:  # one reply, whatever happens
             log.exception("settings request failed")
             reply = sc.encode_settings(sc.Error(msg.req, sc.SettingsErrorCode.INTERNAL,
                                                 "internal error"))
         session.send_bytes(reply)
 
-    def _answer(self, session: Session, msg: sc.SettingsMessage) -> bytes:
+    async def _answer(self, session: Session, msg: sc.SettingsMessage) -> bytes:
         svc = self.service
         if isinstance(msg, sc.Get):
             return sc.encode_settings(sc.Response(msg.req, svc.revision, svc.get([msg.path_id])))
         if isinstance(msg, sc.BatchGet):
             return sc.encode_settings(sc.Response(msg.req, svc.revision, svc.get(msg.path_ids)))
         if isinstance(msg, sc.Set):
-            revision, written = svc.apply([(msg.path_id, msg.value)], admin=session.admin,
-                                          origin=session)
+            revision, written = await self.writes.apply(
+                [(msg.path_id, msg.value)], admin=session.admin, origin=session)
             return sc.encode_settings(sc.Response(msg.req, revision, written))
         if isinstance(msg, sc.BatchSet):
-            revision, written = svc.apply(msg.entries, admin=session.admin, origin=session)
+            revision, written = await self.writes.apply(msg.entries, admin=session.admin,
+                                                        origin=session)
             return sc.encode_settings(sc.Response(msg.req, revision, written))
         if isinstance(msg, sc.Sync):
             return self.sync_reply(msg.req, msg.since_revision)

@@ -23,8 +23,15 @@ a keyframe carries exactly that, so whoever joined by keyframe holds the same, a
 stays within the deadband of the layout. A snapshot at which some client is due a keyframe moves
 every node that moved at all (not only past the deadband), so the keyframe is then exact.
 
-The hub takes snapshots from the local simulation today; it only needs ``Snapshot`` values, so
-tomorrow it can take them from a subscription.
+**Cluster.** The hub takes snapshots from the local simulation (:meth:`StreamHub.on_snapshot`),
+or, in a gateway, the frames a simulation encoded and published (:meth:`StreamHub.on_frames`):
+the same delivery rules then hand out the published bytes, never re-encoded, so every gateway
+sends the same frames. A simulation that publishes asks :meth:`StreamHub.export` for the frames
+of every stream its gateways use (``remote_streams``: ``v1``, ``v2`` and one name per ``q`` lane,
+see :func:`q_stream_name`), encoded once with those of its own subscribers. A ``q`` lane is a
+lineage of the simulation: it ticks there, at its pace, and its frame of every snapshot is
+published with whether it was a tick, so a gateway's lane of that pace follows the same lineage
+and its members always hold the keyframe the next tick's frame applies to.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from typing import Protocol
 
 import numpy as np
 
+from graphwire.cluster.envelope import FrameSet, QFrames, VFrames
 from graphwire.protocol.control import ErrorMessage, Format
 from graphwire.protocol.errors import ErrorCode, ProtocolError
 from graphwire.protocol.header import Flags
@@ -52,9 +60,31 @@ MAX_LANES = 8
 """Paces (per velocity flag) that get a ``q`` lineage of their own. Each costs one encode per
 tick of its pace; a subscriber beyond them shares the nearest slower-or-equal pace's lineage."""
 
+V_STREAMS = ("v1", "v2")
+"""The names of the V1/V2 streams a gateway asks its simulation for."""
+
 SLOW_RECHECK = 0.02
 """Seconds between looks at a skipped (slow) subscriber's socket, to send it the newest frame
 soon after it drains."""
+
+
+def q_stream_name(velocity: bool, interval: float) -> str:
+    """The name of a ``q`` lane's stream between a simulation and its gateways: ``q@<ms>``, or
+    ``q+v@<ms>`` with velocities, where ``<ms>`` is the lane's pace in whole milliseconds."""
+    return f"{'q+v' if velocity else 'q'}@{round(interval * 1000)}"
+
+
+def parse_q_stream(name: str) -> tuple[bool, float] | None:
+    """``(velocity, interval)`` of a ``q`` stream name, or None when it is not one."""
+    kind, at, ms = name.partition("@")
+    if kind not in ("q", "q+v") or not at or not ms.isdigit():
+        return None
+    return kind == "q+v", int(ms) / 1000
+
+
+def is_stream_name(name: str) -> bool:
+    """A stream a gateway may ask its simulation for."""
+    return name in V_STREAMS or parse_q_stream(name) is not None
 
 
 class Outlet(FrameSink, Protocol):
@@ -88,6 +118,7 @@ class _Lane:
     members: int = 0
     next_tick: float = 0.0
     tick_seq: int = -1  # the snapshot of its latest tick
+    remote: bool = False  # a simulation's gateways use it: kept without local members
 
     def aligned(self, sub: Subscription) -> bool:
         """The subscriber is paced by the lane's ticks (not by its own clock)."""
@@ -131,6 +162,8 @@ class _Latest:
     v: dict[str, dict[str, WireFrame]] = field(default_factory=dict)
     q: dict[int, QOutput] = field(default_factory=dict)  # by id() of the lane
     wire: dict[int, WireFrame] = field(default_factory=dict)  # by id() of the payload
+    moved: dict[str, int | None] = field(default_factory=dict)  # V1/V2: nodes in the delta
+    published: bool = False  # frames from a simulation: only those can be sent
 
     def frame(self, payload: bytes) -> WireFrame:
         """The shared wire frame of an encoded payload (built once per snapshot)."""
@@ -160,6 +193,9 @@ class StreamHub:
         self._latest_frames: _Latest | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        # streams a simulation's gateways use: "v1", "v2" and q lane names (q_stream_name)
+        self.remote_streams: set[str] = set()
+        self._remote_lanes: dict[str, _Lane] = {}
 
     # -- subscriptions -----------------------------------------------------------------------
     def subscribe(self, outlet: Outlet, fmt: Format, velocity: bool,
@@ -182,7 +218,7 @@ class StreamHub:
         sub = self.subs.pop(client_id, None)
         if sub is not None and sub.lane is not None:
             sub.lane.members -= 1
-            if sub.lane.members <= 0:
+            if sub.lane.members <= 0 and not sub.lane.remote:
                 self._lanes.pop((sub.lane.velocity, sub.lane.interval), None)
 
     def _lane_for(self, velocity: bool, interval: float) -> _Lane:
@@ -218,16 +254,121 @@ class StreamHub:
         latest = self._latest_frames = _Latest(snap, keyframe_all)
         now = self.clock()
         tolerance = 0.5 * self.stream_interval()
+        self._sync_remote_lanes()
         self._tick(latest, now, tolerance)
-        for fmt in ("v1", "v2"):
+        for fmt in V_STREAMS:
             subs = [s for s in self.subs.values() if s.format == fmt]
-            if subs:
+            if subs or fmt in self.remote_streams:
+                # a gateway's client due a keyframe is not known here: its keyframe is what
+                # was last sent, within the deadband, like any in-step client's view
                 self._advance_v(snap, fmt, keyframe_all,
                                 exact=any(self._wants_v_key(s, snap.seq, now, tolerance)
                                           for s in subs))
+                moved = self._v[fmt].moved
+                latest.moved[fmt] = None if moved is None else int(moved.shape[0])
             else:
                 self._v[fmt] = _VStream()
         self._deliver(list(self.subs.values()), now, tolerance)
+
+    # -- cluster -----------------------------------------------------------------------------
+    def _sync_remote_lanes(self) -> None:
+        """Keep a lane for every ``q`` stream in ``remote_streams``, and only those."""
+        wanted: dict[str, _Lane] = {}
+        for name in sorted(self.remote_streams):
+            pace = parse_q_stream(name)
+            if pace is not None:
+                lane = self._remote_lanes.get(name) or self._lane_for(*pace)
+                lane.remote = True
+                wanted[name] = lane
+        keep = {id(lane) for lane in wanted.values()}
+        for lane in self._remote_lanes.values():
+            if id(lane) not in keep:
+                lane.remote = False
+                if lane.members <= 0:
+                    self._lanes.pop((lane.velocity, lane.interval), None)
+        self._remote_lanes = wanted
+
+    def export(self, epoch: int, rate_hz: float) -> FrameSet | None:
+        """The newest snapshot with the frames of every stream in ``remote_streams`` (V1/V2
+        also when local subscribers use them), each encoded at most once, for publishing.
+
+        Each ``q`` lane's frame is published at every snapshot with whether the lane ticked
+        there, so a gateway serves its members and its catch-ups from the same lineage."""
+        latest = self._latest_frames
+        if latest is None:
+            return None
+        snap = latest.snap
+        self._sync_remote_lanes()
+        self._tick(latest, self.clock(), 0.5 * self.stream_interval())
+        out = FrameSet(snap.seq, epoch, snap.topology_version, snap.settled,
+                       snap.kinetic_energy, latest.keyframe_all, rate_hz, snap.ids,
+                       snap.agent, snap.pos)
+        for fmt in V_STREAMS:
+            if fmt not in latest.moved or (fmt == "v1" and not v1_fits(snap.ids)):
+                continue
+            frames = self._v_frames(latest, fmt, delta=latest.moved[fmt] is not None)
+            delta = frames.get("delta")
+            out.v[fmt] = VFrames(frames["key"].payload, None if delta is None else delta.payload,
+                                 latest.moved[fmt] or 0)
+        for name, lane in self._remote_lanes.items():
+            q = self._lane_output(latest, lane, force=latest.keyframe_all)
+            out.q[name] = QFrames(q.frame, q.base_seq, q.key_seq, q.keyframe, q.moved,
+                                  q.frame if q.base_seq is None else q.full_keyframe(),
+                                  lane.tick_seq == snap.seq)
+        return out
+
+    def on_frames(self, fs: FrameSet, snap: Snapshot) -> None:
+        """A gateway's snapshot: the frames a simulation published (``snap`` is its layout).
+        Delivered by the same rules as :meth:`on_snapshot`, never re-encoded; each local lane
+        takes the published frame of its pace and ticks when the simulation's lane did."""
+        self.metrics.snapshots += 1
+        latest = self._latest_frames = _Latest(snap, fs.keyframe_all, published=True)
+        now = self.clock()
+        for fmt, vf in fs.v.items():
+            latest.v[fmt] = {"key": WireFrame(vf.key)}
+            if vf.delta is not None:
+                latest.v[fmt]["delta"] = WireFrame(vf.delta)
+            latest.moved[fmt] = None if vf.delta is None else vf.moved
+        for lane in self._lanes.values():
+            qf = fs.q.get(q_stream_name(lane.velocity, lane.interval))
+            if qf is None:
+                continue
+            latest.q[id(lane)] = QOutput(fs.seq, qf.frame, qf.base_seq, qf.key_seq,
+                                         qf.keyframe, qf.moved, _constant(qf.full))
+            if qf.tick or fs.keyframe_all:
+                lane.tick_seq = fs.seq
+                lane.next_tick = now + lane.interval
+        self._deliver(list(self.subs.values()), now, 0.5 * self.stream_interval())
+
+    def streams_in_use(self) -> set[str]:
+        """The streams local subscribers use: ``v1``, ``v2`` and their ``q`` lanes' names."""
+        return {s.format if s.lane is None
+                else q_stream_name(s.lane.velocity, s.lane.interval)
+                for s in self.subs.values()}
+
+    def missing_streams(self) -> set[str]:
+        """Streams local subscribers use that the newest frames do not carry (a gateway asks
+        its simulation for them)."""
+        latest = self._latest_frames
+        want = self.streams_in_use()
+        if latest is None:
+            return want
+        have = set(latest.v) | {q_stream_name(lane.velocity, lane.interval)
+                                for lane in self._lanes.values() if id(lane) in latest.q}
+        return want - have
+
+    def restart(self) -> None:
+        """A new epoch (another simulation took over): every subscriber needs a keyframe,
+        whatever seq it saw last, no old frame is sent again, and every lane starts over."""
+        self._latest_frames = None
+        self._v = {fmt: _VStream() for fmt in V_STREAMS}
+        for lane in self._lanes.values():
+            lane.tick_seq = -1
+            lane.next_tick = 0.0
+        for sub in self.subs.values():
+            sub.needs_key = True
+            sub.seq = None
+            sub.q_key = None
 
     def catch_up(self) -> None:
         """Deliver the newest snapshot to subscribers that were waiting and now are ready."""
@@ -236,7 +377,8 @@ class StreamHub:
         if latest is not None:
             now = self.clock()
             tolerance = 0.5 * self.stream_interval()
-            self._tick(latest, now, tolerance)
+            if not latest.published:  # a gateway's lanes tick with the simulation's
+                self._tick(latest, now, tolerance)
             waiting = [s for s in self.subs.values() if s.seq != latest.snap.seq]
             self._deliver(waiting, now, tolerance)
 
@@ -284,6 +426,8 @@ class StreamHub:
                 else:
                     later.append(sub.next_due - tolerance)  # not due yet at its own pace
                 continue
+            if latest.published and not self._has_published(latest, sub):
+                continue  # not published yet: the gateway asked for it; the next one will be
             if not self._writable(sub, now):
                 later.append(now + SLOW_RECHECK)
                 continue
@@ -301,6 +445,13 @@ class StreamHub:
                 sub.seq = seq
         if later:
             self._schedule(min(later))
+
+    @staticmethod
+    def _has_published(latest: _Latest, sub: Subscription) -> bool:
+        if sub.lane is not None:
+            return id(sub.lane) in latest.q
+        # V1 on a graph past its ids: delivered, to be told so
+        return sub.format in latest.v or (sub.format == "v1" and not v1_fits(latest.snap.ids))
 
     def _schedule(self, when: float) -> None:
         if self._timer is not None and self._timer_at <= when:
@@ -363,40 +514,49 @@ class StreamHub:
 
     def _deliver_v(self, latest: _Latest, fmt: str, ready: list[Subscription]) -> None:
         snap = latest.snap
-        st = self._v[fmt]
-        encode = encode_v1 if fmt == "v1" else encode_v2
         if fmt == "v1" and not v1_fits(snap.ids):
             self._stop_v1(ready, snap)
             return
-        settled = Flags.SETTLED if snap.settled else 0
-        frames = latest.v.setdefault(fmt, {})
+        moved = latest.moved.get(fmt)
         in_step: list[Subscription] = []
         keyed: list[Subscription] = []
         for sub in ready:
-            if st.moved is not None and not sub.needs_key and sub.seq == snap.seq - 1:
+            if moved is not None and not sub.needs_key and sub.seq == snap.seq - 1:
                 in_step.append(sub)
             else:
-                if not sub.needs_key and st.moved is not None and not sub.fresh:
+                if not sub.needs_key and moved is not None and not sub.fresh:
                     self.metrics.keyframes_instead_of_delta += 1
                 keyed.append(sub)
             sub.needs_key = False
             sub.fresh = False
         if in_step:
-            assert st.moved is not None
-            if "delta" not in frames:
-                frames["delta"] = WireFrame(encode(
-                    self._records(snap, st.moved), seq=snap.seq, epoch=self.epoch(),
-                    flags=settled, scratch=st.scratch))
-            deliver(self._outlets(in_step), [frames["delta"]], self.metrics, fmt,
-                    int(st.moved.shape[0]), False)
+            assert moved is not None
+            frames = self._v_frames(latest, fmt, delta=True)
+            deliver(self._outlets(in_step), [frames["delta"]], self.metrics, fmt, moved, False)
         if keyed:
-            if "key" not in frames:
-                # what every client in step holds: the snapshot, within the deadband
-                frames["key"] = WireFrame(encode(
-                    self._records(snap, None, st.sent), seq=snap.seq, epoch=self.epoch(),
-                    flags=Flags.KEYFRAME | settled, scratch=st.scratch))
+            frames = self._v_frames(latest, fmt, delta=False)
             deliver(self._outlets(keyed), [frames["key"]], self.metrics, fmt,
                     int(snap.ids.shape[0]), True)
+
+    def _v_frames(self, latest: _Latest, fmt: str, *, delta: bool) -> dict[str, WireFrame]:
+        """The keyframe (and with ``delta`` the delta frame) of a V1/V2 stream for the newest
+        snapshot, encoded on first use (published frames are there already)."""
+        snap = latest.snap
+        st = self._v[fmt]
+        encode = encode_v1 if fmt == "v1" else encode_v2
+        settled = Flags.SETTLED if snap.settled else 0
+        frames = latest.v.setdefault(fmt, {})
+        if delta and "delta" not in frames:
+            assert st.moved is not None
+            frames["delta"] = WireFrame(encode(
+                self._records(snap, st.moved), seq=snap.seq, epoch=self.epoch(),
+                flags=settled, scratch=st.scratch))
+        if "key" not in frames:
+            # what every client in step holds: the snapshot, within the deadband
+            frames["key"] = WireFrame(encode(
+                self._records(snap, None, st.sent), seq=snap.seq, epoch=self.epoch(),
+                flags=Flags.KEYFRAME | settled, scratch=st.scratch))
+        return frames
 
     @staticmethod
     def _outlets(subs: Sequence[Subscription]) -> list[Outlet]:
@@ -412,18 +572,11 @@ class StreamHub:
 
     def _deliver_q(self, latest: _Latest, lane: _Lane, ready: list[Subscription]) -> None:
         snap = latest.snap
-        out = latest.q.get(id(lane))
-        if out is None:
-            tick = lane.tick_seq == snap.seq
-            # On a tick, a member that needs a keyframe makes this snapshot the keyframe: it
-            # gets one full keyframe, every other member a rebase that costs what a delta costs.
-            # Between ticks the lineage stays put, so the members still hold its keyframe.
-            force = latest.keyframe_all or (tick and any(s.needs_key for s in ready))
-            out = lane.encoder.encode(snap.seq, snap.ids, snap.pos, epoch=self.epoch(),
-                                      vel=snap.vel if lane.velocity else None,
-                                      settled=snap.settled, force_keyframe=force,
-                                      may_rebase=tick)
-            latest.q[id(lane)] = out
+        # On a tick, a member that needs a keyframe makes this snapshot the keyframe: it gets
+        # one full keyframe, every other member a rebase that costs what a delta costs.
+        force = latest.keyframe_all or (lane.tick_seq == snap.seq
+                                        and any(s.needs_key for s in ready))
+        out = self._lane_output(latest, lane, force=force)
         n = int(snap.ids.shape[0])
         holders: list[Outlet] = []
         others: list[Outlet] = []
@@ -446,3 +599,22 @@ class StreamHub:
             if not out.keyframe:
                 frames.append(frame)
             deliver(others, frames, self.metrics, "q", n, True)
+
+    def _lane_output(self, latest: _Latest, lane: _Lane, *, force: bool) -> QOutput:
+        """A lane's frames for the newest snapshot, encoded on first use. Between its ticks
+        the lineage stays put, so its members still hold its keyframe at the next tick."""
+        out = latest.q.get(id(lane))
+        if out is None:
+            snap = latest.snap
+            tick = lane.tick_seq == snap.seq
+            out = lane.encoder.encode(snap.seq, snap.ids, snap.pos, epoch=self.epoch(),
+                                      vel=snap.vel if lane.velocity else None,
+                                      settled=snap.settled, force_keyframe=force and tick,
+                                      may_rebase=tick)
+            latest.q[id(lane)] = out
+        return out
+
+
+def _constant(data: bytes) -> Callable[[], bytes]:
+    """A callable that returns ``data`` (a published full keyframe, already encoded)."""
+    return lambda: data

@@ -29,6 +29,7 @@ from graphwire.settings import SettingsService
 
 from .connections import Connections
 from .errors import as_protocol_error
+from .gateway import RemoteGraph, RemoteRunner, ResumableIds
 from .graph_service import GraphService
 from .http import ADMIN, IDENTITY
 from .metrics import Metrics
@@ -42,8 +43,11 @@ MAX_INTERVAL_MS = 10_000.0
 """The slowest pace a subscription is granted (§5: ``intervalMs`` is clamped to it)."""
 
 
-def sssp_frame(service: GraphService) -> bytes:
-    """The SSSP frame (kind 0x05) of the graph's current shortest paths."""
+def sssp_frame(service: GraphService | RemoteGraph) -> bytes:
+    """The SSSP frame (kind 0x05) of the graph's current shortest paths (a gateway's: the one
+    the simulation published last)."""
+    if isinstance(service, RemoteGraph):
+        return service.sssp_frame or b""
     result = service.sssp
     return encode_sssp(result.source, result.distance, result.parent, seq=service.sssp_seq,
                        epoch=service.epoch)
@@ -63,10 +67,12 @@ class WebSocketEndpoint:
     """Opens sessions and answers what they receive."""
 
     def __init__(self, *, settings: LiveSettingsRef, metrics: Metrics, limiter: RateLimiter,
-                 connections: Connections, hub: StreamHub, graph_service: GraphService,
-                 runner: SimulationRunner, settings_service: SettingsService,
+                 connections: Connections, hub: StreamHub,
+                 graph_service: GraphService | RemoteGraph,
+                 runner: SimulationRunner | RemoteRunner, settings_service: SettingsService,
                  settings_endpoint: SettingsEndpoint,
-                 spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]]) -> None:
+                 spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]],
+                 resumable: ResumableIds | None = None) -> None:
         self.in_force = settings
         self.connections = connections
         self.hub = hub
@@ -74,6 +80,8 @@ class WebSocketEndpoint:
         self.runner = runner
         self.settings_service = settings_service
         self.settings_endpoint = settings_endpoint
+        self.resumable = resumable  # scale-out: client ids that left other processes
+        self.spawn = spawn
         self.context = SessionContext(metrics=metrics, limiter=limiter, connections=connections,
                                       handlers=self, settings=settings, spawn=spawn)
 
@@ -84,7 +92,13 @@ class WebSocketEndpoint:
         ws = web.WebSocketResponse(compress=False, autoping=False, heartbeat=None,
                                    max_msg_size=cs.max_message_size)
         await ws.prepare(request)
-        client_id, reconnect = self.connections.claim_id(request.query.get("resume"))
+        resume = request.query.get("resume")
+        client_id, reconnect = self.connections.claim_id(resume)
+        if resume and not reconnect and self.resumable is not None \
+                and await self.resumable.known(resume):
+            client_id, reconnect = resume, True  # it left another gateway of the cluster
+        if self.resumable is not None:
+            self.spawn(self.resumable.remember([client_id]))
         session = Session(self.context, request, ws, client_id, request[IDENTITY],
                           request[ADMIN])
         old = self.connections.add(session)
@@ -165,8 +179,12 @@ class WebSocketEndpoint:
         if batch.header.epoch16 != self.graph_service.epoch & 0xFFFF:
             self._ack(session, batch.batch, ids, "stale_epoch")
             return
-        result = await self.graph_service.positions(
-            ids, batch.pos.astype(np.float64), pin=batch.pin, release=batch.release)
+        try:
+            result = await self.graph_service.positions(
+                ids, batch.pos.astype(np.float64), pin=batch.pin, release=batch.release)
+        except ProtocolError as exc:  # a gateway whose simulation did not answer in time
+            session.send_error(exc)
+            return
         if result.accepted:
             self.runner.interaction()
         session.send_json(ctl.PositionsAck(batch.batch, result.accepted,

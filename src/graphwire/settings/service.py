@@ -213,14 +213,44 @@ class SettingsService:
         if not changed:
             return self.revision, ()
         revision = self.store.commit([(pid, v.encode()) for pid, v in changed])
+        self._take(revision, changed, origin)
+        return revision, changed
+
+    def apply_committed(self, revision: int, entries: Entries,
+                        origin: object | None = None) -> bool:
+        """Take a change set the writer committed as ``revision`` (a replica: a gateway's
+        mirror or a standby simulation). Change sets at or below the current revision are
+        ignored (seen already); False when ``revision`` skips one (the caller reloads the full
+        state with :meth:`adopt`)."""
+        if revision <= self.revision:
+            return True
+        if revision != self.revision + 1:
+            return False
+        known = tuple((pid, v) for pid, v in entries if pid in self.by_id)
+        if self.store.revision < revision:
+            self.store.commit([(pid, v.encode()) for pid, v in known], revision=revision)
+        self._take(revision, known, origin)
+        return True
+
+    def adopt(self, revision: int, values: dict[int, Value]) -> None:
+        """Take the writer's whole state at ``revision``; listeners get what differs as one
+        change set (a replica that missed change sets catches up in one step)."""
+        known = {pid: v for pid, v in values.items() if pid in self.by_id}
+        changed = tuple((pid, v) for pid, v in sorted(known.items())
+                        if value_hash(v) != self.hashes[pid])
+        if self.store.revision != revision or changed:
+            self.store.adopt({pid: v.encode() for pid, v in known.items()}, revision)
+        self._take(revision, changed, None)
+
+    def _take(self, revision: int, changed: Entries, origin: object | None) -> None:
         for pid, v in changed:
             self.values[pid] = v
             self.hashes[pid] = value_hash(v)
         self.revision = revision
-        change = ChangeSet(revision, changed, origin)
-        for listener in self._listeners:
-            listener(change)
-        return revision, changed
+        if changed:
+            change = ChangeSet(revision, changed, origin)
+            for listener in self._listeners:
+                listener(change)
 
     def apply_paths(self, values: dict[str, Any], *, admin: bool = False,
                     origin: object | None = None) -> tuple[int, Entries]:

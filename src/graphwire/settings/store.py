@@ -109,11 +109,13 @@ class SettingsStore:
             self._db.executemany(
                 "INSERT OR IGNORE INTO settings VALUES (?, ?, 0)", list(values.items()))
 
-    def commit(self, changes: list[tuple[int, bytes]]) -> int:
-        """Write one change set as the next revision, durably; returns the revision."""
+    def commit(self, changes: list[tuple[int, bytes]], revision: int | None = None) -> int:
+        """Write one change set as the next revision (or as ``revision``, which a replica takes
+        from the writer), durably; returns the revision."""
         try:
             with self._tx():
-                revision = self._meta("revision") + 1
+                if revision is None:
+                    revision = self._meta("revision") + 1
                 self._db.executemany(
                     "INSERT OR REPLACE INTO settings VALUES (?, ?, ?)",
                     [(pid, value, revision) for pid, value in changes])
@@ -126,6 +128,24 @@ class SettingsStore:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot write settings ({exc})") from exc
         return revision
+
+    def adopt(self, values: dict[int, bytes], revision: int) -> None:
+        """Replace every value and the revision with the writer's (a replica that fell too far
+        behind). The change log restarts empty: a Sync from before answers with a Snapshot."""
+        try:
+            with self._tx():
+                self._db.executemany("INSERT OR REPLACE INTO settings VALUES (?, ?, ?)",
+                                     [(pid, value, revision) for pid, value in values.items()])
+                self._db.execute("DELETE FROM changes")
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('revision', ?)",
+                                 (revision,))
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot write settings ({exc})") from exc
+
+    def set_epoch(self, epoch: int) -> None:
+        """Record an epoch chosen elsewhere (the cluster's), so a restart goes past it."""
+        with self._tx():
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('epoch', ?)", (epoch,))
 
     def oldest_logged(self) -> int:
         """The oldest revision still in the change log (current + 1 when the log is empty)."""

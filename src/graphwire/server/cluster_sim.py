@@ -1,0 +1,391 @@
+"""The simulation role: hold the lease, publish every snapshot's frames, serve the gateways'
+commands; or wait, warm, as a standby.
+
+A simulation process loads its source and compiles its kernels at start, whether or not it gets
+the lease, so a standby that takes over only has to place the nodes where the last holder
+published them and start stepping. While it holds the lease it:
+
+- publishes, in one ordered queue, each snapshot's :class:`~graphwire.cluster.envelope.FrameSet`
+  (every stream a gateway or a local client uses, each encoded once), ``graph_changed`` (after
+  writing the new graph document) and SSSP frames, each through the fenced publish script;
+- runs the gateways' commands in order and replies;
+- is the single writer of settings revisions
+  (:class:`~graphwire.cluster.settings_sync.SettingsWriter`);
+- renews the lease every ``ttl / 3``. A renewal that finds the lease gone, or that could not
+  reach Redis for a whole ttl, stops everything above at once (another process may hold the
+  lease now) and the process goes back to waiting for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+
+from graphwire.cluster import envelope
+from graphwire.cluster.commands import CommandServer
+from graphwire.cluster.envelope import FrameSet
+from graphwire.cluster.lease import Lease, LeaseLostError
+from graphwire.cluster.link import Link, RedisDownError
+from graphwire.cluster.settings_sync import SettingsReplica, SettingsWriter
+from graphwire.graph.model import GraphError
+from graphwire.graph.sources import SourceError
+from graphwire.protocol import settings_codec as sc
+from graphwire.protocol.control import GraphChanged
+from graphwire.protocol.errors import ErrorCode, ProtocolError
+from graphwire.protocol.sssp import encode_sssp
+from graphwire.settings import SettingsError, SettingsService
+from graphwire.simulation import ShortestPaths
+
+from .errors import graph_code
+from .graph_service import GraphService
+from .runner import SimulationRunner
+from .stream_hub import StreamHub, is_stream_name
+
+log = logging.getLogger("graphwire.cluster")
+
+STREAM_TTL = 10.0
+"""Seconds a stream a gateway asked for stays encoded without a reminder."""
+
+OUTBOX_FRAMES = 32
+"""Frame sets queued for Redis before new ones are dropped (Redis slower than the stream):
+events (graph_changed, SSSP) are never dropped."""
+
+Job = Callable[[], Awaitable[None]]
+
+
+def command_error(exc: Exception) -> dict[str, Any] | None:
+    """A refusal as a reply error (None: a bug, logged and answered ``internal``)."""
+    if isinstance(exc, GraphError):  # with its §7 code: the gateway answers what we would
+        return {"kind": "graph", "code": graph_code(exc).value, "message": str(exc)}
+    if isinstance(exc, SettingsError):
+        return {"kind": "settings", "code": int(exc.code), "message": exc.message}
+    if isinstance(exc, ProtocolError):
+        return {"kind": "protocol", "code": exc.code.value, "message": exc.message}
+    return None
+
+
+class ClusterSimulation:
+    """One simulation process of a cluster: lease holder or standby."""
+
+    def __init__(self, link: Link, lease: Lease, graph: GraphService, hub: StreamHub,
+                 runner: SimulationRunner, settings: SettingsService,
+                 set_epoch: Callable[[int], None]) -> None:
+        self.link = link
+        self.lease = lease
+        self.graph = graph
+        self.hub = hub
+        self.runner = runner
+        self.settings = settings
+        self.set_epoch = set_epoch
+        self.holding = False
+        self.fresh = False  # the next snapshot is the first of an epoch: keyframes for all
+        self.takeovers = 0
+        self.published = 0
+        self.dropped = 0
+        self.epoch = 0
+        self._n = 0
+        self._streams: dict[str, float] = {}
+        self._outbox: asyncio.Queue[tuple[Job, bool]] = asyncio.Queue()
+        self._frames_queued = 0
+        self._runner_started = False
+        self.writer = SettingsWriter(link, lease, settings)
+        self.replica = SettingsReplica(link, settings)
+        self.commands = CommandServer(link, {
+            "positions": self._positions, "add": self._add, "remove_node": self._remove_node,
+            "add_edges": self._add_edges, "remove_edges": self._remove_edges,
+            "sssp": self._sssp, "settings": self._settings, "streams": self._streams_cmd,
+            "request_snapshot": self._request_snapshot, "reload": self._reload,
+        }, command_error)
+        # reads the served source again as a new epoch (the app's source follower)
+        self.reload_source: Callable[[], Awaitable[dict[str, Any]]] | None = None
+        self.became_holder = asyncio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Follow the settings as a replica and contend for the lease."""
+        self.replica.start()
+        self.link.spawn(self._lease_loop())
+        self.link.spawn(self._publish_loop())
+
+    async def _lease_loop(self) -> None:
+        while True:
+            try:
+                got = await self.link.call(self.lease.try_acquire)
+            except RedisDownError:
+                got = False
+            if not got:
+                await asyncio.sleep(self.lease.retry_interval)
+                continue
+            try:
+                await self._take_over()
+            except (RedisDownError, LeaseLostError) as exc:
+                log.warning("simulation: takeover failed (%s); waiting again", exc)
+                self._stand_down()
+                continue
+            await self._hold()
+            self._stand_down()
+
+    async def _take_over(self) -> None:
+        """This process just got the lease: a new epoch, the last published layout, the
+        settings state, then publish."""
+        t0 = time.monotonic()
+        self.replica.stop()
+        keys = self.link.keys
+        epoch = int(await self.link.call(lambda: self.link.redis.incr(keys.epoch)))
+        local = self.settings.store.bump_epoch()
+        if local > epoch:
+            epoch = local
+            await self.link.call(lambda: self.link.redis.set(keys.epoch, epoch))
+        self.settings.store.set_epoch(epoch)
+        self.epoch = epoch
+        self.set_epoch(epoch)
+        raw = await self.link.call(lambda: self.link.redis.get(keys.last_frames))
+        placed = 0
+        if raw is not None:
+            last = FrameSet.from_envelope(envelope.decode(bytes(raw)))
+            placed = await self.graph.restore_positions(last.ids.astype(np.int64),
+                                                        last.pos.astype(np.float32))
+        await self.writer.take_over()
+        await self._load_streams()
+        self.fresh = True
+        self.hub.restart()
+        self.holding = True
+        self.takeovers += 1
+        await self._publish_graph()
+        self._enqueue(self._sssp_job(self.graph.sssp), frames=False)
+        await self.commands.start()
+        if not self._runner_started:
+            self.runner.start()
+            self._runner_started = True
+        self.runner.request_snapshot()
+        self.became_holder.set()
+        log.warning("simulation: holding the lease (token %s, epoch %d); resumed %d node "
+                    "positions in %.0f ms", self.lease.token, epoch, placed,
+                    (time.monotonic() - t0) * 1000)
+
+    async def _hold(self) -> None:
+        """Renew until the lease is lost (or cannot be renewed for a whole ttl)."""
+        last_ok = time.monotonic()
+        while self.holding:
+            await asyncio.sleep(self.lease.renew_interval)
+            try:
+                if not await self.link.call(self.lease.renew):
+                    log.warning("simulation: the lease was lost (expired or taken)")
+                    return
+                last_ok = time.monotonic()
+            except RedisDownError:
+                if time.monotonic() - last_ok > self.lease.ttl:
+                    log.warning("simulation: could not renew the lease for %.1f s: standing "
+                                "down", self.lease.ttl)
+                    return
+
+    def _stand_down(self) -> None:
+        self.holding = False
+        self.became_holder.clear()
+        self.lease.token = None
+        self.commands.stop()
+        self.replica.last_id = "0-0"
+        self.replica.start()
+
+    async def stop(self) -> None:
+        """Give the lease up (a standby takes over at once instead of after the ttl)."""
+        if self.holding:
+            self.holding = False
+            with contextlib.suppress(RedisDownError):
+                await self.link.call(self.lease.release)
+
+    # -- publishing --------------------------------------------------------------------------------
+    def _enqueue(self, job: Job, *, frames: bool) -> None:
+        if frames:
+            if self._frames_queued >= OUTBOX_FRAMES:
+                self.dropped += 1
+                return
+            self._frames_queued += 1
+        self._outbox.put_nowait((job, frames))
+
+    async def _publish_loop(self) -> None:
+        while True:
+            job, frames = await self._outbox.get()
+            if frames:
+                self._frames_queued -= 1
+            if not self.holding:
+                continue
+            try:
+                await job()
+            except RedisDownError:
+                self.dropped += 1  # gateways catch up from the kept keys when Redis is back
+            except LeaseLostError:
+                log.warning("simulation: a publish was refused: the lease is gone")
+                self.holding = False
+
+    def _envelope(self, kind: envelope.Kind, header: dict[str, Any],
+                  blobs: list[bytes] | tuple[bytes, ...] = ()) -> bytes:
+        self._n += 1
+        return envelope.encode(kind, {"token": self.lease.token, "n": self._n,
+                                      "epoch": self.epoch, **header}, blobs)
+
+    def snapshot(self) -> None:
+        """The hub took a snapshot: publish its frames (called on the loop, in order)."""
+        if not self.holding:
+            return
+        now = time.monotonic()
+        self.hub.remote_streams = {s for s, until in self._streams.items() if until > now}
+        fs = self.hub.export(self.epoch, self.runner.rate)
+        if fs is None:
+            return
+        self._n += 1
+        data = fs.encode(self.lease.token or 0, self._n)
+
+        async def job() -> None:
+            await self.link.publish(self.lease, data, keep=self.link.keys.last_frames)
+            self.published += 1
+        self._enqueue(job, frames=True)
+
+    def graph_changed(self, msg: GraphChanged) -> None:
+        """Topology changed: write the new graph document, then announce it."""
+        if not self.holding:
+            return
+        message = msg.to_json()
+        epoch = msg.epoch if msg.epoch != self.epoch else None
+        if epoch is not None:  # the source was read again: the cluster's epoch moves on
+            self.epoch, self.fresh = epoch, True
+
+        async def job() -> None:
+            if epoch is not None:  # a later holder's epoch must be above this one
+                await self.link.fenced_set(self.lease, self.link.keys.epoch,
+                                           str(epoch).encode())
+            await self._write_graph()
+            await self.link.publish(self.lease, self._envelope(
+                envelope.Kind.GRAPH_CHANGED, {"message": message}))
+        self._enqueue(job, frames=False)
+
+    def sssp_changed(self, frame: bytes, seq: int, source: int | None) -> None:
+        """A new SSSP frame for every subscriber."""
+        if self.holding:
+            self._enqueue(self._sssp_frame_job(frame, seq, source), frames=False)
+
+    def _sssp_job(self, result: ShortestPaths) -> Job:
+        frame = encode_sssp(result.source, result.distance, result.parent,
+                            seq=self.graph.sssp_seq, epoch=self.epoch)
+        return self._sssp_frame_job(frame, self.graph.sssp_seq, result.source)
+
+    def _sssp_frame_job(self, frame: bytes, seq: int, source: int | None) -> Job:
+        async def job() -> None:
+            await self.link.publish(self.lease, self._envelope(
+                envelope.Kind.SSSP, {"seq": seq, "source": source}, [frame]),
+                keep=self.link.keys.last_sssp)
+        return job
+
+    async def _write_graph(self) -> None:
+        doc = await self.graph.graph_doc()
+        await self.link.fenced_set(self.lease, self.link.keys.graph, doc)
+
+    async def _publish_graph(self) -> None:
+        await self._write_graph()
+
+    # -- commands ----------------------------------------------------------------------------------
+    async def _positions(self, body: dict[str, Any]) -> dict[str, Any]:
+        ids = np.asarray(body["ids"], np.int64).reshape(-1)
+        pos = np.asarray([[math.nan if c is None else float(c) for c in p] for p in body["pos"]],
+                         np.float64).reshape(-1, 3)
+        result = await self.graph.positions(ids, pos, pin=bool(body["pin"]),
+                                            release=bool(body["release"]))
+        if result.accepted:
+            self.runner.interaction()
+        return {"accepted": result.accepted,
+                "rejected": [[r.id, r.reason] for r in result.rejected]}
+
+    async def _add(self, body: dict[str, Any]) -> dict[str, Any]:
+        nodes = [self.graph.node_spec(n) for n in body["nodes"]]
+        edges = [self.graph.edge_spec(e) for e in body["edges"]]
+        return {"ids": await self.graph.add(nodes, edges), **self._topology()}
+
+    async def _remove_node(self, body: dict[str, Any]) -> dict[str, Any]:
+        await self.graph.remove_node(int(body["id"]))
+        return self._topology()
+
+    async def _add_edges(self, body: dict[str, Any]) -> dict[str, Any]:
+        written = await self.graph.add_edges([self.graph.edge_spec(e) for e in body["edges"]])
+        return {"edges": [self.graph.graph.edge_json(e) for e in written], **self._topology()}
+
+    async def _remove_edges(self, body: dict[str, Any]) -> dict[str, Any]:
+        gone = await self.graph.remove_edges([self.graph.edge_spec(e) for e in body["edges"]])
+        return {"removed": [[a, b] for a, b in gone], **self._topology()}
+
+    def _topology(self) -> dict[str, Any]:
+        """The topology version after a command: the gateway answers its client once its
+        mirror shows it (a read after the reply sees the change)."""
+        return {"topologyVersion": self.graph.graph.topology_version}
+
+    async def _sssp(self, body: dict[str, Any]) -> dict[str, Any]:
+        source = body["source"]
+        result = await self.graph.set_sssp_source(None if source is None else int(source))
+        return {"source": result.source, "seq": self.graph.sssp_seq}
+
+    async def _reload(self, _: dict[str, Any]) -> dict[str, Any]:
+        if self.reload_source is None:
+            raise ProtocolError(ErrorCode.INTERNAL, "this simulation cannot reload its source")
+        try:
+            return await self.reload_source()
+        except SourceError as exc:
+            raise ProtocolError(ErrorCode.INVALID_VALUE,
+                                f"{exc} (the graph was left as it was)") from None
+
+    async def _settings(self, body: dict[str, Any]) -> dict[str, Any]:
+        msg = sc.decode_body(base64.b64decode(body["delta"]))
+        assert isinstance(msg, sc.Delta)
+        revision, written = self.settings.apply(msg.entries, admin=bool(body["admin"]),
+                                                origin=str(body["origin"]))
+        if written:
+            await self.writer.appended_future(revision)  # acknowledged once in Redis too
+        delta = sc.encode_body(sc.Delta(revision, written))
+        return {"revision": revision, "written": base64.b64encode(delta).decode()}
+
+    async def _streams_cmd(self, body: dict[str, Any]) -> dict[str, Any]:
+        until = time.monotonic() + STREAM_TTL
+        new = False
+        for stream in body.get("streams", []):
+            if is_stream_name(stream):
+                new = new or self._streams.get(stream, 0.0) < time.monotonic()
+                self._streams[stream] = until
+        if new:
+            self.runner.request_snapshot()
+        await self._save_streams()
+        return {}
+
+    async def _load_streams(self) -> None:
+        """The streams gateways asked the previous holder for: encoded from the first frame,
+        so clients get the new epoch's frames without a round trip."""
+        raw = await self.link.call(lambda: self.link.redis.get(self.link.keys.formats))
+        if raw is not None:
+            until = time.monotonic() + STREAM_TTL
+            for stream in json.loads(raw):
+                self._streams[str(stream)] = until
+
+    async def _save_streams(self) -> None:
+        now = time.monotonic()
+        live = sorted(s for s, until in self._streams.items() if until > now)
+        with contextlib.suppress(RedisDownError):
+            await self.link.call(lambda: self.link.redis.set(
+                self.link.keys.formats, json.dumps(live), px=int(STREAM_TTL * 1000)))
+
+    async def _request_snapshot(self, body: dict[str, Any]) -> dict[str, Any]:
+        await self._streams_cmd(body)
+        self.runner.request_snapshot()
+        return {}
+
+    def health(self) -> dict[str, Any]:
+        """What ``/healthz`` and the metrics say about this simulation."""
+        return {"lease": "held" if self.holding else "standby", "token": self.lease.token,
+                "epoch": self.epoch, "takeovers": self.takeovers, "published": self.published,
+                "dropped": self.dropped, "settingsAppended": self.writer.appended,
+                "commands": self.commands.handled}

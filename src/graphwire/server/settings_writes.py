@@ -1,0 +1,116 @@
+"""Settings writes as the routes and the settings endpoint make them, in every role.
+
+:class:`LocalSettingsWrites` commits in this process (a single process, or the simulation holding
+the lease). :class:`RemoteSettingsWrites` is a gateway's: it forwards the write to the one writer
+of revisions and answers once its own mirror holds the revision, so a read after the reply sees
+the write. Both raise what the settings service raises, so callers need not know which they have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from graphwire.cluster.commands import (
+    CommandClient,
+    CommandFailedError,
+    CommandUnavailableError,
+)
+from graphwire.protocol import settings_codec as sc
+from graphwire.protocol.errors import ErrorCode, ProtocolError
+from graphwire.protocol.settings_codec import Entries, Value
+from graphwire.settings import SettingsError, SettingsService
+from graphwire.settings.service import from_json
+
+
+def command_error(exc: Exception) -> Exception:
+    """A failed or unanswered command as the exception the local service would raise."""
+    if isinstance(exc, CommandUnavailableError):
+        return ProtocolError(ErrorCode.INTERNAL, f"the simulation is unavailable: {exc}",
+                             retry_after_ms=1000)
+    if isinstance(exc, CommandFailedError):
+        err = exc.error
+        kind, message = err.get("kind"), str(err.get("message", "refused"))
+        if kind == "graph":
+            return ProtocolError(ErrorCode(str(err.get("code", "invalid_value"))), message)
+        if kind == "settings":
+            return SettingsError(sc.SettingsErrorCode(int(err["code"])), message)
+        if kind == "protocol":
+            return ProtocolError(ErrorCode(str(err["code"])), message)
+        return ProtocolError(ErrorCode.INTERNAL, message)
+    return exc
+
+
+class LocalSettingsWrites:
+    """Settings writes in the process that owns the settings (a single process, or the
+    simulation holding the lease; a standby refuses them: it is not the writer)."""
+
+    def __init__(self, service: SettingsService,
+                 writable: Callable[[], bool] = lambda: True) -> None:
+        self.service = service
+        self.writable = writable
+
+    async def apply(self, entries: Iterable[tuple[int, Value]], *, admin: bool = False,
+                    origin: object | None = None) -> tuple[int, Entries]:
+        """Validate and commit (see :meth:`SettingsService.apply`)."""
+        if not self.writable():
+            raise ProtocolError(ErrorCode.INTERNAL, "this simulation is a standby: write "
+                                "through a gateway", retry_after_ms=1000)
+        return self.service.apply(entries, admin=admin, origin=origin)
+
+    async def apply_paths(self, values: dict[str, Any], *, admin: bool = False,
+                          origin: object | None = None) -> tuple[int, Entries]:
+        """:meth:`apply` for dotted paths and JSON values (REST)."""
+        return await self.apply([(self.service.path_id(p), from_json(v))
+                                 for p, v in values.items()], admin=admin, origin=origin)
+
+
+class RemoteSettingsWrites:
+    """Settings writes from a gateway: forwarded to the one writer, answered once the mirror
+    holds the revision (so a read after the reply sees it)."""
+
+    def __init__(self, service: SettingsService, commands: CommandClient,
+                 reached: Callable[[int], Any], gateway: str) -> None:
+        self.service = service
+        self.commands = commands
+        self.reached = reached
+        self.gateway = gateway
+        self._origins: dict[str, object] = {}
+        self._n = 0
+
+    def origin_of(self, tag: str) -> object | None:
+        """The local connection that wrote a change set (it gets the Response, not a Delta)."""
+        return self._origins.get(tag)
+
+    async def apply(self, entries: Iterable[tuple[int, Value]], *, admin: bool = False,
+                    origin: object | None = None) -> tuple[int, Entries]:
+        """Write through the simulation; (revision, entries written) as the writer says."""
+        self._n += 1
+        tag = f"{self.gateway}:{self._n}"
+        if origin is not None:
+            self._origins[tag] = origin
+        body = base64.b64encode(sc.encode_body(sc.Delta(0, tuple(entries)))).decode()
+        try:
+            out = await self.commands.call("settings", {"delta": body, "admin": admin,
+                                                        "origin": tag})
+            revision = int(out["revision"])
+            written = sc.decode_body(base64.b64decode(out["written"]))
+            assert isinstance(written, sc.Delta)
+            async with asyncio.timeout(self.commands.timeout):
+                await self.reached(revision)
+        except (CommandUnavailableError, CommandFailedError) as exc:
+            raise command_error(exc) from None
+        except TimeoutError:
+            raise ProtocolError(ErrorCode.INTERNAL, "the settings change was committed but "
+                                "has not reached this gateway yet", retry_after_ms=1000) from None
+        finally:
+            self._origins.pop(tag, None)
+        return revision, written.entries
+
+    async def apply_paths(self, values: dict[str, Any], *, admin: bool = False,
+                          origin: object | None = None) -> tuple[int, Entries]:
+        """:meth:`apply` for dotted paths and JSON values (REST)."""
+        return await self.apply([(self.service.path_id(p), from_json(v))
+                                 for p, v in values.items()], admin=admin, origin=origin)
