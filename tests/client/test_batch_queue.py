@@ -1,4 +1,4 @@
-"""The BatchQueue (§3.6, §8): batching, replacement, priority, validation, bounds, retry; and
+"""The BatchQueue (§4.8, §10): batching, replacement, priority, validation, bounds, retry; and
 its acknowledgements from the real server."""
 
 from __future__ import annotations

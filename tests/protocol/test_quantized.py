@@ -1,4 +1,4 @@
-"""The compact stream, kind 0x03: exact after any skips, bounded error, no drift (§3.4)."""
+"""The compact stream, kind 0x03: exact after any skips, bounded error, no drift (§4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every golden vector round-trips byte-exact (PROTOCOL.md §3.2, §3.3, §3.6, §4)."""
+"""Every golden vector round-trips byte-exact (docs/protocol.md §4.7, §4.8, §5)."""
 
 from __future__ import annotations
 

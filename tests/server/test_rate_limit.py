@@ -1,4 +1,4 @@
-"""The rate limiter without sockets: buckets, violations, bans, decay, cleanup (§8), driven
+"""The rate limiter without sockets: buckets, violations, bans, decay, cleanup (§10), driven
 through the clock it accepts."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""REST routes of §1 with their JSON shapes and §7 errors."""
+"""REST routes of §1 with their JSON shapes and §8 errors."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ async def test_metrics_json_and_prometheus_read_the_same_counters(harness: Harne
     await c.next_json("pong")  # written after everything queued before: now nothing is sent
     status, m = await harness.get("/api/metrics")
     assert status == 200
-    # §8, and connections opened, slow-client closes and error replies
+    # §10, and connections opened, slow-client closes and error replies
     for key in ("messagesSent", "messagesReceived", "bytesSent", "bytesReceived",
                 "compressionRatio", "deltaMessages", "fullSyncMessages", "connections",
                 "connectionsTotal", "formats", "framesSkippedSlow", "keyframesInsteadOfDelta",

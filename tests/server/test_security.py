@@ -1,4 +1,4 @@
-"""Who may talk to the server: tokens, origins, hosts; rate limits, warnings and bans (§1, §8)."""
+"""Who may talk to the server: tokens, origins, hosts; rate limits, warnings and bans (§1, §10)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A server killed with SIGKILL while writers run: every acknowledged write survives (§4)."""
+"""A server killed with SIGKILL while writers run: every acknowledged write survives (§5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The binary settings protocol through a real WebSocket (PROTOCOL.md §4), and REST."""
+"""The binary settings protocol through a real WebSocket (docs/protocol.md §5), and REST."""
 
 from __future__ import annotations
 

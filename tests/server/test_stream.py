@@ -42,7 +42,7 @@ async def test_subscribe_paces_at_200_ms_by_default_and_clamps_intervals(
         conf = await c.next_json("subscription_confirmed")
         assert conf["id"] == str(asked)
         granted.append(conf["intervalMs"])
-    # §8: 5 Hz (200 ms) without intervalMs; [1000/maxUpdateRate, 10000] otherwise, rounded
+    # §10: 5 Hz (200 ms) without intervalMs; [1000/maxUpdateRate, 10000] otherwise, rounded
     assert granted == [200, 17, 33, 10_000, 17, 10_000]
     await c.send_json({"type": "subscribe", "format": "q", "intervalMs": "fast", "id": "s"})
     err = await c.next_json("error")
@@ -83,7 +83,7 @@ async def test_v2_keyframe_then_deltas_rebuild_the_exact_layout(harness: Harness
     exact = {p["id"]: np.array([p["x"], p["y"], p["z"]]) for p in st["positions"]}
     assert set(state) == set(exact)
     off = max(float(np.linalg.norm(state[i] - exact[i])) for i in exact)
-    assert off <= 0.01 * 1.001  # never more than positionDeadband off (§3.3)
+    assert off <= 0.01 * 1.001  # never more than positionDeadband off (§4.7)
 
 
 async def test_v1_and_q_with_velocity(harness: Harness) -> None:

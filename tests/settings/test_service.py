@@ -1,5 +1,5 @@
 """The settings service without sockets: typed writes, dedup, all or nothing, admin, sync,
-listeners and durability (§4), on a real SQLite file."""
+listeners and durability (§5), on a real SQLite file."""
 
 from __future__ import annotations
 

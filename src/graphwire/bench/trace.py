@@ -5,7 +5,7 @@ start, 12 physics steps per snapshot (60 Hz physics behind a 5 Hz stream), 600 s
 snapshot is encoded with the real codecs for a client that receives every frame:
 
 - ``v2``: a keyframe first, then each snapshot the nodes that moved more than the position
-  deadband (0.01) since they were last sent (the stream's V2 delta frames, §3.3);
+  deadband (0.01) since they were last sent (the stream's V2 delta frames, §4.7);
 - ``q``: the compact stream with its default keyframe policy (rebases included).
 
 Rows ``{trace, format, bytesPerNodePerSnapshot, bytesPerMovedNode}`` (moved nodes: the records

@@ -1,4 +1,4 @@
-"""Reconnect delays (PROTOCOL.md §8): exponential from 1 s doubling to 30 s, with full jitter.
+"""Reconnect delays (docs/protocol.md §10): exponential from 1 s doubling to 30 s, with full jitter.
 
 Full jitter draws each delay uniformly from ``[0, cap)``, where the cap doubles with every failed
 attempt. Clients that lost the same server (it restarted) therefore come back spread over the

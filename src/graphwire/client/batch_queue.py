@@ -1,6 +1,6 @@
 """The BatchQueue: node positions sent to the server as CLIENT_POSITIONS batches (kind 0x20).
 
-PROTOCOL.md §3.6 and §8, as the browser client's ``net/batch_queue.js`` does it:
+docs/protocol.md §4.8 and §10, as the browser client's ``net/batch_queue.js`` does it:
 
 - batches of at most ``batch_size`` (50), flushed every ``flush_interval`` (200 ms), or at once
   when a whole batch is waiting;
@@ -122,7 +122,7 @@ class BatchQueue:
         return reason
 
     def validate(self, node_id: int, pos: tuple[float, float, float]) -> str | None:
-        """Why an update would be rejected (§3.6 checks), or None."""
+        """Why an update would be rejected (§4.8 checks), or None."""
         if not 0 <= node_id < 2**30:
             return "invalid_id"
         if not all(math.isfinite(c) for c in pos):
@@ -212,7 +212,7 @@ class BatchQueue:
         entry.timer = loop.call_later(self.ack_timeout, self._fail, batch)
 
     def on_ack(self, ack: dict[str, Any]) -> None:
-        """Handle a ``positions_ack`` message (§3.6)."""
+        """Handle a ``positions_ack`` message (§4.8)."""
         batch = int(ack.get("batch", -1))
         entry = self._inflight.get(batch)
         if entry is None:

@@ -1,6 +1,6 @@
-"""The asyncio client: one resilient connection to a graphwire server (PROTOCOL.md §5, §6, §8).
+"""The asyncio client: one resilient connection to a server (docs/protocol.md §6, §7, §10).
 
-- **Init** (§6): open ``/ws``, read ``connection_established`` (and the PathTable), subscribe,
+- **Init** (§7): open ``/ws``, read ``connection_established`` (and the PathTable), subscribe,
   ``GET /api/graph/data?clientId=`` (the server then sends this client a keyframe at least as
   new as the data), and Sync the settings (a Snapshot, digest checked).
 - **Reconnect** forever by default, after exponential backoff with full jitter
@@ -78,7 +78,7 @@ class Client:
     ``interval_ms`` the requested pace (None: the server's default); ``velocity`` asks a ``q``
     stream for velocities. ``backoff``, ``ping_interval``, ``pong_timeout``, ``queue_limit``,
     ``open_timeout`` (handshake and first message) and ``request_timeout`` (settings replies)
-    have the §8 defaults. ``connect_attempts`` limits the attempts of the *first* connection
+    have the §10 defaults. ``connect_attempts`` limits the attempts of the *first* connection
     (None: as ``backoff.max_attempts``). ``batch_options`` are passed to the BatchQueue.
     """
 

@@ -31,7 +31,7 @@ class ClientClosedError(ClientError):
 
 
 class ServerError(ClientError):
-    """An ``error`` message from the server (PROTOCOL.md §7), as an exception.
+    """An ``error`` message from the server (docs/protocol.md §8), as an exception.
 
     ``code``, ``category``, ``retryable`` and ``retry_after_ms`` are those of the message.
     """
@@ -42,12 +42,12 @@ class ServerError(ClientError):
 
     @property
     def code(self) -> str:
-        """The §7 error code, e.g. ``format_unsupported``."""
+        """The §8 error code, e.g. ``format_unsupported``."""
         return self.info.code.value
 
     @property
     def category(self) -> str:
-        """The §7 category: protocol, validation, rate_limit, auth or server."""
+        """The §8 category: protocol, validation, rate_limit, auth or server."""
         return self.info.category.value
 
     @property
@@ -62,9 +62,9 @@ class ServerError(ClientError):
 
 
 class SettingsError(ClientError):
-    """A settings request answered with an Error (PROTOCOL.md §4), or not answered in time.
+    """A settings request answered with an Error (docs/protocol.md §5), or not answered in time.
 
-    ``code`` is the §4 error number (1 unknown_path … 7 internal; 0 for a timeout or a lost
+    ``code`` is the §5 error number (1 unknown_path … 7 internal; 0 for a timeout or a lost
     connection) and ``name`` its name.
     """
 

@@ -117,7 +117,7 @@ class RateLimitWarning(Event):
 
 @dataclass(frozen=True, slots=True)
 class ErrorEvent(Event):
-    """An ``error`` from the server (PROTOCOL.md §7), or a client-side failure (``code`` such
+    """An ``error`` from the server (docs/protocol.md §8), or a client-side failure (``code`` such
     as ``graph_load_failed`` or ``digest_mismatch``, category ``client``)."""
 
     name: ClassVar[str] = "error"

@@ -1,6 +1,6 @@
 """A live numpy mirror of the graph: node and edge tables from REST, positions from the stream.
 
-Arrays are indexed by node id (PROTOCOL.md §3.1): ``positions[i]`` is node ``i``'s position
+Arrays are indexed by node id (docs/protocol.md §3.1): ``positions[i]`` is node ``i``'s position
 (float64, NaN where no node ``i`` lives), ``velocities`` and the SSSP columns likewise. They are
 kept current from any position format (V1, V2 or Q, decoded by :mod:`graphwire.protocol`) and
 from SSSP frames, and grow when nodes are added. The node table maps keys to ids and back.
@@ -165,7 +165,7 @@ class GraphMirror:
         """Replace the tables with a ``GET /api/graph/data`` body (§1).
 
         Positions from REST are taken only when no newer frame has been applied: the keyframe
-        the server sends after the REST call (§6) brings the exact positions.
+        the server sends after the REST call (§7) brings the exact positions.
         """
         with self.lock:
             new_epoch = data["epoch"] != self.epoch

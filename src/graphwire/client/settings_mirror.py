@@ -1,4 +1,4 @@
-"""The client side of the binary settings protocol (kind 0x10, PROTOCOL.md §4).
+"""The client side of the binary settings protocol (kind 0x10, docs/protocol.md §5).
 
 :class:`SettingsMirror` learns path ids and declared types from PathTable frames, fills itself
 with a Sync (a Snapshot the first time, whose blake3 digest it checks), applies every Delta in
@@ -97,7 +97,7 @@ class SettingsMirror:
         return off
 
     def digest(self) -> bytes:
-        """blake3 digest (§4) of every value held."""
+        """blake3 digest (§5) of every value held."""
         return sc.settings_digest(self.values)
 
     # -- writing -----------------------------------------------------------------------------

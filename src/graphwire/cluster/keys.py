@@ -33,7 +33,7 @@ class Keys:
 
     @property
     def epoch(self) -> str:
-        """The cluster's epoch counter (§6): raised by every simulation that takes the lease."""
+        """The cluster's epoch counter (§7): raised by every simulation that takes the lease."""
         return self._k("epoch")
 
     @property

@@ -1,4 +1,4 @@
-"""The graph: nodes with ids and keys (PROTOCOL.md §3.1) and undirected weighted edges.
+"""The graph: nodes with ids and keys (docs/protocol.md §3.1) and undirected weighted edges.
 
 Everything the physics reads lives in numpy arrays indexed by node id: positions, velocities,
 masses, the pinned mask, the alive mask and a CSR adjacency. Ids are ``0 … N-1`` in ascending key
@@ -165,7 +165,7 @@ class Graph:
     # -- reading ---------------------------------------------------------------------------
     @property
     def id_limit(self) -> int:
-        """The highest id assigned in this graph + 1 (the SSSP ``count`` of §3.5)."""
+        """The highest id assigned in this graph + 1 (the SSSP ``count`` of §4.9)."""
         return len(self.keys)
 
     @property

@@ -1,7 +1,7 @@
 """graphwire's wire contract as a pure library: bytes in, typed values out, and back.
 
 Nothing here does I/O, keeps global state or imports anything else of graphwire. Each module
-names the section of PROTOCOL.md it implements; every decoder raises only
+names the section of docs/protocol.md it implements; every decoder raises only
 :class:`~graphwire.protocol.errors.ProtocolError`.
 """
 

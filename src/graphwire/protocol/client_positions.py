@@ -1,11 +1,11 @@
-"""CLIENT_POSITIONS, kind 0x20 (PROTOCOL.md §3.6): nodes a user moved, sent to the server.
+"""CLIENT_POSITIONS, kind 0x20 (docs/protocol.md §4.8): nodes a user moved, sent to the server.
 
-Header flags: ``0x01`` the payload is gzip (§2.1: any kind may compress its payload; a sender
+Header flags: ``0x01`` the payload is gzip (§2.2: any kind may compress its payload; a sender
 compresses when it is over 256 bytes and gzip makes it smaller), ``0x02`` pin the nodes where
 they are put, ``0x04`` release them to the physics; epoch = the client's epoch (low 16 bits);
 seq = the client's batch number.
 Payload ``n × (u32 id | f32 x | f32 y | f32 z)``. This module only parses; the checks of
-§3.6 that need the graph (bounds, existing node, epoch) belong to the server.
+§4.8 that need the graph (bounds, existing node, epoch) belong to the server.
 """
 
 from __future__ import annotations

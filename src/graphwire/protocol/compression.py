@@ -1,4 +1,4 @@
-"""gzip for frame payloads (PROTOCOL.md §2, §4), with an inflate that never grows past a cap.
+"""gzip for frame payloads (docs/protocol.md §2, §5), with an inflate that never grows past a cap.
 
 Senders compress a payload only when it is over 256 bytes *and* gzip makes it smaller; browsers
 inflate it with the native ``DecompressionStream('gzip')``. Receivers inflate with a hard cap
@@ -13,10 +13,10 @@ import zlib
 from .errors import ErrorCode, ProtocolError, malformed
 
 COMPRESS_THRESHOLD = 256
-"""Payloads of at most this many bytes are never compressed (§2.1, §4)."""
+"""Payloads of at most this many bytes are never compressed (§2.2, §5)."""
 
 MAX_INFLATED = 10 * 1024 * 1024
-"""Largest inflated payload accepted (§2, §8: 10 MiB)."""
+"""Largest inflated payload accepted (§2, §10: 10 MiB)."""
 
 
 class GzipTally:

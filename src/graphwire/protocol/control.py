@@ -1,9 +1,9 @@
-"""JSON control messages (PROTOCOL.md §5) as typed, validated values, and the close codes.
+"""JSON control messages (docs/protocol.md §6) as typed, validated values, and the close codes.
 
 ``parse_client_message`` turns a text frame from a client into one of the client message
 classes, or raises :class:`ProtocolError`; ``parse_server_message`` does the same for what a
 server sends (for the Python client). Every message serialises with ``to_json()`` to the exact
-camelCase shape of §5.
+camelCase shape of §6.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ REJECT_REASONS = ("not_finite", "out_of_bounds", "unknown_node", "stale_epoch", 
 
 
 class CloseCode(IntEnum):
-    """WebSocket close codes (§5) and what a client should do on each."""
+    """WebSocket close codes (§6) and what a client should do on each."""
 
     NORMAL = 1000
     GOING_AWAY = 1001  # server restarting: reconnect
@@ -343,7 +343,7 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class PositionsAck:
-    """The answer to every client positions batch (§3.6)."""
+    """The answer to every client positions batch (§4.8)."""
 
     TYPE: ClassVar[str] = "positions_ack"
     batch: int
@@ -443,7 +443,7 @@ class RateLimitWarning:
 
 @dataclass(frozen=True, slots=True)
 class ErrorMessage:
-    """An ``error`` message (§7)."""
+    """An ``error`` message (§8)."""
 
     TYPE: ClassVar[str] = "error"
     error: ErrorInfo

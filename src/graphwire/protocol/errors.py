@@ -1,7 +1,7 @@
-"""Errors of the wire contract (PROTOCOL.md §7) and the one exception every decoder raises.
+"""Errors of the wire contract (docs/protocol.md §8) and the one exception every decoder raises.
 
 Every decoder in :mod:`graphwire.protocol` turns bad input into a :class:`ProtocolError` that
-carries a §7 code, its category and whether retrying helps, so the server can answer it on the
+carries a §8 code, its category and whether retrying helps, so the server can answer it on the
 wire without translating exceptions.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 
 class ErrorCategory(StrEnum):
-    """The categories of §7."""
+    """The categories of §8."""
 
     PROTOCOL = "protocol"
     VALIDATION = "validation"
@@ -23,7 +23,7 @@ class ErrorCategory(StrEnum):
 
 
 class ErrorCode(StrEnum):
-    """The error codes of §7 (and the few graphwire adds, documented in docs/protocol.md)."""
+    """The error codes of §8 (and the few graphwire adds, documented in docs/protocol.md)."""
 
     MALFORMED_FRAME = "malformed_frame"
     UNKNOWN_KIND = "unknown_kind"
@@ -70,13 +70,13 @@ _RETRYABLE = {ErrorCode.RATE_LIMITED, ErrorCode.BANNED, ErrorCode.INTERNAL, Erro
 
 
 def category_of(code: ErrorCode) -> ErrorCategory:
-    """The §7 category of an error code."""
+    """The §8 category of an error code."""
     return _CATEGORY[code]
 
 
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
-    """The `error` object of §7: what went wrong, where it belongs and whether to retry."""
+    """The `error` object of §8: what went wrong, where it belongs and whether to retry."""
 
     code: ErrorCode
     message: str
@@ -90,7 +90,7 @@ class ErrorInfo:
         return cls(code, message, category_of(code), code in _RETRYABLE, retry_after_ms)
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON object of §7 (camelCase keys)."""
+        """The JSON object of §8 (camelCase keys)."""
         out: dict[str, Any] = {
             "code": self.code.value,
             "message": self.message,
@@ -113,7 +113,7 @@ class ProtocolError(Exception):
 
     @property
     def code(self) -> ErrorCode:
-        """The §7 error code."""
+        """The §8 error code."""
         return self.info.code
 
     @property

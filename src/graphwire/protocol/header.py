@@ -1,4 +1,4 @@
-"""Frame kinds (PROTOCOL.md §2) and the 8-byte header of kinds 0x01, 0x02, 0x03, 0x05, 0x20 (§2.1).
+"""Frame kinds (docs/protocol.md §2) and the 8-byte header of kinds 0x01–0x03, 0x05, 0x20 (§2.2).
 
 The first byte of every binary message is its kind and never a version, so one byte routes a
 frame. The header is ``u8 kind | u8 flags | u16 epoch low 16 bits | u32 seq``, little-endian.
@@ -28,14 +28,14 @@ class Kind(IntEnum):
 
 
 class Flags(IntFlag):
-    """Header flag bits (§2.1). Bits 3–7 are zero unless a kind defines them."""
+    """Header flag bits (§2.2). Bits 3–7 are zero unless a kind defines them."""
 
     NONE = 0
     COMPRESSED = 0x01
     KEYFRAME = 0x02
     SETTLED = 0x04
 
-    # kind 0x20 reuses bits 1 and 2 (§3.6)
+    # kind 0x20 reuses bits 1 and 2 (§4.8)
     PIN = 0x02
     RELEASE = 0x04
 
@@ -103,7 +103,7 @@ def frame_kind(data: bytes | memoryview) -> Kind:
 
 
 def check_flag_bits(flags: int, allowed: int, kind: int) -> None:
-    """Reject flag bits a kind does not define (they must be zero, §2.1)."""
+    """Reject flag bits a kind does not define (they must be zero, §2.2)."""
     extra = flags & ~allowed & 0xFF
     if extra:
         raise malformed(f"kind 0x{kind:02x} does not define flag bits 0x{extra:02x}")

@@ -1,6 +1,6 @@
 """POSITIONS_V1 (kind 0x01, 34-byte records) and POSITIONS_V2 (kind 0x02, 36-byte records).
 
-PROTOCOL.md §3.2 and §3.3. A record is described once as a numpy dtype; a whole frame is built by
+docs/protocol.md §4.7. A record is described once as a numpy dtype; a whole frame is built by
 filling the fields of one array and taking its bytes once, and decoded as a zero-copy view of the
 received bytes. No per-node Python loop runs on either path.
 """
@@ -103,7 +103,7 @@ class NodeRecords:
         dist: npt.ArrayLike | None = None,
         parent: npt.ArrayLike | None = None,
     ) -> NodeRecords:
-        """Columns from array-likes, with the §3.3 defaults for what is not given."""
+        """Columns from array-likes, with the §4.7 defaults for what is not given."""
         ids_a = np.asarray(ids, dtype=np.uint32).reshape(-1)
         n = ids_a.shape[0]
         pos_a = np.asarray(pos, dtype=np.float32).reshape(n, 3)

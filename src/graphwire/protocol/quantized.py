@@ -1,4 +1,4 @@
-"""POSITIONS_Q, kind 0x03: the compact position format (PROTOCOL.md §3.4, docs/protocol.md).
+"""POSITIONS_Q, kind 0x03: the compact position format (docs/protocol.md §4).
 
 Positions are integers on a grid that the keyframe states. A *keyframe* holds every live node
 (ids as runs, so a dense id range costs 8 bytes); a *delta* names the keyframe it applies to and
@@ -42,7 +42,7 @@ from .header import (
 )
 from .varint import decode_varints, unzigzag
 
-# Flag bits kind 0x03 defines beyond §2.1 (documented in docs/protocol.md).
+# Flag bits kind 0x03 defines beyond §2.2 (documented in docs/protocol.md).
 FLAG_VELOCITY = 0x08
 """The frame carries velocities (only for subscriptions that asked for them)."""
 FLAG_REBASE = 0x10

@@ -1,4 +1,4 @@
-"""The binary settings protocol, kind 0x10 (PROTOCOL.md §4): typed values and twelve messages.
+"""The binary settings protocol, kind 0x10 (docs/protocol.md §5): typed values and twelve messages.
 
 Frame: ``0x10 | c | body`` where ``c`` is 0x00 (plain) or 0xFF (gzip of the plain body); senders
 compress when the plain body is over 256 bytes and gzip makes it smaller. Values are
@@ -22,11 +22,11 @@ from .header import Kind
 
 PLAIN, GZIP = 0x00, 0xFF
 MAX_DEPTH = 32
-"""Nesting deeper than this is malformed (§4): it bounds the decoder's recursion."""
+"""Nesting deeper than this is malformed (§5): it bounds the decoder's recursion."""
 
 
 class Tag(IntEnum):
-    """Value tags (§4)."""
+    """Value tags (§5)."""
 
     NULL = 0x00
     BOOL = 0x01
@@ -41,7 +41,7 @@ class Tag(IntEnum):
 
 
 class SettingsErrorCode(IntEnum):
-    """Error codes of the settings Error message (§4)."""
+    """Error codes of the settings Error message (§5)."""
 
     UNKNOWN_PATH = 1
     TYPE_MISMATCH = 2
@@ -536,7 +536,7 @@ def request_id(body: bytes) -> int:
 
 
 def settings_digest(items: Sequence[tuple[int, Value]] | Mapping[int, Value]) -> bytes:
-    """blake3 over ``u32 pathId | value`` for every path in ascending id (§4)."""
+    """blake3 over ``u32 pathId | value`` for every path in ascending id (§5)."""
     pairs = sorted(items.items() if isinstance(items, Mapping) else items, key=lambda e: e[0])
     h = blake3.blake3()
     for pid, value in pairs:
@@ -546,5 +546,5 @@ def settings_digest(items: Sequence[tuple[int, Value]] | Mapping[int, Value]) ->
 
 
 def value_hash(value: Value) -> bytes:
-    """blake3 of a value's encoding: equal hashes mean equal stored values (dedup, §4)."""
+    """blake3 of a value's encoding: equal hashes mean equal stored values (dedup, §5)."""
     return bytes(blake3.blake3(value.encode()).digest())

@@ -1,4 +1,4 @@
-"""SSSP frames, kind 0x05 (PROTOCOL.md §3.5): distance and parent of every node id.
+"""SSSP frames, kind 0x05 (docs/protocol.md §4.9): distance and parent of every node id.
 
 Payload ``u32 source | u32 count | count × f32 distance | count × i32 parent``, indexed by node id,
 where ``count`` is the highest id assigned in the epoch + 1. ``source`` is ``0xFFFFFFFF`` when

@@ -1,4 +1,4 @@
-"""Who may talk to the server and who they are (PROTOCOL.md §1, §8): hosts, origins, tokens,
+"""Who may talk to the server and who they are (docs/protocol.md §1, §10): hosts, origins, tokens,
 identities. Pure: it reads request headers and addresses, and keeps no state.
 
 - **Host.** A request must name the server by a host it is served as: the address it is bound
@@ -134,7 +134,7 @@ class AccessPolicy:
         return self.admin_token is not None and token == self.admin_token
 
     def identity_of(self, request: web.BaseRequest, token: str | None) -> str:
-        """Who is behind a request: the token with auth, else the address (§8)."""
+        """Who is behind a request: the token with auth, else the address (§10)."""
         if self.token is not None and token is not None:
             return "token:" + token
         remote = request.remote or "unknown"

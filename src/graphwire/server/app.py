@@ -116,10 +116,10 @@ class BackgroundTasks:
 
 def open_settings(config: ServerConfig) -> SettingsService:
     """The settings service on the configured database, with the ``--set`` overrides applied
-    and the epoch raised (§6). The epoch lives in that database, so it must be a file."""
+    and the epoch raised (§7). The epoch lives in that database, so it must be a file."""
     db = config.db or str(default_db())
     if db.strip() in ("", ":memory:") or db.startswith("file::memory:"):
-        raise StoreError(f"--db {db!r}: the settings database also keeps the epoch (§6), which "
+        raise StoreError(f"--db {db!r}: the settings database also keeps the epoch (§7), which "
                          "must grow across restarts; give a file")
     store = SettingsStore(db, log_revisions=config.settings_log)
     try:

@@ -64,7 +64,7 @@ Job = Callable[[], Awaitable[None]]
 
 def command_error(exc: Exception) -> dict[str, Any] | None:
     """A refusal as a reply error (None: a bug, logged and answered ``internal``)."""
-    if isinstance(exc, GraphError):  # with its §7 code: the gateway answers what we would
+    if isinstance(exc, GraphError):  # with its §8 code: the gateway answers what we would
         return {"kind": "graph", "code": graph_code(exc).value, "message": str(exc)}
     if isinstance(exc, SettingsError):
         return {"kind": "settings", "code": int(exc.code), "message": exc.message}

@@ -2,7 +2,7 @@
 
 The registry is the one place that knows every connection. The WebSocket handshake adds and
 removes them; a connection closed within ``resumeWindowMs`` may come back under its id
-(``/ws?resume=``, PROTOCOL.md §5); a ban reaches every connection of the identity; broadcasts
+(``/ws?resume=``, docs/protocol.md §6); a ban reaches every connection of the identity; broadcasts
 (``graph_changed``, settings Deltas, SSSP frames) hand one encoded message to each connection's
 outbox. It knows a connection only through :class:`Connection`, so it imports no session.
 """

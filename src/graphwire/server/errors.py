@@ -1,10 +1,10 @@
-"""The one error table: every error the server answers, as a §7 code and an HTTP status.
+"""The one error table: every error the server answers, as a §8 code and an HTTP status.
 
 Errors keep their type from where they arise to the wire: a decoder raises
-:class:`~graphwire.protocol.errors.ProtocolError` (a §7 code), the settings service
-:class:`~graphwire.settings.SettingsError` (a §4 code), the graph
+:class:`~graphwire.protocol.errors.ProtocolError` (a §8 code), the settings service
+:class:`~graphwire.settings.SettingsError` (a §5 code), the graph
 :class:`~graphwire.graph.model.GraphError` (its subclass says which). This module maps those
-types and codes, never message text, to the §7 code and the HTTP status (PROTOCOL.md §1, §7).
+types and codes, never message text, to the §8 code and the HTTP status (docs/protocol.md §1, §8).
 The error middleware (``server.http``) and the WebSocket handlers both answer through it.
 """
 
@@ -23,7 +23,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415, ErrorCode.RATE_LIMITED: 429, ErrorCode.BANNED: 429,
     ErrorCode.UNAUTHORIZED: 401, ErrorCode.FORBIDDEN: 403, ErrorCode.INTERNAL: 500,
 }
-"""The HTTP status of every §7 code."""
+"""The HTTP status of every §8 code."""
 
 SETTINGS_CODES: dict[SettingsErrorCode, ErrorCode] = {
     SettingsErrorCode.UNKNOWN_PATH: ErrorCode.UNKNOWN_PATH,
@@ -34,25 +34,25 @@ SETTINGS_CODES: dict[SettingsErrorCode, ErrorCode] = {
     SettingsErrorCode.FORBIDDEN: ErrorCode.FORBIDDEN,
     SettingsErrorCode.INTERNAL: ErrorCode.INTERNAL,
 }
-"""The §7 code of every §4 settings error code (REST answers settings errors with these)."""
+"""The §8 code of every §5 settings error code (REST answers settings errors with these)."""
 
 PROTOCOL_TO_SETTINGS: dict[ErrorCode, SettingsErrorCode] = {
     ErrorCode.TOO_LARGE: SettingsErrorCode.MALFORMED,
     ErrorCode.MALFORMED_FRAME: SettingsErrorCode.MALFORMED,
     ErrorCode.UNKNOWN_MESSAGE: SettingsErrorCode.MALFORMED,
 }
-"""The §4 Error code answering a kind 0x10 frame that does not decode (§4 has no code of its own
+"""The §5 Error code answering a kind 0x10 frame that does not decode (§5 has no code of its own
 for an oversized payload: it is malformed there, and its text says ``too_large``)."""
 
 GRAPH_CODES: dict[type[GraphError], ErrorCode] = {
     UnknownNodeError: ErrorCode.UNKNOWN_NODE,
     GraphError: ErrorCode.INVALID_VALUE,
 }
-"""The §7 code of every graph error type (the most derived type listed wins)."""
+"""The §8 code of every graph error type (the most derived type listed wins)."""
 
 
 class ApiError(Exception):
-    """An error answered with a §7 body and an HTTP status (and extra headers)."""
+    """An error answered with a §8 body and an HTTP status (and extra headers)."""
 
     def __init__(self, code: ErrorCode, message: str, *, status: int | None = None,
                  retry_after_ms: int | None = None, headers: dict[str, str] | None = None
@@ -64,7 +64,7 @@ class ApiError(Exception):
 
 
 def graph_code(exc: GraphError) -> ErrorCode:
-    """The §7 code of a graph error, by its type."""
+    """The §8 code of a graph error, by its type."""
     for cls in type(exc).__mro__:
         code = GRAPH_CODES.get(cls)
         if code is not None:
@@ -73,7 +73,7 @@ def graph_code(exc: GraphError) -> ErrorCode:
 
 
 def as_protocol_error(exc: ProtocolError | SettingsError | GraphError) -> ProtocolError:
-    """Any typed error as the §7 error a WebSocket ``error`` message carries."""
+    """Any typed error as the §8 error a WebSocket ``error`` message carries."""
     if isinstance(exc, ProtocolError):
         return exc
     if isinstance(exc, SettingsError):

@@ -7,12 +7,12 @@ in one pass, counting the group once. A connection writes them straight to its t
 nothing else of its is waiting to be sent (the common case: one ``send`` system call a client a
 frame, no task switch, no per-client framing), else queues them behind what is waiting, so the
 order of messages on a connection is the order they were sent in (``subscription_confirmed``
-and ``graph_changed`` before the frames that follow them, §5).
+and ``graph_changed`` before the frames that follow them, §6).
 
 Backpressure stays with the stream hub: it offers a connection a position frame only when
 nothing of its previous one is waiting (neither in its outbox nor in its transport's buffer)
 and its socket holds less than the high-water mark; otherwise the client is skipped and later
-sent the newest frame (PROTOCOL.md §3.3, §3.4).
+sent the newest frame (docs/protocol.md §4.7, §4).
 """
 
 from __future__ import annotations

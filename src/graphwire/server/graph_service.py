@@ -4,7 +4,7 @@ Every operation that needs the simulation lock runs in a worker thread, so a phy
 progress (150 ms at 100,000 nodes) never stalls the event loop. Topology commands schedule their
 ``graph_changed`` on the loop while still holding the lock: the simulation thread publishes
 snapshots under the same lock, so the announcement always precedes the first frame that shows
-the change (PROTOCOL.md §5).
+the change (docs/protocol.md §6).
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ class GraphService:
     # -- commands -----------------------------------------------------------------------------
     async def positions(self, ids: np.ndarray, pos: np.ndarray, *, pin: bool,
                         release: bool) -> PositionResult:
-        """Apply user-moved nodes (§3.6 checks: finite, inside the bounds, an existing node)."""
+        """Apply user-moved nodes (§4.8 checks: finite, inside the bounds, an existing node)."""
         def apply() -> PositionResult:
             g, sim = self.graph, self.sim
             bounds = sim.params.bounds_size

@@ -1,6 +1,6 @@
-"""HTTP rules of PROTOCOL.md §1 and §7: JSON errors, who may talk to the server, rate limits.
+"""HTTP rules of docs/protocol.md §1 and §8: JSON errors, who may talk to the server, rate limits.
 
-Middlewares, outermost first: every error as a §7 JSON body with the status of the one error
+Middlewares, outermost first: every error as a §8 JSON body with the status of the one error
 table (``server.errors``); the ``Host`` and ``Origin`` rules and tokens of
 :class:`~graphwire.server.access.AccessPolicy`; bans and per identity and route-class rate
 limits (429 with ``Retry-After`` and the ``X-RateLimit-*`` headers, bans included); writes must
@@ -32,7 +32,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ADMIN = web.RequestKey("admin", bool)
 """The request presented the admin token."""
 IDENTITY = web.RequestKey("identity", str)
-"""Who is behind the request, for rate limits and bans (§8)."""
+"""Who is behind the request, for rate limits and bans (§10)."""
 
 
 def json_response(data: Any, *, status: int = 200,
@@ -45,7 +45,7 @@ def json_response(data: Any, *, status: int = 200,
 
 
 def error_response(err: ApiError) -> web.Response:
-    """The §7 JSON answer of an error."""
+    """The §8 JSON answer of an error."""
     return json_response({"error": err.info.to_json()}, status=err.status, headers=err.headers)
 
 
@@ -80,7 +80,7 @@ def rate_limit_headers(bucket: TokenBucket, wait: float) -> dict[str, str]:
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error as §7 JSON with its status, from the one error table."""
+    """Every error as §8 JSON with its status, from the one error table."""
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:

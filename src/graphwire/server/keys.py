@@ -32,7 +32,7 @@ CONFIG = web.AppKey("config", ServerConfig)
 ACCESS = web.AppKey("access", AccessPolicy)
 """Who may talk to the server (hosts, origins, tokens, identities)."""
 METRICS = web.AppKey("metrics", Metrics)
-"""The §8 counters."""
+"""The §10 counters."""
 LIMITER = web.AppKey("limiter", RateLimiter)
 """Violations and bans per identity, HTTP buckets."""
 CONNECTIONS = web.AppKey("connections", Connections)

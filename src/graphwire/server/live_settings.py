@@ -16,7 +16,7 @@ from graphwire.settings.schema import AGENT_PHYSICS, KNOWLEDGE_PHYSICS, Lookup, 
 from graphwire.simulation import PhysicsParams
 
 RATE_CLASSES = ("positions", "settings", "control")
-"""The rate classes of PROTOCOL.md §1 and §8."""
+"""The rate classes of docs/protocol.md §1 and §10."""
 
 _WS = "system.websocket."
 _RATE = "system.rateLimits."

@@ -1,4 +1,4 @@
-"""Server metrics (PROTOCOL.md §8): one set of counters, read by ``/api/metrics`` (JSON) and
+"""Server metrics (docs/protocol.md §10): one set of counters, read by ``/api/metrics`` (JSON) and
 ``/metrics`` (Prometheus text, written by ``prometheus_client``).
 
 The counters are plain integers on the event loop: the send path counts every frame for every

@@ -1,4 +1,4 @@
-"""Rate limits (PROTOCOL.md §8): token buckets, violations per identity, bans.
+"""Rate limits (docs/protocol.md §10): token buckets, violations per identity, bans.
 
 - A :class:`TokenBucket` refills continuously (fractional tokens), so 300/min really is 5 a
   second and ``retry_after`` is the real wait, never a rounded 0.

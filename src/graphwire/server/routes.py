@@ -1,4 +1,4 @@
-"""REST routes of PROTOCOL.md §1 (graph, settings, metrics, health) and the static client.
+"""REST routes of docs/protocol.md §1 (graph, settings, metrics, health) and the static client.
 
 Every handler is a module-level function that reads the parts it needs from the application
 (``request.app[KEY]``, see ``server.keys``). Errors are raised, typed, and answered by the error
@@ -57,7 +57,7 @@ def _list(body: Any, key: str, limit: int) -> list[dict[str, Any]]:
 
 # -- the graph ---------------------------------------------------------------------------------
 async def graph_data(request: web.Request) -> web.Response:
-    """``GET /api/graph/data`` (``?clientId=`` sends that client a keyframe, §6)."""
+    """``GET /api/graph/data`` (``?clientId=`` sends that client a keyframe, §7)."""
     service = request.app[GRAPH_SERVICE]
     snap = await service.current_snapshot(request.app[RUNNER].request_snapshot)
     body = await service.data_json(snap, request.app[SETTINGS].revision)

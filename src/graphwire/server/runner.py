@@ -3,7 +3,7 @@
 Physics steps at ``1/dt`` steps a second (real time; ``physics_hz`` caps it lower), never more
 than ``iterations`` steps behind. Snapshots are published at the stream rate: 5 Hz by default,
 rising towards 60 Hz while many nodes move fast or a user drags nodes, smoothed per 200 ms
-(PROTOCOL.md §8). Once the layout is settled (or physics is disabled) the thread sleeps and
+(docs/protocol.md §10). Once the layout is settled (or physics is disabled) the thread sleeps and
 publishes only a keyframe every ``settledKeyframeIntervalMs``; a parameter change, pin, drag or
 topology change wakes it. ``request_snapshot`` publishes one as soon as possible (a client needs
 a keyframe).

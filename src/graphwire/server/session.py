@@ -1,4 +1,4 @@
-"""One WebSocket connection: its reader, its bounded outbox, its heartbeat (PROTOCOL.md §2–§5).
+"""One WebSocket connection: its reader, its bounded outbox, its heartbeat (docs/protocol.md §2–§6).
 
 The reader parses every message, charges its rate class (only messages that parse consume
 tokens) and hands it to the :class:`Handlers` (``server.ws``). Everything the server sends goes
@@ -48,13 +48,13 @@ class Handlers(Protocol):
     """What a session hands its parsed messages to (``server.ws.Dispatcher``)."""
 
     async def control(self, session: Session, msg: control.ClientMessage) -> None:
-        """A JSON control message (§5); raises ProtocolError for an error reply."""
+        """A JSON control message (§6); raises ProtocolError for an error reply."""
 
     async def positions(self, session: Session, batch: ClientPositions) -> None:
-        """A kind 0x20 batch (§3.6), already charged; answers it with ``positions_ack``."""
+        """A kind 0x20 batch (§4.8), already charged; answers it with ``positions_ack``."""
 
     async def settings(self, session: Session, data: bytes) -> None:
-        """A kind 0x10 frame (§4): exactly one reply per request."""
+        """A kind 0x10 frame (§5): exactly one reply per request."""
 
     def drained(self, client_id: str) -> None:
         """A connection wrote its queued position frames: it may be behind the stream."""
@@ -317,7 +317,7 @@ class Session:
 
     async def _heartbeat(self) -> None:
         """A WebSocket ping every ``heartbeatIntervalMs``; a peer that sent nothing (no
-        message, no pong) for ``heartbeatTimeoutMs`` is closed with 1001 (§8).
+        message, no pong) for ``heartbeatTimeoutMs`` is closed with 1001 (§10).
 
         Not aiohttp's ``heartbeat``: it waits a fixed half interval for the pong, cannot follow
         a live change of either setting, and aborts with 1006 instead of closing with 1001."""

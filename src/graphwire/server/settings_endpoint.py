@@ -1,4 +1,4 @@
-"""The binary settings protocol over ``/ws`` (kind 0x10, PROTOCOL.md §4).
+"""The binary settings protocol over ``/ws`` (kind 0x10, docs/protocol.md §5).
 
 Every request gets exactly one reply, a Response or an Error, carrying its ``req``. Requests and
 Pings are charged to the ``settings`` rate class (a request over the limit: Error 5). A frame
@@ -51,7 +51,7 @@ class SettingsEndpoint:
                                                                         exclude=change.origin)
 
     def sync_reply(self, req: int, since: int) -> bytes:
-        """A Response with the paths changed after ``since``, or a Snapshot (§4 Sync)."""
+        """A Response with the paths changed after ``since``, or a Snapshot (§5 Sync)."""
         result = self.service.sync(since)
         if len(result) == 3:
             revision, digest, entries = result
@@ -62,7 +62,7 @@ class SettingsEndpoint:
 
     def _bad_frame(self, session: Session, req: int, exc: ProtocolError) -> None:
         if exc.code == ErrorCode.TOO_LARGE:
-            session.send_error(exc)  # §7 too_large (capped inside)
+            session.send_error(exc)  # §8 too_large (capped inside)
         elif session.error_reply_allowed():
             session.send_bytes(sc.encode_settings(
                 sc.Error(req, sc.SettingsErrorCode.MALFORMED, exc.message)))

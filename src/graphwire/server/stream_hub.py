@@ -1,7 +1,7 @@
 """The stream hub: one encode per format and snapshot, the same bytes for every subscriber.
 
 For each snapshot and each format in use the hub encodes at most one keyframe and one delta
-frame (PROTOCOL.md §3.3, §3.4) and hands the same frame to every subscriber it fits; the fan-out
+frame (docs/protocol.md §4.7, §4) and hands the same frame to every subscriber it fits; the fan-out
 (:mod:`.fanout`) builds the WebSocket frame around it once and writes those bytes to each client.
 It never awaits a client: a subscriber whose previous frame is still waiting to be written, or
 whose socket holds more than the high-water mark, is skipped for this frame (counted) and later

@@ -1,11 +1,11 @@
-"""``GET /ws``: the WebSocket handshake and what each message asks (PROTOCOL.md §2–§6).
+"""``GET /ws``: the WebSocket handshake and what each message asks (docs/protocol.md §2–§7).
 
 :class:`WebSocketEndpoint` opens a :class:`~graphwire.server.session.Session` per connection:
-it claims the client id (a resume keeps it, §5), registers the session with the
+it claims the client id (a resume keeps it, §6), registers the session with the
 :class:`~graphwire.server.connections.Connections`, sends ``connection_established`` and the
 settings PathTable, and runs the session until it closes. It is also the session's
-:class:`~graphwire.server.session.Handlers`: control messages (§5), client positions (§3.6) and
-settings frames (§4, through the settings endpoint) land here, and go on to the stream hub, the
+:class:`~graphwire.server.session.Handlers`: control messages (§6), client positions (§4.8) and
+settings frames (§5, through the settings endpoint) land here, and go on to the stream hub, the
 graph service and the settings endpoint. The session's heartbeat lives in the session.
 """
 
@@ -40,7 +40,7 @@ from .settings_endpoint import SettingsEndpoint
 from .stream_hub import StreamHub
 
 MAX_INTERVAL_MS = 10_000.0
-"""The slowest pace a subscription is granted (§5: ``intervalMs`` is clamped to it)."""
+"""The slowest pace a subscription is granted (§6: ``intervalMs`` is clamped to it)."""
 
 
 def sssp_frame(service: GraphService | RemoteGraph) -> bytes:
@@ -130,7 +130,7 @@ class WebSocketEndpoint:
 
     # -- Handlers ---------------------------------------------------------------------------------
     async def control(self, session: Session, msg: ctl.ClientMessage) -> None:
-        """One JSON message from a client (§5)."""
+        """One JSON message from a client (§6)."""
         if isinstance(msg, ctl.Subscribe):
             self._subscribe(session, msg)
         elif isinstance(msg, ctl.Unsubscribe):
@@ -170,7 +170,7 @@ class WebSocketEndpoint:
             session.send_bytes(sssp_frame(self.graph_service))
 
     async def positions(self, session: Session, batch: ClientPositions) -> None:
-        """A kind 0x20 batch: charged, checked (§3.6) and always acknowledged."""
+        """A kind 0x20 batch: charged, checked (§4.8) and always acknowledged."""
         ids = batch.ids.astype(np.int64)
         wait = session.charge("positions")
         if wait is not None:

@@ -1,4 +1,4 @@
-"""Typed, durable, shared settings: the schema, the SQLite store and the service (§4)."""
+"""Typed, durable, shared settings: the schema, the SQLite store and the service (§5)."""
 
 from .schema import FIXED_PATH_IDS, SCHEMA_VERSION, Schema, Setting, build_schema
 from .service import ChangeSet, SettingsError, SettingsService, convert, from_json

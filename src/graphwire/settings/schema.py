@@ -1,4 +1,4 @@
-"""The settings schema: every knob of graphwire, its type, default and range (PROTOCOL.md §4, §8).
+"""The settings schema: every knob, its type, default and range (docs/protocol.md §5, §10).
 
 One list, in a stable order. Path ids 1–9 are fixed by the contract; every other path gets an
 id from the store the first time it sees the path, kept across restarts. A path's declared tag

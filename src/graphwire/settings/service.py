@@ -1,4 +1,4 @@
-"""The settings service: typed values, revisions, dedup and sync (PROTOCOL.md §4), no sockets.
+"""The settings service: typed values, revisions, dedup and sync (docs/protocol.md §5), no sockets.
 
 Reads are served from memory; every accepted change set is committed to the store (one
 transaction, on disk) before it is acknowledged, then applied to memory and handed to the
@@ -31,7 +31,7 @@ from .store import SettingsStore
 
 
 class SettingsError(Exception):
-    """A request the settings service refuses: a §4 error code and a message."""
+    """A request the settings service refuses: a §5 error code and a message."""
 
     def __init__(self, code: SettingsErrorCode, message: str) -> None:
         super().__init__(message)
@@ -54,7 +54,7 @@ _INTS = {Tag.I32: (-(2**31), 2**31 - 1), Tag.I64: (-(2**63), 2**63 - 1)}
 
 
 def convert(setting: Setting, value: Value) -> Value:
-    """The value as the setting's declared tag (§4 conversions), or a SettingsError."""
+    """The value as the setting's declared tag (§5 conversions), or a SettingsError."""
     want = setting.tag
     tag = value.tag
     if tag == want:
@@ -131,7 +131,7 @@ class SettingsService:
     # -- reading ----------------------------------------------------------------------------
     @property
     def schema_version(self) -> int:
-        """The schema version (§5 ``settings.schemaVersion``)."""
+        """The schema version (§6 ``settings.schemaVersion``)."""
         return SCHEMA_VERSION
 
     def path_table(self, ids: Iterable[int] | None = None) -> PathTable:
@@ -166,7 +166,7 @@ class SettingsService:
         return self.values[self.path_id(path)].to_python()
 
     def digest(self) -> bytes:
-        """blake3 over every path in ascending id (§4)."""
+        """blake3 over every path in ascending id (§5)."""
         return settings_digest(self.values)
 
     def snapshot(self) -> tuple[int, bytes, Entries]:

@@ -4,7 +4,7 @@ Each change set is one transaction that writes only the rows it changes and the 
 revision, with ``synchronous=FULL``: when :meth:`SettingsStore.commit` returns the change is on
 disk, so an acknowledged change survives a crash of the process (and of the machine). Writers
 never read-modify-write a whole document, so concurrent writes to different paths are never
-lost. The store also keeps the epoch counter of PROTOCOL.md §6 and the path ids, so ids stay
+lost. The store also keeps the epoch counter of docs/protocol.md §7 and the path ids, so ids stay
 the same across restarts.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 LOG_REVISIONS = 10_000
-"""Revisions kept in the change log for Sync; older ones answer with a Snapshot (§4)."""
+"""Revisions kept in the change log for Sync; older ones answer with a Snapshot (§5)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);

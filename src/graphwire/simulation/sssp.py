@@ -1,4 +1,4 @@
-"""Single-source shortest paths over the graph (PROTOCOL.md §3.5), with scipy's Dijkstra.
+"""Single-source shortest paths over the graph (docs/protocol.md §4.9), with scipy's Dijkstra.
 
 The length of an edge is ``1/weight``: a strong link is a short path. The result is indexed by
 node id up to the highest id assigned: ``+inf`` and ``-1`` where no path exists (removed ids

@@ -10,7 +10,7 @@ a folder                   Logseq / Obsidian Markdown vault     :mod:`.markdown`
 ``*.csv``                  ``source,target[,weight]`` rows      :mod:`.csv_edges`
 =========================  ===================================  ==============================
 
-Sources never assign ids (``Graph.from_data`` does, in ascending key order, PROTOCOL.md §3.1)
+Sources never assign ids (``Graph.from_data`` does, in ascending key order, docs/protocol.md §3.1)
 and every failure to read one is a :class:`SourceError` naming the file, and the line where it
 is known.
 """

@@ -1,4 +1,4 @@
-// Reconnect backoff (PROTOCOL.md §8): 1 s doubling to 30 s, full jitter within its bounds.
+// Reconnect backoff (docs/protocol.md §10): 1 s doubling to 30 s, full jitter within its bounds.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { backoffCap, backoffDelay } from '../app/net/backoff.js';

@@ -1,4 +1,4 @@
-// The BatchQueue (PROTOCOL.md §3.6, §8): batching, replacement, priority, validation, bounds,
+// The BatchQueue (docs/protocol.md §4.8, §10): batching, replacement, priority, validation, bounds,
 // retry, each asserted on the bytes it sends.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,4 +1,4 @@
-// The connection service (PROTOCOL.md §5, §6, §8) against a scripted fake WebSocket.
+// The connection service (docs/protocol.md §6, §7, §10) against a scripted fake WebSocket.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Connection } from '../app/net/connection.js';

@@ -1,4 +1,4 @@
-// POSITIONS_Q (kind 0x03): the worked example of docs/protocol.md §1.6, byte for byte, and the
+// POSITIONS_Q (kind 0x03): the worked example of docs/protocol.md §4.6, byte for byte, and the
 // decoder's refusals. The stream tests against the Python encoder run from pytest
 // (tests/web/test_js_q_stream.py).
 import { test } from 'node:test';

@@ -1,4 +1,4 @@
-// The settings store (PROTOCOL.md §4): path table, snapshot with digest check, deltas in
+// The settings store (docs/protocol.md §5): path table, snapshot with digest check, deltas in
 // revision order, writes with the declared tag, sync after the revision named at connect.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

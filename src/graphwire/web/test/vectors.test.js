@@ -1,5 +1,5 @@
 // Every golden vector of the wire contract decodes byte-exact through the JS modules, and the
-// settings and client-position vectors also encode byte-exact (PROTOCOL.md §3.2, §3.3, §3.6, §4).
+// settings and client-position vectors also encode byte-exact (docs/protocol.md §4.7, §4.8, §5).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * Reconnect delays (PROTOCOL.md §8): exponential from 1 s doubling to 30 s, with full jitter
+ * Reconnect delays (docs/protocol.md §10): exponential from 1 s doubling to 30 s, with full jitter
  * (a uniform draw in [0, cap)), so clients that lost the same server do not return in step.
  * @module net/backoff
  */

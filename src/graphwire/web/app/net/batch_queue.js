@@ -1,6 +1,6 @@
 /**
  * The BatchQueue: nodes a user moved, sent to the server as CLIENT_POSITIONS batches (kind 0x20,
- * PROTOCOL.md §3.6 and §8).
+ * docs/protocol.md §4.8 and §10).
  *
  * - Batches of at most 50, flushed every 200 ms (or at once when 50 are waiting).
  * - At most 1000 updates queued; the newest update of a node replaces its older one (it keeps

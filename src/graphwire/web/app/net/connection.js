@@ -1,5 +1,5 @@
 /**
- * The connection service: the client side of PROTOCOL.md §5, §6 and §8, sans rendering.
+ * The connection service: the client side of docs/protocol.md §6, §7 and §10, sans rendering.
  *
  * - Init: open `/ws`, read `connection_established`, subscribe, `GET /api/graph/data?clientId=`
  *   (the server then sends this client a keyframe at least as new as the data).
@@ -16,7 +16,7 @@
  *
  * Other events: `established` (the message, `{reconnect}`), `graph` (the /api/graph/data body),
  * `binary` (an ArrayBuffer), `graph_changed`, `subscription_confirmed`, `positions_ack`,
- * `rate_limit_warning`, `error` (§7 error object), `dropped` (a queued message was dropped).
+ * `rate_limit_warning`, `error` (§8 error object), `dropped` (a queued message was dropped).
  * @module net/connection
  */
 import { Emitter } from './emitter.js';

@@ -1,6 +1,6 @@
 /**
  * The settings store the UI binds to: the client side of the binary settings protocol
- * (kind 0x10, PROTOCOL.md §4).
+ * (kind 0x10, docs/protocol.md §5).
  *
  * It learns path ids and declared tags from PathTable frames, fills itself with a Sync (a
  * Snapshot the first time, whose blake3 digest it checks), applies every Delta in revision order,
@@ -157,7 +157,7 @@ export class SettingsStore extends Emitter {
     }
   }
 
-  /** blake3 of every value held (§4 digest), as hex. */
+  /** blake3 of every value held (§5 digest), as hex. */
   digestHex() {
     return toHex(settingsDigest(this.values.entries()));
   }

@@ -1,6 +1,6 @@
 /**
  * BLAKE3 (32-byte hash, default mode), written from the BLAKE3 specification, for the settings
- * digest check of PROTOCOL.md §4: the Snapshot digest and `connection_established.settings.digest`
+ * digest check of docs/protocol.md §5: the Snapshot digest and `connection_established.settings.digest`
  * are blake3 over `u32 pathId | value` for every path in ascending id. Browsers have no native
  * blake3; the inputs are a few kilobytes, so a plain implementation is fast enough.
  * @module protocol/blake3

@@ -1,5 +1,5 @@
 /**
- * CLIENT_POSITIONS, kind 0x20 (PROTOCOL.md §3.6): nodes a user moved, sent to the server.
+ * CLIENT_POSITIONS, kind 0x20 (docs/protocol.md §4.8): nodes a user moved, sent to the server.
  * Header flags `0x02` pin, `0x04` release; epoch = the client's epoch; seq = the batch number.
  * Payload `n × (u32 id | f32 x | f32 y | f32 z)`.
  * @module protocol/client_positions

@@ -1,11 +1,11 @@
 /**
- * The one error every decoder throws (PROTOCOL.md §7): a §7 code and a message.
+ * The one error every decoder throws (docs/protocol.md §8): a §8 code and a message.
  * @module protocol/errors
  */
 
 export class ProtocolError extends Error {
   /**
-   * @param {string} code a §7 code, e.g. `malformed_frame`, `unknown_kind`, `too_large`
+   * @param {string} code a §8 code, e.g. `malformed_frame`, `unknown_kind`, `too_large`
    * @param {string} message what was wrong
    */
   constructor(code, message) {

@@ -1,14 +1,14 @@
 /**
- * gzip through the platform's `DecompressionStream` / `CompressionStream` (PROTOCOL.md §2, §4):
+ * gzip through the platform's `DecompressionStream` / `CompressionStream` (docs/protocol.md §2, §5):
  * the browser's own inflater, nothing else. Inflating stops at a cap (10 MiB by default), so a
  * decompression bomb costs at most the cap in memory and is refused with `too_large`.
  * @module protocol/gzip
  */
 import { ProtocolError, malformed } from './errors.js';
 
-/** Largest inflated payload accepted (§2, §8: 10 MiB). */
+/** Largest inflated payload accepted (§2, §10: 10 MiB). */
 export const MAX_INFLATED = 10 * 1024 * 1024;
-/** Payloads of at most this many bytes are never compressed (§2.1, §4). */
+/** Payloads of at most this many bytes are never compressed (§2.2, §5). */
 export const COMPRESS_THRESHOLD = 256;
 
 async function collect(readable, limit) {

@@ -1,6 +1,6 @@
 /**
- * Frame kinds (PROTOCOL.md §2) and the 8-byte header of kinds 0x01, 0x02, 0x03, 0x05, 0x20
- * (§2.1): `u8 kind | u8 flags | u16 epoch low 16 bits | u32 seq`, little-endian.
+ * Frame kinds (docs/protocol.md §2) and the 8-byte header of kinds 0x01, 0x02, 0x03, 0x05, 0x20
+ * (§2.2): `u8 kind | u8 flags | u16 epoch low 16 bits | u32 seq`, little-endian.
  * The first byte of every binary message is its kind, never a version.
  * @module protocol/header
  */
@@ -18,7 +18,7 @@ export const Kind = Object.freeze({
   CLIENT_POSITIONS: 0x20,
 });
 
-/** Header flag bits (§2.1); kind 0x20 reuses bits 1 and 2 as PIN and RELEASE (§3.6). */
+/** Header flag bits (§2.2); kind 0x20 reuses bits 1 and 2 as PIN and RELEASE (§4.8). */
 export const Flags = Object.freeze({
   COMPRESSED: 0x01,
   KEYFRAME: 0x02,
@@ -57,7 +57,7 @@ export function writeHeader(dv, kind, flags, epoch, seq) {
   dv.setUint32(4, seq >>> 0, true);
 }
 
-/** Reject flag bits a kind does not define (they must be zero, §2.1). */
+/** Reject flag bits a kind does not define (they must be zero, §2.2). */
 export function checkFlagBits(flags, allowed, kind) {
   const extra = flags & ~allowed & 0xff;
   if (extra) throw malformed(`kind 0x${hex2(kind)} does not define flag bits 0x${hex2(extra)}`);

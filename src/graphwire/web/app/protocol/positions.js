@@ -1,6 +1,6 @@
 /**
  * POSITIONS_V1 (kind 0x01, 34-byte records) and POSITIONS_V2 (kind 0x02, 36-byte records),
- * PROTOCOL.md §3.2 and §3.3. Decoding returns columns (typed arrays) in frame order; V2 records
+ * docs/protocol.md §4.7. Decoding returns columns (typed arrays) in frame order; V2 records
  * are 4-byte aligned, so on little-endian hosts (every browser) they are read through one
  * Uint32Array/Float32Array view of the frame, without a DataView call per field.
  * @module protocol/positions

@@ -248,7 +248,7 @@ function checkRange(q) {
     if (v < lo) lo = v;
     else if (v > hi) hi = v;
   }
-  // the server keeps grid coordinates within ±2^30 (docs/protocol.md §1.4); a frame that
+  // the server keeps grid coordinates within ±2^30 (docs/protocol.md §4.4); a frame that
   // breaks that is refused (values past ±2^31 would already have wrapped in the Int32Array)
   if (hi >= Q_LIMIT || lo <= -Q_LIMIT) throw malformed('grid coordinates exceed ±2^30');
 }
@@ -337,7 +337,7 @@ export class QDecoder {
     const shift = d.rebase ? d.shift : [0, 0, 0];
     const shifted = shift[0] !== 0 || shift[1] !== 0 || shift[2] !== 0;
     // One pass: prediction (exact integer floor division), the grid shift of a rebase, then the
-    // moves of the frame; the same formulas as docs/protocol.md §1.4, fused for speed.
+    // moves of the frame; the same formulas as docs/protocol.md §4.4, fused for speed.
     const q = this.take(3 * n);
     if (!predicted && !shifted) {
       q.set(base);

@@ -1,5 +1,5 @@
 /**
- * The binary settings protocol, kind 0x10 (PROTOCOL.md §4): typed values and twelve messages.
+ * The binary settings protocol, kind 0x10 (docs/protocol.md §5): typed values and twelve messages.
  *
  * Frame `0x10 | c | body`, `c` = 0x00 plain or 0xFF gzip of the plain body (senders compress a
  * body over 256 bytes when gzip makes it smaller). Values are `{tag, value}`: Null `null`,
@@ -18,19 +18,19 @@ export const PLAIN = 0x00;
 export const GZIP = 0xff;
 export const MAX_DEPTH = 32;
 
-/** Value tags (§4). */
+/** Value tags (§5). */
 export const Tag = Object.freeze({
   NULL: 0x00, BOOL: 0x01, I32: 0x02, I64: 0x03, F32: 0x04, F64: 0x05,
   STRING: 0x06, BYTES: 0x07, ARRAY: 0x08, OBJECT: 0x09,
 });
 
-/** Error codes of the Error message (§4). */
+/** Error codes of the Error message (§5). */
 export const SettingsErrorCode = Object.freeze({
   UNKNOWN_PATH: 1, TYPE_MISMATCH: 2, INVALID_VALUE: 3, MALFORMED: 4, RATE_LIMITED: 5,
   FORBIDDEN: 6, INTERNAL: 7,
 });
 
-/** Message ids (§4). */
+/** Message ids (§5). */
 export const Message = Object.freeze({
   Get: 0x01, Set: 0x02, BatchGet: 0x03, BatchSet: 0x04, Delta: 0x05, Response: 0x06,
   Error: 0x07, Ping: 0x08, Pong: 0x09, PathTable: 0x0a, Sync: 0x0b, Snapshot: 0x0c,
@@ -367,7 +367,7 @@ export async function decodeSettings(bytes) {
 }
 
 /**
- * The settings digest (§4): blake3 over `u32 pathId | value` for every path in ascending id.
+ * The settings digest (§5): blake3 over `u32 pathId | value` for every path in ascending id.
  * @param {Iterable<[number, {tag:number, value:any}]>} entries
  * @returns {Uint8Array} 32 bytes
  */

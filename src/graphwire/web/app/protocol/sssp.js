@@ -1,5 +1,5 @@
 /**
- * SSSP frames, kind 0x05 (PROTOCOL.md §3.5): distance and parent of every node id.
+ * SSSP frames, kind 0x05 (docs/protocol.md §4.9): distance and parent of every node id.
  * Payload `u32 source | u32 count | count × f32 distance | count × i32 parent`; `source` is
  * 0xFFFFFFFF when no source is set. The payload may be gzip (flag 0x01).
  * @module protocol/sssp

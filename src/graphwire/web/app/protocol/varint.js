@@ -1,5 +1,5 @@
 /**
- * Zigzag LEB128 varints (docs/protocol.md §1.4): 7 bits a byte, low group first, high bit set
+ * Zigzag LEB128 varints (docs/protocol.md §4.4): 7 bits a byte, low group first, high bit set
  * when more follow, at most 5 bytes and 32 bits. Zigzag maps 0, -1, 1, -2 to 0, 1, 2, 3.
  * @module protocol/varint
  */
