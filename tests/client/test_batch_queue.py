@@ -168,6 +168,44 @@ async def test_a_retry_is_superseded_by_a_newer_update() -> None:
     q.close()
 
 
+async def test_a_retry_never_overwrites_a_newer_update_already_sent() -> None:
+    wire = Wire()
+    q = BatchQueue(wire, flush_interval=10, ack_timeout=10, retry_base=0.05)
+    wire.up = False
+    q.enqueue(1, 1, 1, 1)
+    q.flush()  # refused: its retry waits retry_base
+    wire.up = True
+    q.enqueue(1, 5, 5, 5)
+    q.flush()  # the newer position goes out and is answered before the retry is due
+    newer = decode_client_positions(wire.frames[-1])
+    assert newer.pos.tolist() == [[5, 5, 5]]
+    q.on_ack({"batch": newer.batch, "accepted": 1, "rejected": []})
+    q.enqueue(2, 0, 0, 0)  # a marker: sent when the retry timer has fired and been handled
+    retry_done = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_later(0.1, retry_done.set_result, None)
+    await retry_done
+    q.flush()
+    assert [b[1] for b in wire.batches()] == [[1], [2]]  # the old position never went again
+    assert q.counters.retried == 0
+    q.close()
+
+
+async def test_each_update_of_a_batch_counts_its_own_attempts() -> None:
+    wire = Wire()
+    q = BatchQueue(wire, batch_size=2, flush_interval=0.05, ack_timeout=10, retry_base=0.001,
+                   retry_max=0.001, max_attempts=2)
+    wire.up = False
+    q.enqueue(1, 1, 1, 1)
+    q.flush()  # node 1's first attempt, refused
+    q.enqueue(2, 2, 2, 2)  # waits for a second update to fill a batch
+    await wire.next_call()  # node 1's retry fills it: node 1's second attempt, node 2's first
+    assert q.counters.failed == 1  # node 1 is given up, node 2 is not
+    wire.up = True
+    await wire.next_call()  # node 2's retry
+    assert [b[1] for b in wire.batches()] == [[2]] and q.counters.failed == 1
+    q.close()
+
+
 async def test_pin_and_release_travel_in_their_own_batches() -> None:
     wire = Wire()
     q = BatchQueue(wire, flush_interval=10)

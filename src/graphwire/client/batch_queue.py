@@ -11,8 +11,9 @@ docs/protocol.md §4.8 and §10, as the browser client's ``net/batch_queue.js`` 
   reported (the return value, the ``rejected`` counter and ``on_reject``);
 - every batch must be answered by ``positions_ack``: a batch that is not (``ack_timeout``, or the
   send function refused it) or is refused as a whole for ``rate_limited`` is retried with
-  exponential backoff (``retry_base`` 0.25 s doubling to ``retry_max`` 8 s, ``max_attempts`` 6),
-  unless a newer update of the same node is queued by then; ``stale_epoch`` is not retried.
+  exponential backoff (``retry_base`` 0.25 s doubling to ``retry_max`` 8 s, ``max_attempts`` 6
+  sends of each update), unless a newer update of the same node was made since (queued, sent or
+  answered: an old position never overwrites a newer one); ``stale_epoch`` is not retried.
 - a batch holds one kind of update (move, pin or release), as its header flags say.
 
 It needs only a send function ``send(frame: bytes, batch: int) -> bool`` (False: cannot send
@@ -39,6 +40,7 @@ class _Item:
     id: int
     pos: tuple[float, float, float]
     mode: Mode
+    serial: int = 0  # which update of the queue this is: the newest of a node has its largest
     attempts: int = 0
 
 
@@ -95,6 +97,8 @@ class BatchQueue:
     _queued: dict[int, _Item] = field(default_factory=dict)
     _inflight: dict[int, _Inflight] = field(default_factory=dict)
     _next_batch: int = 1
+    _serial: int = 0
+    _newest: dict[int, int] = field(default_factory=dict)  # node -> serial of its newest update
     _flush_timer: asyncio.TimerHandle | None = None
     _retry_timers: set[asyncio.TimerHandle] = field(default_factory=set)
 
@@ -113,7 +117,12 @@ class BatchQueue:
             item = _Item(int(node_id), (float(x), float(y), float(z)), mode)
         except (TypeError, ValueError):
             return self._reject(-1, "not_finite")
-        return self._add(item, fresh=True)
+        self._serial += 1
+        item.serial = self._serial
+        reason = self._add(item, fresh=True)
+        if reason is None:
+            self._newest[item.id] = item.serial
+        return reason
 
     def _reject(self, node_id: int, reason: str) -> str:
         self.counters.rejected += 1
@@ -237,10 +246,11 @@ class BatchQueue:
         entry = self._settle(batch)
         if entry is None:
             return
-        attempts = entry.items[0].attempts
-        if attempts >= self.max_attempts:
-            self.counters.failed += len(entry.items)
+        again = [it for it in entry.items if it.attempts < self.max_attempts]
+        self.counters.failed += len(entry.items) - len(again)
+        if not again:
             return
+        attempts = max(it.attempts for it in again)
         delay = min(self.retry_max, self.retry_base * 2.0 ** (attempts - 1))
         loop = asyncio.get_running_loop()
         handle: asyncio.TimerHandle | None = None
@@ -248,9 +258,9 @@ class BatchQueue:
         def retry() -> None:
             if handle is not None:
                 self._retry_timers.discard(handle)
-            for it in entry.items:
-                if it.id in self._queued:
-                    continue  # a newer update of the node supersedes this one
+            for it in again:
+                if self._newest.get(it.id) != it.serial:
+                    continue  # a newer update of the node (queued, sent or answered) supersedes it
                 self.counters.retried += 1
                 self._add(it, fresh=False)
 
@@ -267,6 +277,7 @@ class BatchQueue:
         self._retry_timers.clear()
         self._inflight.clear()
         self._queued.clear()
+        self._newest.clear()
 
     @property
     def pending(self) -> dict[str, int]:

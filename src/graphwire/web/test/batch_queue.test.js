@@ -165,3 +165,31 @@ test('a batch that cannot be sent (socket down) is retried when it can', () => {
   assert.equal(sent.length, 1);
   assert.deepEqual([...sent[0].ids], [1]);
 });
+
+test('a retry never overwrites a newer update that was already sent and answered', () => {
+  const { q, sent, timers, setOnline } = setup({ retryBaseMs: 100 });
+  setOnline(false);
+  q.enqueue(1, 1, 1, 1);
+  q.flush(); // refused: its retry waits 100 ms
+  setOnline(true);
+  q.enqueue(1, 5, 5, 5);
+  q.flush(); // the newer position goes out and is answered before the retry is due
+  q.onAck({ batch: sent[0].batch, accepted: 1, rejected: [] });
+  timers.advance(100 + 200);
+  assert.equal(sent.length, 1, 'the old position was sent again');
+  assert.equal(q.counters.retried, 0);
+});
+
+test('each update of a batch counts its own attempts', () => {
+  const { q, sent, timers, setOnline } = setup({ batchSize: 2, retryBaseMs: 10, maxAttempts: 2 });
+  setOnline(false);
+  q.enqueue(1, 1, 1, 1);
+  q.flush(); // node 1's first attempt, refused
+  q.enqueue(2, 2, 2, 2); // waits for a second update to fill a batch
+  timers.advance(10); // node 1's retry fills it: node 1's second attempt, node 2's first
+  assert.equal(q.counters.failed, 1, 'node 1 is given up, node 2 is not');
+  setOnline(true);
+  timers.advance(10 + 200);
+  assert.deepEqual(sent.map((b) => [...b.ids]), [[2]]);
+  assert.equal(q.counters.failed, 1);
+});

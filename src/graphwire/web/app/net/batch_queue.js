@@ -51,8 +51,11 @@ export class BatchQueue {
     this.retryMaxMs = options.retryMaxMs ?? 8000;
     this.maxAttempts = options.maxAttempts ?? 6;
     this.timers = options.timers || globalThis;
-    /** @type {Map<number, {id:number, x:number, y:number, z:number, mode:string, attempts:number}>} */
+    /** @type {Map<number, {id:number, x:number, y:number, z:number, mode:string, serial:number, attempts:number}>} */
     this.queued = new Map();
+    /** node id -> serial of its newest update: an older one is never sent again after it */
+    this.newest = new Map();
+    this.serial = 0;
     this.inflight = new Map();
     this.nextBatch = 1;
     this.flushTimer = null;
@@ -68,7 +71,11 @@ export class BatchQueue {
    *   (`not_finite`, `out_of_bounds`, `unknown_node`)
    */
   enqueue(id, x, y, z, mode = MOVE) {
-    return this.add({ id, x, y, z, mode, attempts: 0 }, true);
+    this.serial += 1;
+    const item = { id, x, y, z, mode, serial: this.serial, attempts: 0 };
+    const reason = this.add(item, true);
+    if (reason === null) this.newest.set(id, item.serial);
+    return reason;
   }
 
   add(item, fresh) {
@@ -193,15 +200,16 @@ export class BatchQueue {
   fail(batch) {
     const entry = this.settle(batch);
     if (!entry) return;
-    const attempts = entry.items[0].attempts;
-    if (attempts >= this.maxAttempts) {
-      this.counters.failed += entry.items.length;
-      return;
-    }
+    // each update counts its own attempts (a retried one may share a batch with fresh ones)
+    const again = entry.items.filter((it) => it.attempts < this.maxAttempts);
+    this.counters.failed += entry.items.length - again.length;
+    if (!again.length) return;
+    const attempts = Math.max(...again.map((it) => it.attempts));
     const delay = Math.min(this.retryMaxMs, this.retryBaseMs * 2 ** (attempts - 1));
     this.timers.setTimeout(() => {
-      for (const it of entry.items) {
-        if (this.queued.has(it.id)) continue; // a newer update of the node supersedes this one
+      for (const it of again) {
+        // a newer update of the node (queued, sent or answered) supersedes this one
+        if (this.newest.get(it.id) !== it.serial) continue;
         this.counters.retried += 1;
         this.add(it, false);
       }
