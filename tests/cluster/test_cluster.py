@@ -340,6 +340,8 @@ async def test_paced_q_clients_and_a_reload_through_a_gateway(cluster: Cluster) 
                                   for m in v.messages("graph_changed")), "graph_changed")
         await v.until(lambda: any(e == body["epoch"] & 0xFFFF for e in epochs(v)),
                       "a frame of the new epoch")
+        # one graph_changed, as from a single process (the reload's own, not a second refetch)
+        assert len([m for m in v.messages("graph_changed") if m["epoch"] == body["epoch"]]) == 1
         status, state = await health(sim.url)
         assert status == 200 and state["epoch"] == body["epoch"]
     finally:

@@ -124,16 +124,6 @@ class Link:
                 out["downForMs"] = int((self.clock() - self.down_since) * 1000)
         return out
 
-    async def ping(self) -> bool:
-        """Is Redis reachable now? (updates ``up``)."""
-        try:
-            await self.redis.ping()
-        except (RedisError, OSError) as exc:
-            self.mark_down(exc)
-            return False
-        self.mark_up()
-        return True
-
     async def call(self, op: Callable[[], Awaitable[Any]]) -> Any:
         """Run one Redis operation; RedisDownError when Redis cannot be reached."""
         try:
@@ -145,41 +135,37 @@ class Link:
         return out
 
     # -- fenced writes ------------------------------------------------------------------------
-    async def publish(self, lease: Lease, message: bytes, *, keep: str | None = None) -> int:
-        """Publish on the stream channel if ``lease`` still holds (and keep the message under
-        ``keep``); LeaseLostError if not, RedisDownError if Redis cannot be reached."""
-        if lease.token is None:
-            raise LeaseLostError("no lease held")
-        k = self.keys
-        n = await self.call(lambda: self.redis.eval(
-            FENCED_PUBLISH, 3, k.lease, k.stream, keep or k.stream, lease.value, message,
-            "1" if keep else "0"))
-        if int(n) < 0:
-            raise LeaseLostError(f"lease {lease.value} is gone")
-        return int(n)
-
-    async def fenced_set(self, lease: Lease, key: str, value: bytes) -> None:
-        """SET ``key`` if ``lease`` still holds; LeaseLostError if not."""
+    async def _fenced(self, lease: Lease, script: str, keys: list[str], *args: Any) -> Any:
+        """Run a script that writes only while ``lease`` holds (its first key is the lease,
+        its first argument the lease's value; it answers -1 when the lease is gone):
+        LeaseLostError then, RedisDownError if Redis cannot be reached."""
         if lease.token is None:
             raise LeaseLostError("no lease held")
         out = await self.call(lambda: self.redis.eval(
-            _FENCED_SET, 2, self.keys.lease, key, lease.value, value))
-        if int(out) < 0:
+            script, len(keys) + 1, self.keys.lease, *keys, lease.value, *args))
+        if isinstance(out, int) and out < 0:
             raise LeaseLostError(f"lease {lease.value} is gone")
+        return out
+
+    async def publish(self, lease: Lease, message: bytes, *, keep: str | None = None) -> int:
+        """Publish on the stream channel if ``lease`` still holds (and keep the message under
+        ``keep``); LeaseLostError if not, RedisDownError if Redis cannot be reached."""
+        k = self.keys
+        return int(await self._fenced(lease, FENCED_PUBLISH, [k.stream, keep or k.stream],
+                                      message, "1" if keep else "0"))
+
+    async def fenced_set(self, lease: Lease, key: str, value: bytes) -> None:
+        """SET ``key`` if ``lease`` still holds; LeaseLostError if not."""
+        await self._fenced(lease, _FENCED_SET, [key], value)
 
     async def commit_settings(self, lease: Lease, revision: int, delta: bytes, origin: str,
                               values: list[tuple[int, bytes]]) -> None:
         """Append a committed change set to the settings log and state, fenced."""
-        if lease.token is None:
-            raise LeaseLostError("no lease held")
-        k = self.keys
-        args: list[Any] = [lease.value, revision, delta, origin, SETTINGS_LOG_MAXLEN]
+        args: list[Any] = [revision, delta, origin, SETTINGS_LOG_MAXLEN]
         for pid, value in values:
             args += [pid, value]
-        out = await self.call(lambda: self.redis.eval(
-            _FENCED_COMMIT, 3, k.lease, k.settings_log, k.settings_state, *args))
-        if out == -1:
-            raise LeaseLostError(f"lease {lease.value} is gone")
+        await self._fenced(lease, _FENCED_COMMIT, [self.keys.settings_log,
+                                                   self.keys.settings_state], *args)
 
     # -- subscriptions ------------------------------------------------------------------------
     def subscribe(self, channels: list[str], handler: Handler) -> asyncio.Task[None]:
@@ -242,15 +228,3 @@ class Link:
             await self.redis.aclose()
         with contextlib.suppress(Exception):
             await self._subscriber.aclose()
-
-
-async def retry_forever(link: Link, op: Callable[[], Awaitable[Any]]) -> Any:
-    """Run ``op`` until Redis answers (backoff between attempts): for loops that must not give
-    up, like a standby waiting for the lease."""
-    delay = RECONNECT_MIN
-    while True:
-        try:
-            return await link.call(op)
-        except RedisDownError:
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RECONNECT_MAX)

@@ -99,17 +99,18 @@ class SettingsWriter:
                 try:
                     await self.link.commit_settings(self.lease, change.revision, delta,
                                                     origin, values)
-                    break
                 except RedisDownError:
                     await asyncio.sleep(0.2)  # kept in order; retried until Redis is back
                 except LeaseLostError as exc:
-                    self._fail(change.revision, exc)
+                    self._fail(change.revision, exc)  # not appended, and not counted
                     break
-            self.appended += 1
-            fut = self.appended_future(change.revision)
-            if not fut.done():
-                fut.set_result(None)
-            self._done.pop(change.revision, None)
+                else:
+                    self.appended += 1
+                    fut = self.appended_future(change.revision)
+                    if not fut.done():
+                        fut.set_result(None)
+                    self._done.pop(change.revision, None)
+                    break
 
     def _fail(self, revision: int, exc: Exception) -> None:
         fut = self.appended_future(revision)

@@ -107,7 +107,6 @@ class ClusterSimulation:
         }, command_error)
         # reads the served source again as a new epoch (the app's source follower)
         self.reload_source: Callable[[], Awaitable[dict[str, Any]]] | None = None
-        self.became_holder = asyncio.Event()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -160,14 +159,13 @@ class ClusterSimulation:
         self.hub.restart()
         self.holding = True
         self.takeovers += 1
-        await self._publish_graph()
+        await self._write_graph()
         self._enqueue(self._sssp_job(self.graph.sssp), frames=False)
         await self.commands.start()
         if not self._runner_started:
             self.runner.start()
             self._runner_started = True
         self.runner.request_snapshot()
-        self.became_holder.set()
         log.warning("simulation: holding the lease (token %s, epoch %d); resumed %d node "
                     "positions in %.0f ms", self.lease.token, epoch, placed,
                     (time.monotonic() - t0) * 1000)
@@ -190,7 +188,6 @@ class ClusterSimulation:
 
     def _stand_down(self) -> None:
         self.holding = False
-        self.became_holder.clear()
         self.lease.token = None
         self.commands.stop()
         self.replica.last_id = "0-0"
@@ -233,12 +230,17 @@ class ClusterSimulation:
         return envelope.encode(kind, {"token": self.lease.token, "n": self._n,
                                       "epoch": self.epoch, **header}, blobs)
 
+    def streams_due(self) -> None:
+        """Tell the hub the streams gateways use now, before it takes a snapshot (so a stream a
+        gateway just asked for is encoded, and its lane ticks, with that snapshot)."""
+        if self.holding:
+            now = time.monotonic()
+            self.hub.remote_streams = {s for s, until in self._streams.items() if until > now}
+
     def snapshot(self) -> None:
         """The hub took a snapshot: publish its frames (called on the loop, in order)."""
         if not self.holding:
             return
-        now = time.monotonic()
-        self.hub.remote_streams = {s for s, until in self._streams.items() if until > now}
         fs = self.hub.export(self.epoch, self.runner.rate)
         if fs is None:
             return
@@ -289,9 +291,6 @@ class ClusterSimulation:
         doc = await self.graph.graph_doc()
         await self.link.fenced_set(self.lease, self.link.keys.graph, doc)
 
-    async def _publish_graph(self) -> None:
-        await self._write_graph()
-
     # -- commands ----------------------------------------------------------------------------------
     async def _positions(self, body: dict[str, Any]) -> dict[str, Any]:
         ids = np.asarray(body["ids"], np.int64).reshape(-1)
@@ -336,7 +335,7 @@ class ClusterSimulation:
             raise ProtocolError(ErrorCode.INTERNAL, "this simulation cannot reload its source")
         try:
             return await self.reload_source()
-        except SourceError as exc:
+        except (SourceError, GraphError) as exc:
             raise ProtocolError(ErrorCode.INVALID_VALUE,
                                 f"{exc} (the graph was left as it was)") from None
 

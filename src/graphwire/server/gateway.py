@@ -36,7 +36,7 @@ from graphwire.protocol.control import GraphChanged, Rejected
 from graphwire.protocol.errors import ErrorCode, ProtocolError
 from graphwire.simulation import Snapshot
 
-from .graph_service import GraphService, PositionResult, state_json
+from .graph_service import PositionResult, state_json
 from .settings_writes import command_error
 from .stream_hub import StreamHub
 
@@ -96,8 +96,6 @@ class GraphMirror:
 class RemoteGraph:
     """The graph as a gateway sees it: a mirror for reads, commands for writes."""
 
-    node_spec = staticmethod(GraphService.node_spec)
-    edge_spec = staticmethod(GraphService.edge_spec)
 
     def __init__(self, link: Link, commands: CommandClient) -> None:
         self.link = link
@@ -259,12 +257,6 @@ def _edge_json(e: EdgeSpec) -> dict[str, Any]:
     return out
 
 
-def streams_in_use(hub: StreamHub) -> set[str]:
-    """The streams a hub's subscribers use: "v1", "v2" and their q lanes ("q@<ms>",
-    "q+v@<ms>": see :func:`~graphwire.server.stream_hub.q_stream_name`)."""
-    return hub.streams_in_use()
-
-
 class RemoteRunner:
     """What a gateway knows of the simulation's pace, and how it asks for a snapshot."""
 
@@ -367,12 +359,14 @@ class GatewayFeed:
                 self.gaps += 1
             self._n = n
         self.received += 1
+        announced = env.kind == envelope.Kind.GRAPH_CHANGED  # brings its own graph_changed
         if env.epoch != self.graph.epoch:
-            await self._new_epoch(env.epoch)
+            await self._new_epoch(env.epoch, announce=not announced)
+        elif announced:
+            await self.graph.reload()
         if env.kind == envelope.Kind.FRAMES:
             self._frames(FrameSet.from_envelope(env))
-        elif env.kind == envelope.Kind.GRAPH_CHANGED:
-            await self.graph.reload()
+        elif announced:
             self.broadcast_json(env.header["message"])
         elif env.kind == envelope.Kind.SSSP:
             self.graph.sssp_frame = env.blobs[0]
@@ -382,13 +376,15 @@ class GatewayFeed:
             if not catch_up:
                 self.send_to_subscribers(env.blobs[0])
 
-    async def _new_epoch(self, epoch: int) -> None:
-        """Another simulation took over (or the first frames): ids may mean other nodes."""
+    async def _new_epoch(self, epoch: int, *, announce: bool) -> None:
+        """Another simulation took over, or the source was reloaded (or the first frames): ids
+        may mean other nodes. Clients are told to refetch unless the message that brought the
+        epoch is a ``graph_changed`` of its own (a reload): then they get that one, once."""
         first = self.graph.epoch == 0
         self.graph.epoch = epoch
         await self.graph.reload()
         self.hub.restart()
-        if not first:
+        if announce and not first:
             g = self.graph
             log.warning("gateway: the simulation changed (epoch %d): clients refetch", epoch)
             m = g.graph
@@ -408,7 +404,7 @@ class GatewayFeed:
             self._ask_streams()
 
     def _ask_streams(self) -> None:
-        self._streams_sent = streams_in_use(self.hub)
+        self._streams_sent = self.hub.streams_in_use()
         self._asked = asyncio.ensure_future(self._send_streams(self._streams_sent))
 
     async def _send_streams(self, streams: set[str]) -> None:
@@ -419,7 +415,7 @@ class GatewayFeed:
         """Tell the simulation, now and then, which streams this gateway's clients use."""
         while True:
             await asyncio.sleep(STREAMS_REFRESH)
-            streams = streams_in_use(self.hub)
+            streams = self.hub.streams_in_use()
             if streams:
                 await self._send_streams(streams)
 
