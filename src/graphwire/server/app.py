@@ -47,7 +47,6 @@ from .gateway import (
     RemoteRunner,
     RemoteSource,
     ResumableIds,
-    streams_in_use,
 )
 from .graph_service import GraphService
 from .http import make_middlewares
@@ -182,6 +181,8 @@ async def create_app(config: ServerConfig) -> web.Application:
         if cluster is not None and cluster.fresh:
             keyframe_all, cluster.fresh = True, False  # the first frames of an epoch
         graph_service.snapshot_published(snap)
+        if cluster is not None:
+            cluster.streams_due()
         hub.on_snapshot(snap, keyframe_all)
         if cluster is not None:
             cluster.snapshot()
@@ -209,14 +210,10 @@ async def create_app(config: ServerConfig) -> web.Application:
                                           limiter, tasks.spawn))
     app = _assemble(parts, cluster.health if cluster is not None else None)
 
-    def keyframes_for_all() -> None:
-        for client_id in list(hub.subs):
-            hub.request_keyframe(client_id)
-
     follower = SourceFollower(source, graph_service, settings, metrics,
                               interaction=runner.interaction,
                               request_snapshot=runner.request_snapshot,
-                              keyframes=keyframes_for_all)
+                              keyframes=hub.request_keyframes)
     app[SOURCE] = follower
     if cluster is not None:
         cluster.reload_source = follower.reload
@@ -398,7 +395,7 @@ async def create_gateway_app(config: ServerConfig) -> web.Application:
     commands = CommandClient(link, name)
     commands.start()
     graph = RemoteGraph(link, commands)
-    runner = RemoteRunner(commands, lambda: streams_in_use(hub))
+    runner = RemoteRunner(commands, lambda: hub.streams_in_use())  # noqa: PLW0108 (hub: below)
     hub = StreamHub(metrics, lambda: graph.epoch, _no_local_encoding, runner.request_snapshot,
                     lambda: 1.0 / runner.rate, live.hub)
     replica = SettingsReplica(link, settings)

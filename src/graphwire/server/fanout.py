@@ -10,9 +10,8 @@ order of messages on a connection is the order they were sent in (``subscription
 and ``graph_changed`` before the frames that follow them, §6).
 
 Backpressure stays with the stream hub: it offers a connection a position frame only when
-nothing of its previous one is waiting (neither in its outbox nor in its transport's buffer)
-and its socket holds less than the high-water mark; otherwise the client is skipped and later
-sent the newest frame (docs/protocol.md §4.7, §4).
+nothing of its previous one is waiting (neither in its outbox nor in its transport's buffer);
+otherwise the client is skipped and later sent the newest frame (docs/protocol.md §4.7, §4).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 For each snapshot and each format in use the hub encodes at most one keyframe and one delta
 frame (docs/protocol.md §4.7, §4) and hands the same frame to every subscriber it fits; the fan-out
 (:mod:`.fanout`) builds the WebSocket frame around it once and writes those bytes to each client.
-It never awaits a client: a subscriber whose previous frame is still waiting to be written, or
-whose socket holds more than the high-water mark, is skipped for this frame (counted) and later
+It never awaits a client: a subscriber with anything of its previous frame still waiting to be
+written (in its outbox or its socket's buffer) is skipped for this frame (counted) and later
 sent what the contract says (V1/V2: the keyframe of that snapshot; ``q``: the newest frame,
 preceded by the full keyframe when it does not hold the frame's keyframe). A subscriber skipped
 for longer than ``slowClientTimeoutMs`` is closed with 1013.
@@ -94,9 +94,6 @@ class Outlet(FrameSink, Protocol):
 
     def position_pending(self) -> bool:
         """A position frame handed over earlier is not yet written to the socket."""
-
-    def write_buffer(self) -> int:
-        """Bytes waiting in the socket's write buffer."""
 
     def send_json(self, message: dict[str, object]) -> None:
         """Queue a control message."""
@@ -243,6 +240,13 @@ class StreamHub:
         self.request_snapshot()
         return True
 
+    def request_keyframes(self) -> None:
+        """Send every subscriber a keyframe with the next snapshot (published at once)."""
+        for sub in self.subs.values():
+            sub.needs_key = True
+        if self.subs:
+            self.request_snapshot()
+
     # -- snapshots ---------------------------------------------------------------------------
     def on_snapshot(self, snap: Snapshot, keyframe_all: bool) -> None:
         """Encode a snapshot once per format in use and deliver it to every ready subscriber.
@@ -306,7 +310,7 @@ class StreamHub:
         for fmt in V_STREAMS:
             if fmt not in latest.moved or (fmt == "v1" and not v1_fits(snap.ids)):
                 continue
-            frames = self._v_frames(latest, fmt, delta=latest.moved[fmt] is not None)
+            frames = self._v_frames(latest, fmt, delta=latest.moved[fmt] is not None, key=True)
             delta = frames.get("delta")
             out.v[fmt] = VFrames(frames["key"].payload, None if delta is None else delta.payload,
                                  latest.moved[fmt] or 0)
@@ -464,7 +468,7 @@ class StreamHub:
 
     def _writable(self, sub: Subscription, now: float) -> bool:
         out = sub.outlet
-        if out.position_pending() or out.write_buffer() > self.settings.high_water:
+        if out.position_pending():
             self.metrics.frames_skipped_slow += 1
             if sub.slow_since is None:
                 sub.slow_since = now
@@ -531,16 +535,17 @@ class StreamHub:
             sub.fresh = False
         if in_step:
             assert moved is not None
-            frames = self._v_frames(latest, fmt, delta=True)
+            frames = self._v_frames(latest, fmt, delta=True, key=False)
             deliver(self._outlets(in_step), [frames["delta"]], self.metrics, fmt, moved, False)
         if keyed:
-            frames = self._v_frames(latest, fmt, delta=False)
+            frames = self._v_frames(latest, fmt, delta=False, key=True)
             deliver(self._outlets(keyed), [frames["key"]], self.metrics, fmt,
                     int(snap.ids.shape[0]), True)
 
-    def _v_frames(self, latest: _Latest, fmt: str, *, delta: bool) -> dict[str, WireFrame]:
-        """The keyframe (and with ``delta`` the delta frame) of a V1/V2 stream for the newest
-        snapshot, encoded on first use (published frames are there already)."""
+    def _v_frames(self, latest: _Latest, fmt: str, *, delta: bool,
+                  key: bool) -> dict[str, WireFrame]:
+        """The delta frame and/or the keyframe of a V1/V2 stream for the newest snapshot, each
+        encoded on first use and only when asked for (published frames are there already)."""
         snap = latest.snap
         st = self._v[fmt]
         encode = encode_v1 if fmt == "v1" else encode_v2
@@ -551,7 +556,7 @@ class StreamHub:
             frames["delta"] = WireFrame(encode(
                 self._records(snap, st.moved), seq=snap.seq, epoch=self.epoch(),
                 flags=settled, scratch=st.scratch))
-        if "key" not in frames:
+        if key and "key" not in frames:
             # what every client in step holds: the snapshot, within the deadband
             frames["key"] = WireFrame(encode(
                 self._records(snap, None, st.sent), seq=snap.seq, epoch=self.epoch(),

@@ -147,7 +147,8 @@ def _websocket() -> list[Setting]:
         _i(w + "heartbeatTimeoutMs", 45_000, 10, 3_600_000),
         _i(w + "maxMessageSize", 10 * 1024 * 1024, 1024, 256 * 1024 * 1024),
         _i(w + "slowClientHighWaterBytes", 2 * 1024 * 1024, 1024, 1 << 31,
-           "a client with more than this waiting in its socket is skipped"),
+           "a client whose socket holds more than this is backed up: control messages "
+           "past outboxLimit close it (1013)"),
         _i(w + "slowClientTimeoutMs", 30_000, 100, 3_600_000,
            "a client skipped for this long is closed with 1013"),
         _i(w + "outboxLimit", 1000, 10, 1_000_000,
