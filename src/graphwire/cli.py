@@ -71,6 +71,8 @@ def _layout(args: argparse.Namespace) -> int:
         write_layout(args.out, layout, graph.live_ids().tolist(), steps=steps)
     except OSError as exc:
         return _fail(f"{args.out}: cannot write ({exc.strerror})")
+    except ValueError as exc:
+        return _fail(f"{args.out}: not written ({exc})")
     if not sim.settled:
         print(f"graphwire: not settled after {steps} steps (kinetic energy per node "
               f"{sim.kinetic_energy:.4f}); raise --max-steps to run longer", file=sys.stderr)

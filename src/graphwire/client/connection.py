@@ -129,7 +129,6 @@ class Client:
         self.subscription: control.SubscriptionConfirmed | None = None
         self.reconnects = 0
         self.dropped = 0  # outgoing messages dropped by the queue bound
-        self.frames = 0
         self.bytes_received = 0
         self._outgoing: deque[str | bytes] = deque()
         self._wake_writer = asyncio.Event()
@@ -269,18 +268,23 @@ class Client:
         self._wake_writer.set()
         return self._open
 
+    @property
+    def frames(self) -> int:
+        """Position frames applied to the mirror so far."""
+        return self.mirror.frames
+
     def send_json(self, message: dict[str, Any]) -> bool:
         """Send a JSON control message (queued while disconnected)."""
         return self.send(json.dumps(message, separators=(",", ":"), allow_nan=False))
 
     def request_keyframe(self) -> bool:
         """Ask for a keyframe of the subscribed format."""
-        return self.send_json(control.RequestKeyframe().to_json())
+        return self.send(control.dumps(control.RequestKeyframe()))
 
     def set_sssp_source(self, source: int | str | None) -> bool:
         """Set (or clear, with None) the graph's shortest-path source, by id or key."""
         nid = self.mirror.node_id(source) if isinstance(source, str) else source
-        return self.send_json(control.SetSsspSource(nid).to_json())
+        return self.send(control.dumps(control.SetSsspSource(nid)))
 
     def move(self, node: int | str, x: float, y: float, z: float,
              mode: Mode = "move") -> str | None:
@@ -563,8 +567,6 @@ class Client:
             return
         if applied.keyframe:
             self._key_requested = False
-        if kind != Kind.SSSP:
-            self.frames += 1
         self._emit(ev.Frame(kind, applied.seq, applied.keyframe, applied.settled,
                             applied.nodes, len(data)))
         self._check_ready()

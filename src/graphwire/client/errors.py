@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from graphwire.protocol.errors import ErrorInfo
+from graphwire.protocol.settings_codec import SettingsErrorCode
 
 
 class ClientError(Exception):
@@ -68,12 +67,18 @@ class SettingsError(ClientError):
     connection) and ``name`` its name.
     """
 
-    NAMES: ClassVar[dict[int, str]] = {
-        0: "no_reply", 1: "unknown_path", 2: "type_mismatch", 3: "invalid_value",
-        4: "malformed", 5: "rate_limited", 6: "forbidden", 7: "internal"}
+    @staticmethod
+    def name_of(code: int) -> str:
+        """The name of a §5 error code (``no_reply`` for 0, ``error_<n>`` for one unknown)."""
+        if code == 0:
+            return "no_reply"
+        try:
+            return SettingsErrorCode(code).name.lower()
+        except ValueError:
+            return f"error_{code}"
 
     def __init__(self, code: int, message: str, path: str | None = None) -> None:
-        name = self.NAMES.get(code, f"error_{code}")
+        name = self.name_of(code)
         where = f" ({path})" if path else ""
         super().__init__(f"{name}{where}: {message}")
         self.code = code

@@ -199,7 +199,7 @@ class SettingsMirror:
             path = pending[2] if pending else None
             self._settle(msg.req, SettingsError(msg.code, msg.message, path))
             if pending is None:
-                self._error(SettingsError.NAMES.get(msg.code, "settings_error"), msg.message)
+                self._error(SettingsError.name_of(msg.code), msg.message)
         elif isinstance(msg, sc.Ping):
             self._send(sc.encode_settings(sc.Pong(msg.timestamp_ms)))
 

@@ -17,6 +17,7 @@ import time
 from typing import Any, TextIO
 
 from graphwire.protocol.control import Format
+from graphwire.protocol.header import Kind
 
 from .backoff import Backoff
 from .connection import Client
@@ -28,23 +29,17 @@ CONNECTION_EVENTS = ("connected", "disconnected", "reconnecting", "graph_changed
 
 
 class _Stats:
-    """Per-second and total figures of the position stream."""
+    """Per-second figures of the position stream (the totals are the client's)."""
 
     def __init__(self) -> None:
-        self.frames = self.bytes = self.node_records = 0
         self.window_frames = self.window_bytes = self.window_records = 0
-        self.settled = False
 
     def frame(self, event: Frame) -> None:
-        if event.kind == 0x05:
+        if event.kind == Kind.SSSP:
             return
-        self.frames += 1
         self.window_frames += 1
-        self.bytes += event.size
         self.window_bytes += event.size
-        self.node_records += event.nodes
         self.window_records += event.nodes
-        self.settled = event.settled
 
     def take(self, seconds: float) -> dict[str, Any]:
         per = max(seconds, 1e-9)
@@ -95,14 +90,14 @@ async def watch(url: str, *, as_json: bool = False, duration: float | None = Non
                 print(f"graphwire watch: {client.error}", file=sys.stderr)
                 return 1
             now = time.monotonic()
-            row = _row(client, stats, stats.take(now - last))
+            row = _row(client, stats.take(now - last))
             last = now
             if as_json:
                 _print_json(out, {"event": "stats", "t": round(now - started, 3), **row})
             else:
                 _draw(out, url, row)
     finally:
-        summary = {"frames": stats.frames, "reconnects": client.reconnects,
+        summary = {"frames": client.frames, "reconnects": client.reconnects,
                    "bytes": client.bytes_received, "nodes": len(client.mirror.nodes),
                    "lastSeq": client.mirror.seq, "epoch": client.mirror.epoch}
         await client.close()
@@ -111,10 +106,10 @@ async def watch(url: str, *, as_json: bool = False, duration: float | None = Non
     return 0
 
 
-def _row(client: Client, stats: _Stats, window: dict[str, Any]) -> dict[str, Any]:
+def _row(client: Client, window: dict[str, Any]) -> dict[str, Any]:
     m = client.mirror
     return {"state": client.state, "seq": m.seq, "epoch": m.epoch, "nodes": len(m.nodes),
-            "frames": stats.frames, **window, "settled": m.settled,
+            "frames": client.frames, **window, "settled": m.settled,
             "reconnects": client.reconnects, "format": client.format}
 
 

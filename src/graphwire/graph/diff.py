@@ -13,12 +13,11 @@ build equal graphs have equal canonical forms.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import EdgeSpec, Graph, GraphData, GraphError, NodeSpec, NodeType
+from .model import EdgeSpec, Graph, GraphData, NodeSpec, NodeType
 
 EdgeKey = tuple[str, str]
 """An undirected edge by the keys of its ends, the smaller key first."""
@@ -37,6 +36,10 @@ class NodeState:
     type: NodeType
     metadata: Mapping[str, Any]
 
+    def spec(self, key: str) -> NodeSpec:
+        """The node ``key`` with this state, as a graph takes it."""
+        return NodeSpec(key, self.label, self.type, dict(self.metadata))
+
 
 @dataclass(slots=True)
 class Canonical:
@@ -47,33 +50,9 @@ class Canonical:
 
 
 def canonical(data: GraphData) -> Canonical:
-    """The graph ``Graph.from_data(data)`` would build, by key; a GraphError where it would
-    fail (a key twice, an edge to an unknown key, a weight that is not a positive number)."""
-    out = Canonical()
-    for spec in data.nodes:
-        if not isinstance(spec.key, str) or not spec.key:
-            raise GraphError("a node key must be a non-empty string")
-        if spec.key in out.nodes:
-            raise GraphError(f"node key {spec.key!r} appears twice")
-        out.nodes[spec.key] = NodeState(spec.label if spec.label is not None else spec.key,
-                                        NodeType(spec.type), dict(spec.metadata))
-    for e in data.edges:
-        a, b = str(e.source), str(e.target)
-        for end in (a, b):
-            if end not in out.nodes:
-                raise GraphError(f"unknown node key {end!r}")
-        if a == b:
-            continue
-        w = float(e.weight)
-        if not math.isfinite(w) or w <= 0:
-            raise GraphError(f"edge weight {e.weight!r} must be a positive number")
-        k = edge_key(a, b)
-        earlier = out.edges.get(k)
-        if earlier is not None:
-            out.edges[k] = (earlier[0] + w, e.type if e.type is not None else earlier[1])
-        else:
-            out.edges[k] = (w, e.type)
-    return out
+    """The graph ``Graph.from_data(data)`` builds, by key; its GraphError where it fails (a key
+    twice, an edge to an unknown key, a weight that is not a positive number)."""
+    return graph_canonical(Graph.from_data(data))
 
 
 def graph_canonical(g: Graph) -> Canonical:
@@ -114,10 +93,6 @@ class TopologyDiff:
                 f"-{len(self.removed_edges)} ~{len(self.updated_edges)} edges")
 
 
-def _spec(key: str, state: NodeState) -> NodeSpec:
-    return NodeSpec(key, state.label, state.type, dict(state.metadata))
-
-
 def diff(old: Canonical, new: Canonical) -> TopologyDiff:
     """The change that turns ``old`` into ``new``: nodes and edges in key order."""
     out = TopologyDiff()
@@ -127,9 +102,9 @@ def diff(old: Canonical, new: Canonical) -> TopologyDiff:
         state = new.nodes[key]
         before = old.nodes.get(key)
         if before is None:
-            out.added_nodes.append(_spec(key, state))
+            out.added_nodes.append(state.spec(key))
         elif before != state:
-            out.updated_nodes.append(_spec(key, state))
+            out.updated_nodes.append(state.spec(key))
     gone = set(out.removed_nodes)
     for k in sorted(old.edges.keys() - new.edges.keys()):
         if k[0] not in gone and k[1] not in gone:  # those go with their node

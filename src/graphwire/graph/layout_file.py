@@ -15,6 +15,7 @@ settled. The file is JSON::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -38,14 +39,14 @@ class Layout:
     keys: list[str]
     pos: npt.NDArray[np.float32]  # (n, 3)
     pinned: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
-    settled: bool = False
+    settled: bool = False  # (pinned left out: nothing pinned)
 
     def __post_init__(self) -> None:
         self.pos = np.asarray(self.pos, np.float32).reshape(-1, 3)
-        if self.pinned.shape[0] != len(self.keys):
+        if self.pinned.shape[0] == 0:
             self.pinned = np.zeros(len(self.keys), bool)
-        if self.pos.shape[0] != len(self.keys):
-            raise ValueError("a layout needs one position per key")
+        if self.pos.shape[0] != len(self.keys) or self.pinned.shape[0] != len(self.keys):
+            raise ValueError("a layout needs one position and one pin flag per key")
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -76,7 +77,8 @@ class Layout:
 def write_layout(path: str | os.PathLike[str], layout: Layout,
                  ids: list[int] | None = None, **extra: Any) -> None:
     """Write a positions file atomically (a temporary file, then a rename); OSError if the
-    folder is missing or not writable. ``extra`` fields (``steps``) are added to the object."""
+    folder is missing or not writable, ValueError for a position that is not finite (no file is
+    left behind either way). ``extra`` fields (``steps``) are added to the object."""
     nodes = []
     for i, key in enumerate(layout.keys):
         x, y, z = (float(c) for c in layout.pos[i])
@@ -89,9 +91,14 @@ def write_layout(path: str | os.PathLike[str], layout: Layout,
     doc = {"format": FORMAT, "version": VERSION, "settled": layout.settled, **extra,
            "nodes": nodes}
     tmp = f"{os.fspath(path)}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(doc, f, allow_nan=False)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(doc, f, allow_nan=False)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def read_layout(path: str | os.PathLike[str]) -> Layout:

@@ -6,8 +6,9 @@
 
 - a **vault** keeps every page's parse; a created, edited or deleted page is read again alone,
   and a change it cannot place (a folder renamed or deleted) rescans the folder, reading again
-  only pages whose size or modification time changed. The graph is then assembled from the
-  kept parses (keys, links, placeholders: the rules of :mod:`.sources.markdown`) and compared;
+  only pages whose size or modification time changed. The index of the vault
+  (:mod:`.sources.vault_index`, the rules of :mod:`.sources.markdown`) updates the graph for
+  those pages alone and says what changed;
 - a **file** (JSON, GraphML, GEXF, CSV) is read again whole and compared by node key.
 
 A page or file that fails to read or parse is reported in :attr:`SourceUpdate.errors` and
@@ -22,6 +23,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 
 from .diff import Canonical, TopologyDiff, canonical, diff
 from .model import GraphData, GraphError
@@ -205,8 +207,7 @@ class LiveSource:
             st = os.stat(os.path.join(self.path, rel))
         except OSError:
             return None
-        return (st.st_mtime_ns, st.st_size) if os.path.isfile(os.path.join(self.path, rel)) \
-            else None
+        return (st.st_mtime_ns, st.st_size) if S_ISREG(st.st_mode) else None
 
     def _rel(self, path: str) -> str | None:
         assert self.path is not None

@@ -36,14 +36,6 @@ SETTINGS_CODES: dict[SettingsErrorCode, ErrorCode] = {
 }
 """The §8 code of every §5 settings error code (REST answers settings errors with these)."""
 
-PROTOCOL_TO_SETTINGS: dict[ErrorCode, SettingsErrorCode] = {
-    ErrorCode.TOO_LARGE: SettingsErrorCode.MALFORMED,
-    ErrorCode.MALFORMED_FRAME: SettingsErrorCode.MALFORMED,
-    ErrorCode.UNKNOWN_MESSAGE: SettingsErrorCode.MALFORMED,
-}
-"""The §5 Error code answering a kind 0x10 frame that does not decode (§5 has no code of its own
-for an oversized payload: it is malformed there, and its text says ``too_large``)."""
-
 GRAPH_CODES: dict[type[GraphError], ErrorCode] = {
     UnknownNodeError: ErrorCode.UNKNOWN_NODE,
     GraphError: ErrorCode.INVALID_VALUE,

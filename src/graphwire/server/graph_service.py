@@ -152,9 +152,12 @@ class GraphService:
         """Put live nodes where a previous simulation last published them (a takeover);
         returns how many were placed."""
         def apply() -> int:
-            live = np.array([self.graph.is_live(int(i)) for i in ids.tolist()], bool)
+            g = self.graph
+            nids = ids.astype(np.int64)
+            live = (nids >= 0) & (nids < g.id_limit)
+            live[live] = g.alive[nids[live]]
             if live.any():
-                self.sim.move(ids[live].astype(np.int64), pos[live])
+                self.sim.move(nids[live], pos[live])
             return int(live.sum())
         return await self._locked(apply)
 

@@ -39,11 +39,16 @@ class SettingsEndpoint:
         self.connections = connections
         # where Set and BatchSet go: this process's settings, or (a gateway) the one writer
         self.writes = writes or LocalSettingsWrites(service)
+        self._table: tuple[int, bytes] | None = None  # (paths in it, the encoded PathTable)
         service.subscribe(self._broadcast)
 
     def path_table(self) -> bytes:
-        """The PathTable sent right after ``connection_established``."""
-        return sc.encode_settings(self.service.path_table())
+        """The PathTable sent right after ``connection_established``: encoded once (again only
+        when a path is added) and the same bytes for every connection."""
+        paths = len(self.service.by_id)
+        if self._table is None or self._table[0] != paths:
+            self._table = (paths, sc.encode_settings(self.service.path_table()))
+        return self._table[1]
 
     def _broadcast(self, change: ChangeSet) -> None:
         data = sc.encode_settings(sc.Delta(change.revision, change.entries))

@@ -159,9 +159,9 @@ class Simulation:
         # other newcomers follows them; a group of newcomers with no path to the layout starts
         # from one of them put at the layout's centre.
         indptr, nbr, _ = g.csr()
-        placed = ~np.isnan(g.pos[:, 0])
-        placed[g.id_limit:] = False
-        placed[: g.id_limit] &= g.alive[: g.id_limit]
+        placed = np.zeros(g.pos.shape[0], bool)
+        placed[live] = True
+        placed[todo] = False
         centre = (g.pos[placed].astype(np.float64).mean(axis=0) if placed.any()
                   else np.zeros(3))
         newcomer = np.zeros(placed.shape[0], bool)
@@ -443,8 +443,9 @@ class Simulation:
                     removed_edges += g.remove_node(nid)
                     removed_nodes.append(nid)
             specs = [*d.added_nodes, *d.updated_nodes]
-            added = g.add_nodes([s for s in specs if g.id_of(s.key) is None])
-            updated = g.update_nodes([s for s in specs if g.id_of(s.key) not in (None, *added)])
+            known = [g.id_of(s.key) is not None for s in specs]  # before the new ones are added
+            added = g.add_nodes([s for s, k in zip(specs, known, strict=True) if not k])
+            updated = g.update_nodes([s for s, k in zip(specs, known, strict=True) if k])
             edges = [e for e in (*d.added_edges, *d.updated_edges)
                      if g.id_of(str(e.source)) is not None and g.id_of(str(e.target)) is not None]
             existed = [g.has_edge(g.resolve(e.source), g.resolve(e.target)) for e in edges]

@@ -164,28 +164,37 @@ def rescaled(pos: F32, level: Level, params: PhysicsParams) -> F32:
     return out
 
 
-def hand_down(pos: F32, coarse: Level, finer: Level, offsets: F64) -> F32:
-    """Place the rows of ``finer`` from the layout ``pos`` of ``coarse``.
+class HandDown:
+    """Places the rows of ``finer`` from a layout of ``coarse``.
 
     Each member starts at its group, moved :data:`LEAN` of the way towards the mean of its
     neighbours' groups (so a group's members come out in the order the graph puts them in: a
     path stays a path, not a zigzag), plus its fixed ``offsets`` scaled to :data:`SPREAD` of a
-    coarse edge.
+    coarse edge. What depends only on the two levels is built once: a refinement hands down
+    every published frame while it lays out a coarse level.
     """
-    assert finer.parent is not None
-    rows = np.repeat(np.arange(coarse.size), np.diff(coarse.indptr))
-    edge = (float(np.median(np.linalg.norm(pos[rows] - pos[coarse.nbr], axis=1)))
-            if rows.shape[0] else 0.0) or 1.0
-    home = pos[finer.parent].astype(np.float64)
-    adj = sparse.csr_matrix((finer.wts.astype(np.float64), finer.nbr, finer.indptr),
-                            shape=(finer.size, finer.size))
-    total = np.asarray(adj.sum(axis=1)).ravel()
-    lean = adj @ home
-    has = total > 0
-    lean[has] = lean[has] / total[has, None] - home[has]
-    lean[~has] = 0.0
-    out: F32 = (home + LEAN * lean + SPREAD * edge * offsets).astype(np.float32)
-    return out
+
+    def __init__(self, coarse: Level, finer: Level) -> None:
+        assert finer.parent is not None
+        self.parent = finer.parent
+        self.coarse_nbr = coarse.nbr
+        self.rows = np.repeat(np.arange(coarse.size), np.diff(coarse.indptr))
+        self.adj = sparse.csr_matrix((finer.wts.astype(np.float64), finer.nbr, finer.indptr),
+                                     shape=(finer.size, finer.size))
+        total = np.asarray(self.adj.sum(axis=1)).ravel()
+        self.has = total > 0
+        self.total = total[self.has, None]
+
+    def __call__(self, pos: F32, offsets: F64) -> F32:
+        """The rows of the finer level placed from the coarse layout ``pos``."""
+        edge = (float(np.median(np.linalg.norm(pos[self.rows] - pos[self.coarse_nbr], axis=1)))
+                if self.rows.shape[0] else 0.0) or 1.0
+        home = pos[self.parent].astype(np.float64)
+        lean = self.adj @ home
+        lean[self.has] = lean[self.has] / self.total - home[self.has]
+        lean[~self.has] = 0.0
+        out: F32 = (home + LEAN * lean + SPREAD * edge * offsets).astype(np.float32)
+        return out
 
 
 class Refinement:
@@ -207,6 +216,8 @@ class Refinement:
         # where members sit around their group, drawn once: a hand-down, and the picture of
         # the finest level while a coarse one is laid out, are the same function of the layout
         self.offsets = [rng.normal(0.0, 1.0, (lv.size, 3)) for lv in levels[:-1]]
+        # level i's layout handed to level i − 1 is self.downs[i - 1]
+        self.downs = [HandDown(levels[i + 1], levels[i]) for i in range(len(levels) - 1)]
         self.pos = rescaled(self.pos, levels[-1], params)
         self._reset(params)
 
@@ -237,9 +248,8 @@ class Refinement:
 
     def _down(self, pos: F32, index: int, params: PhysicsParams) -> F32:
         """Level ``index``'s layout handed to level ``index − 1``, at that level's size."""
-        finer = self.levels[index - 1]
-        placed = hand_down(pos, self.levels[index], finer, self.offsets[index - 1])
-        return rescaled(placed, finer, params)
+        placed = self.downs[index - 1](pos, self.offsets[index - 1])
+        return rescaled(placed, self.levels[index - 1], params)
 
     def descend(self, params: PhysicsParams) -> F32 | None:
         """Hand the current layout to the next finer level. Returns the positions of level 0's

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from ..diff import Canonical, EdgeKey, NodeState, TopologyDiff, edge_key
-from ..model import EdgeSpec, NodeSpec, NodeType
+from ..model import EdgeSpec, NodeType
 from .markdown import Resolver, is_attachment, link_target, page_keys, page_name
 from .page import Page
 
@@ -204,17 +204,30 @@ class VaultIndex:
             return NodeState(key, NodeType.KNOWLEDGE, {"placeholder": True})
         return None
 
-    def _edge(self, pair: EdgeKey) -> tuple[float, str | None] | None:
+    def _tally(self, rel: str, cache: dict[str, dict[str, tuple[int, str]]]
+               ) -> dict[str, tuple[int, str]]:
+        """A page's mentions by the node they reach: (how many, the type of the last)."""
+        tally = cache.get(rel)
+        if tally is None:
+            tally = cache[rel] = {}
+            for ref in self._refs.get(rel, ()):
+                end = self._end(ref)
+                if end is not None:
+                    tally[end] = (tally.get(end, (0, ""))[0] + 1, ref[2])
+        return tally
+
+    def _edge(self, pair: EdgeKey, cache: dict[str, dict[str, tuple[int, str]]]
+              ) -> tuple[float, str | None] | None:
         weight = 0.0
         last: tuple[str, str] | None = None  # (rel, type) of the last mention in path order
         for here, there in (pair, pair[::-1]):
             rel = self._rel_of.get(here)
             if rel is None:
                 continue
-            kinds = [ref[2] for ref in self._refs.get(rel, ()) if self._end(ref) == there]
-            weight += len(kinds)
-            if kinds and (last is None or rel > last[0]):
-                last = (rel, kinds[-1])
+            count, kind = self._tally(rel, cache).get(there, (0, ""))
+            weight += count
+            if count and (last is None or rel > last[0]):
+                last = (rel, kind)
         return None if last is None else (weight, last[1])
 
     def _settle(self, keys: Iterable[str], pairs: Iterable[EdgeKey]) -> TopologyDiff:
@@ -228,15 +241,15 @@ class VaultIndex:
                 out.removed_nodes.append(key)
             elif state is not None and before is None:
                 g.nodes[key] = state
-                out.added_nodes.append(NodeSpec(key, state.label, state.type,
-                                                dict(state.metadata)))
+                out.added_nodes.append(state.spec(key))
             elif state is not None and state != before:
                 g.nodes[key] = state
-                out.updated_nodes.append(NodeSpec(key, state.label, state.type,
-                                                  dict(state.metadata)))
+                out.updated_nodes.append(state.spec(key))
         gone = set(out.removed_nodes)
+        tallies: dict[str, dict[str, tuple[int, str]]] = {}  # each touched page counted once
         for pair in sorted(pairs):
-            value = self._edge(pair) if pair[0] in g.nodes and pair[1] in g.nodes else None
+            value = (self._edge(pair, tallies) if pair[0] in g.nodes and pair[1] in g.nodes
+                     else None)
             before_edge = g.edges.get(pair)
             if value is None and before_edge is not None:
                 del g.edges[pair]
