@@ -49,6 +49,7 @@ from .gateway import (
     ResumableIds,
 )
 from .graph_service import GraphService
+from .handover import SnapshotHandover
 from .http import make_middlewares
 from .keys import (
     ACCESS,
@@ -187,10 +188,12 @@ async def create_app(config: ServerConfig) -> web.Application:
         if cluster is not None:
             cluster.snapshot()
 
+    handover = SnapshotHandover(loop, on_snapshot, metrics)
+
     def publish(snap: Snapshot, keyframe_all: bool) -> None:
         # the simulation thread, its lock held: hand the snapshot over to the loop in order
         metrics.snapshot_published(snap.seq)
-        loop.call_soon_threadsafe(on_snapshot, snap, keyframe_all)
+        handover.publish(snap, keyframe_all)
 
     runner = SimulationRunner(sim, publish, live.cadence, physics_hz=config.physics_hz)
     hub = StreamHub(metrics, lambda: graph_service.epoch, lambda: graph_service.sssp,

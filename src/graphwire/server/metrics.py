@@ -51,6 +51,7 @@ class Metrics:
         self.errors_sent = 0
         self.errors_suppressed = 0
         self.snapshots = 0
+        self.snapshots_coalesced = 0  # replaced by a newer one before the loop took them
         self.source_changes = 0  # topology changes read from the watched source
         self.source_errors = 0  # files of the source that failed to read or parse
         self.source_reloads = 0  # whole re-reads (POST /api/graph/reload)
@@ -185,6 +186,9 @@ METRICS: tuple[MetricSpec, ...] = (
                lambda m: m.errors_suppressed),
     MetricSpec("snapshots", "snapshots_total", "counter",
                "Snapshots published by the simulation.", lambda m: m.snapshots),
+    MetricSpec("snapshotsCoalesced", "snapshots_coalesced_total", "counter",
+               "Snapshots replaced by a newer one before the event loop sent them (the loop "
+               "was behind).", lambda m: m.snapshots_coalesced),
     MetricSpec("sourceChanges", "source_changes_total", "counter",
                "Topology changes read from the watched source.", lambda m: m.source_changes),
     MetricSpec("sourceErrors", "source_errors_total", "counter",
