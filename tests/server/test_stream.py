@@ -10,7 +10,7 @@ from graphwire.protocol.header import Flags, unpack_header
 from graphwire.protocol.positions import decode_v1, decode_v2
 from graphwire.protocol.q_decoder import QDecoder
 from graphwire.protocol.quantized import decode_q
-from graphwire.server.keys import METRICS
+from graphwire.server.keys import HUB, METRICS
 
 from .conftest import Harness, ServerFactory
 
@@ -47,6 +47,14 @@ async def test_subscribe_paces_at_200_ms_by_default_and_clamps_intervals(
     await c.send_json({"type": "subscribe", "format": "q", "intervalMs": "fast", "id": "s"})
     err = await c.next_json("error")
     assert err["id"] == "s" and err["error"]["code"] == "malformed_frame"
+
+
+async def test_paces_that_round_to_one_millisecond_share_one_lineage(harness: Harness) -> None:
+    subs = [await harness.subscribe("q", intervalMs=asked) for asked in (100.3, 100.4, 120)]
+    assert [conf["intervalMs"] for _, conf in subs] == [100, 100, 120]
+    hub = harness.server[HUB]
+    lanes = [hub.subs[c.client_id].lane for c, _ in subs]
+    assert lanes[0] is lanes[1] and lanes[2] is not lanes[0]
 
 
 async def test_v2_keyframe_then_deltas_rebuild_the_exact_layout(harness: Harness) -> None:

@@ -161,10 +161,11 @@ class WebSocketEndpoint:
                 raise ProtocolError(ErrorCode.FORMAT_UNSUPPORTED,
                                     f"node ids reach {int(live.max())}, above V1's 16383: "
                                     "subscribe to v2 or q")
-        granted = granted_interval(msg.interval_ms, self.in_force)
+        # whole milliseconds, as confirmed: 100.3 and 100.4 are one pace (one q lineage)
+        granted = round(granted_interval(msg.interval_ms, self.in_force))
         velocity = bool(msg.velocity) and msg.format == "q"
         session.send_json(ctl.SubscriptionConfirmed(
-            msg.format, round(granted), velocity, msg.id).to_json())
+            msg.format, granted, velocity, msg.id).to_json())
         self.hub.subscribe(session, msg.format, velocity, granted / 1000.0)
         if self.graph_service.sssp.source is not None:
             session.send_bytes(sssp_frame(self.graph_service))
