@@ -170,3 +170,30 @@ def test_graph_changed_updates_labels_and_weights_in_place() -> None:
     assert m.nodes[0]["label"] == "A good idea" and m.node_id("Idea") == 0
     assert m.edges[(0, 1)]["weight"] == 2.0 and m.topology_version == 1
     assert m.position("Idea").tolist() == [1.0, 2.0, 3.0]  # the place stays
+
+
+def test_changes_that_overtook_the_graph_body_are_applied_over_it() -> None:
+    from graphwire.client.mirror import GraphMirror
+
+    def node(i: int, key: str) -> dict[str, Any]:
+        return {"id": i, "key": key, "label": key, "type": "knowledge", "x": float(i),
+                "y": 0.0, "z": 0.0, "metadata": {}}
+
+    def change(version: int, added: list[dict[str, Any]], epoch: int = 1) -> dict[str, Any]:
+        return {"type": "graph_changed", "epoch": epoch, "topologyVersion": version,
+                "nodesCount": 0, "edgesCount": 0, "added": {"nodes": added, "edges": []},
+                "removed": {"nodes": [], "edges": []}}
+
+    body = {"epoch": 1, "seq": 5, "topologyVersion": 3, "settingsRevision": 0,
+            "nodes": [node(0, "a"), node(1, "b")], "edges": []}
+    # version 3 is in the body already; version 4 was made after the body was built
+    during = [change(3, [node(1, "b")]), change(4, [node(2, "c")])]
+    m = GraphMirror()
+    assert not m.load(body, during)
+    assert m.topology_version == 4 and sorted(m.ids_by_key) == ["a", "b", "c"]
+    assert m.node_id("c") == 2
+    # a newer epoch announced while the body was on its way: the body is out of date
+    assert GraphMirror().load(body, [change(4, [node(2, "c")]), change(0, [], epoch=2)])
+    # nothing arrived meanwhile: the body is the graph
+    plain = GraphMirror()
+    assert not plain.load(body) and sorted(plain.ids_by_key) == ["a", "b"]

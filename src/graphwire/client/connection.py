@@ -142,6 +142,7 @@ class Client:
         self._ready = asyncio.Event()
         self._graph_loading: asyncio.Task[None] | None = None
         self._graph_loaded = asyncio.Event()
+        self._changes_in_flight: list[dict[str, Any]] = []  # graph_changed during a load
         self._key_requested = False
         self._pong = asyncio.Event()
         self._retry_after = 0.0
@@ -530,6 +531,9 @@ class Client:
                                  info.retryable, info.retry_after_ms))
 
     def _on_graph_changed(self, msg: control.GraphChanged) -> None:
+        if self._graph_loading is not None and not self._graph_loading.done():
+            self._changes_in_flight.append(msg.to_json())  # applied over the body it awaits
+            return
         if self.mirror.graph_changed(msg.to_json()):
             if msg.epoch != self.mirror.epoch or msg.topology_version != \
                     self.mirror.topology_version or not self._graph_loaded.is_set():
@@ -581,6 +585,7 @@ class Client:
         for attempt in range(1_000_000):
             if self._closing or not self._open:
                 return
+            self._changes_in_flight = []
             try:
                 data = await self.get_json(
                     "/api/graph/data", {"clientId": self.client_id or ""})
@@ -594,7 +599,9 @@ class Client:
                 await asyncio.sleep(self.backoff.delay(attempt))
                 continue
             epoch_before = self.mirror.epoch
-            self.mirror.load(data)
+            during, self._changes_in_flight = self._changes_in_flight, []
+            if self.mirror.load(data, during):
+                continue  # out of date already: a newer epoch or a refetch was announced
             self._graph_loaded.set()
             m = self.mirror
             self._emit(ev.GraphChanged(m.epoch or 0, m.topology_version, len(m.nodes),

@@ -14,6 +14,7 @@ lock so a frame is never seen half applied.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,12 +162,27 @@ class GraphMirror:
         a, b = (edge["source"], edge["target"]) if isinstance(edge, dict) else edge
         return (int(a), int(b)) if int(a) <= int(b) else (int(b), int(a))
 
-    def load(self, data: dict[str, Any]) -> None:
-        """Replace the tables with a ``GET /api/graph/data`` body (§1).
+    def load(self, data: dict[str, Any], during: Sequence[dict[str, Any]] = ()) -> bool:
+        """Replace the tables with a ``GET /api/graph/data`` body (§1); True when the graph
+        must be fetched again.
+
+        ``during``: the ``graph_changed`` messages that arrived while the body was on its way
+        (the WebSocket and the REST call are two connections, so a change may overtake a body
+        built before it). Those of the body's epoch and newer than its topology are applied
+        over it; a newer epoch announced among them, or a change that asks for a refetch,
+        means the body is already out of date.
 
         Positions from REST are taken only when no newer frame has been applied: the keyframe
         the server sends after the REST call (§7) brings the exact positions.
         """
+        self._load(data)
+        if during and during[-1]["epoch"] != self.epoch:
+            return True
+        newer = [m for m in during if m["epoch"] == self.epoch
+                 and int(m["topologyVersion"]) > self.topology_version]
+        return any(self.graph_changed(m) for m in newer)
+
+    def _load(self, data: dict[str, Any]) -> None:
         with self.lock:
             new_epoch = data["epoch"] != self.epoch
             self.epoch = int(data["epoch"])

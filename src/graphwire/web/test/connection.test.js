@@ -174,3 +174,45 @@ test('messages queue while disconnected (bounded, oldest dropped) and flush afte
   const pings = sockets[1].sent.map((s) => JSON.parse(s)).filter((m) => m.type === 'ping');
   assert.deepEqual(pings.map((m) => m.timestamp), [2, 3, 4]);
 });
+
+test('a graph_changed that overtakes the graph body is replayed over it; a newer epoch refetches', async () => {
+  const sockets = [];
+  class FakeSocket {
+    constructor(url) { this.url = url; this.sent = []; sockets.push(this); }
+    send(data) { this.sent.push(data); }
+    close() {}
+  }
+  const bodies = [];
+  const fetches = [];
+  const fetch = (url) => new Promise((resolve) => { fetches.push(url); bodies.push(resolve); });
+  const conn = new Connection({ baseUrl: 'http://h:1', WebSocket: FakeSocket, fetch, timers: new FakeTimers(), random: () => 0.5 });
+  const seen = [];
+  conn.on('graph', (g) => seen.push(`graph v${g.topologyVersion}`));
+  conn.on('graph_changed', (m) => seen.push(`changed v${m.topologyVersion}`));
+  const body = (epoch, topologyVersion) => ({ ok: true, status: 200, json: async () => ({ epoch, seq: 1, topologyVersion, nodes: [], edges: [] }) });
+  const change = (epoch, topologyVersion, extra = {}) => ({ type: 'graph_changed', epoch, topologyVersion, ...extra });
+  conn.start();
+  sockets[0].onopen();
+  sockets[0].onmessage({ data: JSON.stringify(established({ topologyVersion: 2 })) });
+  await tick();
+  // the body (built at version 2) is on its way when versions 2 (already in it) and 3 arrive
+  sockets[0].onmessage({ data: JSON.stringify(change(3, 2)) });
+  sockets[0].onmessage({ data: JSON.stringify(change(3, 3)) });
+  assert.deepEqual(seen, []);
+  bodies[0](body(3, 2));
+  await tick(); await tick();
+  assert.deepEqual(seen, ['graph v2', 'changed v3']);
+  assert.equal(conn.topologyVersion, 3);
+  // a reload (new epoch) announced while the next body is on its way: that body is stale
+  conn.loadGraph();
+  await tick();
+  sockets[0].onmessage({ data: JSON.stringify(change(4, 0, { refetch: true })) });
+  bodies[1](body(3, 3));
+  await tick(); await tick();
+  assert.equal(fetches.length, 3);
+  bodies[2](body(4, 0));
+  await tick(); await tick();
+  assert.equal(conn.epoch, 4);
+  assert.deepEqual(seen.slice(2), ['graph v3', 'graph v0']);
+  conn.stop?.();
+});

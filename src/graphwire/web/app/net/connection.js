@@ -73,6 +73,7 @@ export class Connection extends Emitter {
     this.pongTimer = null;
     this.reconnectTimer = null;
     this.loading = null;
+    this.changesInFlight = []; // graph_changed messages that arrived while a graph body was fetched
     this.reconnects = 0;
   }
 
@@ -156,6 +157,9 @@ export class Connection extends Emitter {
         this.emit('error', msg.error);
         break;
       case 'graph_changed':
+        // The REST call and the socket are two connections: a change may overtake a graph body
+        // built before it. While a body is on its way, changes wait and are replayed over it.
+        if (this.loading) { this.changesInFlight.push(msg); break; }
         this.emit('graph_changed', msg);
         if (msg.refetch && !(msg.epoch === this.epoch && msg.topologyVersion === this.topologyVersion && this.graphLoaded)) {
           this.loadGraph();
@@ -200,6 +204,8 @@ export class Connection extends Emitter {
   async loadGraph() {
     if (this.loading) return this.loading;
     const clientId = this.clientId;
+    this.changesInFlight = [];
+    let again = false;
     this.loading = (async () => {
       try {
         const url = `${this.baseUrl}/api/graph/data?clientId=${encodeURIComponent(clientId)}`;
@@ -210,13 +216,34 @@ export class Connection extends Emitter {
         this.topologyVersion = data.topologyVersion;
         this.graphLoaded = true;
         this.emit('graph', data);
+        again = this.replayChanges(data);
       } catch (err) {
         this.emit('error', { code: 'graph_load_failed', message: String(err && err.message || err) });
       } finally {
         this.loading = null;
+        this.changesInFlight = [];
       }
+      if (again) await this.loadGraph();
     })();
     return this.loading;
+  }
+
+  /**
+   * Replay the `graph_changed` messages that arrived while `data` was fetched: those of its epoch
+   * and newer than its topology are emitted in order. Returns true when the body is out of date
+   * already (a newer epoch was announced meanwhile, or a change asks for a refetch).
+   */
+  replayChanges(data) {
+    const during = this.changesInFlight;
+    this.changesInFlight = [];
+    if (during.length && during[during.length - 1].epoch !== data.epoch) return true;
+    for (const msg of during) {
+      if (msg.epoch !== data.epoch || msg.topologyVersion <= data.topologyVersion) continue;
+      if (msg.refetch) return true;
+      this.emit('graph_changed', msg);
+      this.topologyVersion = msg.topologyVersion;
+    }
+    return false;
   }
 
   schedulePing() {
