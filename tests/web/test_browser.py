@@ -11,7 +11,6 @@ import asyncio
 import math
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from graphwire.bench.redis_server import free_port
 from graphwire.server.keys import GRAPH_SERVICE
 from tests.server.conftest import ring_csv
 
@@ -221,12 +221,6 @@ async def test_a_node_added_through_rest_appears_without_a_reload(serve, pages: 
     await page.wait_for_function("window.graphwire.selected === 'brand-new'")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start(source: Path, port: int, db: Path) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "graphwire.cli", "serve", str(source), "--port", str(port),
@@ -240,7 +234,7 @@ def _start(source: Path, port: int, db: Path) -> subprocess.Popen[str]:
 
 async def test_the_page_reconnects_after_the_server_is_killed_and_restarted(
         tmp_path: Path, pages: Pages) -> None:
-    source, db, port = ring_csv(tmp_path / "ring.csv"), tmp_path / "s.db", _free_port()
+    source, db, port = ring_csv(tmp_path / "ring.csv"), tmp_path / "s.db", free_port()
     loop = asyncio.get_running_loop()
     proc = await loop.run_in_executor(None, _start, source, port, db)
     try:

@@ -25,7 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .fanout import MOVING, _free_port, _wait_ready
+from .fanout import MOVING, wait_ready
+from .redis_server import free_port
 from .report import Row, progress
 
 SIZES = (10_000, 100_000)
@@ -48,7 +49,7 @@ def write_ba_graph(path: Path, nodes: int, m: int = 3, seed: int = 1) -> Path:
 
 def start_server(csv: Path, db: Path, *, rate_hz: float) -> tuple[subprocess.Popen[str], int]:
     """``graphwire serve`` in its own process, kept moving, physics at the stream rate."""
-    port = _free_port()
+    port = free_port()
     args = [sys.executable, "-m", "graphwire.cli", "serve", str(csv), "--port", str(port),
             "--db", str(db), "--physics-hz", str(rate_hz)]
     for path, value in MOVING.items():
@@ -56,7 +57,7 @@ def start_server(csv: Path, db: Path, *, rate_hz: float) -> tuple[subprocess.Pop
     for path in ("minUpdateRate", "maxUpdateRate"):
         args += ["--set", f"system.websocket.{path}={rate_hz}"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_ready(proc, "graphwire serve")
+    wait_ready(proc, "graphwire serve")
     return proc, port
 
 

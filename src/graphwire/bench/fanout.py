@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from .redis_server import free_port
 from .report import Row, progress
 
 NODES = 10_000
@@ -80,15 +81,8 @@ def write_standard_graph(path: Path) -> Path:
     return path
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(proc: subprocess.Popen[str], what: str) -> None:
+def wait_ready(proc: subprocess.Popen[str], what: str) -> None:
+    """Wait for a started server's first line on stdout (it prints one when it listens)."""
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line:
@@ -103,7 +97,7 @@ def start_graphwire(csv: Path, workdir: Path, source_tree: Path | None = None
     ``source_tree``: serve graphwire from another checkout's ``src`` (the same interpreter and
     dependencies), to measure an earlier version of the server in the same session.
     """
-    port = _free_port()
+    port = free_port()
     args = [sys.executable, "-m", "graphwire.cli", "serve", str(csv), "--port", str(port),
             "--db", str(workdir / "bench.db"), "--physics-hz", str(RATE_HZ)]
     for path, value in MOVING.items():
@@ -114,17 +108,17 @@ def start_graphwire(csv: Path, workdir: Path, source_tree: Path | None = None
         (workdir / "bench.db").unlink(missing_ok=True)
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
-    _wait_ready(proc, "graphwire serve")
+    wait_ready(proc, "graphwire serve")
     return proc, port
 
 
 def start_baseline(csv: Path) -> tuple[subprocess.Popen[str], int]:
     """The per-client JSON server in its own process."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "graphwire.bench.fanout", "baseline",
                              str(csv), "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_ready(proc, "baseline server")
+    wait_ready(proc, "baseline server")
     return proc, port
 
 

@@ -23,14 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .fanout import MOVING, RATE_HZ, _free_port, run_clients, start_graphwire, write_standard_graph
-from .redis_server import RedisServer
+from .fanout import MOVING, RATE_HZ, run_clients, start_graphwire, write_standard_graph
+from .redis_server import RedisServer, free_port
 from .report import Row, progress
 
 
 def _serve(csv: Path, work: Path, role: str, name: str, redis: str) -> tuple[
         subprocess.Popen[str], int]:
-    port = _free_port()
+    port = free_port()
     args = [sys.executable, "-m", "graphwire.cli", "serve", str(csv), "--port", str(port),
             "--redis", redis, "--role", role, "--node-id", name]
     if role == "simulation":

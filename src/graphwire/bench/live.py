@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .fanout import _free_port, _wait_ready
+from .fanout import wait_ready
+from .redis_server import free_port
 from .report import Row, progress
 
 SIZES = (1_000, 10_000)
@@ -99,13 +100,13 @@ def run_size(pages: int, trials: int = TRIALS, settle_s: float = SETTLE_S) -> Ro
         work = Path(tmp)
         vault = work / "vault"
         names = write_vault(vault, pages)
-        port = _free_port()
+        port = free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "graphwire.cli", "serve", str(vault), "--port", str(port),
              "--db", str(work / "bench.db")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            _wait_ready(proc, "graphwire serve")
+            wait_ready(proc, "graphwire serve")
             latencies, settled = asyncio.run(_trials(port, vault, names, trials, settle_s))
         finally:
             proc.terminate()

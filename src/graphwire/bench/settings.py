@@ -30,12 +30,13 @@ SETS = 200
 
 
 def _start_server(work: Path) -> tuple[subprocess.Popen[str], int]:
-    from .fanout import _free_port, _wait_ready
+    from .fanout import wait_ready
+    from .redis_server import free_port
 
     csv = work / "ring.csv"
     csv.write_text("source,target\n" + "".join(f"n{i:03d},n{(i + 1) % 300:03d}\n"
                                                for i in range(300)))
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "graphwire.cli", "serve", str(csv), "--port", str(port),
          "--db", str(work / "bench.db"),
@@ -44,7 +45,7 @@ def _start_server(work: Path) -> tuple[subprocess.Popen[str], int]:
          "--set", "system.rateLimits.settings.perMinute=10000000",
          "--set", "system.rateLimits.settings.burst=10000000"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_ready(proc, "graphwire serve")
+    wait_ready(proc, "graphwire serve")
     return proc, port
 
 
