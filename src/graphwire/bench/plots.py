@@ -71,6 +71,6 @@ def layout_figure(case: Case, layouts: dict[str, F64], path: Path,
         title = f"{label}\nshare {share}" + (f", ratio {ratio}" if ratio is not None else "")
         ax.set_title(title, fontsize=9)
     fig.suptitle(f"{case.name}: {case.graph.node_count} nodes, {edges.shape[0]} edges")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.985))  # room for the title above the panels
     fig.savefig(path, dpi=72)
     plt.close(fig)
