@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import time
+
+import pytest
 
 from graphwire.bench import physics, trace
 
@@ -51,7 +54,7 @@ def test_fanout_rows_from_real_processes() -> None:
 def test_settings_bench_rows() -> None:
     from graphwire.bench import settings
 
-    rows = settings.run(sizes=(3,), sets=20)
+    rows = settings.run(["--sizes", "3", "--sets", "20"])
     assert rows[0]["clients"] == 3 and 0 < rows[0]["p50Ms"] <= rows[0]["p99Ms"] < 1000
     assert rows[1]["commitsPerSec"] > 10
     # the Snapshot of every setting is gzip'd as the contract says: over 256 bytes, it shrinks
@@ -67,7 +70,7 @@ def test_browser_bench_rows() -> None:
 
     if chromium_path() is None or not (WEB_DIR / "node_modules" / "three").is_dir():
         pytest.skip("needs Chromium and the client's npm packages (make setup)")
-    rows = browser.run(sizes=(2000,), formats=("q", "v2"), frames=3)
+    rows = browser.run(["--sizes", "2000", "--formats", "q,v2", "--frames", "3"])
     assert [(r["nodes"], r["format"], r["draw"]) for r in rows] == [
         (2000, "q", "swiftshader"), (2000, "q", "off"), (2000, "v2", "swiftshader"),
         (2000, "v2", "off")]
@@ -83,3 +86,22 @@ def test_live_bench_rows_from_a_real_server() -> None:
     assert row["pages"] == 200 and row["samples"] == 5
     assert 0 < row["p50Ms"] <= row["p99Ms"] < 30_000
     assert isinstance(row["settled"], bool)
+
+
+def test_every_bench_takes_its_options_from_the_command_line(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`graphwire bench NAME` hands the options after NAME to the bench's ``run``: each bench
+    either takes none or reads them (one that took them as its sizes printed no rows)."""
+    import inspect
+    import json
+
+    from graphwire.cli import BENCHES, main
+
+    for name in BENCHES:
+        params = list(inspect.signature(
+            importlib.import_module(f"graphwire.bench.{name}").run).parameters.values())
+        assert not params or params[0].name in ("argv", "options"), name
+        assert all(p.kind is p.KEYWORD_ONLY for p in params[1:]), name
+    assert main(["bench", "codec", "--json", "--sizes", "500"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert rows and {r["nodes"] for r in rows} == {500}

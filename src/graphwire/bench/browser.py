@@ -18,16 +18,18 @@ the decode worker's wall time then measures the contention more than the decoder
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from .fanout import MOVING, wait_ready
 from .redis_server import free_port
-from .report import Row, progress
+from .report import Row, int_list, progress
 
 SIZES = (10_000, 100_000)
 FORMATS = ("q", "v2")
@@ -89,9 +91,21 @@ async def measure_page(url: str, nodes: int, fmt: str, *, draw: bool = True,
             "applyMs": round(got["applyMs"], 3), "frames": got["frames"]}
 
 
-def run(sizes: tuple[int, ...] = SIZES, formats: tuple[str, ...] = FORMATS, *,
-        frames: int = FRAMES, draws: tuple[bool, ...] = (True, False)) -> list[Row]:
-    """All rows of the browser bench."""
+def run(argv: Sequence[str] | None = None, *, sizes: Sequence[int] = SIZES,
+        formats: Sequence[str] = FORMATS, frames: int = FRAMES,
+        draws: Sequence[bool] = (True, False)) -> list[Row]:
+    """All rows of the browser bench (``argv``: the options after ``bench browser``)."""
+    parser = argparse.ArgumentParser(prog="graphwire bench browser")
+    parser.add_argument("--sizes", type=int_list,
+                        help=f"node counts (default {','.join(map(str, SIZES))})")
+    parser.add_argument("--formats", type=lambda v: v.split(","),
+                        help=f"stream formats (default {','.join(FORMATS)})")
+    parser.add_argument("--frames", type=int, help=f"frames measured after the warm-up "
+                        f"(default {FRAMES})")
+    args = parser.parse_args(list(argv or []))
+    sizes = args.sizes or sizes
+    formats = args.formats or formats
+    frames = args.frames or frames
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -8,7 +8,9 @@ z, vx, vy, vz, as a typical app sends it, with the standard library's json).
 
 from __future__ import annotations
 
+import argparse
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +27,7 @@ from graphwire.protocol.q_decoder import QDecoder
 from graphwire.protocol.q_encoder import QPolicy, QStreamEncoder
 from graphwire.protocol.quantized import decode_q
 
-from .report import Row, best_ms, progress
+from .report import Row, best_ms, int_list, progress
 
 MOTION = "settling: 70% of nodes step N(0, 0.3) units/axis in a 1000-unit layout"
 
@@ -111,10 +113,17 @@ def rows_for(n: int, *, repeat: int = 20) -> list[Row]:
     return rows
 
 
-def run(sizes: tuple[int, ...] = (10_000, 100_000)) -> list[Row]:
-    """All rows of the codec bench."""
+SIZES = (10_000, 100_000)
+
+
+def run(argv: Sequence[str] | None = None) -> list[Row]:
+    """All rows of the codec bench (``argv``: the options after ``bench codec``)."""
+    parser = argparse.ArgumentParser(prog="graphwire bench codec")
+    parser.add_argument("--sizes", type=int_list, default=list(SIZES),
+                        help=f"node counts (default {','.join(map(str, SIZES))})")
+    args = parser.parse_args(list(argv or []))
     out: list[Row] = []
-    for n in sizes:
+    for n in args.sizes:
         progress(f"codec: {n} nodes")
         out += rows_for(n)
     return out

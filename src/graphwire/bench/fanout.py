@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from .redis_server import free_port
-from .report import Row, progress
+from .report import Row, int_list, progress
 
 NODES = 10_000
 RATE_HZ = 5.0
@@ -158,9 +158,9 @@ def run(argv: Sequence[str] | None = None, *, sizes: Sequence[int] | None = None
     parser.add_argument("--clients", type=int, default=200,
                         help="total clients of the --gateways rows (200)")
     parser.add_argument("--kills", type=int, default=5, help="failovers measured (5)")
-    parser.add_argument("--sizes", type=lambda v: [int(x) for x in v.split(",")],
+    parser.add_argument("--sizes", type=int_list,
                         help=f"client counts in q (default {','.join(map(str, Q_SIZES))})")
-    parser.add_argument("--v2-sizes", type=lambda v: [int(x) for x in v.split(",") if x],
+    parser.add_argument("--v2-sizes", type=int_list,
                         help=f"client counts in v2 (default {','.join(map(str, V2_SIZES))})")
     parser.add_argument("--compare-src", type=Path, action="append", default=[],
                         metavar="CHECKOUT",

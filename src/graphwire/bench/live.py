@@ -26,7 +26,7 @@ import numpy as np
 
 from .fanout import wait_ready
 from .redis_server import free_port
-from .report import Row, progress
+from .report import Row, int_list, progress
 
 SIZES = (1_000, 10_000)
 TRIALS = 50
@@ -120,14 +120,14 @@ def run_size(pages: int, trials: int = TRIALS, settle_s: float = SETTLE_S) -> Ro
 def run(options: list[str]) -> list[Row]:
     """All rows (``--sizes 1000,10000``, ``--trials 50``, ``--settle 60``)."""
     parser = argparse.ArgumentParser(prog="graphwire bench live")
-    parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
+    parser.add_argument("--sizes", type=int_list, default=list(SIZES),
                         help="vault sizes in pages, comma-separated (default 1000,10000)")
     parser.add_argument("--trials", type=int, default=TRIALS, help="pages written per size")
     parser.add_argument("--settle", type=float, default=SETTLE_S,
                         help="seconds to wait for the layout to settle before the trials")
     args = parser.parse_args(options)
     rows = []
-    for pages in (int(s) for s in args.sizes.split(",")):
+    for pages in args.sizes:
         progress(f"live: {pages} pages")
         rows.append(run_size(pages, args.trials, args.settle))
         progress(f"  {rows[-1]}")

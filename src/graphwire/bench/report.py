@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -94,3 +95,12 @@ def progress(message: str) -> None:
     if sys.stderr.isatty() or os.environ.get("GRAPHWIRE_BENCH_VERBOSE"):
         sys.stderr.write(message + "\n")
         sys.stderr.flush()
+
+
+
+def int_list(text: str) -> list[int]:
+    """A bench option's comma-separated integers (``--sizes 1000,2000``)."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None

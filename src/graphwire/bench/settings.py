@@ -11,19 +11,21 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from graphwire.protocol import settings_codec as sc
 
-from .report import Row, progress
+from .report import Row, int_list, progress
 
 PATH = "visualisation.rendering.nodes.size"
 SETS = 200
@@ -133,8 +135,18 @@ def snapshot_gzip_ratio(work: Path) -> float:
     return plain / (len(sc.encode_settings(msg)) - 2)
 
 
-def run(sizes: tuple[int, ...] = (10, 100), sets: int = SETS) -> list[Row]:
-    """All rows of the settings bench."""
+SIZES = (10, 100)
+
+
+def run(argv: Sequence[str] | None = None) -> list[Row]:
+    """All rows of the settings bench (``argv``: the options after ``bench settings``)."""
+    parser = argparse.ArgumentParser(prog="graphwire bench settings")
+    parser.add_argument("--sizes", type=int_list, default=list(SIZES),
+                        help=f"clients watching each Set (default {','.join(map(str, SIZES))})")
+    parser.add_argument("--sets", type=int, default=SETS,
+                        help=f"Sets timed at each size (default {SETS})")
+    args = parser.parse_args(list(argv or []))
+    sizes, sets = args.sizes, args.sets
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
