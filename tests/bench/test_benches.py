@@ -76,6 +76,7 @@ def test_browser_bench_rows() -> None:
         (2000, "v2", "off")]
     for r in rows:
         assert 0 < r["decodeMs"] < 1000 and 0 <= r["applyMs"] < 100 and r["frames"] >= 8
+        assert 0 < r["bytesPerNode"] < (37 if r["format"] == "v2" else 12)
 
 
 def test_live_bench_rows_from_a_real_server() -> None:

@@ -8,12 +8,14 @@ for 10,000 nodes and 2 Hz for 100,000, which is what two cores step). The browse
 ``v2``, once drawing (``draw: swiftshader``) and once with drawing paused (``draw: off``, the
 page's ``?draw=0``): without a GPU the software rasteriser takes most of the two cores, and
 the decode worker's wall time then measures the contention more than the decoder. Rows
-``{nodes, format, draw, decodeMs, applyMs, frames}``:
+``{nodes, format, draw, decodeMs, applyMs, bytesPerNode, frames}``:
 
 - ``decodeMs``: the median, over the last 50 frames, of the decode worker's time per position
   frame (gzip inflate, decode, positions by id, scatter into render slots);
 - ``applyMs``: the median main-thread time to apply a decoded frame (blend the interpolation's
-  start, copy the array into the instanced attribute).
+  start, copy the array into the instanced attribute);
+- ``bytesPerNode``: the median position frame's size over the node count: what was decoded
+  (a layout that moves more makes bigger ``q`` frames, and their decode costs more).
 """
 
 from __future__ import annotations
@@ -83,12 +85,14 @@ async def measure_page(url: str, nodes: int, fmt: str, *, draw: bool = True,
                 f"window.graphwire.framesApplied >= {warmup + frames}", timeout=timeout)
             got = await page.evaluate(
                 "({decodeMs: graphwire.decodeMs, applyMs: graphwire.applyMs,"
+                " frameBytes: graphwire.frameBytes,"
                 " frames: graphwire.framesApplied, settled: graphwire.settled})")
         finally:
             await browser.close()
     return {"nodes": nodes, "format": fmt, "draw": "swiftshader" if draw else "off",
             "decodeMs": round(got["decodeMs"], 3),
-            "applyMs": round(got["applyMs"], 3), "frames": got["frames"]}
+            "applyMs": round(got["applyMs"], 3),
+            "bytesPerNode": round(got["frameBytes"] / nodes, 3), "frames": got["frames"]}
 
 
 def run(argv: Sequence[str] | None = None, *, sizes: Sequence[int] = SIZES,

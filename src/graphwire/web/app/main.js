@@ -68,6 +68,7 @@ const app = {
   settledFit: false,
   bytesWindow: [],
   framesWindow: [],
+  frameSizes: [], // bytes of the last 50 position frames applied
   bytesPerNode: 0,
 };
 
@@ -158,6 +159,7 @@ function onPositions(msg) {
   if (msg.relayout) return;
   push(app.applyTimes, applyMs);
   push(app.decodeTimes, msg.decodeMs);
+  push(app.frameSizes, msg.bytes);
   app.framesApplied += 1;
   app.lastSeq = msg.seq;
   conn.lastSeq = msg.seq;
@@ -517,6 +519,7 @@ window.graphwire = {
   get pinned() { return [...app.pinned.keys()].map(keyOf); },
   get decodeMs() { return median(app.decodeTimes); },
   get applyMs() { return median(app.applyTimes); },
+  get frameBytes() { return median(app.frameSizes); },
   get framesApplied() { return app.framesApplied; },
   get status() { return conn.state; },
   get settled() { return app.settled; },

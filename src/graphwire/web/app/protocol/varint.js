@@ -10,17 +10,21 @@ function read(bytes, start, end, count, out, what, zigzag) {
   if (size < count || size > 5 * count) throw malformed(`${what}: ${size} bytes cannot hold exactly ${count} varints`);
   let o = start;
   for (let k = 0; k < count; k++) {
+    // bytes 1-4 hold 28 bits: integer arithmetic; a fifth byte adds the top 4 bits of 32
     let value = 0;
-    let scale = 1;
-    for (let shift = 0; ; shift += 7) {
+    let b = 0x80;
+    for (let shift = 0; b >= 0x80; shift += 7) {
       if (o >= end) throw malformed(`${what}: the data ends inside a varint or before the last value`);
-      const b = bytes[o++];
-      if (shift === 28 && b > 0x0f) throw malformed(`${what}: has a varint longer than 5 bytes or 32 bits`);
-      value += (b & 0x7f) * scale;
-      if (b < 0x80) break;
-      scale *= 128;
+      b = bytes[o++];
+      if (shift === 28) {
+        if (b > 0x0f) throw malformed(`${what}: has a varint longer than 5 bytes or 32 bits`);
+        value = (value >>> 0) + b * 0x10000000;
+        break;
+      }
+      value |= (b & 0x7f) << shift;
     }
-    out[k] = !zigzag ? value : value % 2 ? -(value + 1) / 2 : value / 2;
+    // zigzag: 0, 1, 2, 3 → 0, -1, 1, -2 (the low bits of a value up to 2^32 - 1 are exact)
+    out[k] = zigzag ? (value >>> 1) ^ -(value & 1) : value;
   }
   if (o !== end) throw malformed(`${what}: has bytes left after the last value`);
 }
