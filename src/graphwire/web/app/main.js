@@ -69,6 +69,7 @@ const app = {
   bytesWindow: [],
   framesWindow: [],
   frameSizes: [], // bytes of the last 50 position frames applied
+  framesOfAnotherEpoch: 0, // dropped: they came before their graph
   bytesPerNode: 0,
 };
 
@@ -106,6 +107,15 @@ conn.on('binary', (buf) => {
     settings.handleFrame(new Uint8Array(buf)).catch((err) => reportError(err));
     conn.settingsRevision = settings.revision;
   } else {
+    // A position frame of another epoch than the graph on screen (the server restarted or
+    // reloaded, and the new graph's body is still on its way) would land on the wrong nodes:
+    // it is dropped. The server sends a keyframe after the graph body (docs/protocol.md §7),
+    // and the worker asks for one if a delta names a keyframe it does not hold.
+    if (kind <= 0x03 && model.epoch !== null && buf.byteLength >= 8
+        && new DataView(buf).getUint16(2, true) !== (model.epoch & 0xffff)) {
+      app.framesOfAnotherEpoch += 1;
+      return;
+    }
     worker.postMessage({ type: 'frame', buf }, [buf]);
   }
 });
@@ -520,6 +530,7 @@ window.graphwire = {
   get decodeMs() { return median(app.decodeTimes); },
   get applyMs() { return median(app.applyTimes); },
   get frameBytes() { return median(app.frameSizes); },
+  get framesOfAnotherEpoch() { return app.framesOfAnotherEpoch; },
   get framesApplied() { return app.framesApplied; },
   get status() { return conn.state; },
   get settled() { return app.settled; },
