@@ -34,9 +34,6 @@ class Viewer:
     def position_pending(self) -> bool:
         return self.pending
 
-    def write_buffer(self) -> int:
-        return 0
-
     def write_frames(self, frames: Sequence[WireFrame]) -> None:
         self.wires += frames
         self.updates.append([unwrap(f.wire) for f in frames])

@@ -13,6 +13,7 @@ import numpy as np
 from graphwire.protocol.header import Flags
 from graphwire.protocol.positions import decode_v2
 from graphwire.protocol.q_decoder import QDecoder
+from graphwire.protocol.quantized import FLAG_VELOCITY
 from graphwire.server.fanout import WireFrame
 from graphwire.server.live_settings import HubSettings
 from graphwire.server.metrics import Metrics
@@ -31,14 +32,10 @@ class Outlet:
         self.frames: list[bytes] = []
         self.json: list[dict[str, Any]] = []
         self.pending = False
-        self.buffered = 0
         self.closed_slow = False
 
     def position_pending(self) -> bool:
         return self.pending
-
-    def write_buffer(self) -> int:
-        return self.buffered
 
     def write_frames(self, frames: Sequence[WireFrame]) -> None:
         self.frames.extend(f.payload for f in frames)
@@ -193,3 +190,21 @@ async def test_request_keyframe_and_unsubscribe() -> None:
     clock.now += 0.1
     hub.on_snapshot(snapshot(3, moved=2.0), False)
     assert len(out.frames) == 2
+
+
+def test_a_lane_made_between_snapshots_never_takes_a_dropped_lanes_frames() -> None:
+    # the client's only lane is dropped when it subscribes again, and a new lane may be built
+    # at the same address: a catch-up before the next snapshot must encode for the new lane
+    clock = Clock()
+    hub, _, _ = make_hub(clock)
+    a = Outlet("a")
+    hub.subscribe(a, "q", False, 0.0)
+    hub.on_snapshot(snapshot(1), False)
+    clock.now += 0.05
+    hub.on_snapshot(snapshot(2, moved=1.0), False)
+    sent = len(a.frames)
+    hub.subscribe(a, "q", True, 0.0)  # now with velocities
+    hub.catch_up()
+    assert len(a.frames) == sent + 1
+    assert a.frames[-1][1] & Flags.KEYFRAME and a.frames[-1][1] & FLAG_VELOCITY
+    QDecoder().apply(a.frames[-1])

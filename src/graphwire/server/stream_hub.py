@@ -157,7 +157,8 @@ class _Latest:
     snap: Snapshot
     keyframe_all: bool
     v: dict[str, dict[str, WireFrame]] = field(default_factory=dict)
-    q: dict[int, QOutput] = field(default_factory=dict)  # by id() of the lane
+    # by lane (identity: a lane dropped and a new one at its address never share an entry)
+    q: dict[_Lane, QOutput] = field(default_factory=dict)
     wire: dict[int, WireFrame] = field(default_factory=dict)  # by id() of the payload
     moved: dict[str, int | None] = field(default_factory=dict)  # V1/V2: nodes in the delta
     published: bool = False  # frames from a simulation: only those can be sent
@@ -284,9 +285,9 @@ class StreamHub:
                 lane = self._remote_lanes.get(name) or self._lane_for(*pace)
                 lane.remote = True
                 wanted[name] = lane
-        keep = {id(lane) for lane in wanted.values()}
+        keep = set(wanted.values())
         for lane in self._remote_lanes.values():
-            if id(lane) not in keep:
+            if lane not in keep:
                 lane.remote = False
                 if lane.members <= 0:
                     self._lanes.pop((lane.velocity, lane.interval), None)
@@ -337,8 +338,8 @@ class StreamHub:
             qf = fs.q.get(q_stream_name(lane.velocity, lane.interval))
             if qf is None:
                 continue
-            latest.q[id(lane)] = QOutput(fs.seq, qf.frame, qf.base_seq, qf.key_seq,
-                                         qf.keyframe, qf.moved, _constant(qf.full))
+            latest.q[lane] = QOutput(fs.seq, qf.frame, qf.base_seq, qf.key_seq,
+                                     qf.keyframe, qf.moved, _constant(qf.full))
             if qf.tick or fs.keyframe_all:
                 lane.tick_seq = fs.seq
                 lane.next_tick = now + lane.interval
@@ -358,7 +359,7 @@ class StreamHub:
         if latest is None:
             return want
         have = set(latest.v) | {q_stream_name(lane.velocity, lane.interval)
-                                for lane in self._lanes.values() if id(lane) in latest.q}
+                                for lane in self._lanes.values() if lane in latest.q}
         return want - have
 
     def restart(self) -> None:
@@ -418,7 +419,7 @@ class StreamHub:
         seq = latest.snap.seq
         later: list[float] = []
         v_ready: dict[str, list[Subscription]] = {}
-        q_ready: dict[int, tuple[_Lane, list[Subscription]]] = {}
+        q_ready: dict[_Lane, list[Subscription]] = {}
         for sub in subs:
             if sub.seq == seq:
                 continue
@@ -436,14 +437,14 @@ class StreamHub:
                 later.append(now + SLOW_RECHECK)
                 continue
             if sub.lane is not None:
-                q_ready.setdefault(id(sub.lane), (sub.lane, []))[1].append(sub)
+                q_ready.setdefault(sub.lane, []).append(sub)
             else:
                 v_ready.setdefault(sub.format, []).append(sub)
         for fmt, ready in v_ready.items():
             self._deliver_v(latest, fmt, ready)
-        for lane, ready in q_ready.values():
+        for lane, ready in q_ready.items():
             self._deliver_q(latest, lane, ready)
-        for group in (*v_ready.values(), *(ready for _, ready in q_ready.values())):
+        for group in (*v_ready.values(), *q_ready.values()):
             for sub in group:
                 sub.next_due = now + sub.interval
                 sub.seq = seq
@@ -453,7 +454,7 @@ class StreamHub:
     @staticmethod
     def _has_published(latest: _Latest, sub: Subscription) -> bool:
         if sub.lane is not None:
-            return id(sub.lane) in latest.q
+            return sub.lane in latest.q
         # V1 on a graph past its ids: delivered, to be told so
         return sub.format in latest.v or (sub.format == "v1" and not v1_fits(latest.snap.ids))
 
@@ -608,7 +609,7 @@ class StreamHub:
     def _lane_output(self, latest: _Latest, lane: _Lane, *, force: bool) -> QOutput:
         """A lane's frames for the newest snapshot, encoded on first use. Between its ticks
         the lineage stays put, so its members still hold its keyframe at the next tick."""
-        out = latest.q.get(id(lane))
+        out = latest.q.get(lane)
         if out is None:
             snap = latest.snap
             tick = lane.tick_seq == snap.seq
@@ -616,7 +617,7 @@ class StreamHub:
                                       vel=snap.vel if lane.velocity else None,
                                       settled=snap.settled, force_keyframe=force and tick,
                                       may_rebase=tick)
-            latest.q[id(lane)] = out
+            latest.q[lane] = out
         return out
 
 
