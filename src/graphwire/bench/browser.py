@@ -95,34 +95,30 @@ async def measure_page(url: str, nodes: int, fmt: str, *, draw: bool = True,
             "bytesPerNode": round(got["frameBytes"] / nodes, 3), "frames": got["frames"]}
 
 
-def run(argv: Sequence[str] | None = None, *, sizes: Sequence[int] = SIZES,
-        formats: Sequence[str] = FORMATS, frames: int = FRAMES,
-        draws: Sequence[bool] = (True, False)) -> list[Row]:
+def run(argv: Sequence[str] | None = None) -> list[Row]:
     """All rows of the browser bench (``argv``: the options after ``bench browser``)."""
     parser = argparse.ArgumentParser(prog="graphwire bench browser")
-    parser.add_argument("--sizes", type=int_list,
+    parser.add_argument("--sizes", type=int_list, default=list(SIZES),
                         help=f"node counts (default {','.join(map(str, SIZES))})")
-    parser.add_argument("--formats", type=lambda v: v.split(","),
+    parser.add_argument("--formats", type=lambda v: v.split(","), default=list(FORMATS),
                         help=f"stream formats (default {','.join(FORMATS)})")
-    parser.add_argument("--frames", type=int, help=f"frames measured after the warm-up "
-                        f"(default {FRAMES})")
+    parser.add_argument("--frames", type=int, default=FRAMES,
+                        help=f"frames measured after the warm-up (default {FRAMES})")
     args = parser.parse_args(list(argv or []))
-    sizes = args.sizes or sizes
-    formats = args.formats or formats
-    frames = args.frames or frames
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for nodes in sizes:
+        for nodes in args.sizes:
             csv = write_ba_graph(work / f"ba{nodes}.csv", nodes)
             proc, port = start_server(csv, work / f"bench{nodes}.db",
                                       rate_hz=RATE_HZ.get(nodes, 5.0 if nodes <= 10_000 else 2.0))
             try:
-                for fmt in formats:
-                    for draw in draws:
+                for fmt in args.formats:
+                    for draw in (True, False):
                         progress(f"browser: {nodes} nodes, {fmt}, draw {draw}")
                         rows.append(asyncio.run(measure_page(
-                            f"http://127.0.0.1:{port}/", nodes, fmt, draw=draw, frames=frames)))
+                            f"http://127.0.0.1:{port}/", nodes, fmt, draw=draw,
+                            frames=args.frames)))
                         progress(f"  {rows[-1]}")
             finally:
                 proc.terminate()

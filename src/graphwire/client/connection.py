@@ -531,10 +531,11 @@ class Client:
                                  info.retryable, info.retry_after_ms))
 
     def _on_graph_changed(self, msg: control.GraphChanged) -> None:
+        change = msg.to_json()
         if self._graph_loading is not None and not self._graph_loading.done():
-            self._changes_in_flight.append(msg.to_json())  # applied over the body it awaits
+            self._changes_in_flight.append(change)  # applied over the body it awaits
             return
-        if self.mirror.graph_changed(msg.to_json()):
+        if self.mirror.graph_changed(change):
             if msg.epoch != self.mirror.epoch or msg.topology_version != \
                     self.mirror.topology_version or not self._graph_loaded.is_set():
                 self._load_graph_soon()
