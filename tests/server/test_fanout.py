@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import websockets
 from aiohttp import web
 
-from graphwire.server.fanout import WireFrame, binary_frame
+from graphwire.server.fanout import WireFrame, binary_frame, deliver
+from graphwire.server.metrics import Metrics
 
 SIZES = (0, 125, 126, 65535, 65536, 300_000)  # each length encoding and its boundaries
 
@@ -49,3 +51,23 @@ def test_the_header_is_the_shortest_length_encoding() -> None:
     assert binary_frame(b"x" * 65536)[:10] == b"\x82\x7f" + (65536).to_bytes(8, "big")
     frame = WireFrame(b"payload")
     assert frame.wire is frame.wire and len(frame) == 7  # built once
+
+
+def test_a_group_counts_only_the_connections_that_took_the_frames() -> None:
+    class Sink:
+        def __init__(self, open_: bool) -> None:
+            self.open, self.got = open_, 0
+
+        def write_frames(self, frames: Sequence[WireFrame]) -> bool:
+            if self.open:
+                self.got += len(frames)
+            return self.open
+
+    sinks = [Sink(True), Sink(False), Sink(True)]
+    metrics = Metrics()
+    deliver(sinks, [WireFrame(b"k" * 40), WireFrame(b"d" * 10)], metrics, "q", 5, True)
+    assert [s.got for s in sinks] == [2, 0, 2]
+    assert metrics.frames["q"] == 4 and metrics.frame_bytes["q"] == 2 * 50
+    assert metrics.keyframes["q"] == 2 and metrics.messages_sent == 4
+    deliver([Sink(False)], [WireFrame(b"x")], metrics, "q", 1, False)  # a closed one only
+    assert metrics.frames["q"] == 4

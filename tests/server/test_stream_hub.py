@@ -34,9 +34,10 @@ class Viewer:
     def position_pending(self) -> bool:
         return self.pending
 
-    def write_frames(self, frames: Sequence[WireFrame]) -> None:
+    def write_frames(self, frames: Sequence[WireFrame]) -> bool:
         self.wires += frames
         self.updates.append([unwrap(f.wire) for f in frames])
+        return True
 
     def send_json(self, message: dict[str, object]) -> None:
         pass

@@ -37,8 +37,9 @@ class Outlet:
     def position_pending(self) -> bool:
         return self.pending
 
-    def write_frames(self, frames: Sequence[WireFrame]) -> None:
+    def write_frames(self, frames: Sequence[WireFrame]) -> bool:
         self.frames.extend(f.payload for f in frames)
+        return True
 
     def send_json(self, message: dict[str, object]) -> None:
         self.json.append(message)

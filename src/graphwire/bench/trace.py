@@ -119,12 +119,10 @@ class _Viewer:
     def position_pending(self) -> bool:
         return False
 
-    def write_buffer(self) -> int:
-        return 0
-
-    def write_frames(self, frames: Sequence[Any]) -> None:
+    def write_frames(self, frames: Sequence[Any]) -> bool:
         self.updates += 1
         self.nbytes += sum(len(f) for f in frames)
+        return True
 
     def send_json(self, message: dict[str, object]) -> None:
         pass

@@ -62,13 +62,15 @@ class WireFrame:
 class FrameSink(Protocol):
     """What the fan-out needs of a connection."""
 
-    def write_frames(self, frames: Sequence[WireFrame]) -> None:
-        """Send position frames (in order, behind anything already queued on the connection)."""
+    def write_frames(self, frames: Sequence[WireFrame]) -> bool:
+        """Send position frames (in order, behind anything already queued on the connection);
+        False when the connection is closed and took nothing."""
 
 
 def deliver(sinks: Sequence[FrameSink], frames: Sequence[WireFrame], metrics: Metrics, fmt: str,
             nodes: int, keyframe: bool) -> None:
-    """Send the same frames to every sink of a group; count them once for the group.
+    """Send the same frames to every sink of a group; count them once for the group (the
+    sinks that took them).
 
     ``nodes`` is what the last frame holds (the frames before it, when there are any, are the
     keyframe a client needed first); ``keyframe``: the first frame is a keyframe.
@@ -77,9 +79,9 @@ def deliver(sinks: Sequence[FrameSink], frames: Sequence[WireFrame], metrics: Me
         return
     for frame in frames:
         frame.wire  # noqa: B018 - build the shared bytes once, before the loop
-    for sink in sinks:
-        sink.write_frames(frames)
-    count = len(sinks)
+    count = sum(sink.write_frames(frames) for sink in sinks)  # closed ones take nothing
+    if not count:
+        return
     for i, frame in enumerate(frames):
         last = i == len(frames) - 1
         metrics.frame(fmt, len(frame), nodes if last else 0, keyframe and i == 0, count)

@@ -133,21 +133,23 @@ class Session:
         transport = self._transport
         return transport.get_write_buffer_size() if transport is not None else 0
 
-    def write_frames(self, frames: Sequence[WireFrame]) -> None:
+    def write_frames(self, frames: Sequence[WireFrame]) -> bool:
         """Send shared position frames: their prebuilt WebSocket bytes straight to the transport
-        when nothing else of this connection waits to be sent, else behind what waits."""
+        when nothing else of this connection waits to be sent, else behind what waits. False
+        (nothing taken) once the session is closed."""
         if self.closed:
-            return
+            return False
         transport = self._transport
         if not self._outbox and transport is not None and not self.ws.closed \
                 and not transport.is_closing():
             for frame in frames:
                 transport.write(frame.wire)
-            return
+            return True
         for frame in frames:
             self._outbox.append((_POSITION, frame))
             self._positions_queued += 1
         self._wake.set()
+        return True
 
     def send_json(self, message: dict[str, Any]) -> None:
         """Queue a control message."""

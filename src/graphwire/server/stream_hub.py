@@ -298,13 +298,12 @@ class StreamHub:
         also when local subscribers use them), each encoded at most once, for publishing.
 
         Each ``q`` lane's frame is published at every snapshot with whether the lane ticked
-        there, so a gateway serves its members and its catch-ups from the same lineage."""
+        there, so a gateway serves its members and its catch-ups from the same lineage.
+        Called after :meth:`on_snapshot` of that snapshot, which synced and ticked the lanes."""
         latest = self._latest_frames
         if latest is None:
             return None
-        snap = latest.snap
-        self._sync_remote_lanes()
-        self._tick(latest, self.clock(), 0.5 * self.stream_interval())
+        snap = latest.snap  # on_snapshot synced the remote lanes and ticked them already
         out = FrameSet(snap.seq, epoch, snap.topology_version, snap.settled,
                        snap.kinetic_energy, latest.keyframe_all, rate_hz, snap.ids,
                        snap.agent, snap.pos)
@@ -347,9 +346,10 @@ class StreamHub:
 
     def streams_in_use(self) -> set[str]:
         """The streams local subscribers use: ``v1``, ``v2`` and their ``q`` lanes' names."""
-        return {s.format if s.lane is None
-                else q_stream_name(s.lane.velocity, s.lane.interval)
-                for s in self.subs.values()}
+        # a q stream's name comes from its lane: named once per lane, not per subscriber
+        return {s.format for s in self.subs.values() if s.lane is None} | {
+            q_stream_name(lane.velocity, lane.interval)
+            for lane in self._lanes.values() if lane.members > 0}
 
     def missing_streams(self) -> set[str]:
         """Streams local subscribers use that the newest frames do not carry (a gateway asks
