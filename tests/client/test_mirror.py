@@ -197,3 +197,14 @@ def test_changes_that_overtook_the_graph_body_are_applied_over_it() -> None:
     # nothing arrived meanwhile: the body is the graph
     plain = GraphMirror()
     assert not plain.load(body) and sorted(plain.ids_by_key) == ["a", "b"]
+
+
+def test_a_value_a_setting_cannot_hold_is_a_settings_error_before_it_is_sent() -> None:
+    from graphwire.client.settings_mirror import typed
+    from graphwire.protocol.settings_codec import Tag, Value
+
+    assert typed(Tag.I64, 5) == Value(Tag.I64, 5) and typed(Tag.F64, 2) == Value(Tag.F64, 2.0)
+    for tag, value in ((Tag.I64, 2**70), (Tag.I64, -(2**63) - 1)):
+        with pytest.raises(SettingsError) as err:
+            typed(tag, value)
+        assert "64 bits" in str(err.value)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from graphwire.protocol import settings_codec as sc
-from graphwire.protocol.settings_codec import Tag, Value
+from graphwire.protocol.settings_codec import I64_MAX, I64_MIN, Tag, Value
 
 from .errors import SettingsError
 
@@ -36,10 +36,12 @@ def typed(tag: Tag, value: Any) -> Value:
     if isinstance(value, Value):
         return value
     try:
-        if tag in (Tag.F64, Tag.F32) and isinstance(value, int | float) \
-                and not isinstance(value, bool):
+        # the schema declares F64, I64, BOOL and STRING settings
+        if tag == Tag.F64 and isinstance(value, int | float) and not isinstance(value, bool):
             return Value(tag, float(value))
-        if tag in (Tag.I64, Tag.I32) and isinstance(value, int) and not isinstance(value, bool):
+        if tag == Tag.I64 and isinstance(value, int) and not isinstance(value, bool):
+            if not I64_MIN <= value <= I64_MAX:
+                raise ValueError(f"integer {value} does not fit in 64 bits")
             return Value(tag, value)
         if tag == Tag.BOOL and isinstance(value, bool):
             return Value(tag, value)
@@ -66,6 +68,7 @@ class SettingsMirror:
         self._req = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[Any], bool, str | None]] = {}
         self._subs: list[tuple[str, ChangeCallback]] = []
+        self._resyncs: set[asyncio.Task[None]] = set()
         self._expected: tuple[int, str] | None = None
         self.on_change: Callable[[int, dict[str, Any], str], None] | None = None
         self.on_error: Callable[[str, str], None] | None = None
@@ -249,8 +252,10 @@ class SettingsMirror:
         if self.digest().hex() != exp[1]:
             self.digest_mismatches += 1
             self._error("digest_mismatch", "settings differ from the server's: full sync")
-            with contextlib.suppress(RuntimeError):
-                asyncio.get_running_loop().create_task(self._resync())
+            with contextlib.suppress(RuntimeError):  # no running loop: the next sync will do
+                task = asyncio.get_running_loop().create_task(self._resync())
+                self._resyncs.add(task)  # held until done: the loop keeps only a weak reference
+                task.add_done_callback(self._resyncs.discard)
 
     async def _resync(self) -> None:
         with contextlib.suppress(SettingsError):
