@@ -40,7 +40,8 @@ def test_physics_step_row_is_the_median_of_real_steps() -> None:
 def test_fanout_rows_from_real_processes() -> None:
     from graphwire.bench import fanout
 
-    rows = fanout.run(sizes=(4,), baseline_clients=2, warmup=1.5, window=2.0)
+    rows = fanout.run(["--sizes", "4", "--v2-sizes", "4"], baseline_clients=2, warmup=1.5,
+                      window=2.0)
     by = {(r["server"], r["format"]): r for r in rows}
     assert set(by) == {("graphwire", "q"), ("graphwire", "v2"), ("baseline-json", "json")}
     q, v2 = by["graphwire", "q"], by["graphwire", "v2"]

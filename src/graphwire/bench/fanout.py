@@ -146,8 +146,7 @@ Q_SIZES = (50, 200, 500, 1000, 2000)
 V2_SIZES = (50, 200, 500)
 
 
-def run(argv: Sequence[str] | None = None, *, sizes: Sequence[int] | None = None,
-        v2_sizes: Sequence[int] | None = None, baseline_clients: int = 50,
+def run(argv: Sequence[str] | None = None, *, baseline_clients: int = 50,
         warmup: float = WARMUP, window: float = WINDOW) -> list[Row]:
     """All rows of the fanout bench (``argv``: the options after ``bench fanout``);
     ``--gateways N``: the scale-out rows instead (:mod:`graphwire.bench.fanout_cluster`)."""
@@ -158,9 +157,9 @@ def run(argv: Sequence[str] | None = None, *, sizes: Sequence[int] | None = None
     parser.add_argument("--clients", type=int, default=200,
                         help="total clients of the --gateways rows (200)")
     parser.add_argument("--kills", type=int, default=5, help="failovers measured (5)")
-    parser.add_argument("--sizes", type=int_list,
+    parser.add_argument("--sizes", type=int_list, default=list(Q_SIZES),
                         help=f"client counts in q (default {','.join(map(str, Q_SIZES))})")
-    parser.add_argument("--v2-sizes", type=int_list,
+    parser.add_argument("--v2-sizes", type=int_list, default=list(V2_SIZES),
                         help=f"client counts in v2 (default {','.join(map(str, V2_SIZES))})")
     parser.add_argument("--compare-src", type=Path, action="append", default=[],
                         metavar="CHECKOUT",
@@ -172,10 +171,7 @@ def run(argv: Sequence[str] | None = None, *, sizes: Sequence[int] | None = None
     if args.gateways > 0:
         from .fanout_cluster import run_cluster
         return run_cluster(args.gateways, args.clients, args.kills)
-    q_sizes = list(args.sizes or sizes or Q_SIZES)
-    v2s = list(args.v2_sizes if args.v2_sizes is not None else
-               (v2_sizes if v2_sizes is not None else
-                (V2_SIZES if sizes is None else sizes)))
+    q_sizes, v2s = args.sizes, args.v2_sizes
     rows: list[Row] = []
     servers: list[tuple[str, Path | None]] = [("graphwire", None)]
     servers += [(f"graphwire@{src.resolve().name}", src.resolve()) for src in args.compare_src]

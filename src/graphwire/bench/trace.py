@@ -147,7 +147,6 @@ async def _paced(snapshots: int, intervals_ms: Sequence[int]) -> list[Row]:
     from graphwire.graph.sources import load_source
     from graphwire.server.metrics import Metrics
     from graphwire.server.stream_hub import StreamHub
-    from graphwire.simulation import PhysicsParams, Simulation
     from graphwire.simulation.sssp import no_paths
 
     sim = Simulation(Graph.from_data(load_source(None, progress=False)), PhysicsParams())

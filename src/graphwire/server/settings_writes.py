@@ -43,7 +43,25 @@ def command_error(exc: Exception) -> Exception:
     return exc
 
 
-class LocalSettingsWrites:
+class _Writes:
+    """What both kinds of writes share: REST's dotted paths and JSON values on top of
+    ``apply``."""
+
+    service: SettingsService
+
+    async def apply(self, entries: Iterable[tuple[int, Value]], *, admin: bool = False,
+                    origin: object | None = None) -> tuple[int, Entries]:
+        """Validate and commit ``(path id, value)`` pairs; (revision, what changed)."""
+        raise NotImplementedError
+
+    async def apply_paths(self, values: dict[str, Any], *, admin: bool = False,
+                          origin: object | None = None) -> tuple[int, Entries]:
+        """:meth:`apply` for dotted paths and JSON values (REST)."""
+        return await self.apply([(self.service.path_id(p), from_json(v))
+                                 for p, v in values.items()], admin=admin, origin=origin)
+
+
+class LocalSettingsWrites(_Writes):
     """Settings writes in the process that owns the settings (a single process, or the
     simulation holding the lease; a standby refuses them: it is not the writer)."""
 
@@ -60,14 +78,8 @@ class LocalSettingsWrites:
                                 "through a gateway", retry_after_ms=1000)
         return self.service.apply(entries, admin=admin, origin=origin)
 
-    async def apply_paths(self, values: dict[str, Any], *, admin: bool = False,
-                          origin: object | None = None) -> tuple[int, Entries]:
-        """:meth:`apply` for dotted paths and JSON values (REST)."""
-        return await self.apply([(self.service.path_id(p), from_json(v))
-                                 for p, v in values.items()], admin=admin, origin=origin)
 
-
-class RemoteSettingsWrites:
+class RemoteSettingsWrites(_Writes):
     """Settings writes from a gateway: forwarded to the one writer, answered once the mirror
     holds the revision (so a read after the reply sees it)."""
 
@@ -108,9 +120,3 @@ class RemoteSettingsWrites:
         finally:
             self._origins.pop(tag, None)
         return revision, written.entries
-
-    async def apply_paths(self, values: dict[str, Any], *, admin: bool = False,
-                          origin: object | None = None) -> tuple[int, Entries]:
-        """:meth:`apply` for dotted paths and JSON values (REST)."""
-        return await self.apply([(self.service.path_id(p), from_json(v))
-                                 for p, v in values.items()], admin=admin, origin=origin)
