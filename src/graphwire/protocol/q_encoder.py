@@ -150,7 +150,7 @@ class QStreamEncoder:
             lin.age >= self.policy.max_age or self._worth_rebasing(q, cost_key, cost_prev)
         ))
         if rebase:
-            return self._rebase(seq, lin, pos, vel_in, settled, epoch)
+            return self._rebase(seq, lin, pos, vel_in, settled, epoch, q, pred, (idx, cost_key))
         lin.prev_q = q
         frame = encode_delta(
             lin.key_seq, lin.ids.shape[0], idx, q[idx] - pred[idx], seq=seq, epoch=epoch,
@@ -173,28 +173,32 @@ class QStreamEncoder:
         return cost_key > self.policy.rebase_ratio * cost_prev + 16
 
     def _rebase(self, seq: int, lin: _Lineage, pos: F32 | F64, vel: F32 | None, settled: bool,
-                epoch: int) -> QOutput:
+                epoch: int, q_key: I64, predicted: I64, moved_key: tuple[I64, int]) -> QOutput:
+        """Rebase at ``seq``. ``q_key``, ``predicted`` and ``moved_key`` (the moved rows and
+        their cost against the prediction) are what :meth:`encode` found on the keyframe's
+        grid: kept when the rebase keeps that grid, the usual case."""
         n = lin.ids.shape[0]
         if n:
             lo, hi = _kernels.bounds(pos)
             shift = shift_for(lin.grid.step, ideal_steps(lo, hi))
         else:
             shift = np.zeros(3, np.int64)
-        predicted = predict(lin.base, lin.motion, lin.span, seq - lin.key_seq)
-        fitted = self._fit_grid(lin, pos, predicted, shift)
+        fitted = self._fit_grid(lin, pos, predicted, shift, q_key)
         if fitted is None:
             # even the keyframe's own grid cannot hold the layout in ±2^30: start afresh
             return self._new_lineage(seq, lin.ids, pos, vel, epoch, settled)
         grid, shift, base, pred, q = fitted
+        same_grid = q is q_key
         if pred is not base:
             # the keyframe's prediction helps only motion that goes on as it went; where the
             # layout turned (or over a long pace) the plain moves may be the cheaper coding
-            idx, cost_pred, _ = _kernels.moved_and_costs(q, pred, pred)
-            idx0, cost_plain, _ = _kernels.moved_and_costs(q, base, base)
+            idx, cost_pred = moved_key if same_grid else \
+                _kernels.moved_and_costs(q, pred, pred)[:2]
+            idx_plain, cost_plain, _ = _kernels.moved_and_costs(q, base, base)
             if cost_plain < cost_pred:
-                pred, predicted, idx = base, lin.base, idx0
+                pred, predicted, idx = base, lin.base, idx_plain
         else:
-            idx = _kernels.moved_rows(q, pred)
+            idx = moved_key[0] if same_grid else _kernels.moved_rows(q, pred)
         sent_vel = None if vel is None else roundtrip_velocity(vel[idx])
         frame = encode_delta(
             lin.key_seq, n, idx, q[idx] - pred[idx], seq=seq, epoch=epoch, settled=settled,
@@ -213,19 +217,24 @@ class QStreamEncoder:
                        self._full_of(self._lin))
 
     @staticmethod
-    def _fit_grid(lin: _Lineage, pos: F32 | F64, predicted: I64, shift: I64
+    def _fit_grid(lin: _Lineage, pos: F32 | F64, predicted: I64, shift: I64, q_key: I64
                   ) -> tuple[Grid, I64, I64, I64, I64] | None:
         """The rebased grid and the keyframe, prediction and positions on it, every coordinate
         within ±2^30 and every move within int32 (what a client's int32 arrays hold).
+        ``q_key``: the positions on the keyframe's grid (within ±2^30), taken as they are
+        when the grid stays.
 
         A refining shift multiplies the coordinates: when the layout shrank far from the grid's
         origin that can overflow, so the refinement is dropped, and with it failing too, None.
         """
         for candidate in (shift, np.minimum(shift, 0)):
-            grid = lin.grid.shifted(candidate)
-            base = apply_shift(lin.base, candidate)
-            pred = apply_shift(predicted, candidate) if predicted is not lin.base else base
-            q, peak = grid.quantise_peak(pos)
+            if not candidate.any():  # the keyframe's grid: nothing to shift or quantise again
+                grid, base, pred, q, peak = lin.grid, lin.base, predicted, q_key, 0
+            else:
+                grid = lin.grid.shifted(candidate)
+                base = apply_shift(lin.base, candidate)
+                pred = apply_shift(predicted, candidate) if predicted is not lin.base else base
+                q, peak = grid.quantise_peak(pos)
             if peak < Q_LIMIT and _within(base) and _within(pred) and (
                     q.shape[0] == 0 or int(np.abs(q - pred).max()) < 2**31):
                 return grid, candidate, base, pred, q
