@@ -23,7 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .fanout import MOVING, RATE_HZ, run_clients, start_graphwire, write_standard_graph
+from .fanout import (
+    MOVING,
+    RATE_HZ,
+    run_clients,
+    start_graphwire,
+    wait_ready,
+    write_standard_graph,
+)
 from .redis_server import RedisServer, free_port
 from .report import Row, progress
 
@@ -38,11 +45,7 @@ def _serve(csv: Path, work: Path, role: str, name: str, redis: str) -> tuple[
         for path, value in MOVING.items():
             args += ["--set", f"{path}={json.dumps(value)}"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()  # "serving ...": loaded and listening
-    if "serving" not in line:
-        proc.kill()
-        raise RuntimeError(f"graphwire serve --role {role} did not start")
+    wait_ready(proc, f"graphwire serve --role {role}")  # "serving ...": loaded and listening
     return proc, port
 
 
@@ -107,14 +110,15 @@ def _failover_row(csv: Path, work: Path, kills: int) -> Row:
     redis = RedisServer(work / "redis")
     redis.start()
     procs: list[subprocess.Popen[str]] = []
+    sims: dict[subprocess.Popen[str], int] = {}  # simulation processes and their ports
     try:
-        holder, _ = _serve(csv, work, "simulation", "sim0", redis.url)
-        procs.append(holder)
-        standby, _ = _serve(csv, work, "simulation", "sim1", redis.url)
-        procs.append(standby)
+        for name in ("sim0", "sim1"):
+            sim, sim_port = _serve(csv, work, "simulation", name, redis.url)
+            procs.append(sim)
+            sims[sim] = sim_port
         gw, port = _serve(csv, work, "gateway", "gw", redis.url)
         procs.append(gw)
-        times = asyncio.run(_kill_and_watch(csv, work, redis.url, procs, port, kills))
+        times = asyncio.run(_kill_and_watch(csv, work, redis.url, procs, sims, port, kills))
     finally:
         _stop(procs)
         redis.stop()
@@ -124,7 +128,8 @@ def _failover_row(csv: Path, work: Path, kills: int) -> Row:
 
 
 async def _kill_and_watch(csv: Path, work: Path, redis: str, procs: list[subprocess.Popen[str]],
-                          port: int, kills: int) -> list[float]:
+                          sims: dict[subprocess.Popen[str], int], port: int,
+                          kills: int) -> list[float]:
     import websockets
 
     epochs: list[tuple[float, int]] = []
@@ -146,7 +151,7 @@ async def _kill_and_watch(csv: Path, work: Path, redis: str, procs: list[subproc
             await asyncio.wait_for(changed.wait(), 120)
         out: list[float] = []
         for k in range(kills):
-            holder = await _holder(procs)
+            holder = await _holder(sims)
             seen = len(epochs)
             killed = time.monotonic()
             holder.kill()
@@ -156,20 +161,20 @@ async def _kill_and_watch(csv: Path, work: Path, redis: str, procs: list[subproc
                 await asyncio.wait_for(changed.wait(), 60)
             out.append((epochs[seen][0] - killed) * 1000)
             progress(f"  kill {k + 1}: {out[-1]:.0f} ms")
-            fresh, _ = await asyncio.to_thread(_serve, csv, work, "simulation",
-                                               f"sim{k + 2}", redis)
+            fresh, fresh_port = await asyncio.to_thread(_serve, csv, work, "simulation",
+                                                        f"sim{k + 2}", redis)
             procs.append(fresh)
+            sims[fresh] = fresh_port
         reader.cancel()
     return out
 
 
-async def _holder(procs: list[subprocess.Popen[str]]) -> subprocess.Popen[str]:
+async def _holder(sims: dict[subprocess.Popen[str], int]) -> subprocess.Popen[str]:
     """The simulation process holding the lease (the one that says so on /healthz)."""
     import urllib.request
 
-    for proc in procs:
-        port = _port_of(proc)
-        if port is None or proc.poll() is not None:
+    for proc, port in sims.items():
+        if proc.poll() is not None:
             continue
         def get(p: int = port) -> Any:
             with urllib.request.urlopen(f"http://127.0.0.1:{p}/healthz", timeout=10) as r:
@@ -178,8 +183,3 @@ async def _holder(procs: list[subprocess.Popen[str]]) -> subprocess.Popen[str]:
         if body.get("lease") == "held":
             return proc
     raise RuntimeError("no simulation holds the lease")
-
-
-def _port_of(proc: subprocess.Popen[str]) -> int | None:
-    args = [str(a) for a in proc.args]  # type: ignore[union-attr]
-    return int(args[args.index("--port") + 1]) if "--port" in args else None
