@@ -77,7 +77,7 @@ from .settings_writes import LocalSettingsWrites, RemoteSettingsWrites
 from .source import SourceFollower
 from .stream_hub import StreamHub
 from .warmup import warm_up
-from .ws import WebSocketEndpoint, sssp_frame
+from .ws import WebSocketEndpoint
 
 log = logging.getLogger("graphwire.server")
 T = TypeVar("T")
@@ -166,7 +166,7 @@ async def create_app(config: ServerConfig) -> web.Application:
     cluster: ClusterSimulation | None = None
 
     def broadcast_sssp(result: ShortestPaths) -> None:
-        frame = sssp_frame(graph_service)
+        frame = graph_service.sssp_frame()
         connections.send_to(hub.subs, frame)
         if cluster is not None:
             cluster.sssp_changed(frame, graph_service.sssp_seq, result.source)

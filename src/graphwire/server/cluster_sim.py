@@ -41,9 +41,7 @@ from graphwire.graph.sources import SourceError
 from graphwire.protocol import settings_codec as sc
 from graphwire.protocol.control import GraphChanged
 from graphwire.protocol.errors import ErrorCode, ProtocolError
-from graphwire.protocol.sssp import encode_sssp
 from graphwire.settings import SettingsError, SettingsService
-from graphwire.simulation import ShortestPaths
 
 from .errors import graph_code
 from .graph_service import GraphService
@@ -160,7 +158,8 @@ class ClusterSimulation:
         self.holding = True
         self.takeovers += 1
         await self._write_graph()
-        self._enqueue(self._sssp_job(self.graph.sssp), frames=False)
+        self._enqueue(self._sssp_frame_job(self.graph.sssp_frame(), self.graph.sssp_seq,
+                                           self.graph.sssp.source), frames=False)
         await self.commands.start()
         if not self._runner_started:
             self.runner.start()
@@ -274,11 +273,6 @@ class ClusterSimulation:
         """A new SSSP frame for every subscriber."""
         if self.holding:
             self._enqueue(self._sssp_frame_job(frame, seq, source), frames=False)
-
-    def _sssp_job(self, result: ShortestPaths) -> Job:
-        frame = encode_sssp(result.source, result.distance, result.parent,
-                            seq=self.graph.sssp_seq, epoch=self.epoch)
-        return self._sssp_frame_job(frame, self.graph.sssp_seq, result.source)
 
     def _sssp_frame_job(self, frame: bytes, seq: int, source: int | None) -> Job:
         async def job() -> None:

@@ -103,11 +103,15 @@ class RemoteGraph:
         self.epoch = 0
         self.latest: Snapshot | None = None
         self.sssp_seq = 0
-        self.sssp_frame: bytes | None = None  # the SSSP frame published last
+        self.published_sssp = b""  # the SSSP frame the simulation published last
         self.sssp = SsspChoice(None)
         self.graph = GraphMirror()
         self._waiters: list[asyncio.Future[Snapshot]] = []
         self._topology_waiters: list[tuple[int, asyncio.Future[None]]] = []
+
+    def sssp_frame(self) -> bytes:
+        """The SSSP frame (kind 0x05) the simulation published last (empty before one)."""
+        return self.published_sssp
 
     # -- the mirror ----------------------------------------------------------------------------
     async def reload(self) -> None:
@@ -369,7 +373,7 @@ class GatewayFeed:
         elif announced:
             self.broadcast_json(env.header["message"])
         elif env.kind == envelope.Kind.SSSP:
-            self.graph.sssp_frame = env.blobs[0]
+            self.graph.published_sssp = env.blobs[0]
             self.graph.sssp_seq = int(env.header["seq"])
             source = env.header.get("source")
             self.graph.sssp = SsspChoice(None if source is None else int(source))

@@ -32,6 +32,7 @@ from graphwire.graph.model import (
     UnknownNodeError,
 )
 from graphwire.protocol.control import GraphChanged, Rejected
+from graphwire.protocol.sssp import encode_sssp
 from graphwire.simulation import (
     Change,
     PhysicsParams,
@@ -92,6 +93,12 @@ class GraphService:
         """New physics parameters (of agent nodes with ``agent``), in effect from the next step;
         wakes a settled layout."""
         await self._locked(lambda: self.sim.set_params(agent=agent, **params.as_dict()))
+
+    def sssp_frame(self) -> bytes:
+        """The SSSP frame (kind 0x05) of the current shortest paths."""
+        result = self.sssp
+        return encode_sssp(result.source, result.distance, result.parent, seq=self.sssp_seq,
+                           epoch=self.epoch)
 
     # -- snapshots ---------------------------------------------------------------------------
     def snapshot_published(self, snap: Snapshot) -> None:

@@ -24,7 +24,6 @@ from graphwire.protocol.client_positions import ClientPositions
 from graphwire.protocol.control import CloseCode, GraphChanged
 from graphwire.protocol.errors import ErrorCode, ProtocolError
 from graphwire.protocol.positions import V1_MAX_ID
-from graphwire.protocol.sssp import encode_sssp
 from graphwire.settings import SettingsService
 
 from .connections import Connections
@@ -41,16 +40,6 @@ from .stream_hub import StreamHub
 
 MAX_INTERVAL_MS = 10_000.0
 """The slowest pace a subscription is granted (§6: ``intervalMs`` is clamped to it)."""
-
-
-def sssp_frame(service: GraphService | RemoteGraph) -> bytes:
-    """The SSSP frame (kind 0x05) of the graph's current shortest paths (a gateway's: the one
-    the simulation published last)."""
-    if isinstance(service, RemoteGraph):
-        return service.sssp_frame or b""
-    result = service.sssp
-    return encode_sssp(result.source, result.distance, result.parent, seq=service.sssp_seq,
-                       epoch=service.epoch)
 
 
 def granted_interval(asked: float | None, settings: LiveSettingsRef) -> float:
@@ -168,7 +157,7 @@ class WebSocketEndpoint:
             msg.format, granted, velocity, msg.id).to_json())
         self.hub.subscribe(session, msg.format, velocity, granted / 1000.0)
         if self.graph_service.sssp.source is not None:
-            session.send_bytes(sssp_frame(self.graph_service))
+            session.send_bytes(self.graph_service.sssp_frame())
 
     async def positions(self, session: Session, batch: ClientPositions) -> None:
         """A kind 0x20 batch: charged, checked (§4.8) and always acknowledged."""
