@@ -40,7 +40,6 @@ class _Item:
     id: int
     pos: tuple[float, float, float]
     mode: Mode
-    serial: int = 0  # which update of the queue this is: the newest of a node has its largest
     attempts: int = 0
 
 
@@ -97,8 +96,7 @@ class BatchQueue:
     _queued: dict[int, _Item] = field(default_factory=dict)
     _inflight: dict[int, _Inflight] = field(default_factory=dict)
     _next_batch: int = 1
-    _serial: int = 0
-    _newest: dict[int, int] = field(default_factory=dict)  # node -> serial of its newest update
+    _newest: dict[int, _Item] = field(default_factory=dict)  # node -> its newest update
     _flush_timer: asyncio.TimerHandle | None = None
     _retry_timers: set[asyncio.TimerHandle] = field(default_factory=set)
 
@@ -117,11 +115,9 @@ class BatchQueue:
             item = _Item(int(node_id), (float(x), float(y), float(z)), mode)
         except (TypeError, ValueError):
             return self._reject(-1, "not_finite")
-        self._serial += 1
-        item.serial = self._serial
         reason = self._add(item, fresh=True)
         if reason is None:
-            self._newest[item.id] = item.serial
+            self._newest[item.id] = item
         return reason
 
     def _reject(self, node_id: int, reason: str) -> str:
@@ -259,7 +255,7 @@ class BatchQueue:
             if handle is not None:
                 self._retry_timers.discard(handle)
             for it in again:
-                if self._newest.get(it.id) != it.serial:
+                if self._newest.get(it.id) is not it:
                     continue  # a newer update of the node (queued, sent or answered) supersedes it
                 self.counters.retried += 1
                 self._add(it, fresh=False)

@@ -51,11 +51,10 @@ export class BatchQueue {
     this.retryMaxMs = options.retryMaxMs ?? 8000;
     this.maxAttempts = options.maxAttempts ?? 6;
     this.timers = options.timers || globalThis;
-    /** @type {Map<number, {id:number, x:number, y:number, z:number, mode:string, serial:number, attempts:number}>} */
+    /** @type {Map<number, {id:number, x:number, y:number, z:number, mode:string, attempts:number}>} */
     this.queued = new Map();
-    /** node id -> serial of its newest update: an older one is never sent again after it */
+    /** node id -> its newest update: an older one is never sent again after it */
     this.newest = new Map();
-    this.serial = 0;
     this.inflight = new Map();
     this.nextBatch = 1;
     this.flushTimer = null;
@@ -71,10 +70,9 @@ export class BatchQueue {
    *   (`not_finite`, `out_of_bounds`, `unknown_node`)
    */
   enqueue(id, x, y, z, mode = MOVE) {
-    this.serial += 1;
-    const item = { id, x, y, z, mode, serial: this.serial, attempts: 0 };
+    const item = { id, x, y, z, mode, attempts: 0 };
     const reason = this.add(item, true);
-    if (reason === null) this.newest.set(id, item.serial);
+    if (reason === null) this.newest.set(id, item);
     return reason;
   }
 
@@ -209,7 +207,7 @@ export class BatchQueue {
     this.timers.setTimeout(() => {
       for (const it of again) {
         // a newer update of the node (queued, sent or answered) supersedes this one
-        if (this.newest.get(it.id) !== it.serial) continue;
+        if (this.newest.get(it.id) !== it) continue;
         this.counters.retried += 1;
         this.add(it, false);
       }
