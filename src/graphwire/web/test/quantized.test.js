@@ -1,6 +1,6 @@
 // POSITIONS_Q (kind 0x03): the worked example of docs/protocol.md §4.6, byte for byte, and the
 // decoder's refusals. The stream tests against the Python encoder run from pytest
-// (tests/web/test_js_q_stream.py).
+// (tests/web/test_js_protocol.py).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { QDecoder, decodeQ, predict } from '../app/protocol/quantized.js';

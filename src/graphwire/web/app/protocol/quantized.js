@@ -159,9 +159,7 @@ function parseKeyframe(header, p) {
 function decodeMoved(coding, p, start, end, moved, n) {
   if (coding === ID_ALL) {
     if (moved !== n || end !== start) throw malformed("id coding 'all' needs moved == nodeCount and no id bytes");
-    const idx = new Int32Array(n);
-    for (let i = 0; i < n; i++) idx[i] = i;
-    return idx;
+    return null; // every node, in keyframe order
   }
   if (coding === ID_BITMAP) {
     if (end - start !== Math.ceil(n / 8)) throw malformed(`moved-node bitmap of ${end - start} bytes for ${n} nodes`);
@@ -182,7 +180,7 @@ function decodeMoved(coding, p, start, end, moved, n) {
     return idx;
   }
   if (coding === ID_GAPS) {
-    const gaps = new Float64Array(moved);
+    const gaps = new Uint32Array(moved);
     readVarints(p, start, end, moved, gaps, 'moved-node gaps');
     const idx = new Int32Array(moved);
     let prev = -1;
@@ -223,7 +221,7 @@ function parseDelta(header, p) {
   const vStart = DELTA_FIXED + idLen;
   readZigzagVarints(p, vStart, vStart + valLen, 3 * moved, cols, 'moves');
   const vel = hasVel ? decodeVelocity(p, vStart + valLen, p.length, moved) : null;
-  return { header, keyframe: false, rebase, keySeq, nodeCount: n, idx, moves: cols, shift, vel, valueCoding };
+  return { header, keyframe: false, rebase, keySeq, nodeCount: n, moved, idx, moves: cols, shift, vel, valueCoding };
 }
 
 /**
@@ -251,6 +249,40 @@ function checkRange(q) {
   // the server keeps grid coordinates within ±2^30 (docs/protocol.md §4.4); a frame that
   // breaks that is refused (values past ±2^31 would already have wrapped in the Int32Array)
   if (hi >= Q_LIMIT || lo <= -Q_LIMIT) throw malformed('grid coordinates exceed ±2^30');
+}
+
+/**
+ * q = base + mo × h + moves for every node (moves in columns x…, y…, z…), and, when `next` is
+ * given, next = q − base (the motion of a rebase); refuses coordinates past ±2^30.
+ */
+function fuseAll(q, next, base, mo, h, moves, n) {
+  let lo = 0;
+  let hi = 0;
+  for (let i = 0, j = 0; i < n; i++, j += 3) {
+    const x = base[j] + mo[j] * h + moves[i];
+    const y = base[j + 1] + mo[j + 1] * h + moves[n + i];
+    const z = base[j + 2] + mo[j + 2] * h + moves[2 * n + i];
+    if (x < lo) lo = x; else if (x > hi) hi = x;
+    if (y < lo) lo = y; else if (y > hi) hi = y;
+    if (z < lo) lo = z; else if (z > hi) hi = z;
+    q[j] = x; q[j + 1] = y; q[j + 2] = z;
+  }
+  if (hi >= Q_LIMIT || lo <= -Q_LIMIT) throw malformed('grid coordinates exceed ±2^30');
+  if (next !== null) for (let j = 0; j < 3 * n; j++) next[j] = q[j] - base[j];
+}
+
+/** Add the moves (columns of `moved` values) to the nodes `idx` names (null: every node). */
+function addMoves(q, idx, moves, moved) {
+  for (let k = 0; k < moved; k++) {
+    const i = idx === null ? 3 * k : 3 * idx[k];
+    const x = q[i] + moves[k];
+    const y = q[i + 1] + moves[moved + k];
+    const z = q[i + 2] + moves[2 * moved + k];
+    if (Math.abs(x) >= Q_LIMIT || Math.abs(y) >= Q_LIMIT || Math.abs(z) >= Q_LIMIT) {
+      throw malformed('grid coordinates exceed ±2^30');
+    }
+    q[i] = x; q[i + 1] = y; q[i + 2] = z;
+  }
 }
 
 /** Client state of a kind 0x03 stream: the keyframe held and the positions shown. */
@@ -336,48 +368,45 @@ export class QDecoder {
     const span = this.span;
     const shift = d.rebase ? d.shift : [0, 0, 0];
     const shifted = shift[0] !== 0 || shift[1] !== 0 || shift[2] !== 0;
-    // One pass: prediction (exact integer floor division), the grid shift of a rebase, then the
-    // moves of the frame; the same formulas as docs/protocol.md §4.4, fused for speed.
     const q = this.take(3 * n);
-    if (!predicted && !shifted) {
-      q.set(base);
-    } else if (!shifted && span === 1) {
-      // the common case while the layout moves: a rebase every snapshot, no grid change
-      for (let i = 0; i < 3 * n; i++) q[i] = base[i] + motion[i] * h;
-      checkRange(q);
+    const fused = d.idx === null && !shifted && (!predicted || span === 1);
+    // motion of a rebase that moves every node on the same grid: written by the fused pass
+    const next = fused && d.rebase ? this.take(3 * n) : null;
+    if (fused) {
+      // every node moved, no grid change (what a moving layout sends each snapshot): one pass
+      // computes prediction + move, the new motion and the range check
+      fuseAll(q, next, base, predicted ? motion : base, predicted ? h : 0, d.moves, n);
     } else {
-      const f = shift.map((sh) => 2 ** sh);
-      for (let i = 0; i < 3 * n; i += 3) {
-        for (let a = 0; a < 3; a++) {
-          let v = base[i + a];
-          if (predicted) {
-            const mo = motion[i + a];
-            if (mo !== 0) v += span === 1 ? mo * h : floorDiv(mo * h, span);
+      // prediction (exact integer floor division) and the grid shift of a rebase, then the
+      // moves of the frame; the same formulas as docs/protocol.md §4.4
+      if (!predicted && !shifted) {
+        q.set(base);
+      } else if (!shifted && span === 1) {
+        for (let i = 0; i < 3 * n; i++) q[i] = base[i] + motion[i] * h;
+        checkRange(q);
+      } else {
+        const f = shift.map((sh) => 2 ** sh);
+        for (let i = 0; i < 3 * n; i += 3) {
+          for (let a = 0; a < 3; a++) {
+            let v = base[i + a];
+            if (predicted) {
+              const mo = motion[i + a];
+              if (mo !== 0) v += span === 1 ? mo * h : floorDiv(mo * h, span);
+            }
+            if (shift[a] > 0) v *= f[a];
+            else if (shift[a] < 0) v = Math.floor(v * f[a]);
+            if (v >= Q_LIMIT || v <= -Q_LIMIT) throw malformed('grid coordinates exceed ±2^30');
+            q[i + a] = v;
           }
-          if (shift[a] > 0) v *= f[a];
-          else if (shift[a] < 0) v = Math.floor(v * f[a]);
-          if (v >= Q_LIMIT || v <= -Q_LIMIT) throw malformed('grid coordinates exceed ±2^30');
-          q[i + a] = v;
         }
       }
-    }
-    const m = d.idx.length;
-    const moves = d.moves;
-    for (let k = 0; k < m; k++) {
-      const i = 3 * d.idx[k];
-      const x = q[i] + moves[k];
-      const y = q[i + 1] + moves[m + k];
-      const z = q[i + 2] + moves[2 * m + k];
-      if (Math.abs(x) >= Q_LIMIT || Math.abs(y) >= Q_LIMIT || Math.abs(z) >= Q_LIMIT) {
-        throw malformed('grid coordinates exceed ±2^30');
-      }
-      q[i] = x; q[i + 1] = y; q[i + 2] = z;
+      addMoves(q, d.idx, d.moves, d.moved);
     }
     let vel = null;
     if (d.vel) {
       vel = this.keyVel ? this.keyVel.slice() : new Float32Array(3 * n);
-      for (let k = 0; k < m; k++) {
-        const i = 3 * d.idx[k];
+      for (let k = 0; k < d.moved; k++) {
+        const i = d.idx === null ? 3 * k : 3 * d.idx[k];
         vel[i] = d.vel[3 * k]; vel[i + 1] = d.vel[3 * k + 1]; vel[i + 2] = d.vel[3 * k + 2];
       }
     }
@@ -386,14 +415,13 @@ export class QDecoder {
       const oldBase = base;
       const oldMotion = this.motion;
       // motion = q − (shifted) base, over the snapshots since the old keyframe
-      const next = this.take(3 * n);
-      if (!shifted) {
-        for (let i = 0; i < 3 * n; i++) next[i] = q[i] - base[i];
-      } else {
-        const sb = applyShift(base, shift);
-        for (let i = 0; i < 3 * n; i++) next[i] = q[i] - sb[i];
+      let motionNext = next;
+      if (motionNext === null) {
+        motionNext = this.take(3 * n);
+        const sb = shifted ? applyShift(base, shift) : base;
+        for (let i = 0; i < 3 * n; i++) motionNext[i] = q[i] - sb[i];
       }
-      this.motion = next;
+      this.motion = motionNext;
       this.span = steps;
       this.step = this.step.map((st, a) => st * 2 ** -shift[a]);
       this.base = q; // q is never written again: the next frame builds a new array
