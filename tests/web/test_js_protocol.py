@@ -20,6 +20,7 @@ import pytest
 
 from graphwire.bench.trace import standard_trace
 from graphwire.protocol import q_decoder, q_encoder
+from graphwire.protocol.quantized import VALUES_PREDICTED, QDelta, decode_q
 from graphwire.protocol.sssp import encode_sssp
 
 WEB = Path(__file__).resolve().parents[2] / "src" / "graphwire" / "web"
@@ -58,6 +59,28 @@ def test_js_follows_a_moving_stream_exactly(velocity: bool) -> None:
         np.testing.assert_allclose(np.array(js["pos"]).reshape(-1, 3), pos, rtol=0, atol=1e-3)
         if vel is not None:
             np.testing.assert_array_equal(np.array(js["vel"], np.float32).reshape(-1, 3), vel)
+
+
+def test_js_follows_a_paced_lineage_predicted_past_16_snapshots() -> None:
+    # a lane that ticks every 30 snapshots: its keyframes span 30, so its predictions reach 30
+    # snapshots ahead (docs/protocol.md §4.1), past the 16 of a stream in step
+    enc = q_encoder.QStreamEncoder()
+    frames, expected = [], []
+    py = q_decoder.QDecoder()
+    for snap in standard_trace(snapshots=240, nodes=800):
+        if snap.seq % 30:
+            continue
+        frames.append(enc.encode(snap.seq, snap.ids, snap.pos, epoch=3).frame)
+        py.apply(frames[-1])
+        expected.append(py.q.copy())
+        np.testing.assert_allclose(py.positions(), snap.pos, rtol=0, atol=float(py.grid.step.max()))
+    deltas = [decode_q(f) for f in frames[1:]]
+    assert any(isinstance(d, QDelta) and d.value_coding == VALUES_PREDICTED
+               and d.header.seq - d.key_seq == 30 for d in deltas)
+    got = decode_with_js(frames)
+    for q, js in zip(expected, got, strict=True):
+        assert "error" not in js, js
+        np.testing.assert_array_equal(np.array(js["q"]).reshape(-1, 3), q)
 
 
 def test_js_applies_any_delta_of_the_held_keyframe_after_skips() -> None:

@@ -17,7 +17,6 @@ from .quantized import (
     F32,
     F64,
     I64,
-    PREDICTION_HORIZON,
     Q_LIMIT,
     U32,
     VALUES_PREDICTED,
@@ -25,6 +24,7 @@ from .quantized import (
     QDelta,
     QKeyframe,
     decode_q,
+    horizon,
 )
 
 _NO_ROWS = np.empty((0, 3), np.int64)  # "no motion" / "not a rebase" for the delta kernel
@@ -90,7 +90,7 @@ class QDecoder:
         shift = d.shift if d.rebase else _NO_SHIFT
         q = np.empty((n, 3), np.int64)
         new_motion = np.empty((n, 3), np.int64) if d.rebase else _NO_ROWS
-        peak = _kernels.apply_q_delta(self.base, motion, min(steps, PREDICTION_HORIZON),
+        peak = _kernels.apply_q_delta(self.base, motion, horizon(steps, self.span),
                                       max(self.span, 1), shift, d.idx, d.dq, q, new_motion)
         if peak >= Q_LIMIT:
             raise malformed("grid coordinates exceed ±2^30")

@@ -64,6 +64,7 @@ ID_ALL, ID_BITMAP, ID_GAPS = 0, 1, 2
 VALUES_VARINT_COLUMNS = 0
 VALUES_PREDICTED = 1
 PREDICTION_HORIZON = 16
+PREDICTION_SPAN_CAP = 1024
 """Predictions extrapolate the keyframe's motion at most this many snapshots ahead."""
 _MOTION_HEAD = struct.Struct("<II")  # span, byte length of the motion varints
 
@@ -160,13 +161,21 @@ def predict(base: I64, motion: I64 | None, span: int, steps: int) -> I64:
     """Where a keyframe expects its nodes ``steps`` snapshots later (grid coordinates).
 
     ``motion`` is how far each node moved over the ``span`` snapshots before the keyframe;
-    the prediction is ``base + floor(motion × min(steps, 16) / span)``, in integers, so every
-    decoder computes the same value.
+    the prediction is ``base + floor(motion × horizon(steps, span) / span)``, in integers, so
+    every decoder computes the same value.
     """
     if motion is None or span <= 0 or steps <= 0:
         return base
-    h = min(steps, PREDICTION_HORIZON)
-    return base + np.floor_divide(motion * h, span)
+    return base + np.floor_divide(motion * horizon(steps, span), span)
+
+
+def horizon(steps: int, span: int) -> int:
+    """How many snapshots ahead a keyframe's prediction reaches:
+    ``min(steps, max(16, min(span, 1024)))``. A stream in step with the snapshots extrapolates
+    at most 16 of them; a paced one (a keyframe every ``span`` snapshots) its whole interval,
+    so its next frame is predicted as far as it goes. ``|motion × h| < 2^41``: exact in a
+    JavaScript number."""
+    return min(steps, max(PREDICTION_HORIZON, min(span, PREDICTION_SPAN_CAP)))
 
 
 # ---------------------------------------------------------------------------------------------

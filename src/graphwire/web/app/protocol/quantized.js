@@ -28,6 +28,15 @@ const ID_BITMAP = 1;
 const ID_GAPS = 2;
 export const VALUES_PREDICTED = 1;
 export const PREDICTION_HORIZON = 16;
+export const PREDICTION_SPAN_CAP = 1024;
+
+/**
+ * How many snapshots ahead a keyframe's prediction reaches: `min(steps, max(16, min(span, 1024)))`
+ * (a stream in step with the snapshots extrapolates at most 16; a paced one its whole interval).
+ */
+export function horizon(steps, span) {
+  return Math.min(steps, Math.max(PREDICTION_HORIZON, Math.min(span, PREDICTION_SPAN_CAP)));
+}
 const Q_LIMIT = 2 ** 30;
 const MAX_SHIFT = 30;
 
@@ -41,12 +50,12 @@ function floorDiv(a, b) {
 
 /**
  * Where a keyframe expects its nodes `steps` snapshots later:
- * `base + floor(motion × min(steps, 16) / span)` per node and axis.
+ * `base + floor(motion × horizon(steps, span) / span)` per node and axis.
  * @returns {Int32Array} a new array (or `base` itself when there is nothing to predict)
  */
 export function predict(base, motion, span, steps) {
   if (!motion || span <= 0 || steps <= 0) return base;
-  const h = Math.min(steps, PREDICTION_HORIZON);
+  const h = horizon(steps, span);
   const out = new Int32Array(base.length);
   for (let i = 0; i < base.length; i++) {
     const m = motion[i];
@@ -364,7 +373,7 @@ export class QDecoder {
     const motion = d.valueCoding === VALUES_PREDICTED ? this.motion : null;
     const steps = d.header.seq - d.keySeq;
     const predicted = Boolean(motion) && this.span > 0 && steps > 0;
-    const h = Math.min(steps, PREDICTION_HORIZON);
+    const h = horizon(steps, this.span);
     const span = this.span;
     const shift = d.rebase ? d.shift : [0, 0, 0];
     const shifted = shift[0] !== 0 || shift[1] !== 0 || shift[2] !== 0;
