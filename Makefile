@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 WEB := src/graphwire/web
 NODE_STAMP := $(WEB)/node_modules/.installed
 
-.PHONY: setup run test test-js test-py lint bench screenshot clean
+.PHONY: setup run test test-js test-py test-gateway lint bench screenshot clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -33,6 +33,11 @@ test-js: $(NODE_STAMP)
 
 test-py: setup
 	$(VENV)/bin/python -m pytest -q
+
+# The server, client and browser tests again, each server a simulation and a gateway on a real
+# redis-server: clients cannot tell a gateway from a single process (docs/deploy.md).
+test-gateway: setup
+	GRAPHWIRE_TEST_THROUGH_GATEWAY=1 $(VENV)/bin/python -m pytest -q tests/server tests/client tests/web
 
 lint: setup
 	$(VENV)/bin/ruff check src tests scripts

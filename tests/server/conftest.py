@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -91,8 +92,12 @@ class Client:
 class Harness:
     """A running server and ways to talk to it."""
 
-    def __init__(self, server: GraphwireServer) -> None:
+    def __init__(self, server: GraphwireServer, core: GraphwireServer | None = None) -> None:
         self.server = server
+        # the server that runs the simulation: the server itself, or the simulation behind a
+        # gateway (tests that look inside the physics or the runner look there)
+        self.core = core or server
+        self.core_base = f"http://127.0.0.1:{self.core.port}"  # its own metrics and health
         self.base = f"http://127.0.0.1:{server.port}"
         self.ws_url = f"ws://127.0.0.1:{server.port}/ws"
         self.http = aiohttp.ClientSession()
@@ -132,46 +137,69 @@ ServerFactory = Callable[..., Awaitable[Harness]]
 
 
 THROUGH_GATEWAY = os.environ.get("GRAPHWIRE_TEST_THROUGH_GATEWAY") == "1"
-"""Run the server tests against a gateway (a simulation and a gateway on a real redis-server,
-in this process): clients must not tell a gateway from a single process (issue 13)."""
+"""Run the server, client and browser tests against a gateway (a simulation and a gateway on a
+real redis-server, in this process): clients must not tell a gateway from a single process
+(issue 13). ``make test-gateway`` runs them so."""
+
+
+class Stacks:
+    """The servers a test starts, each one process or (``THROUGH_GATEWAY``) a simulation on its
+    own redis-server with a gateway in front; :meth:`stop` stops them all."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.behind: list[GraphwireServer] = []
+        self.redis_servers: list[RedisServer] = []
+        self.started: list[GraphwireServer] = []
+
+    async def start(self, config: ServerConfig) -> tuple[GraphwireServer, GraphwireServer]:
+        """The server clients talk to, and the one that runs the simulation (the same one
+        unless through a gateway)."""
+        core: GraphwireServer | None = None
+        if THROUGH_GATEWAY:
+            redis = RedisServer(self.folder / f"redis{len(self.redis_servers)}")
+            redis.start()
+            self.redis_servers.append(redis)
+            core = GraphwireServer(dataclasses.replace(config, redis=redis.url,
+                                                       role="simulation", port=0))
+            await core.start()
+            self.behind.append(core)
+            # a gateway keeps no source, database or --set overrides of its own
+            config = dataclasses.replace(config, source=None, db=None, overrides={},
+                                         redis=redis.url, role="gateway")
+        server = GraphwireServer(config)
+        await server.start()
+        self.started.append(server)
+        return server, core or server
+
+    async def stop(self) -> None:
+        """Stop every server, the gateways first."""
+        for server in self.started:
+            await server.stop()
+        for core in self.behind:
+            await core.stop()
+        for redis in self.redis_servers:
+            redis.stop()
 
 
 @pytest.fixture
 async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
     """Start servers (port 0: a free port) and stop them after the test."""
     running: list[Harness] = []
-    behind: list[GraphwireServer] = []
-    redis_servers: list[RedisServer] = []
+    stacks = Stacks(tmp_path)
 
     async def start(**options: Any) -> Harness:
         source = options.pop("source", None) or str(ring_csv(tmp_path / "ring.csv"))
         config = ServerConfig(source=source, port=0, db=str(tmp_path / f"s{len(running)}.db"),
                               static_dir=None, **options)
-        if THROUGH_GATEWAY:
-            redis = RedisServer(tmp_path / f"redis{len(running)}")
-            redis.start()
-            redis_servers.append(redis)
-            config.redis, config.role = redis.url, "simulation"
-            sim = GraphwireServer(config)
-            await sim.start()
-            behind.append(sim)
-            gw_options = {k: v for k, v in options.items() if k != "overrides"}
-            config = ServerConfig(port=0, static_dir=None, redis=redis.url, role="gateway",
-                                  **gw_options)
-        server = GraphwireServer(config)
-        await server.start()
-        harness = Harness(server)
+        harness = Harness(*await stacks.start(config))
         running.append(harness)
         return harness
 
     yield start
     for h in running:
         await h.close()
-        await h.server.stop()
-    for sim in behind:
-        await sim.stop()
-    for redis in redis_servers:
-        redis.stop()
+    await stacks.stop()
 
 
 @pytest.fixture

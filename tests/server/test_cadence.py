@@ -62,7 +62,7 @@ async def test_a_drag_wakes_a_settled_layout_and_speeds_the_stream(make_server: 
         frames += 1
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert frames / 1.5 > 12  # above the 5 Hz calm rate while a user drags
-    assert h.server[RUNNER].rate > 10
+    assert h.core[RUNNER].rate > 10
 
 
 async def test_agent_physics_settings_reach_the_simulation(harness: Harness) -> None:
@@ -70,7 +70,7 @@ async def test_agent_physics_settings_reach_the_simulation(harness: Harness) -> 
         "visualisation.graphs.visionflow.physics.damping": 0.5,
         "visualisation.graphs.visionflow.physics.rest_length": 90})
     assert status == 200
-    sim = harness.server[GRAPH_SERVICE].sim
+    sim = harness.core[GRAPH_SERVICE].sim
     for _ in range(300):
         if sim.agent_params.rest_length == 90.0:
             break

@@ -116,7 +116,7 @@ async def test_a_new_page_streams_in_near_its_neighbours(make_server: ServerFact
     shown = time.monotonic() - written
     assert viewer.dec.key_seq == viewer.dec.seq  # the frame that first shows it: a keyframe
     assert shown < 1.0, f"the new page reached a frame {shown:.2f} s after it was written"
-    rest = h.server[GRAPH_SERVICE].sim.params.rest_length
+    rest = h.core[GRAPH_SERVICE].sim.params.rest_length
     centre = (viewer.position(before["p03"]) + viewer.position(before["p17"])) / 2
     assert np.linalg.norm(viewer.position(node["id"]) - centre) < 3 * rest
     _, state = await h.get("/api/graph/state")
@@ -191,9 +191,9 @@ async def test_a_malformed_page_is_reported_and_changes_nothing(
     caplog.set_level(logging.WARNING, logger="graphwire.server")
     (vault / "p01.md").write_bytes(b"- [[p02]] [[brand new]] \xff broken\n")
 
-    async def reported() -> int:
-        _, metrics = await h.get("/api/metrics")
-        return int(metrics["sourceErrors"])
+    async def reported() -> int:  # the source is watched where the simulation runs
+        async with h.http.get(h.core_base + "/api/metrics") as resp:
+            return int((await resp.json())["sourceErrors"])
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10
@@ -205,7 +205,7 @@ async def test_a_malformed_page_is_reported_and_changes_nothing(
     _, after = await h.get("/api/graph/data")
     assert after["topologyVersion"] == before["topologyVersion"]
     assert canonical_of(after) == canonical_of(before)
-    async with h.http.get(h.base + "/metrics") as resp:
+    async with h.http.get(h.core_base + "/metrics") as resp:
         assert "graphwire_source_errors_total 1" in await resp.text()
     (vault / "p01.md").write_text("- [[p02]] [[brand new]]\n")  # fixed: it counts now
     change = await viewer.next_change()
@@ -272,7 +272,7 @@ async def test_reload_is_a_new_epoch(make_server: ServerFactory, tmp_path: Path)
     new_pos = {p["id"]: (p["x"], p["y"], p["z"]) for p in after["positions"]}
     assert all(new_pos[new_ids[k]] == old_pos[ids[k]] for k in ids)  # kept their places
     late = np.array(new_pos[new_ids["late"]])  # the newcomer starts next to its neighbour
-    rest = h.server[GRAPH_SERVICE].sim.params.rest_length
+    rest = h.core[GRAPH_SERVICE].sim.params.rest_length
     assert np.linalg.norm(late - old_pos[ids["p01"]]) < 3 * rest
     (vault / "broken.md").write_bytes(b"\xff")
     status, body = await h.send("POST", "/api/graph/reload", {},

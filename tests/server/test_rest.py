@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from graphwire.server.metrics import METRICS as METRIC_SPECS
 from graphwire.simulation import PhysicsParams
 
-from .conftest import Harness
+from .conftest import THROUGH_GATEWAY, Harness
 
 
 async def test_graph_state_and_data_shapes(harness: Harness) -> None:
@@ -122,7 +122,11 @@ async def test_metrics_json_and_prometheus_read_the_same_counters(harness: Harne
             assert samples[name, None] == pytest.approx(m[spec.json], rel=1e-3), name
     assert "# TYPE graphwire_connections gauge" in text
     status, health = await harness.get("/healthz")
-    assert status == 200 and health == {"status": "ok"}
+    assert status == 200 and health["status"] == "ok"
+    if THROUGH_GATEWAY:  # a gateway adds its role and its link's state (docs/protocol.md §3.2)
+        assert health["role"] == "gateway" and health["redis"]["up"] is True
+    else:
+        assert health == {"status": "ok"}
 
 
 async def test_the_same_server_serves_its_own_origin(harness: Harness) -> None:

@@ -184,7 +184,7 @@ async def test_rest_settings_routes(harness: Harness) -> None:
 
 
 async def test_physics_settings_change_the_running_simulation(harness: Harness) -> None:
-    sim = harness.server[GRAPH_SERVICE].sim
+    sim = harness.core[GRAPH_SERVICE].sim
     status, _ = await harness.send("PUT", "/api/settings/visualisation.graphs.logseq.physics"
                                    ".rest_length", {"value": 60})
     assert status == 200
@@ -201,7 +201,7 @@ async def test_system_settings_take_effect_without_a_restart(harness: Harness) -
         "system.rateLimits.control.burst": 2, "system.rateLimits.control.perMinute": 6,
         "system.websocket.minUpdateRate": 2})
     assert status == 200
-    assert harness.server[RUNNER].cadence.min_rate == 2.0
+    assert harness.core[RUNNER].cadence.min_rate == 2.0
     for i in range(3):
         await c.send_json({"type": "ping", "timestamp": i})
     kinds = [(await c.next_json())["type"] for _ in range(3)]

@@ -13,7 +13,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 from graphwire.bench.chromium import chromium_path, launch
 from graphwire.server.app import GraphwireServer
 from graphwire.server.config import WEB_DIR, ServerConfig
-from tests.server.conftest import ring_csv
+from tests.server.conftest import Stacks, ring_csv
 
 needs_browser = pytest.mark.skipif(
     chromium_path() is None or not (WEB_DIR / "node_modules" / "three").is_dir(),
@@ -23,8 +23,9 @@ needs_browser = pytest.mark.skipif(
 class Served:
     """A running server and an HTTP session to it."""
 
-    def __init__(self, server: GraphwireServer) -> None:
+    def __init__(self, server: GraphwireServer, core: GraphwireServer) -> None:
         self.server = server
+        self.core = core  # the server that runs the simulation (behind a gateway, or itself)
         self.base = f"http://127.0.0.1:{server.port}"
         self.http = aiohttp.ClientSession()
 
@@ -43,21 +44,20 @@ class Served:
 async def serve(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[Served]]]:
     """Start servers that serve the browser client (port 0: a free port)."""
     running: list[Served] = []
+    stacks = Stacks(tmp_path)
 
     async def start(**options: Any) -> Served:
         source = options.pop("source", None) or str(ring_csv(tmp_path / "ring.csv"))
         config = ServerConfig(source=source, port=0, db=str(tmp_path / f"s{len(running)}.db"),
                               **options)
-        server = GraphwireServer(config)
-        await server.start()
-        served = Served(server)
+        served = Served(*await stacks.start(config))
         running.append(served)
         return served
 
     yield start
     for s in running:
         await s.http.close()
-        await s.server.stop()
+    await stacks.stop()
 
 
 class Pages:

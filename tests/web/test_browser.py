@@ -21,7 +21,7 @@ import pytest
 
 from graphwire.bench.redis_server import free_port
 from graphwire.server.keys import GRAPH_SERVICE
-from tests.server.conftest import ring_csv
+from tests.server.conftest import THROUGH_GATEWAY, ring_csv
 
 from .conftest import Pages, needs_browser, wait_frames
 
@@ -166,8 +166,8 @@ async def test_searching_a_page_name_selects_it_and_colours_paths(serve, pages: 
     await page.wait_for_function("window.graphwire.selected === 'n042'")
     await page.wait_for_function("window.graphwire.ssspReached > 0")
     assert await page.evaluate("window.graphwire.ssspReached") == 200  # the ring is connected
-    nid = served.server[GRAPH_SERVICE].graph.keys.index("n042")
-    assert served.server[GRAPH_SERVICE].sssp.source == nid
+    nid = served.core[GRAPH_SERVICE].graph.keys.index("n042")
+    assert served.core[GRAPH_SERVICE].sssp.source == nid
     assert await page.get_by_test_id("selection").is_visible()
 
 
@@ -177,7 +177,7 @@ async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(
     page = await pages.open(served.base + "/")
     await wait_frames(page, 1)
     key = "n100"
-    nid = served.server[GRAPH_SERVICE].graph.keys.index(key)
+    nid = served.core[GRAPH_SERVICE].graph.keys.index(key)
     start = await page.evaluate(f"window.graphwire.screenOf({key!r})")
     await page.mouse.move(start["x"], start["y"])
     await page.mouse.down()
@@ -188,7 +188,7 @@ async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(
     await page.wait_for_function(
         "window.graphwire.queue.accepted >= 1 && window.graphwire.queue.inflight === 0")
     put = await page.evaluate(f"window.graphwire.pinnedAt({key!r})")
-    graph = served.server[GRAPH_SERVICE].graph
+    graph = served.core[GRAPH_SERVICE].graph
     assert bool(graph.pinned[nid])
     assert [round(float(c), 3) for c in graph.pos[nid]] == [round(c, 3) for c in put]
     shown = await page.evaluate(f"window.graphwire.screenOf({key!r})")
@@ -232,6 +232,8 @@ def _start(source: Path, port: int, db: Path) -> subprocess.Popen[str]:
     return proc
 
 
+@pytest.mark.skipif(THROUGH_GATEWAY, reason="kills one process and expects a new epoch; "
+                    "tests/cluster kills gateways and the lease holder")
 async def test_the_page_reconnects_after_the_server_is_killed_and_restarted(
         tmp_path: Path, pages: Pages) -> None:
     source, db, port = ring_csv(tmp_path / "ring.csv"), tmp_path / "s.db", free_port()

@@ -33,7 +33,7 @@ async def test_a_100k_node_graph_loads_moves_and_answers_a_search(
     page = await pages.open(served.base + "/")
     await page.wait_for_function("window.graphwire && window.graphwire.nodeCount === 100000",
                                  timeout=120_000)
-    edges = served.server[GRAPH_SERVICE].graph.edge_count
+    edges = served.core[GRAPH_SERVICE].graph.edge_count
     assert await page.evaluate("window.graphwire.edgeCount") == edges
     await wait_frames(page, 3, timeout=120_000)
     seq = await page.evaluate("window.graphwire.lastSeq")

@@ -378,7 +378,8 @@ async def create_gateway_app(config: ServerConfig) -> web.Application:
     name = config.node_id or f"gw-{secrets.token_hex(4)}"
     try:
         paths = await _wait_for_simulation(link)
-        store = SettingsStore(":memory:")  # a mirror: the writer's disk holds the settings
+        # a mirror (the writer's disk holds the settings) that answers a Sync from its own log
+        store = SettingsStore(":memory:", log_revisions=config.settings_log)
         store.path_ids(list(paths), paths)
         settings = SettingsService(store, admin_required=config.admin_token is not None)
         state = await load_state(link)
