@@ -105,3 +105,30 @@ async def test_settings_cli_against_a_running_server(make_server: ServerFactory)
     assert rc == 2 and "unknown_path" in err
     rc, out, err = await cli("get", path, "--url", "http://127.0.0.1:9")
     assert rc == 2 and "cannot reach" in err
+
+
+KEEP_MOVING = {
+    "visualisation.graphs.logseq.physics.cooling_rate": 0.0,
+    "visualisation.graphs.logseq.physics.settle_energy": 0.0,
+    "system.websocket.minUpdateRate": 5.0,
+    "system.websocket.maxUpdateRate": 5.0,
+    "system.rateLimits.control.perMinute": 100_000,  # 41 connections at once from one address
+    "system.rateLimits.control.burst": 1000,
+}
+
+
+async def test_a_burst_of_subscribers_does_not_stall_the_stream(make_server: ServerFactory
+                                                                ) -> None:
+    # each subscriber asks for a snapshot at once; the steps those requests take must not push
+    # the physics schedule on (40 requests at 5 steps a second stalled it for about 8 s)
+    h = await make_server(overrides=KEEP_MOVING, physics_hz=5.0)
+    watcher, _ = await h.subscribe("q")
+    await watcher.next_frame(0x03)
+    for _ in range(40):  # one after the other: requests that come together share one step
+        c, _ = await h.subscribe("q")
+        await c.next_frame(0x03)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for _ in range(5):  # the stream goes on at 5 Hz: five frames in about a second
+        await watcher.next_frame(0x03, timeout=3.0)
+    assert loop.time() - start < 2.5

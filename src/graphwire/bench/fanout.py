@@ -7,7 +7,8 @@ rather than the multilevel start's coarse groups) with physics capped at the str
 (5 steps a second for a 5 Hz stream; every client subscribes with ``intervalMs`` 200). Rows
 ``{clients, format, server, framesPerClientPerSec, cpuUsPerClientFrame, loopCpuUsPerClientFrame,
 latencyP50Ms, latencyP99Ms, bytesPerNode, clientCpuUsPerClientFrame, slowestClientFramesPerSec,
-skippedSlowPerSec, keyframesInsteadPerSec}``:
+snapshotsPerSec, skippedSlowPerSec, keyframesInsteadPerSec}`` (``snapshotsPerSec``: the snapshots
+the simulation published in the window, a second: the most frames a client can get):
 
 - ``server: graphwire`` with 50, 200, 500, 1,000 and 2,000 clients in ``q`` and 50, 200 and 500
   in ``v2`` (``--sizes``, ``--v2-sizes``); ``--compare-src CHECKOUT`` adds the same rows served
@@ -385,6 +386,8 @@ async def _clients(ports: list[int], n: int, fmt: str, server: str, pids: list[i
         "bytesPerNode": round(stats.nbytes / max(frames, 1) / NODES, 3),
         "clientCpuUsPerClientFrame": round((own1 - own0) / max(frames, 1) * 1e6, 1),
         "slowestClientFramesPerSec": round(min(stats.counts) / duration, 3),
+        "snapshotsPerSec": round(sum(t0 <= t < t0 + duration for t in published.values())
+                                 / duration, 2),
         "skippedSlowPerSec": None if skips0 is None or skips1 is None
         else round((skips1[0] - skips0[0]) / duration, 1),
         "keyframesInsteadPerSec": None if skips0 is None or skips1 is None

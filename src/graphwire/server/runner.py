@@ -116,17 +116,35 @@ class SimulationRunner:
                 continue
             sim.step(1)
             steps_since += 1
-            # never fall further behind real time than `iterations` steps
-            next_step = max(next_step + step_interval,
-                            time.monotonic() - iterations * step_interval)
             now = time.monotonic()
+            next_step = self._next_step(next_step, now, step_interval, iterations)
             # publish when due, or when the next step would come later than the due time
             # (physics slower than the stream must not halve the stream rate)
             due = now >= next_publish or now + 0.5 * step_interval >= next_publish
             if due or self._request or steps_since >= iterations:
                 last_publish = self._publish(now, last_publish, keyframe=False)
-                next_publish = now + 1.0 / self.rate
+                next_publish = self._next_publish(next_publish, now)
                 steps_since = 0
+
+    @staticmethod
+    def _next_step(planned: float, now: float, interval: float, iterations: int) -> float:
+        """When the step after one taken ``now`` (planned for ``planned``) is due: one interval
+        on, never further behind real time than ``iterations`` steps, and never more than one
+        interval ahead of it. A step taken early (a snapshot was requested: every subscriber
+        asks for one) must not push the schedule on, or a burst of requests would stall the
+        physics, and the stream, for as many intervals as there were requests."""
+        return min(max(planned + interval, now - iterations * interval), now + interval)
+
+    def _next_publish(self, due: float, now: float) -> float:
+        """When the next snapshot is due after one published ``now`` (it was due at ``due``).
+
+        The cadence keeps its beat: a snapshot that went out late (the thread waited for a
+        core or the GIL) does not push the next one back, or each late one would cost the
+        stream a frame; behind by a whole period or more, the beat starts again from now. One
+        that went out early (requested) is never followed later than a period on."""
+        period = 1.0 / self.rate
+        following = min(due, now) + period
+        return following if following > now else now + period
 
     def _publish(self, now: float, last: float, *, keyframe: bool) -> float:
         self._request = False
