@@ -76,7 +76,8 @@ def test_browser_bench_rows() -> None:
         (2000, "q", "swiftshader"), (2000, "q", "off"), (2000, "v2", "swiftshader"),
         (2000, "v2", "off")]
     for r in rows:
-        assert 0 < r["decodeMs"] < 1000 and 0 <= r["applyMs"] < 100 and r["frames"] >= 8
+        # the page's clock is coarsened to 0.1 ms: a 2,000-node v2 frame can decode in "0"
+        assert 0 <= r["decodeMs"] < 1000 and 0 <= r["applyMs"] < 100 and r["frames"] >= 8
         assert 0 < r["bytesPerNode"] < (37 if r["format"] == "v2" else 12)
 
 
