@@ -35,7 +35,8 @@ test-py: setup
 	$(VENV)/bin/python -m pytest -q
 
 # The server, client and browser tests again, each server a simulation and a gateway on a real
-# redis-server: clients cannot tell a gateway from a single process (docs/deploy.md).
+# redis-server: clients cannot tell a gateway from a single process (docs/deploy.md; not part
+# of `make test`: a whole run sometimes stalls, see there).
 test-gateway: setup
 	GRAPHWIRE_TEST_THROUGH_GATEWAY=1 $(VENV)/bin/python -m pytest -q tests/server tests/client tests/web
 
