@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -173,13 +174,22 @@ class Stacks:
         return server, core or server
 
     async def stop(self) -> None:
-        """Stop every server, the gateways first."""
-        for server in self.started:
-            await server.stop()
-        for core in self.behind:
-            await core.stop()
-        for redis in self.redis_servers:
-            redis.stop()
+        """Stop every server, the gateways first; a stop that does not end within 30 s fails
+        with the stack of every task still waiting (instead of hanging the run)."""
+        try:
+            for server in [*self.started, *self.behind]:
+                try:
+                    async with asyncio.timeout(30):
+                        await server.stop()
+                except TimeoutError:
+                    stacks = io.StringIO()
+                    for task in asyncio.all_tasks():
+                        task.print_stack(file=stacks)
+                    raise AssertionError(f"{server.config.role} server did not stop in 30 s; "
+                                         f"tasks:\n{stacks.getvalue()}") from None
+        finally:
+            for redis in self.redis_servers:
+                redis.stop()
 
 
 @pytest.fixture
