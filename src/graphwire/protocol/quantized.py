@@ -64,8 +64,11 @@ ID_ALL, ID_BITMAP, ID_GAPS = 0, 1, 2
 VALUES_VARINT_COLUMNS = 0
 VALUES_PREDICTED = 1
 PREDICTION_HORIZON = 16
+"""A stream in step with the snapshots extrapolates the keyframe's motion at most this many
+snapshots ahead (a paced lane: its whole interval, see :func:`horizon`)."""
 PREDICTION_SPAN_CAP = 1024
-"""Predictions extrapolate the keyframe's motion at most this many snapshots ahead."""
+"""A paced lane's interval counts for its horizon up to this many snapshots (|motion × h| < 2^41:
+exact in a JavaScript number)."""
 _MOTION_HEAD = struct.Struct("<II")  # span, byte length of the motion varints
 
 Q_LIMIT = 1 << 30
