@@ -8,7 +8,7 @@ import json
 import sys
 
 from graphwire.protocol.client_positions import encode_client_positions
-from graphwire.protocol.header import Flags
+from graphwire.protocol.header import Flags, Kind
 from graphwire.protocol.positions import decode_v2
 from graphwire.server.keys import GRAPH_SERVICE, RUNNER
 from graphwire.simulation import PhysicsParams
@@ -37,6 +37,28 @@ async def test_once_settled_only_a_keyframe_every_interval(make_server: ServerFa
     assert min(gaps) > 0.2 and max(gaps) < 1.5
     _, st = await h.get("/api/graph/state")
     assert st["settled"] is True
+
+
+
+async def test_joining_a_settled_layout_sends_the_newcomer_a_keyframe_and_others_nothing(
+        make_server: ServerFactory) -> None:
+    """Once settled the stream is only a keyframe every interval (§8), whoever joins."""
+    h = await make_server(overrides={**QUICK_SETTLE,
+                                     "system.websocket.settledKeyframeIntervalMs": 1500})
+    a, _ = await h.subscribe("v2")
+    await h.subscribe("q")  # both streams are in use before it settles
+    await a.next_frame(Kind.POSITIONS_V2, until=lambda f: f[1] & Flags.SETTLED != 0)
+    # the first periodic keyframe: from here on A is in the settled rhythm
+    periodic = decode_v2(await a.next_frame(Kind.POSITIONS_V2)).header
+    assert periodic.keyframe
+    for fmt, kind in (("v2", Kind.POSITIONS_V2), ("q", Kind.POSITIONS_Q),
+                      ("v2", Kind.POSITIONS_V2)):
+        b, _ = await h.subscribe(fmt)
+        first = await b.next_frame(kind)
+        assert first[1] & Flags.KEYFRAME and first[1] & Flags.SETTLED
+    after = decode_v2(await a.next_frame(Kind.POSITIONS_V2)).header
+    # the next periodic keyframe, and no snapshot published for the newcomers before it
+    assert after.settled and after.keyframe and after.seq == periodic.seq + 1
 
 
 async def test_a_drag_wakes_a_settled_layout_and_speeds_the_stream(make_server: ServerFactory

@@ -205,7 +205,8 @@ class StreamHub:
             sub.lane = self._lane_for(velocity, interval)
             sub.lane.members += 1
         self.subs[outlet.client_id] = sub
-        self.request_snapshot()
+        if not self._key_from_settled(sub):
+            self.request_snapshot()
         return sub
 
     def unsubscribe(self, outlet: Outlet) -> None:
@@ -238,7 +239,26 @@ class StreamHub:
         if sub is None:
             return False
         sub.needs_key = True
-        self.request_snapshot()
+        if not self._key_from_settled(sub):
+            self.request_snapshot()
+        return True
+
+    def _key_from_settled(self, sub: Subscription) -> bool:
+        """Send a subscriber that needs a keyframe the newest snapshot's now, if the layout
+        has settled (it is what the simulation would publish again) and that snapshot has the
+        subscriber's stream. Asking for a snapshot instead would send every other subscriber
+        an empty frame: once settled, the stream is only a keyframe every interval (§8)."""
+        latest = self._latest_frames
+        if latest is None or not latest.snap.settled:
+            return False
+        if latest.published and not self._has_published(latest, sub):
+            return False  # a gateway: the simulation must publish this stream first
+        now = self.clock()
+        tolerance = 0.5 * self.stream_interval()
+        if not latest.published:  # a gateway's lanes tick with the simulation's
+            self._tick(latest, now, tolerance)
+        sub.seq = None  # a client asking for a keyframe may hold this snapshot already
+        self._deliver([sub], now, tolerance)
         return True
 
     def request_keyframes(self) -> None:

@@ -155,9 +155,9 @@ class WebSocketEndpoint:
         velocity = bool(msg.velocity) and msg.format == "q"
         session.send_json(ctl.SubscriptionConfirmed(
             msg.format, granted, velocity, msg.id).to_json())
-        self.hub.subscribe(session, msg.format, velocity, granted / 1000.0)
         if self.graph_service.sssp.source is not None:
             session.send_bytes(self.graph_service.sssp_frame())
+        self.hub.subscribe(session, msg.format, velocity, granted / 1000.0)
 
     async def positions(self, session: Session, batch: ClientPositions) -> None:
         """A kind 0x20 batch: charged, checked (§4.8) and always acknowledged."""
