@@ -244,6 +244,49 @@ async def test_subscription_survives_a_redis_restart(redis_server: RedisServer) 
         await sub.close()
 
 
+
+async def test_close_stops_loops_spawned_while_closing() -> None:
+    """A loop that starts another as it ends (a simulation standing down starts its settings
+    replica) must not leave that one running: close() would wait for it for ever."""
+    link = Link("redis://127.0.0.1:9")  # no connection is made: only the loops are tested
+    second: list[asyncio.Task[Any]] = []
+
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    async def stands_down() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            second.append(link.spawn(forever()))
+
+    link.spawn(stands_down())
+    await asyncio.sleep(0)  # the loop starts
+    closing = asyncio.ensure_future(link.close())
+    done, _ = await asyncio.wait({closing}, timeout=TIMEOUT)
+    assert closing in done and second and second[0].cancelled()
+
+    # a cancelled close() ends at once, cancelled (it does not swallow its own cancellation)
+    link2 = Link("redis://127.0.0.1:9")
+    stubborn = asyncio.Event()
+
+    async def slow_to_stop() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await stubborn.wait()
+
+    link2.spawn(slow_to_stop())
+    await asyncio.sleep(0)
+    closing = asyncio.ensure_future(link2.close())
+    await asyncio.sleep(0)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(closing, TIMEOUT)
+    stubborn.set()
+    await link2.close()
+
+
 def test_keys_are_namespaced() -> None:
     k = Keys("prod")
     assert k.lease == "prod:lease" and k.reply("gw") == "prod:reply:gw"

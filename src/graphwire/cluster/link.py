@@ -217,13 +217,19 @@ class Link:
         return task
 
     async def close(self) -> None:
-        """Stop every loop and close the connection pool."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        """Stop every loop and close the connection pool.
+
+        A loop may spawn another as it ends (a simulation standing down starts its settings
+        replica): those are stopped too, round after round. Each loop's own end, cancelled or
+        failed, is collected; a cancellation of ``close`` itself still propagates."""
+        while self._tasks:
+            tasks, self._tasks = self._tasks, []
+            for task in tasks:
+                task.cancel()
+            done, _ = await asyncio.wait(tasks)
+            for task in done:  # collected, so asyncio does not report them again
+                if not task.cancelled():
+                    task.exception()
         with contextlib.suppress(Exception):
             await self.redis.aclose()
         with contextlib.suppress(Exception):

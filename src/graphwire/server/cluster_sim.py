@@ -95,6 +95,7 @@ class ClusterSimulation:
         self._outbox: asyncio.Queue[tuple[Job, bool]] = asyncio.Queue()
         self._frames_queued = 0
         self._runner_started = False
+        self._contending: asyncio.Task[None] | None = None
         self.writer = SettingsWriter(link, lease, settings)
         self.replica = SettingsReplica(link, settings)
         self.commands = CommandServer(link, {
@@ -110,8 +111,13 @@ class ClusterSimulation:
     def start(self) -> None:
         """Follow the settings as a replica and contend for the lease."""
         self.replica.start()
-        self.link.spawn(self._lease_loop())
+        self._contending = self.link.spawn(self._lease_loop())
         self.link.spawn(self._publish_loop())
+
+    @property
+    def contending(self) -> bool:
+        """Holding the lease or waiting for it (until :meth:`stop`)."""
+        return self._contending is not None and not self._contending.done()
 
     async def _lease_loop(self) -> None:
         while True:
@@ -193,8 +199,14 @@ class ClusterSimulation:
         self.replica.start()
 
     async def stop(self) -> None:
-        """Give the lease up (a standby takes over at once instead of after the ttl)."""
+        """Stop contending for the lease, then give it up (a standby takes over at once
+        instead of after the ttl). Releasing it with the lease loop still running would let
+        this process take it straight back, while it shuts down."""
+        if self._contending is not None:
+            self._contending.cancel()
+            await asyncio.wait({self._contending})
         if self.holding:
+            self.commands.stop()
             self.holding = False
             with contextlib.suppress(RedisDownError):
                 await self.link.call(self.lease.release)
@@ -343,14 +355,18 @@ class ClusterSimulation:
         delta = sc.encode_body(sc.Delta(revision, written))
         return {"revision": revision, "written": base64.b64encode(delta).decode()}
 
-    async def _streams_cmd(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _register_streams(self, body: dict[str, Any]) -> bool:
+        """Note the streams a gateway's clients use; True if one of them is new."""
         until = time.monotonic() + STREAM_TTL
         new = False
         for stream in body.get("streams", []):
             if is_stream_name(stream):
                 new = new or self._streams.get(stream, 0.0) < time.monotonic()
                 self._streams[stream] = until
-        if new:
+        return new
+
+    async def _streams_cmd(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self._register_streams(body):
             self.runner.request_snapshot()
         await self._save_streams()
         return {}
@@ -372,8 +388,11 @@ class ClusterSimulation:
                 self.link.keys.formats, json.dumps(live), px=int(STREAM_TTL * 1000)))
 
     async def _request_snapshot(self, body: dict[str, Any]) -> dict[str, Any]:
-        await self._streams_cmd(body)
+        # one request, before any await: asking again after one (the runner may have
+        # published in between) would publish a second snapshot, an empty frame for everyone
+        self._register_streams(body)
         self.runner.request_snapshot()
+        await self._save_streams()
         return {}
 
     def health(self) -> dict[str, Any]:

@@ -277,11 +277,16 @@ class RemoteRunner:
     def request_snapshot(self) -> None:
         """Ask the simulation to publish a snapshot at once (coalesced: one request in
         flight)."""
-        if self._asking:
+        if self.asking:
             self._again = True
             return
         self._asking = True
         self._task = asyncio.ensure_future(self._ask())
+
+    @property
+    def asking(self) -> bool:
+        """A request is in flight (it names every stream the subscribers use)."""
+        return self._asking
 
     async def _ask(self) -> None:
         try:
@@ -404,7 +409,9 @@ class GatewayFeed:
         self.graph.snapshot_published(snap)
         self.hub.on_frames(fs, snap)
         missing = self.hub.missing_streams()
-        if missing and not missing <= self._streams_sent:
+        # a snapshot request in flight names the streams already (asking twice would make
+        # the simulation publish twice: an empty frame for every subscriber)
+        if missing and not missing <= self._streams_sent and not self.runner.asking:
             self._ask_streams()
 
     def _ask_streams(self) -> None:
