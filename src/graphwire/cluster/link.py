@@ -62,6 +62,25 @@ Handler = Callable[[bytes], Awaitable[None]]
 Hook = Callable[[], Awaitable[None]]
 
 
+CANCEL_GRACE = 1.0
+"""Seconds :meth:`Link.close` gives cancelled loops before it closes their connections."""
+CLOSE_TIMEOUT = 5.0
+"""Seconds :meth:`Link.close` then waits for them, each round, before it gives up on them."""
+
+
+def _raise_if_cancelling(exc: BaseException) -> None:
+    """Re-raise a cancellation that redis-py turned into an error.
+
+    A task cancelled while redis-py waits under its own timeout can see the cancellation come
+    out as a Redis ``TimeoutError`` (Python 3.11's ``asyncio.timeout`` loses an outside
+    cancel that races its expiry); a loop that retries on Redis errors would then run on,
+    cancelled, for ever. The task still counts the cancellation (``cancelling()``), so it is
+    raised again here."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError() from exc
+
+
 class RedisDownError(Exception):
     """Redis cannot be reached now (the operation may be retried later)."""
 
@@ -129,6 +148,7 @@ class Link:
         try:
             out = await op()
         except (RedisError, OSError) as exc:
+            _raise_if_cancelling(exc)
             self.mark_down(exc)
             raise RedisDownError(self.last_error) from exc
         self.mark_up()
@@ -201,6 +221,7 @@ class Link:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                _raise_if_cancelling(exc)
                 self.subscribed.clear()
                 self.mark_down(exc)
             finally:
@@ -217,20 +238,41 @@ class Link:
         return task
 
     async def close(self) -> None:
-        """Stop every loop and close the connection pool.
+        """Stop every loop and close the connection pools.
 
         A loop may spawn another as it ends (a simulation standing down starts its settings
-        replica): those are stopped too, round after round. Each loop's own end, cancelled or
-        failed, is collected; a cancellation of ``close`` itself still propagates."""
+        replica): those are stopped too, round after round. A loop can also outlive its
+        cancellation inside redis-py, which may turn it into a connection error, retry, and
+        wait on a fresh connection: such a loop is cancelled again, once its connections are
+        closed. A cancellation of ``close`` itself propagates."""
         while self._tasks:
             tasks, self._tasks = self._tasks, []
             for task in tasks:
                 task.cancel()
-            done, _ = await asyncio.wait(tasks)
-            for task in done:  # collected, so asyncio does not report them again
-                if not task.cancelled():
-                    task.exception()
+            pending = await _collect(tasks, CANCEL_GRACE)
+            if pending:
+                await self._close_pools()
+                for task in pending:
+                    task.cancel()
+                pending = await _collect(pending, CLOSE_TIMEOUT)
+            if pending:  # a shutdown must end: log what did not stop and go on
+                log.warning("redis: %d loops did not stop in %.0f s: %s", len(pending),
+                            CLOSE_TIMEOUT, ", ".join(t.get_name() for t in pending))
+        await self._close_pools()
+
+    async def _close_pools(self) -> None:
         with contextlib.suppress(Exception):
             await self.redis.aclose()
         with contextlib.suppress(Exception):
             await self._subscriber.aclose()
+
+
+async def _collect(tasks: list[asyncio.Task[Any]] | set[asyncio.Task[Any]],
+                   seconds: float) -> set[asyncio.Task[Any]]:
+    """Wait up to ``seconds`` for tasks to end; collect how each ended (so asyncio does not
+    report it again); the tasks still running."""
+    done, pending = await asyncio.wait(tasks, timeout=seconds)
+    for task in done:
+        if not task.cancelled():
+            task.exception()
+    return pending
