@@ -89,11 +89,10 @@ def _setting_value(text: str) -> object:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import asyncio
     import logging
 
     from .graph.sources import SourceError
-    from .server.app import serve
+    from .server.app import run, serve
     from .server.config import ServerConfig
     from .settings import SettingsError, StoreError
 
@@ -118,7 +117,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.lease_ttl <= 0:
         return _fail("--lease-ttl must be positive")
     try:
-        asyncio.run(serve(config))
+        run(serve(config))
     except (SourceError, StoreError, SettingsError) as exc:
         return _fail(str(exc))
     except OSError as exc:

@@ -15,6 +15,7 @@ import pytest
 import websockets
 
 from graphwire.protocol.positions import decode_v2
+from graphwire.server import app as app_module
 from graphwire.server.keys import CONNECTIONS, METRICS
 
 from .conftest import ServerFactory, ring_csv
@@ -108,3 +109,41 @@ async def test_sigterm_closes_clients_with_1001_and_exits(tmp_path: Path) -> Non
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_run_exits_though_a_task_outlives_its_cancellation(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """`graphwire serve` ends once the server has stopped, whatever its tasks do: a task that
+    ends when cancelled does, and one that outlives its cancellation (asyncio.run would wait
+    for it for ever) is given the grace and left behind, with a warning."""
+    monkeypatch.setattr(app_module, "LEFTOVER_GRACE", 0.2)
+    ended: list[str] = []
+
+    async def polite() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            ended.append("polite")
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            ended.append("stubborn cancelled")
+            await asyncio.Event().wait()
+
+    async def main() -> None:
+        asyncio.ensure_future(polite()).set_name("polite")
+        asyncio.ensure_future(stubborn()).set_name("stubborn")
+        await asyncio.sleep(0)
+
+    with caplog.at_level("WARNING", logger="graphwire.server"):
+        app_module.run(main())
+    assert sorted(ended) == ["polite", "stubborn cancelled"]
+    assert "1 tasks did not end" in caplog.text and "stubborn" in caplog.text
+
+    async def fails() -> None:
+        raise OSError("address in use")
+
+    with pytest.raises(OSError, match="address in use"):  # what main raises still reaches the CLI
+        app_module.run(fails())

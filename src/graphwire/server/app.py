@@ -86,6 +86,8 @@ HOUSEKEEPING_INTERVAL = 10.0
 """Seconds between sweeps of idle rate-limit state and expired resume ids."""
 SHUTDOWN_GRACE = 3.0
 """Seconds connections get to take their 1001 close at shutdown."""
+LEFTOVER_GRACE = 3.0
+"""Seconds the tasks still running when the server has stopped get to end, once cancelled."""
 WATCH_START_TIMEOUT = 5.0
 """Seconds the start waits for the source's file watch to be in place."""
 
@@ -542,3 +544,31 @@ async def serve(config: ServerConfig, *, announce: bool = True) -> None:
         await server.stop()
         if announce:
             print("graphwire: stopped", flush=True)
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` in a new event loop to its end, as ``asyncio.run`` does, except that the
+    tasks it leaves behind get :data:`LEFTOVER_GRACE` seconds to end once cancelled, not for
+    ever: a server asked to stop must exit (a redis-py read can outlive its cancellation,
+    docs/deploy.md)."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main)
+    finally:
+        try:
+            left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in left:
+                task.cancel()
+            if left:
+                done, pending = loop.run_until_complete(
+                    asyncio.wait(left, timeout=LEFTOVER_GRACE))
+                for task in done:
+                    if not task.cancelled():
+                        task.exception()
+                if pending:
+                    log.warning("%d tasks did not end %.0f s after the server stopped; exiting "
+                                "without them: %s", len(pending), LEFTOVER_GRACE,
+                                ", ".join(t.get_name() for t in pending))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
