@@ -36,7 +36,7 @@ test-py: setup
 
 # The server, client and browser tests again, each server a simulation and a gateway on a real
 # redis-server: clients cannot tell a gateway from a single process (docs/deploy.md; not part
-# of `make test`: a whole run sometimes stalls, see there).
+# of `make test`, which runs tests/cluster against real processes: it adds four minutes).
 test-gateway: setup
 	GRAPHWIRE_TEST_THROUGH_GATEWAY=1 $(VENV)/bin/python -m pytest -q tests/server tests/client tests/web
 

@@ -249,12 +249,12 @@ class Link:
             tasks, self._tasks = self._tasks, []
             for task in tasks:
                 task.cancel()
-            pending = await _collect(tasks, CANCEL_GRACE)
+            pending = await settle_tasks(tasks, CANCEL_GRACE)
             if pending:
                 await self._close_pools()
                 for task in pending:
                     task.cancel()
-                pending = await _collect(pending, CLOSE_TIMEOUT)
+                pending = await settle_tasks(pending, CLOSE_TIMEOUT)
             if pending:  # a shutdown must end: log what did not stop and go on
                 log.warning("redis: %d loops did not stop in %.0f s: %s", len(pending),
                             CLOSE_TIMEOUT, ", ".join(t.get_name() for t in pending))
@@ -267,8 +267,8 @@ class Link:
             await self._subscriber.aclose()
 
 
-async def _collect(tasks: list[asyncio.Task[Any]] | set[asyncio.Task[Any]],
-                   seconds: float) -> set[asyncio.Task[Any]]:
+async def settle_tasks(tasks: list[asyncio.Task[Any]] | set[asyncio.Task[Any]],
+                       seconds: float) -> set[asyncio.Task[Any]]:
     """Wait up to ``seconds`` for tasks to end; collect how each ended (so asyncio does not
     report it again); the tasks still running."""
     done, pending = await asyncio.wait(tasks, timeout=seconds)

@@ -26,7 +26,7 @@ from aiohttp import web
 from graphwire.cluster.commands import CommandClient
 from graphwire.cluster.keys import Keys
 from graphwire.cluster.lease import Lease
-from graphwire.cluster.link import Link, RedisDownError
+from graphwire.cluster.link import Link, RedisDownError, settle_tasks
 from graphwire.cluster.settings_sync import SettingsReplica, load_paths, load_state
 from graphwire.graph.layout_file import Layout, read_layout
 from graphwire.graph.live import LiveSource
@@ -560,11 +560,7 @@ def run(main: Coroutine[Any, Any, None]) -> None:
             for task in left:
                 task.cancel()
             if left:
-                done, pending = loop.run_until_complete(
-                    asyncio.wait(left, timeout=LEFTOVER_GRACE))
-                for task in done:
-                    if not task.cancelled():
-                        task.exception()
+                pending = loop.run_until_complete(settle_tasks(left, LEFTOVER_GRACE))
                 if pending:
                     log.warning("%d tasks did not end %.0f s after the server stopped; exiting "
                                 "without them: %s", len(pending), LEFTOVER_GRACE,

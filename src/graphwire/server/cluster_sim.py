@@ -114,11 +114,6 @@ class ClusterSimulation:
         self._contending = self.link.spawn(self._lease_loop())
         self.link.spawn(self._publish_loop())
 
-    @property
-    def contending(self) -> bool:
-        """Holding the lease or waiting for it (until :meth:`stop`)."""
-        return self._contending is not None and not self._contending.done()
-
     async def _lease_loop(self) -> None:
         while True:
             try:

@@ -270,7 +270,7 @@ class RemoteRunner:
         self.rate = 5.0  # the simulation's stream rate, from its latest frame set
         self.error: BaseException | None = None
         self.cadence: object = None
-        self._asking = False
+        self.asking = False  # a request is in flight (it names every stream in use)
         self._again = False
         self._task: asyncio.Future[None] | None = None
 
@@ -280,13 +280,8 @@ class RemoteRunner:
         if self.asking:
             self._again = True
             return
-        self._asking = True
+        self.asking = True
         self._task = asyncio.ensure_future(self._ask())
-
-    @property
-    def asking(self) -> bool:
-        """A request is in flight (it names every stream the subscribers use)."""
-        return self._asking
 
     async def _ask(self) -> None:
         try:
@@ -298,7 +293,7 @@ class RemoteRunner:
                 if not self._again:
                     return
         finally:
-            self._asking = False
+            self.asking = False
 
     def interaction(self) -> None:
         """The simulation raises its rate itself when it applies a drag."""

@@ -253,12 +253,8 @@ class StreamHub:
             return False
         if latest.published and not self._has_published(latest, sub):
             return False  # a gateway: the simulation must publish this stream first
-        now = self.clock()
-        tolerance = 0.5 * self.stream_interval()
-        if not latest.published:  # a gateway's lanes tick with the simulation's
-            self._tick(latest, now, tolerance)
         sub.seq = None  # a client asking for a keyframe may hold this snapshot already
-        self._deliver([sub], now, tolerance)
+        self._deliver_newest(latest, [sub])
         return True
 
     def request_keyframes(self) -> None:
@@ -400,12 +396,17 @@ class StreamHub:
         self._timer = None
         latest = self._latest_frames
         if latest is not None:
-            now = self.clock()
-            tolerance = 0.5 * self.stream_interval()
-            if not latest.published:  # a gateway's lanes tick with the simulation's
-                self._tick(latest, now, tolerance)
-            waiting = [s for s in self.subs.values() if s.seq != latest.snap.seq]
-            self._deliver(waiting, now, tolerance)
+            self._deliver_newest(
+                latest, [s for s in self.subs.values() if s.seq != latest.snap.seq])
+
+    def _deliver_newest(self, latest: _Latest, subs: list[Subscription]) -> None:
+        """Deliver the newest snapshot, between snapshots, to those of ``subs`` that are
+        ready (lanes due tick at it first)."""
+        now = self.clock()
+        tolerance = 0.5 * self.stream_interval()
+        if not latest.published:  # a gateway's lanes tick with the simulation's
+            self._tick(latest, now, tolerance)
+        self._deliver(subs, now, tolerance)
 
     def drained(self, client_id: str) -> None:
         """A connection wrote its queued position frames: it may be behind."""
