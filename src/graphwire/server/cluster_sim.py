@@ -34,7 +34,7 @@ from graphwire.cluster import envelope
 from graphwire.cluster.commands import CommandServer
 from graphwire.cluster.envelope import FrameSet
 from graphwire.cluster.lease import Lease, LeaseLostError
-from graphwire.cluster.link import Link, RedisDownError
+from graphwire.cluster.link import CANCEL_GRACE, Link, RedisDownError
 from graphwire.cluster.settings_sync import SettingsReplica, SettingsWriter
 from graphwire.graph.model import GraphError
 from graphwire.graph.sources import SourceError
@@ -96,6 +96,7 @@ class ClusterSimulation:
         self._frames_queued = 0
         self._runner_started = False
         self._contending: asyncio.Task[None] | None = None
+        self._stopping = False
         self.writer = SettingsWriter(link, lease, settings)
         self.replica = SettingsReplica(link, settings)
         self.commands = CommandServer(link, {
@@ -115,11 +116,13 @@ class ClusterSimulation:
         self.link.spawn(self._publish_loop())
 
     async def _lease_loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 got = await self.link.call(self.lease.try_acquire)
             except RedisDownError:
                 got = False
+            if self._stopping:  # stop() came while Redis answered: never take it back
+                return
             if not got:
                 await asyncio.sleep(self.lease.retry_interval)
                 continue
@@ -195,14 +198,18 @@ class ClusterSimulation:
 
     async def stop(self) -> None:
         """Stop contending for the lease, then give it up (a standby takes over at once
-        instead of after the ttl). Releasing it with the lease loop still running would let
+        instead of after the ttl). Releasing it with the lease loop still contending would let
         this process take it straight back, while it shuts down."""
+        self._stopping = True
         if self._contending is not None:
+            # a loop can outlive its cancellation inside redis-py (docs/deploy.md): it is given
+            # a moment, and whatever it does afterwards, it no longer takes the lease
             self._contending.cancel()
-            await asyncio.wait({self._contending})
+            await asyncio.wait({self._contending}, timeout=CANCEL_GRACE)
         if self.holding:
             self.commands.stop()
             self.holding = False
+        if self.lease.token is not None:  # held, or just taken as stop() came
             with contextlib.suppress(RedisDownError):
                 await self.link.call(self.lease.release)
 
