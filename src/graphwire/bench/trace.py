@@ -15,14 +15,27 @@ The paced rows: the bundled demo graph from its default start, published as a st
 60 Hz (one physics step a snapshot, 600 snapshots: ten seconds of layout), fanned out by the
 server's own :class:`~graphwire.server.stream_hub.StreamHub` on a simulated clock to ``q``
 clients at ``intervalMs`` 17 (every snapshot), 50, 200 and 1000. Rows ``{trace: "demo-60hz",
-format: "q", intervalMs, frames, bytesPerNodePerFrame, kBytesPerSec}``: a *frame* is one update
-a client applies (a full keyframe and the frame sent behind it count as one), its bytes are
-every position byte the client was sent.
+format: "q", intervalMs, frames, bytesPerNodePerFrame, timesEveryFrame, kBytesPerSec,
+residualEntropy, residualEntropyTimesEveryFrame}``: a *frame* is one update a client applies (a
+full keyframe and the frame sent behind it count as one), its bytes are every position byte the
+client was sent; ``timesEveryFrame`` divides by the first row's (the every-frame client).
+
+``residualEntropy`` is what the motion itself costs at that pace, whatever the coding: the
+positions every ``k`` snapshots (``k`` the pace in snapshots) on a 16-bit grid of each frame's
+own extent, predicted by the last interval's motion times a least-squares factor per axis, and
+the order-0 entropy of the residuals (per frame and axis), in bytes a node a frame, over the
+frames that have two before them (no ids, header or keyframe counted). A coder that sends each
+residual on its own with one distribution per frame and axis cannot go below it.
+
+``--paced-warmup N`` runs the layout N snapshots before the clients join (the trace is then
+``demo-60hz@N``); ``--paced-hot`` keeps it at full heat (no cooling, no settling: a layout kept
+moving, ``demo-60hz-hot``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -33,6 +46,7 @@ from graphwire.bench.report import Row, progress
 from graphwire.protocol.header import Flags
 from graphwire.protocol.positions import FrameBuffer, NodeRecords, encode_v2
 from graphwire.protocol.q_encoder import QStreamEncoder
+from graphwire.protocol.quantized import GRID_LEVELS
 from graphwire.simulation import PhysicsParams, Simulation, Snapshot
 
 TRACE = "ba10k"
@@ -81,8 +95,14 @@ def run(argv: Sequence[str] | None = None) -> list[Row]:
                         help=f"snapshots of the standard trace (default {SNAPSHOTS})")
     parser.add_argument("--paced-snapshots", type=int, default=PACED_SNAPSHOTS,
                         help=f"snapshots of the 60 Hz demo stream (default {PACED_SNAPSHOTS})")
+    parser.add_argument("--paced-warmup", type=int, default=0,
+                        help="snapshots the demo layout runs before the paced clients join")
+    parser.add_argument("--paced-hot", action="store_true",
+                        help="keep the demo layout at full heat (never cools nor settles)")
+    parser.add_argument("--paced-only", action="store_true", help="only the paced rows")
     args = parser.parse_args(list(argv or []))
-    return standard_rows(args.snapshots) + paced_rows(args.paced_snapshots)
+    paced = paced_rows(args.paced_snapshots, warmup=args.paced_warmup, hot=args.paced_hot)
+    return paced if args.paced_only else standard_rows(args.snapshots) + paced
 
 
 def standard_rows(snapshots: int = SNAPSHOTS, nodes: int = NODES) -> list[Row]:
@@ -135,21 +155,30 @@ class _Viewer:
 
 
 def paced_rows(snapshots: int = PACED_SNAPSHOTS,
-               intervals_ms: Sequence[int] = PACED_INTERVALS_MS) -> list[Row]:
-    """q clients at several paces on the demo graph streamed at 60 Hz (one stream hub)."""
+               intervals_ms: Sequence[int] = PACED_INTERVALS_MS, *, warmup: int = 0,
+               hot: bool = False) -> list[Row]:
+    """q clients at several paces on the demo graph streamed at 60 Hz (one stream hub), the
+    first pace taken as the every-frame client. ``warmup``: snapshots run before the clients
+    join; ``hot``: the layout never cools nor settles."""
     import asyncio
 
-    return asyncio.run(_paced(snapshots, intervals_ms))
+    return asyncio.run(_paced(snapshots, intervals_ms, warmup, hot))
 
 
-async def _paced(snapshots: int, intervals_ms: Sequence[int]) -> list[Row]:
+async def _paced(snapshots: int, intervals_ms: Sequence[int], warmup: int,
+                 hot: bool) -> list[Row]:
     from graphwire.graph.model import Graph
     from graphwire.graph.sources import load_source
     from graphwire.server.metrics import Metrics
     from graphwire.server.stream_hub import StreamHub
     from graphwire.simulation.sssp import no_paths
 
-    sim = Simulation(Graph.from_data(load_source(None, progress=False)), PhysicsParams())
+    params = PhysicsParams()
+    if hot:
+        params = dataclasses.replace(params, cooling_rate=0.0, settle_energy=0.0)
+    sim = Simulation(Graph.from_data(load_source(None, progress=False)), params)
+    if warmup:
+        sim.step(warmup)
     clock = [0.0]
     period = 1.0 / PACED_RATE_HZ
     paths = no_paths(sim.graph)
@@ -159,18 +188,49 @@ async def _paced(snapshots: int, intervals_ms: Sequence[int]) -> list[Row]:
     for viewer, ms in zip(viewers, intervals_ms, strict=True):
         hub.subscribe(viewer, "q", False, ms / 1000.0)
     nodes = 0
+    trail = []
     for k in range(snapshots):
         sim.step(1)
         snap = sim.publish()
         nodes = int(snap.ids.shape[0])
+        trail.append(np.asarray(snap.pos, np.float64))
         clock[0] = k * period
         hub.on_snapshot(snap, False)
         if k % 100 == 0:
             progress(f"paced: snapshot {k}, kinetic energy {sim.kinetic_energy:.4f}")
     seconds = snapshots * period
+    name = "demo-60hz" + ("-hot" if hot else "") + (f"@{warmup}" if warmup else "")
+    per_frame = [v.nbytes / max(v.updates, 1) / max(nodes, 1) for v in viewers]
+    entropy = [residual_entropy(trail, max(1, round(ms / 1000 * PACED_RATE_HZ)))
+               for ms in intervals_ms]
     return [
-        {"trace": "demo-60hz", "format": "q", "intervalMs": ms, "frames": v.updates,
-         "bytesPerNodePerFrame": round(v.nbytes / max(v.updates, 1) / max(nodes, 1), 3),
-         "kBytesPerSec": round(v.nbytes / seconds / 1000, 1)}
-        for v, ms in zip(viewers, intervals_ms, strict=True)
+        {"trace": name, "format": "q", "intervalMs": ms, "frames": v.updates,
+         "bytesPerNodePerFrame": round(b, 3), "timesEveryFrame": round(b / per_frame[0], 2),
+         "kBytesPerSec": round(v.nbytes / seconds / 1000, 1),
+         "residualEntropy": round(h, 3),
+         "residualEntropyTimesEveryFrame": round(h / entropy[0], 2) if entropy[0] else None}
+        for v, ms, b, h in zip(viewers, intervals_ms, per_frame, entropy, strict=True)
     ]
+
+
+def residual_entropy(trail: Sequence[np.ndarray], pace: int) -> float:
+    """Bytes a node a frame that the motion costs at a pace of ``pace`` snapshots (the module
+    docstring): order-0 entropy of the residuals against a fitted linear prediction."""
+    frames = trail[::pace]
+    costs = []
+    for a, b, c in zip(frames, frames[1:], frames[2:], strict=False):
+        lo = c.min(axis=0)
+        step = np.maximum(c.max(axis=0) - lo, 1e-9) / GRID_LEVELS
+        qa, qb, qc = (np.rint((x - lo) / step).astype(np.int64) for x in (a, b, c))
+        motion, moved = qb - qa, qc - qb
+        factor = (motion * moved).sum(axis=0) / np.maximum((motion * motion).sum(axis=0), 1)
+        residual = qc - qb - np.floor(motion * factor).astype(np.int64)
+        costs.append(sum(_entropy_bits(residual[:, axis]) for axis in range(3)) / 8)
+    return float(np.mean(costs)) if costs else 0.0
+
+
+def _entropy_bits(values: np.ndarray) -> float:
+    """Order-0 entropy of an integer column, in bits a value."""
+    counts = np.unique(values, return_counts=True)[1]
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum())
