@@ -279,6 +279,76 @@ def test_moving_layout_sends_residuals_and_late_joiners_get_the_motion() -> None
     assert late.span == follower.span == 1
 
 
+def test_fitted_prediction_is_floor_of_motion_times_the_frames_factor() -> None:
+    from graphwire.protocol.quantized import fit_factor, predict_fitted
+
+    base = np.array([[10, 10, 10], [0, 0, 0]], np.int64)
+    motion = np.array([[3, -3, 0], [8, 8, 8]], np.int64)
+    factor = np.array([0.5, 0.5, 2.0])
+    assert predict_fitted(base, motion, factor).tolist() == [[11, 8, 10], [4, 4, 16]]
+    assert predict_fitted(base, None, factor) is base
+    motion = np.array([[4, -4, 0], [8, 8, 8]], np.int64)
+    q = base + np.array([[3, -3, 0], [6, 6, 0]], np.int64)  # x and y: 3/4 of the motion
+    f = fit_factor(q, base, motion)
+    assert f[0] == pytest.approx(0.75) and f[1] == pytest.approx(0.75) and f[2] == 0.0
+    assert f.dtype == np.float64 and np.all(f.astype(np.float32) == f)  # what the frame holds
+
+
+def test_a_layout_that_slows_down_is_predicted_with_a_fitted_factor() -> None:
+    # Every node keeps its direction and loses 5 % of its speed each snapshot (a cooling
+    # layout), sent to a lane that ticks every 4 snapshots. The last interval's motion carried
+    # on overshoots by a fifth (0.95^4 = 0.81); the frame's own factor leaves only the
+    # rounding, and a follower still decodes every frame exactly.
+    from graphwire.protocol.quantized import VALUES_FITTED
+
+    n, pace = 400, 4
+    rng = np.random.default_rng(5)
+    start = rng.uniform(-500, 500, (n, 3))
+    velocity = rng.normal(0, 20, (n, 3))
+    traj = np.stack([start + velocity * (1 - 0.95 ** s) / 0.05
+                     for s in range(0, 12 * pace, pace)]).astype(np.float32)
+    # a fixed extent, so that the grid never changes and residuals are in one unit
+    traj[:, :2] = [[-9000, -9000, -9000], [9000, 9000, 9000]]
+    dec, enc = QDecoder(), QStreamEncoder()
+    fitted = []
+    for k in range(traj.shape[0]):
+        frame_bytes = enc.encode(1 + k * pace, np.arange(n, dtype=np.uint32), traj[k],
+                                 epoch=7).frame
+        dec.apply(frame_bytes)
+        assert dec.grid is not None
+        assert_exact(dec, dec.grid.step, traj[k])
+        frame = decode_q(frame_bytes)
+        if isinstance(frame, QDelta) and frame.value_coding == VALUES_FITTED:
+            fitted.append(frame)
+    assert len(fitted) >= 9  # every frame after the first two
+    for frame in fitted:
+        assert frame.factor is not None
+        np.testing.assert_allclose(frame.factor, 0.95 ** pace, atol=0.01)
+        assert np.abs(frame.dq).max() <= 3  # the rounding of three grid points
+
+
+def test_a_malformed_prediction_factor_is_refused() -> None:
+    from graphwire.protocol.errors import ProtocolError
+    from graphwire.protocol.quantized import VALUES_FITTED, encode_delta
+
+    idx = np.array([0], np.int64)
+    dq = np.array([[1, 2, 3]], np.int64)
+    good = encode_delta(5, 4, idx, dq, seq=6, epoch=1, value_coding=VALUES_FITTED,
+                        factor=np.array([0.5, 1.0, 2.0]))
+    frame = decode_q(good)
+    assert isinstance(frame, QDelta) and frame.factor is not None
+    assert frame.factor.tolist() == [0.5, 1.0, 2.0] and frame.dq.tolist() == [[1, 2, 3]]
+    for bad in (float("nan"), float("inf"), 1025.0):
+        raw = encode_delta(5, 4, idx, dq, seq=6, epoch=1, value_coding=VALUES_FITTED,
+                           factor=np.array([0.5, bad, 2.0]))
+        with pytest.raises(ProtocolError, match="prediction factor"):
+            decode_q(raw)
+    with pytest.raises(ValueError, match="factor"):
+        encode_delta(5, 4, idx, dq, seq=6, epoch=1, value_coding=VALUES_FITTED)
+    with pytest.raises(ValueError, match="factor"):
+        encode_delta(5, 4, idx, dq, seq=6, epoch=1, factor=np.ones(3))
+
+
 def test_prediction_can_be_switched_off() -> None:
     traj = walk(100, 8, seed=22)
     outs = encode_all(traj, QStreamEncoder(policy=QPolicy(predict=False)))

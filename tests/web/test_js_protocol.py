@@ -20,7 +20,7 @@ import pytest
 
 from graphwire.bench.trace import standard_trace
 from graphwire.protocol import q_decoder, q_encoder
-from graphwire.protocol.quantized import VALUES_PREDICTED, QDelta, decode_q
+from graphwire.protocol.quantized import VALUES_FITTED, VALUES_PREDICTED, QDelta, decode_q
 from graphwire.protocol.sssp import encode_sssp
 
 WEB = Path(__file__).resolve().parents[2] / "src" / "graphwire" / "web"
@@ -51,6 +51,8 @@ def test_js_follows_a_moving_stream_exactly(velocity: bool) -> None:
         expected.append((py.q.copy(), None if py.vel is None else py.vel.copy(), py.positions()))
     kinds = {(f[1] & 0x02, f[1] & 0x10, f[1] & 0x01) for f in frames}
     assert (0x02, 0x10, 0x01) in kinds or (0x02, 0x10, 0) in kinds  # rebases happened
+    codings = {f.value_coding for f in map(decode_q, frames) if isinstance(f, QDelta)}
+    assert VALUES_PREDICTED in codings  # predicted frames (the fitted ones: the paced test)
     got = decode_with_js(frames)
     assert len(got) == len(frames)
     for (q, vel, pos), js in zip(expected, got, strict=True):
@@ -61,10 +63,12 @@ def test_js_follows_a_moving_stream_exactly(velocity: bool) -> None:
             np.testing.assert_array_equal(np.array(js["vel"], np.float32).reshape(-1, 3), vel)
 
 
-def test_js_follows_a_paced_lineage_predicted_past_16_snapshots() -> None:
+@pytest.mark.parametrize("fit", [False, True])
+def test_js_follows_a_paced_lineage_predicted_past_16_snapshots(fit: bool) -> None:
     # a lane that ticks every 30 snapshots: its keyframes span 30, so its predictions reach 30
-    # snapshots ahead (docs/protocol.md §4.1), past the 16 of a stream in step
-    enc = q_encoder.QStreamEncoder()
+    # snapshots ahead (docs/protocol.md §4.1), past the 16 of a stream in step; with ``fit``
+    # the encoder scales them by a factor per axis fitted to each frame (value coding 2)
+    enc = q_encoder.QStreamEncoder(policy=q_encoder.QPolicy(fit=fit))
     frames, expected = [], []
     py = q_decoder.QDecoder()
     for snap in standard_trace(snapshots=240, nodes=800):
@@ -75,7 +79,8 @@ def test_js_follows_a_paced_lineage_predicted_past_16_snapshots() -> None:
         expected.append(py.q.copy())
         np.testing.assert_allclose(py.positions(), snap.pos, rtol=0, atol=float(py.grid.step.max()))
     deltas = [decode_q(f) for f in frames[1:]]
-    assert any(isinstance(d, QDelta) and d.value_coding == VALUES_PREDICTED
+    coding = VALUES_FITTED if fit else VALUES_PREDICTED
+    assert any(isinstance(d, QDelta) and d.value_coding == coding
                and d.header.seq - d.key_seq == 30 for d in deltas)
     got = decode_with_js(frames)
     for q, js in zip(expected, got, strict=True):

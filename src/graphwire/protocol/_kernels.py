@@ -220,20 +220,26 @@ def read_byte_planes(raw, n, width, base, q):  # type: ignore[no-untyped-def]
 
 
 @njit(cache=True, nogil=True)
-def apply_q_delta(base, motion, h, span, shift, idx, dq, q, motion_out):  # type: ignore[no-untyped-def]
+def apply_q_delta(base, motion, h, span, factor, shift, idx, dq, q, motion_out):  # type: ignore[no-untyped-def]
     """One pass of a kind 0x03 delta or rebase over the held keyframe (docs/protocol.md §4.4).
 
-    ``q = shift(pred)`` with ``pred = base + floor(motion × h / span)`` (``motion`` of shape
-    (0, 3): ``pred = base``), then ``q[idx] += dq``; for a rebase (``motion_out`` of shape
-    (n, 3)) also ``motion_out = q − shift(base)``. Returns the largest ``|q|``.
+    ``q = shift(pred)`` with ``pred = base + floor(motion × h / span)``, or with a ``factor``
+    per axis (shape (3,), value coding 2) ``pred = base + floor(motion × factor)`` in float64
+    (``motion`` of shape (0, 3): ``pred = base``), then ``q[idx] += dq``; for a rebase
+    (``motion_out`` of shape (n, 3)) also ``motion_out = q − shift(base)``. Returns the largest
+    ``|q|``.
     """
     n = base.shape[0]
     predicted = motion.shape[0] == n and n > 0
+    fitted = factor.shape[0] == 3
     for i in range(n):
         for a in range(3):
             p = base[i, a]
             if predicted:
-                p += (motion[i, a] * h) // span
+                if fitted:
+                    p += np.int64(np.floor(np.float64(motion[i, a]) * factor[a]))
+                else:
+                    p += (motion[i, a] * h) // span
             s = shift[a]
             if s > 0:
                 p <<= s
@@ -259,3 +265,32 @@ def apply_q_delta(base, motion, h, span, shift, idx, dq, q, motion_out):  # type
                     b >>= -s
                 motion_out[i, a] = v - b
     return peak
+
+
+@njit(cache=True, nogil=True)
+def fit_factor(q, base, motion):  # type: ignore[no-untyped-def]
+    """Per axis, the least-squares factor ``f`` of ``q − base ≈ motion × f``:
+    ``Σ m·d / Σ m²`` (0 where no node moved)."""
+    num = np.zeros(3)
+    den = np.zeros(3)
+    for i in range(q.shape[0]):
+        for a in range(3):
+            m = np.float64(motion[i, a])
+            num[a] += m * np.float64(q[i, a] - base[i, a])
+            den[a] += m * m
+    out = np.zeros(3)
+    for a in range(3):
+        if den[a] > 0:
+            out[a] = num[a] / den[a]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def predict_fitted(base, motion, factor):  # type: ignore[no-untyped-def]
+    """``base + floor(motion × factor)`` per node and axis, the product in float64 (value
+    coding 2; the arithmetic of :func:`apply_q_delta`)."""
+    out = np.empty_like(base)
+    for i in range(base.shape[0]):
+        for a in range(3):
+            out[i, a] = base[i, a] + np.int64(np.floor(np.float64(motion[i, a]) * factor[a]))
+    return out

@@ -19,6 +19,7 @@ from .quantized import (
     I64,
     Q_LIMIT,
     U32,
+    VALUES_FITTED,
     VALUES_PREDICTED,
     Grid,
     QDelta,
@@ -29,6 +30,7 @@ from .quantized import (
 
 _NO_ROWS = np.empty((0, 3), np.int64)  # "no motion" / "not a rebase" for the delta kernel
 _NO_SHIFT = np.zeros(3, np.int64)
+_NO_FACTOR = np.empty(0, np.float64)  # "the integer horizon rule" for the delta kernel
 
 
 class KeyframeMissingError(ProtocolError):
@@ -84,14 +86,17 @@ class QDecoder:
         # the new motion; the same arithmetic as predict() and apply_shift().
         n = self.ids.shape[0]
         steps = d.header.seq - d.key_seq
-        predicted = (d.value_coding == VALUES_PREDICTED and self.motion is not None
-                     and self.span > 0 and steps > 0)
+        fitted = d.value_coding == VALUES_FITTED and d.factor is not None
+        predicted = self.motion is not None and (fitted or (
+            d.value_coding == VALUES_PREDICTED and self.span > 0 and steps > 0))
         motion = self.motion if predicted and self.motion is not None else _NO_ROWS
         shift = d.shift if d.rebase else _NO_SHIFT
         q = np.empty((n, 3), np.int64)
         new_motion = np.empty((n, 3), np.int64) if d.rebase else _NO_ROWS
+        factor = d.factor if fitted and d.factor is not None else _NO_FACTOR
         peak = _kernels.apply_q_delta(self.base, motion, horizon(steps, self.span),
-                                      max(self.span, 1), shift, d.idx, d.dq, q, new_motion)
+                                      max(self.span, 1), factor, shift, d.idx, d.dq, q,
+                                      new_motion)
         if peak >= Q_LIMIT:
             raise malformed("grid coordinates exceed ±2^30")
         vel = None

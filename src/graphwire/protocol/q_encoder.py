@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,15 +23,19 @@ from .quantized import (
     I64,
     Q_LIMIT,
     U32,
+    VALUES_FITTED,
     VALUES_PREDICTED,
     VALUES_VARINT_COLUMNS,
     Grid,
     apply_shift,
     encode_delta,
     encode_keyframe,
+    fit_factor,
     fresh_grid,
+    horizon,
     ideal_steps,
     predict,
+    predict_fitted,
     roundtrip_velocity,
     shift_for,
 )
@@ -48,14 +53,16 @@ class QPolicy:
     at 1.0 and 5.3 with one keyframe (docs/benchmarks.md). A client that skipped a frame gets
     the full keyframe instead (~8.5 bytes a node with its motion). While nothing moves the
     keyframe is kept. ``predict``: code moves as residuals against the keyframe's linear
-    prediction. ``max_age``: snapshots a keyframe may live at most; ``min_age``: at least
-    (unless forced).
+    prediction; ``fit``: also try that prediction times a factor per axis fitted to the frame
+    (value coding 2) and keep the cheaper. ``max_age``: snapshots a keyframe may live at most;
+    ``min_age``: at least (unless forced).
     """
 
     rebase_ratio: float = 0.5
     min_age: int = 1
     max_age: int = 300
     predict: bool = True
+    fit: bool = True
 
 
 @dataclass(slots=True, eq=False)
@@ -75,6 +82,17 @@ class QOutput:
     keyframe: bool
     moved: int
     full_keyframe: Callable[[], bytes]
+
+
+class _Prediction(NamedTuple):
+    """Where a frame's residuals are measured from, and how a client computes it."""
+
+    pred: I64
+    coding: int
+    factor: F64 | None = None
+
+
+_FACTOR_BYTES = 12  # what value coding 2 adds to a frame
 
 
 @dataclass(slots=True, eq=False)
@@ -143,22 +161,51 @@ class QStreamEncoder:
         if peak >= Q_LIMIT:
             return self._new_lineage(seq, ids, pos, vel_in, epoch, settled)
         lin.age += 1
-        pred = predict(lin.base, lin.motion, lin.span, seq - lin.key_seq)
         prev = lin.prev_q if lin.prev_q is not None else lin.base
-        idx, cost_key, cost_prev = _kernels.moved_and_costs(q, pred, prev)
+        guess, idx, cost, cost_key, cost_prev = self._predict(lin, q, prev, seq - lin.key_seq,
+                                                              self.policy.fit)
         rebase = force_keyframe or (may_rebase and (
             lin.age >= self.policy.max_age or self._worth_rebasing(q, cost_key, cost_prev)
         ))
         if rebase:
-            return self._rebase(seq, lin, pos, vel_in, settled, epoch, q, pred, (idx, cost_key))
+            return self._rebase(seq, lin, pos, vel_in, settled, epoch, q, guess, (idx, cost))
         lin.prev_q = q
+        pred = guess.pred
         frame = encode_delta(
             lin.key_seq, lin.ids.shape[0], idx, q[idx] - pred[idx], seq=seq, epoch=epoch,
             settled=settled, vel=None if vel_in is None else vel_in[idx],
-            value_coding=VALUES_PREDICTED if pred is not lin.base else VALUES_VARINT_COLUMNS,
+            value_coding=guess.coding, factor=guess.factor,
         )
         return QOutput(seq, frame, lin.key_seq, lin.key_seq, False, int(idx.shape[0]),
                        self._full_of(lin))
+
+    @staticmethod
+    def _predict(lin: _Lineage, q: I64, prev: I64, steps: int, fit: bool
+                 ) -> tuple[_Prediction, I64, int, int, int]:
+        """The cheaper prediction of ``q`` from the keyframe: its motion carried ``horizon``
+        snapshots on (value coding 1), or times a factor per axis fitted to this frame (value
+        coding 2: where the layout sped up or slowed down since the keyframe, and over a
+        paced lane's long interval, it leaves smaller residuals). Also the moved rows and
+        their cost, as :func:`_kernels.moved_and_costs` gives them, the cost against the
+        keyframe's own prediction (value coding 1), and the cost against ``prev``.
+
+        The fit is tried where the prediction reaches past the next snapshot (a paced lane,
+        or a keyframe kept for several): one snapshot ahead, the keyframe's whole moves carried
+        on leave exact zeros wherever motion goes on, which a factor would blur, and on the
+        60 Hz demo stream a client that takes every frame was sent 1–3 % more with it. The
+        policy decides on the keyframe's own prediction (value coding 1): it says how stale
+        the keyframe is (docs/benchmarks.md)."""
+        pred = predict(lin.base, lin.motion, lin.span, steps)
+        idx, cost_key, cost_prev = _kernels.moved_and_costs(q, pred, prev)
+        guess, cost = _Prediction(pred, VALUES_PREDICTED if pred is not lin.base
+                                  else VALUES_VARINT_COLUMNS), cost_key
+        if fit and lin.motion is not None and q.shape[0] and horizon(steps, lin.span) > 1:
+            factor = fit_factor(q, lin.base, lin.motion)
+            fitted = predict_fitted(lin.base, lin.motion, factor)
+            idx_f, cost_f, _ = _kernels.moved_and_costs(q, fitted, fitted)
+            if cost_f + _FACTOR_BYTES < cost:
+                guess, idx, cost = _Prediction(fitted, VALUES_FITTED, factor), idx_f, cost_f
+        return guess, idx, cost, cost_key, cost_prev
 
     def _worth_rebasing(self, q: I64, cost_key: int, cost_prev: int) -> bool:
         lin = self._lin
@@ -173,10 +220,12 @@ class QStreamEncoder:
         return cost_key > self.policy.rebase_ratio * cost_prev + 16
 
     def _rebase(self, seq: int, lin: _Lineage, pos: F32 | F64, vel: F32 | None, settled: bool,
-                epoch: int, q_key: I64, predicted: I64, moved_key: tuple[I64, int]) -> QOutput:
-        """Rebase at ``seq``. ``q_key``, ``predicted`` and ``moved_key`` (the moved rows and
-        their cost against the prediction) are what :meth:`encode` found on the keyframe's
-        grid: kept when the rebase keeps that grid, the usual case."""
+                epoch: int, q_key: I64, guess: _Prediction, moved_key: tuple[I64, int]
+                ) -> QOutput:
+        """Rebase at ``seq``. ``q_key``, ``guess`` (the prediction) and ``moved_key`` (the
+        moved rows and their cost against the prediction) are what :meth:`encode` found on
+        the keyframe's grid: kept when the rebase keeps that grid, the usual case."""
+        predicted = guess.pred
         n = lin.ids.shape[0]
         if n:
             lo, hi = _kernels.bounds(pos)
@@ -196,14 +245,14 @@ class QStreamEncoder:
                 _kernels.moved_and_costs(q, pred, pred)[:2]
             idx_plain, cost_plain, _ = _kernels.moved_and_costs(q, base, base)
             if cost_plain < cost_pred:
-                pred, predicted, idx = base, lin.base, idx_plain
+                pred, guess, idx = base, _Prediction(lin.base, VALUES_VARINT_COLUMNS), idx_plain
         else:
             idx = moved_key[0] if same_grid else _kernels.moved_rows(q, pred)
         sent_vel = None if vel is None else roundtrip_velocity(vel[idx])
         frame = encode_delta(
             lin.key_seq, n, idx, q[idx] - pred[idx], seq=seq, epoch=epoch, settled=settled,
             rebase=True, shift=shift, vel=None if vel is None else vel[idx],
-            value_coding=VALUES_PREDICTED if predicted is not lin.base else VALUES_VARINT_COLUMNS,
+            value_coding=guess.coding, factor=guess.factor,
         )
         old_key = lin.key_seq
         key_vel = None

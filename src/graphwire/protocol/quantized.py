@@ -59,10 +59,16 @@ _KEY_FIXED = struct.Struct("<3d3d3iB3xII")  # origin, step, base, width, pad, no
 _DELTA_FIXED = struct.Struct("<IIIBB3bxII")  # keySeq, nodeCount, moved, idCoding, valueCoding,
 #                                              shift[3], pad, idBytes, valueBytes
 _VSCALE = struct.Struct("<3f")
+_FACTOR = struct.Struct("<3f")  # the fitted prediction's factor per axis (value coding 2)
 
 ID_ALL, ID_BITMAP, ID_GAPS = 0, 1, 2
 VALUES_VARINT_COLUMNS = 0
 VALUES_PREDICTED = 1
+VALUES_FITTED = 2
+"""Moves are residuals against ``base + floor(motion × factor)``, a factor per axis carried in
+the frame (the encoder fits it to the frame's own motion)."""
+FACTOR_LIMIT = 1024.0
+"""A fitted factor lies within ±1024 (as the horizon of :data:`VALUES_PREDICTED`)."""
 PREDICTION_HORIZON = 16
 """A stream in step with the snapshots extrapolates the keyframe's motion at most this many
 snapshots ahead (a paced lane: its whole interval, see :func:`horizon`)."""
@@ -170,6 +176,23 @@ def predict(base: I64, motion: I64 | None, span: int, steps: int) -> I64:
     if motion is None or span <= 0 or steps <= 0:
         return base
     return base + np.floor_divide(motion * horizon(steps, span), span)
+
+
+def predict_fitted(base: I64, motion: I64 | None, factor: F64) -> I64:
+    """The prediction of a frame with value coding 2: ``base + floor(motion × factor)`` per node
+    and axis, the product in float64 (``factor`` is the frame's float32 per axis, made float64
+    exactly), so a JavaScript decoder computes the same integers."""
+    if motion is None:
+        return base
+    out: I64 = _kernels.predict_fitted(base, motion, np.asarray(factor, np.float64))
+    return out
+
+
+def fit_factor(q: I64, base: I64, motion: I64) -> F64:
+    """The factor per axis (float32 values, within ±:data:`FACTOR_LIMIT`) that best predicts
+    ``q`` from ``base + motion × factor``, in least squares; 0 on an axis without motion."""
+    f: F64 = np.clip(_kernels.fit_factor(q, base, motion), -FACTOR_LIMIT, FACTOR_LIMIT)
+    return f.astype(np.float32).astype(np.float64)
 
 
 def horizon(steps: int, span: int) -> int:
@@ -295,6 +318,7 @@ class QDelta:
     shift: npt.NDArray[np.int64]
     vel: F32 | None
     value_coding: int = VALUES_VARINT_COLUMNS
+    factor: F64 | None = None  # value coding 2: the prediction's factor per axis
 
     @property
     def rebase(self) -> bool:
@@ -364,12 +388,16 @@ def encode_delta(
     shift: npt.NDArray[np.int64] | None = None,
     vel: F32 | None = None,
     value_coding: int = VALUES_VARINT_COLUMNS,
+    factor: F64 | None = None,
 ) -> bytes:
     """A delta naming ``key_seq`` (or, with ``rebase``, a keyframe based on it). With
-    ``VALUES_PREDICTED`` the moves are residuals against the keyframe's prediction."""
+    ``VALUES_PREDICTED`` the moves are residuals against the keyframe's prediction; with
+    ``VALUES_FITTED`` against ``base + floor(motion × factor)`` (``factor`` required)."""
     sh = np.zeros(3, np.int64) if shift is None else shift
     if not rebase and sh.any():
         raise ValueError("only a rebase may change the grid")
+    if (value_coding == VALUES_FITTED) != (factor is not None):
+        raise ValueError("a factor goes with value coding 2, and only with it")
     id_coding, id_bytes = _encode_moved(idx, node_count)
     moves = np.ascontiguousarray(dq, dtype=np.int64).reshape(-1, 3)
     if moves.size and int(np.abs(moves).max()) >= 2**31:
@@ -378,6 +406,7 @@ def encode_delta(
     parts = [
         _DELTA_FIXED.pack(key_seq, node_count, idx.shape[0], id_coding, value_coding,
                           *sh.tolist(), len(id_bytes), len(values)),
+        b"" if factor is None else _FACTOR.pack(*factor.tolist()),
         id_bytes,
         values,
     ]
@@ -464,13 +493,21 @@ def _decode_delta(header: FrameHeader, p: memoryview, has_vel: bool) -> QDelta:
         raise malformed("a delta that is not a rebase cannot change the grid")
     if np.any(np.abs(shift) > _MAX_SHIFT):
         raise malformed(f"grid shift {shift.tolist()} is out of range")
-    if value_coding not in (VALUES_VARINT_COLUMNS, VALUES_PREDICTED):
+    if value_coding not in (VALUES_VARINT_COLUMNS, VALUES_PREDICTED, VALUES_FITTED):
         raise malformed(f"unknown value coding {value_coding}")
     if moved > n:
         raise malformed(f"{moved} moved nodes out of {n}")
     if 3 * moved > val_len:
         raise malformed(f"{val_len} bytes of moves cannot hold {moved} nodes")
     start = _DELTA_FIXED.size
+    factor = None
+    if value_coding == VALUES_FITTED:
+        if len(p) < start + _FACTOR.size:
+            raise malformed("delta payload is shorter than its prediction factor")
+        factor = np.array(_FACTOR.unpack_from(p, start), np.float64)
+        if not np.all(np.isfinite(factor)) or np.any(np.abs(factor) > FACTOR_LIMIT):
+            raise malformed(f"prediction factor {factor.tolist()} is not within ±1024")
+        start += _FACTOR.size
     vel_len = _VSCALE.size + 6 * moved if has_vel else 0
     if len(p) != start + id_len + val_len + vel_len:
         raise malformed(f"delta payload of {len(p)} bytes does not match its section lengths")
@@ -478,7 +515,7 @@ def _decode_delta(header: FrameHeader, p: memoryview, has_vel: bool) -> QDelta:
     values = decode_varints(p[start + id_len : start + id_len + val_len], 3 * moved, "moves")
     dq = unzigzag(values).reshape(3, moved).T.copy()
     vel = decode_velocity(p[start + id_len + val_len :], moved) if has_vel else None
-    return QDelta(header, key_seq, n, idx, dq, shift, vel, value_coding)
+    return QDelta(header, key_seq, n, idx, dq, shift, vel, value_coding, factor)
 
 
 def roundtrip_velocity(vel: F32) -> F32:

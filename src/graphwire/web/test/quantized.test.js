@@ -75,3 +75,33 @@ test('prediction floors towards -infinity with exact integer division', () => {
   assert.deepEqual([...predict(base, motion, 4, 100)], [-28, 28, 0, 22, -2, 14]); // h capped at 16
   assert.equal(predict(base, null, 4, 2), base);
 });
+
+/** The worked delta with value coding 2 and the given factor per axis (12 bytes after the fixed part). */
+function fittedDelta(factor) {
+  const out = new Uint8Array(DELTA.length + 12);
+  out.set(DELTA.subarray(0, 34));
+  out[8 + 13] = 2;
+  const dv = new DataView(out.buffer);
+  factor.forEach((f, a) => dv.setFloat32(34 + 4 * a, f, true));
+  out.set(DELTA.subarray(34), 46);
+  return out;
+}
+
+test('value coding 2 carries a factor per axis after the fixed part', async () => {
+  const frame = await decodeQ(fittedDelta([0.5, 1, 2]));
+  assert.equal(frame.valueCoding, 2);
+  assert.deepEqual(frame.factor, [0.5, 1, 2]);
+  assert.deepEqual([...frame.idx], [1, 3]);
+  // a keyframe without motion predicts itself, whatever the factor: the worked delta's result
+  const d = new QDecoder();
+  await d.apply(KEYFRAME);
+  await d.apply(fittedDelta([0.5, 1, 2]));
+  assert.deepEqual([...d.q], [0, 32768, 32768, 10003, 0, 65502, 65535, 65535, 0, 1000, 39387, 49151]);
+});
+
+test('a factor that is not finite or past ±1024 is malformed', async () => {
+  for (const bad of [NaN, Infinity, 1025, -2000]) {
+    await assert.rejects(decodeQ(fittedDelta([0.5, bad, 2])), { code: 'malformed_frame' });
+  }
+  await assert.rejects(decodeQ(fittedDelta([0.5, 1, 2]).subarray(0, 40)), { code: 'malformed_frame' });
+});

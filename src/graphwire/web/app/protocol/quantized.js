@@ -27,6 +27,9 @@ const ID_ALL = 0;
 const ID_BITMAP = 1;
 const ID_GAPS = 2;
 export const VALUES_PREDICTED = 1;
+/** Value coding 2: residuals against `base + floor(motion × factor)`, a float32 factor per axis. */
+export const VALUES_FITTED = 2;
+export const FACTOR_LIMIT = 1024;
 export const PREDICTION_HORIZON = 16;
 export const PREDICTION_SPAN_CAP = 1024;
 
@@ -217,20 +220,30 @@ function parseDelta(header, p) {
   const rebase = Boolean(header.flags & Flags.KEYFRAME);
   if (!rebase && (shift[0] || shift[1] || shift[2])) throw malformed('a delta that is not a rebase cannot change the grid');
   if (shift.some((s) => Math.abs(s) > MAX_SHIFT)) throw malformed(`grid shift ${shift} is out of range`);
-  if (valueCoding > VALUES_PREDICTED) throw malformed(`unknown value coding ${valueCoding}`);
+  if (valueCoding > VALUES_FITTED) throw malformed(`unknown value coding ${valueCoding}`);
   if (moved > n) throw malformed(`${moved} moved nodes out of ${n}`);
   if (3 * moved > valLen) throw malformed(`${valLen} bytes of moves cannot hold ${moved} nodes`);
+  let start = DELTA_FIXED;
+  let factor = null;
+  if (valueCoding === VALUES_FITTED) {
+    if (p.length < start + 12) throw malformed('delta payload is shorter than its prediction factor');
+    factor = [dv.getFloat32(start, true), dv.getFloat32(start + 4, true), dv.getFloat32(start + 8, true)];
+    if (factor.some((f) => !Number.isFinite(f) || Math.abs(f) > FACTOR_LIMIT)) {
+      throw malformed(`prediction factor ${factor} is not within ±1024`);
+    }
+    start += 12;
+  }
   const hasVel = Boolean(header.flags & FLAG_VELOCITY);
   const velLen = hasVel ? 12 + 6 * moved : 0;
-  if (p.length !== DELTA_FIXED + idLen + valLen + velLen) {
+  if (p.length !== start + idLen + valLen + velLen) {
     throw malformed(`delta payload of ${p.length} bytes does not match its section lengths`);
   }
-  const idx = decodeMoved(idCoding, p, DELTA_FIXED, DELTA_FIXED + idLen, moved, n);
+  const idx = decodeMoved(idCoding, p, start, start + idLen, moved, n);
   const cols = new Int32Array(3 * moved);
-  const vStart = DELTA_FIXED + idLen;
+  const vStart = start + idLen;
   readZigzagVarints(p, vStart, vStart + valLen, 3 * moved, cols, 'moves');
   const vel = hasVel ? decodeVelocity(p, vStart + valLen, p.length, moved) : null;
-  return { header, keyframe: false, rebase, keySeq, nodeCount: n, moved, idx, moves: cols, shift, vel, valueCoding };
+  return { header, keyframe: false, rebase, keySeq, nodeCount: n, moved, idx, moves: cols, shift, vel, valueCoding, factor };
 }
 
 /**
@@ -261,16 +274,18 @@ function checkRange(q) {
 }
 
 /**
- * q = base + mo × h + moves for every node (moves in columns x…, y…, z…), and, when `next` is
- * given, next = q − base (the motion of a rebase); refuses coordinates past ±2^30.
+ * q = base + floor(mo × factor) + moves for every node (a factor per axis; moves in columns
+ * x…, y…, z…), and, when `next` is given, next = q − base (the motion of a rebase); refuses
+ * coordinates past ±2^30.
  */
-function fuseAll(q, next, base, mo, h, moves, n) {
+function fuseAll(q, next, base, mo, factor, moves, n) {
+  const [fx, fy, fz] = factor;
   let lo = 0;
   let hi = 0;
   for (let i = 0, j = 0; i < n; i++, j += 3) {
-    const x = base[j] + mo[j] * h + moves[i];
-    const y = base[j + 1] + mo[j + 1] * h + moves[n + i];
-    const z = base[j + 2] + mo[j + 2] * h + moves[2 * n + i];
+    const x = base[j] + Math.floor(mo[j] * fx) + moves[i];
+    const y = base[j + 1] + Math.floor(mo[j + 1] * fy) + moves[n + i];
+    const z = base[j + 2] + Math.floor(mo[j + 2] * fz) + moves[2 * n + i];
     if (x < lo) lo = x; else if (x > hi) hi = x;
     if (y < lo) lo = y; else if (y > hi) hi = y;
     if (z < lo) lo = z; else if (z > hi) hi = z;
@@ -370,27 +385,30 @@ export class QDecoder {
     const n = this.ids.length;
     if (d.nodeCount !== n) throw malformed(`delta for ${d.nodeCount} nodes, keyframe holds ${n}`);
     const base = this.base;
-    const motion = d.valueCoding === VALUES_PREDICTED ? this.motion : null;
+    const fitted = d.valueCoding === VALUES_FITTED;
+    const motion = d.valueCoding === VALUES_PREDICTED || fitted ? this.motion : null;
     const steps = d.header.seq - d.keySeq;
-    const predicted = Boolean(motion) && this.span > 0 && steps > 0;
+    const predicted = Boolean(motion) && (fitted || (this.span > 0 && steps > 0));
     const h = horizon(steps, this.span);
     const span = this.span;
     const shift = d.rebase ? d.shift : [0, 0, 0];
     const shifted = shift[0] !== 0 || shift[1] !== 0 || shift[2] !== 0;
     const q = this.take(3 * n);
-    const fused = d.idx === null && !shifted && (!predicted || span === 1);
+    const fused = d.idx === null && !shifted && (!predicted || fitted || span === 1);
     // motion of a rebase that moves every node on the same grid: written by the fused pass
     const next = fused && d.rebase ? this.take(3 * n) : null;
     if (fused) {
       // every node moved, no grid change (what a moving layout sends each snapshot): one pass
       // computes prediction + move, the new motion and the range check
-      fuseAll(q, next, base, predicted ? motion : base, predicted ? h : 0, d.moves, n);
+      // (a span of 1 predicts motion × h, an integer: the floor of the product is itself)
+      const factor = !predicted ? [0, 0, 0] : fitted ? d.factor : [h, h, h];
+      fuseAll(q, next, base, predicted ? motion : base, factor, d.moves, n);
     } else {
       // prediction (exact integer floor division) and the grid shift of a rebase, then the
       // moves of the frame; the same formulas as docs/protocol.md §4.4
       if (!predicted && !shifted) {
         q.set(base);
-      } else if (!shifted && span === 1) {
+      } else if (!shifted && span === 1 && !fitted) {
         for (let i = 0; i < 3 * n; i++) q[i] = base[i] + motion[i] * h;
         checkRange(q);
       } else {
@@ -400,7 +418,10 @@ export class QDecoder {
             let v = base[i + a];
             if (predicted) {
               const mo = motion[i + a];
-              if (mo !== 0) v += span === 1 ? mo * h : floorDiv(mo * h, span);
+              if (mo !== 0) {
+                if (fitted) v += Math.floor(mo * d.factor[a]);
+                else v += span === 1 ? mo * h : floorDiv(mo * h, span);
+              }
             }
             if (shift[a] > 0) v *= f[a];
             else if (shift[a] < 0) v = Math.floor(v * f[a]);
