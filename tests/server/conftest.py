@@ -147,8 +147,9 @@ class Stacks:
     """The servers a test starts, each one process or (``THROUGH_GATEWAY``) a simulation on its
     own redis-server with a gateway in front; :meth:`stop` stops them all."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, through_gateway: bool = THROUGH_GATEWAY) -> None:
         self.folder = folder
+        self.through_gateway = through_gateway
         self.behind: list[GraphwireServer] = []
         self.redis_servers: list[RedisServer] = []
         self.started: list[GraphwireServer] = []
@@ -157,7 +158,7 @@ class Stacks:
         """The server clients talk to, and the one that runs the simulation (the same one
         unless through a gateway)."""
         core: GraphwireServer | None = None
-        if THROUGH_GATEWAY:
+        if self.through_gateway:
             redis = RedisServer(self.folder / f"redis{len(self.redis_servers)}")
             redis.start()
             self.redis_servers.append(redis)
@@ -192,15 +193,13 @@ class Stacks:
                 redis.stop()
 
 
-@pytest.fixture
-async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
-    """Start servers (port 0: a free port) and stop them after the test."""
+async def _servers(folder: Path, *, through_gateway: bool) -> AsyncIterator[ServerFactory]:
     running: list[Harness] = []
-    stacks = Stacks(tmp_path)
+    stacks = Stacks(folder, through_gateway=through_gateway)
 
     async def start(**options: Any) -> Harness:
-        source = options.pop("source", None) or str(ring_csv(tmp_path / "ring.csv"))
-        config = ServerConfig(source=source, port=0, db=str(tmp_path / f"s{len(running)}.db"),
+        source = options.pop("source", None) or str(ring_csv(folder / "ring.csv"))
+        config = ServerConfig(source=source, port=0, db=str(folder / f"s{len(running)}.db"),
                               static_dir=None, **options)
         harness = Harness(*await stacks.start(config))
         running.append(harness)
@@ -210,6 +209,23 @@ async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
     for h in running:
         await h.close()
     await stacks.stop()
+
+
+@pytest.fixture
+async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    """Start servers (port 0: a free port) and stop them after the test."""
+    async for start in _servers(tmp_path, through_gateway=THROUGH_GATEWAY):
+        yield start
+
+
+@pytest.fixture(params=["single", "gateway"])
+async def make_either_server(tmp_path: Path, request: pytest.FixtureRequest
+                             ) -> AsyncIterator[ServerFactory]:
+    """:func:`make_server` once as one process and once as a simulation behind a gateway on a
+    real redis-server, whatever ``make test-gateway`` says: for behaviour the cluster must
+    keep that ``make test`` checks both ways."""
+    async for start in _servers(tmp_path, through_gateway=request.param == "gateway"):
+        yield start
 
 
 @pytest.fixture

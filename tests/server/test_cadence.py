@@ -41,21 +41,25 @@ async def test_once_settled_only_a_keyframe_every_interval(make_server: ServerFa
 
 
 async def test_joining_a_settled_layout_sends_the_newcomer_a_keyframe_and_others_nothing(
-        make_server: ServerFactory) -> None:
-    """Once settled the stream is only a keyframe every interval (§8), whoever joins."""
-    h = await make_server(overrides={**QUICK_SETTLE,
-                                     "system.websocket.settledKeyframeIntervalMs": 1500})
+        make_either_server: ServerFactory) -> None:
+    """Once settled the stream is only a keyframe every interval (§8), whoever joins: on a
+    stream already in use, or on one nobody used before (through a gateway the simulation
+    must encode it first, and must not publish a snapshot for it)."""
+    h = await make_either_server(overrides={
+        **QUICK_SETTLE, "system.websocket.settledKeyframeIntervalMs": 1500})
     a, _ = await h.subscribe("v2")
     await h.subscribe("q")  # both streams are in use before it settles
     await a.next_frame(Kind.POSITIONS_V2, until=lambda f: f[1] & Flags.SETTLED != 0)
     # the first periodic keyframe: from here on A is in the settled rhythm
     periodic = decode_v2(await a.next_frame(Kind.POSITIONS_V2)).header
     assert periodic.keyframe
-    for fmt, kind in (("v2", Kind.POSITIONS_V2), ("q", Kind.POSITIONS_Q),
-                      ("v2", Kind.POSITIONS_V2)):
-        b, _ = await h.subscribe(fmt)
+    for fmt, kind, extra in (
+            ("v2", Kind.POSITIONS_V2, {}), ("q", Kind.POSITIONS_Q, {}),
+            ("q", Kind.POSITIONS_Q, {"intervalMs": 1000, "velocity": True}),  # new streams
+            ("v1", Kind.POSITIONS_V1, {})):
+        b, _ = await h.subscribe(fmt, **extra)
         first = await b.next_frame(kind)
-        assert first[1] & Flags.KEYFRAME and first[1] & Flags.SETTLED
+        assert first[1] & Flags.KEYFRAME and first[1] & Flags.SETTLED, (fmt, extra)
     after = decode_v2(await a.next_frame(Kind.POSITIONS_V2)).header
     # the next periodic keyframe, and no snapshot published for the newcomers before it
     assert after.settled and after.keyframe and after.seq == periodic.seq + 1

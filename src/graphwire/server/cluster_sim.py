@@ -252,9 +252,20 @@ class ClusterSimulation:
 
     def snapshot(self) -> None:
         """The hub took a snapshot: publish its frames (called on the loop, in order)."""
-        if not self.holding:
+        if self.holding:
+            self._publish_frames(self.hub.export(self.epoch, self.runner.rate))
+
+    def _new_streams(self) -> None:
+        """Gateways asked for streams the newest frames lack. On a settled layout the newest
+        snapshot is published again with them (same seq: clients that had it get nothing);
+        on a moving one the next snapshot is taken at once."""
+        if not (self.holding and self.hub.settled):
+            self.runner.request_snapshot()
             return
-        fs = self.hub.export(self.epoch, self.runner.rate)
+        self.streams_due()
+        self._publish_frames(self.hub.export_added(self.epoch, self.runner.rate))
+
+    def _publish_frames(self, fs: FrameSet | None) -> None:
         if fs is None:
             return
         self._n += 1
@@ -369,7 +380,7 @@ class ClusterSimulation:
 
     async def _streams_cmd(self, body: dict[str, Any]) -> dict[str, Any]:
         if self._register_streams(body):
-            self.runner.request_snapshot()
+            self._new_streams()
         await self._save_streams()
         return {}
 
@@ -392,8 +403,10 @@ class ClusterSimulation:
     async def _request_snapshot(self, body: dict[str, Any]) -> dict[str, Any]:
         # one request, before any await: asking again after one (the runner may have
         # published in between) would publish a second snapshot, an empty frame for everyone
-        self._register_streams(body)
-        self.runner.request_snapshot()
+        if self._register_streams(body):
+            self._new_streams()
+        else:
+            self.runner.request_snapshot()
         await self._save_streams()
         return {}
 

@@ -337,6 +337,34 @@ class StreamHub:
                                   lane.tick_seq == snap.seq)
         return out
 
+    @property
+    def settled(self) -> bool:
+        """Whether the newest snapshot is of a settled layout."""
+        return self._latest_frames is not None and self._latest_frames.snap.settled
+
+    def export_added(self, epoch: int, rate_hz: float) -> FrameSet | None:
+        """The newest snapshot again, with the streams added to ``remote_streams`` since it
+        was exported: a keyframe of each new stream (a new lane ticks at it), the same bytes
+        for the others. A gateway sends a snapshot only to clients that have not had it, so
+        on a settled layout a new stream costs no one else a frame (publishing the next
+        snapshot would send everyone an empty one, against §8)."""
+        latest = self._latest_frames
+        if latest is None:
+            return None
+        before = set(self._remote_lanes.values())
+        self._sync_remote_lanes()
+        now = self.clock()
+        for lane in self._remote_lanes.values():
+            if lane not in before and lane not in latest.q:
+                lane.tick_seq = latest.snap.seq
+                lane.next_tick = now + lane.interval
+        for fmt in V_STREAMS:
+            if fmt in self.remote_streams and fmt not in latest.moved:
+                self._v[fmt] = _VStream()
+                self._advance_v(latest.snap, fmt, latest.keyframe_all, exact=True)
+                latest.moved[fmt] = None  # a new stream: its keyframe alone
+        return self.export(epoch, rate_hz)
+
     def on_frames(self, fs: FrameSet, snap: Snapshot) -> None:
         """A gateway's snapshot: the frames a simulation published (``snap`` is its layout).
         Delivered by the same rules as :meth:`on_snapshot`, never re-encoded; each local lane
