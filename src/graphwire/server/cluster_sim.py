@@ -126,13 +126,17 @@ class ClusterSimulation:
             if not got:
                 await asyncio.sleep(self.lease.retry_interval)
                 continue
+            # renewed from the moment it is taken: a takeover of a large graph can take longer
+            # than the ttl, and a lease that expired during it would be taken again and lost
+            # again, for ever (seen at 100,000 nodes)
+            holding = asyncio.ensure_future(self._hold())
             try:
                 await self._take_over()
+                await holding
             except (RedisDownError, LeaseLostError) as exc:
                 log.warning("simulation: takeover failed (%s); waiting again", exc)
-                self._stand_down()
-                continue
-            await self._hold()
+            finally:
+                holding.cancel()
             self._stand_down()
 
     async def _take_over(self) -> None:
@@ -174,9 +178,10 @@ class ClusterSimulation:
                     (time.monotonic() - t0) * 1000)
 
     async def _hold(self) -> None:
-        """Renew until the lease is lost (or cannot be renewed for a whole ttl)."""
+        """Renew until the lease is lost (or cannot be renewed for a whole ttl), from the
+        moment it is taken (:meth:`_take_over` runs meanwhile)."""
         last_ok = time.monotonic()
-        while self.holding:
+        while not self._stopping:
             await asyncio.sleep(self.lease.renew_interval)
             try:
                 if not await self.link.call(self.lease.renew):
