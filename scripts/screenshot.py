@@ -18,7 +18,8 @@ from pathlib import Path
 from playwright.async_api import async_playwright
 
 from graphwire.bench.chromium import launch
-from graphwire.bench.fanout import _free_port, _wait_ready
+from graphwire.bench.fanout import wait_ready
+from graphwire.bench.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SELECT = "json"  # a page of the demo: the json package
@@ -63,13 +64,13 @@ def main() -> int:
                         help="seconds of layout before the picture (default 25)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        port = _free_port()
+        port = free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "graphwire.cli", "serve", "--port", str(port),
              "--db", str(Path(tmp) / "shot.db")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            _wait_ready(proc, "graphwire serve")
+            wait_ready(proc, "graphwire serve")
             # a picture is worth the slow path on a software rasteriser: quads and multisampling
             url = f"http://127.0.0.1:{port}/?nodes=instanced&aa=1"
             asyncio.run(shoot(url, Path(args.out), args.settle))

@@ -92,3 +92,17 @@ def test_a_built_wheel_serves_outside_the_source_tree(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("script", sorted((Path(__file__).parents[1] / "scripts").glob("*.py")),
+                         ids=lambda p: p.name)
+def test_the_repository_scripts_import(script: Path) -> None:
+    # `make screenshot` broke once on a renamed import and nothing noticed: each script's
+    # imports and definitions run here (its main() only under __main__)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"script_{script.stem}", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert callable(getattr(module, "main", None))
