@@ -45,3 +45,6 @@ def test_paced_rows_name_the_trace_and_compare_with_the_every_frame_client() -> 
     assert paced["timesEveryFrame"] == round(paced["bytesPerNodePerFrame"]
                                              / first["bytesPerNodePerFrame"], 2)
     assert first["residualEntropy"] > 0
+    assert first["afterJoinTimesEveryFrame"] == 1.0
+    # the join keyframe weighs more on a client of few frames: without it the ratio drops
+    assert paced["afterJoinTimesEveryFrame"] < paced["timesEveryFrame"]

@@ -15,10 +15,12 @@ The paced rows: the bundled demo graph from its default start, published as a st
 60 Hz (one physics step a snapshot, 600 snapshots: ten seconds of layout), fanned out by the
 server's own :class:`~graphwire.server.stream_hub.StreamHub` on a simulated clock to ``q``
 clients at ``intervalMs`` 17 (every snapshot), 50, 200 and 1000. Rows ``{trace: "demo-60hz",
-format: "q", intervalMs, frames, bytesPerNodePerFrame, timesEveryFrame, kBytesPerSec,
-residualEntropy, residualEntropyTimesEveryFrame}``: a *frame* is one update a client applies (a
-full keyframe and the frame sent behind it count as one), its bytes are every position byte the
-client was sent; ``timesEveryFrame`` divides by the first row's (the every-frame client).
+format: "q", intervalMs, frames, bytesPerNodePerFrame, timesEveryFrame, afterJoinTimesEveryFrame,
+kBytesPerSec, residualEntropy, residualEntropyTimesEveryFrame}``: a *frame* is one update a
+client applies (a full keyframe and the frame sent behind it count as one), its bytes are every
+position byte the client was sent; ``timesEveryFrame`` divides by the first row's (the
+every-frame client), and ``afterJoinTimesEveryFrame`` does the same leaving out each client's
+first frame (its join keyframe, paid once, which a client of few frames cannot spread).
 
 ``residualEntropy`` is what the motion itself costs at that pace, whatever the coding: the
 positions every ``k`` snapshots (``k`` the pace in snapshots) on a 16-bit grid of each frame's
@@ -135,13 +137,17 @@ class _Viewer:
         self.client_id = client_id
         self.updates = 0
         self.nbytes = 0
+        self.join_bytes = 0  # the first update: the join keyframe
 
     def position_pending(self) -> bool:
         return False
 
     def write_frames(self, frames: Sequence[Any]) -> bool:
         self.updates += 1
-        self.nbytes += sum(len(f) for f in frames)
+        size = sum(len(f) for f in frames)
+        self.nbytes += size
+        if self.updates == 1:
+            self.join_bytes = size
         return True
 
     def send_json(self, message: dict[str, object]) -> None:
@@ -201,15 +207,19 @@ async def _paced(snapshots: int, intervals_ms: Sequence[int], warmup: int,
     seconds = snapshots * period
     name = "demo-60hz" + ("-hot" if hot else "") + (f"@{warmup}" if warmup else "")
     per_frame = [v.nbytes / max(v.updates, 1) / max(nodes, 1) for v in viewers]
+    after_join = [(v.nbytes - v.join_bytes) / max(v.updates - 1, 1) / max(nodes, 1)
+                  for v in viewers]
     entropy = [residual_entropy(trail, max(1, round(ms / 1000 * PACED_RATE_HZ)))
                for ms in intervals_ms]
     return [
         {"trace": name, "format": "q", "intervalMs": ms, "frames": v.updates,
          "bytesPerNodePerFrame": round(b, 3), "timesEveryFrame": round(b / per_frame[0], 2),
+         "afterJoinTimesEveryFrame": round(a / after_join[0], 2) if after_join[0] else None,
          "kBytesPerSec": round(v.nbytes / seconds / 1000, 1),
          "residualEntropy": round(h, 3),
          "residualEntropyTimesEveryFrame": round(h / entropy[0], 2) if entropy[0] else None}
-        for v, ms, b, h in zip(viewers, intervals_ms, per_frame, entropy, strict=True)
+        for v, ms, b, a, h in zip(viewers, intervals_ms, per_frame, after_join, entropy,
+                                  strict=True)
     ]
 
 
