@@ -63,29 +63,33 @@ def test_js_follows_a_moving_stream_exactly(velocity: bool) -> None:
             np.testing.assert_array_equal(np.array(js["vel"], np.float32).reshape(-1, 3), vel)
 
 
-@pytest.mark.parametrize("fit", [False, True])
-def test_js_follows_a_paced_lineage_predicted_past_16_snapshots(fit: bool) -> None:
+@pytest.mark.parametrize(("fit", "velocity"), [(False, False), (True, False), (True, True)])
+def test_js_follows_a_paced_lineage_predicted_past_16_snapshots(fit: bool, velocity: bool
+                                                                ) -> None:
     # a lane that ticks every 30 snapshots: its keyframes span 30, so its predictions reach 30
     # snapshots ahead (docs/protocol.md §4.1), past the 16 of a stream in step; with ``fit``
     # the encoder scales them by a factor per axis fitted to each frame (value coding 2)
-    enc = q_encoder.QStreamEncoder(policy=q_encoder.QPolicy(fit=fit))
+    enc = q_encoder.QStreamEncoder(velocity=velocity, policy=q_encoder.QPolicy(fit=fit))
     frames, expected = [], []
     py = q_decoder.QDecoder()
     for snap in standard_trace(snapshots=240, nodes=800):
         if snap.seq % 30:
             continue
-        frames.append(enc.encode(snap.seq, snap.ids, snap.pos, epoch=3).frame)
+        frames.append(enc.encode(snap.seq, snap.ids, snap.pos, epoch=3,
+                                 vel=snap.vel if velocity else None).frame)
         py.apply(frames[-1])
-        expected.append(py.q.copy())
+        expected.append((py.q.copy(), None if py.vel is None else py.vel.copy()))
         np.testing.assert_allclose(py.positions(), snap.pos, rtol=0, atol=float(py.grid.step.max()))
     deltas = [decode_q(f) for f in frames[1:]]
     coding = VALUES_FITTED if fit else VALUES_PREDICTED
     assert any(isinstance(d, QDelta) and d.value_coding == coding
                and d.header.seq - d.key_seq == 30 for d in deltas)
     got = decode_with_js(frames)
-    for q, js in zip(expected, got, strict=True):
+    for (q, vel), js in zip(expected, got, strict=True):
         assert "error" not in js, js
         np.testing.assert_array_equal(np.array(js["q"]).reshape(-1, 3), q)
+        if vel is not None:
+            np.testing.assert_array_equal(np.array(js["vel"], np.float32).reshape(-1, 3), vel)
 
 
 def test_js_applies_any_delta_of_the_held_keyframe_after_skips() -> None:
