@@ -377,3 +377,26 @@ def test_a_rebase_that_refines_the_grid_keeps_coordinates_inside_int32() -> None
         assert dec.grid is not None
         err = np.abs(dec.positions() - pos)
         assert np.all(err <= dec.grid.step / 2 + 1e-9)
+
+
+def test_a_prediction_that_would_leave_2_30_falls_back_to_plain_moves() -> None:
+    # The keyframe's motion carried on would put nodes past ±2^30 (a client keeps int32): the
+    # encoder codes plain moves instead, and the frame decodes exactly.
+    from graphwire.protocol.quantized import VALUES_VARINT_COLUMNS
+
+    n = 20
+    rng = np.random.default_rng(9)
+    traj = rng.uniform(-100, 100, (3, n, 3)).astype(np.float32)
+    enc, dec = QStreamEncoder(policy=QPolicy(rebase_ratio=1e9)), QDecoder()
+    ids = np.arange(n, dtype=np.uint32)
+    dec.apply(enc.encode(1, ids, traj[0], epoch=1).frame)
+    lin = enc._lin
+    assert lin is not None
+    lin.motion, lin.span = np.full((n, 3), 2**29, np.int64), 1  # as if it had flown apart
+    dec.motion, dec.span = lin.motion.copy(), 1  # what a client of that keyframe holds
+    out = enc.encode(3, ids, traj[1], epoch=1)  # two snapshots on: 2 × 2^29 ahead
+    frame = decode_q(out.frame)
+    assert isinstance(frame, QDelta) and frame.value_coding == VALUES_VARINT_COLUMNS
+    dec.apply(out.frame)
+    assert dec.grid is not None
+    assert_exact(dec, dec.grid.step, traj[1])

@@ -129,3 +129,67 @@ def test_js_decodes_sssp_frames_plain_and_gzip() -> None:
     np.testing.assert_array_equal(np.array(js_dist, np.float32), dist)
     assert got[1]["parent"] == parent.tolist()
     assert got[2]["source"] is None and got[2]["parent"] == [-1] * 4
+
+
+def _keyframe_with_motion(base: np.ndarray, motion: np.ndarray, span: int) -> bytes:
+    from graphwire.protocol.quantized import Grid, encode_keyframe
+
+    grid = Grid(np.zeros(3), np.full(3, 0.5))
+    ids = np.arange(base.shape[0], dtype=np.uint32)
+    return encode_keyframe(grid, ids, base, seq=10, epoch=1, motion=motion, span=span)
+
+
+def test_js_and_python_apply_fitted_rebases_that_shift_the_grid_alike() -> None:
+    # value coding 2 with a grid shift, on both of the JavaScript decoder's paths (some nodes
+    # moved, every node moved), negative motion included: the floors must agree
+    from graphwire.protocol.quantized import VALUES_FITTED, encode_delta
+
+    rng = np.random.default_rng(8)
+    n = 50
+    base = rng.integers(-5000, 5000, (n, 3)).astype(np.int64)
+    motion = rng.integers(-700, 700, (n, 3)).astype(np.int64)
+    key = _keyframe_with_motion(base, motion, 7)
+    some = np.sort(rng.choice(n, 20, replace=False)).astype(np.int64)
+    every = np.arange(n, dtype=np.int64)
+    frames = [key]
+    # each rebase is based on the frame before it (keySeq 10, then 12)
+    for key_seq, seq, idx, shift in ((10, 12, some, [1, 0, -1]), (12, 13, every, [0, 2, 0])):
+        frames.append(encode_delta(key_seq, n, idx, rng.integers(-40, 40, (idx.shape[0], 3)),
+                                   seq=seq, epoch=1, rebase=True, shift=np.array(shift),
+                                   value_coding=VALUES_FITTED,
+                                   factor=np.array([0.3, -1.7, 2.25])))
+    py = q_decoder.QDecoder()
+    expected = []
+    for frame in frames:
+        py.apply(frame)
+        expected.append(py.q.copy())
+    got = decode_with_js(frames)
+    for q, js in zip(expected, got, strict=True):
+        assert "error" not in js, js
+        np.testing.assert_array_equal(np.array(js["q"]).reshape(-1, 3), q)
+
+
+@pytest.mark.parametrize("every_node", [False, True])
+def test_a_prediction_past_2_30_is_refused_by_both_decoders(every_node: bool) -> None:
+    from graphwire.protocol.errors import ProtocolError
+    from graphwire.protocol.quantized import VALUES_FITTED, encode_delta
+
+    n = 4
+    base = np.full((n, 3), 2**29, np.int64)
+    motion = np.full((n, 3), 2**29, np.int64)
+    key = _keyframe_with_motion(base, motion, 1)
+    idx = np.arange(n if every_node else 1, dtype=np.int64)
+    # predicted 2^29 + 2 × 2^29 = 3 × 2^29, past 2^30; the moves bring it back to 2^29
+    back = np.full((idx.shape[0], 3), -(2**30), np.int64)
+    bad = encode_delta(10, n, idx, back, seq=11, epoch=1, value_coding=VALUES_FITTED,
+                       factor=np.full(3, 2.0))
+    fine = encode_delta(10, n, idx, np.zeros((idx.shape[0], 3), np.int64), seq=12, epoch=1,
+                        value_coding=VALUES_FITTED, factor=np.full(3, 0.5))
+    py = q_decoder.QDecoder()
+    py.apply(key)
+    with pytest.raises(ProtocolError, match="2\\^30"):
+        py.apply(bad)
+    py.apply(fine)
+    got = decode_with_js([key, bad, fine])
+    assert got[1] == {"error": "malformed_frame"}
+    np.testing.assert_array_equal(np.array(got[2]["q"]).reshape(-1, 3), py.q)

@@ -227,11 +227,12 @@ def apply_q_delta(base, motion, h, span, factor, shift, idx, dq, q, motion_out):
     per axis (shape (3,), value coding 2) ``pred = base + floor(motion × factor)`` in float64
     (``motion`` of shape (0, 3): ``pred = base``), then ``q[idx] += dq``; for a rebase
     (``motion_out`` of shape (n, 3)) also ``motion_out = q − shift(base)``. Returns the largest
-    ``|q|``.
+    ``|q|`` or ``|shift(pred)|``.
     """
     n = base.shape[0]
     predicted = motion.shape[0] == n and n > 0
     fitted = factor.shape[0] == 3
+    peak = 0
     for i in range(n):
         for a in range(3):
             p = base[i, a]
@@ -246,11 +247,11 @@ def apply_q_delta(base, motion, h, span, factor, shift, idx, dq, q, motion_out):
             elif s < 0:
                 p >>= -s
             q[i, a] = p
+            peak = max(peak, abs(p))  # the prediction too stays within ±2^30 (§4.4)
     for k in range(idx.shape[0]):
         i = idx[k]
         for a in range(3):
             q[i, a] += dq[k, a]
-    peak = 0
     rebase = motion_out.shape[0] == n
     for i in range(n):
         for a in range(3):
@@ -294,3 +295,14 @@ def predict_fitted(base, motion, factor):  # type: ignore[no-untyped-def]
         for a in range(3):
             out[i, a] = base[i, a] + np.int64(np.floor(np.float64(motion[i, a]) * factor[a]))
     return out
+
+
+@njit(cache=True, nogil=True)
+def prediction_fits(q, pred, limit):  # type: ignore[no-untyped-def]
+    """Whether every ``|pred|`` is below ``limit`` and every ``|q − pred|`` fits an int32."""
+    for i in range(q.shape[0]):
+        for a in range(3):
+            p = pred[i, a]
+            if abs(p) >= limit or abs(q[i, a] - p) >= 2147483648:
+                return False
+    return True

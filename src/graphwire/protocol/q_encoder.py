@@ -196,6 +196,8 @@ class QStreamEncoder:
         policy decides on the keyframe's own prediction (value coding 1): it says how stale
         the keyframe is (docs/benchmarks.md)."""
         pred = predict(lin.base, lin.motion, lin.span, steps)
+        if pred is not lin.base and not _kernels.prediction_fits(q, pred, Q_LIMIT):
+            pred = lin.base  # a prediction past ±2^30 (§4.4): the plain moves
         idx, cost_key, cost_prev = _kernels.moved_and_costs(q, pred, prev)
         guess, cost = _Prediction(pred, VALUES_PREDICTED if pred is not lin.base
                                   else VALUES_VARINT_COLUMNS), cost_key
@@ -203,7 +205,7 @@ class QStreamEncoder:
             factor = fit_factor(q, lin.base, lin.motion)
             fitted = predict_fitted(lin.base, lin.motion, factor)
             idx_f, cost_f, _ = _kernels.moved_and_costs(q, fitted, fitted)
-            if cost_f + _FACTOR_BYTES < cost:
+            if cost_f + _FACTOR_BYTES < cost and _kernels.prediction_fits(q, fitted, Q_LIMIT):
                 guess, idx, cost = _Prediction(fitted, VALUES_FITTED, factor), idx_f, cost_f
         return guess, idx, cost, cost_key, cost_prev
 
@@ -233,6 +235,11 @@ class QStreamEncoder:
         else:
             shift = np.zeros(3, np.int64)
         fitted = self._fit_grid(lin, pos, predicted, shift, q_key)
+        if fitted is None and predicted is not lin.base:
+            # the prediction does not fit the rebased grid: the plain moves may
+            guess, predicted = _Prediction(lin.base, VALUES_VARINT_COLUMNS), lin.base
+            moved_key = (_kernels.moved_rows(q_key, lin.base), 0)
+            fitted = self._fit_grid(lin, pos, predicted, shift, q_key)
         if fitted is None:
             # even the keyframe's own grid cannot hold the layout in ±2^30: start afresh
             return self._new_lineage(seq, lin.ids, pos, vel, epoch, settled)

@@ -276,19 +276,26 @@ function checkRange(q) {
 /**
  * q = base + floor(mo × factor) + moves for every node (a factor per axis; moves in columns
  * x…, y…, z…), and, when `next` is given, next = q − base (the motion of a rebase); refuses
- * coordinates past ±2^30.
+ * coordinates or predictions past ±2^30.
  */
 function fuseAll(q, next, base, mo, factor, moves, n) {
   const [fx, fy, fz] = factor;
   let lo = 0;
   let hi = 0;
   for (let i = 0, j = 0; i < n; i++, j += 3) {
-    const x = base[j] + Math.floor(mo[j] * fx) + moves[i];
-    const y = base[j + 1] + Math.floor(mo[j + 1] * fy) + moves[n + i];
-    const z = base[j + 2] + Math.floor(mo[j + 2] * fz) + moves[2 * n + i];
+    // the predictions stay within ±2^30 too (docs/protocol.md §4.4)
+    const px = base[j] + Math.floor(mo[j] * fx);
+    const py = base[j + 1] + Math.floor(mo[j + 1] * fy);
+    const pz = base[j + 2] + Math.floor(mo[j + 2] * fz);
+    const x = px + moves[i];
+    const y = py + moves[n + i];
+    const z = pz + moves[2 * n + i];
     if (x < lo) lo = x; else if (x > hi) hi = x;
     if (y < lo) lo = y; else if (y > hi) hi = y;
     if (z < lo) lo = z; else if (z > hi) hi = z;
+    if (px < lo) lo = px; else if (px > hi) hi = px;
+    if (py < lo) lo = py; else if (py > hi) hi = py;
+    if (pz < lo) lo = pz; else if (pz > hi) hi = pz;
     q[j] = x; q[j + 1] = y; q[j + 2] = z;
   }
   if (hi >= Q_LIMIT || lo <= -Q_LIMIT) throw malformed('grid coordinates exceed ±2^30');
