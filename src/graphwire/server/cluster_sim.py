@@ -34,7 +34,7 @@ from graphwire.cluster import envelope
 from graphwire.cluster.commands import CommandServer
 from graphwire.cluster.envelope import FrameSet
 from graphwire.cluster.lease import Lease, LeaseLostError
-from graphwire.cluster.link import CANCEL_GRACE, Link, RedisDownError
+from graphwire.cluster.link import CANCEL_GRACE, Link, RedisDownError, settle_tasks
 from graphwire.cluster.settings_sync import SettingsReplica, SettingsWriter
 from graphwire.graph.model import GraphError
 from graphwire.graph.sources import SourceError
@@ -129,14 +129,25 @@ class ClusterSimulation:
             # renewed from the moment it is taken: a takeover of a large graph can take longer
             # than the ttl, and a lease that expired during it would be taken again and lost
             # again, for ever (seen at 100,000 nodes)
-            holding = asyncio.ensure_future(self._hold())
+            holding = self.link.spawn(self._hold())
+            taking = asyncio.ensure_future(self._take_over())
             try:
-                await self._take_over()
-                await holding
+                # a lease lost during the takeover ends it
+                await asyncio.wait({holding, taking}, return_when=asyncio.FIRST_COMPLETED)
+                if taking.done():
+                    taking.result()  # raises what the takeover raised
+                    await holding
+                else:
+                    holding.result()  # lost (it said so), or raises what renewing raised
             except (RedisDownError, LeaseLostError) as exc:
                 log.warning("simulation: takeover failed (%s); waiting again", exc)
+            except Exception:  # a bug must not end the contention: log it, try again
+                log.exception("simulation: the takeover failed; waiting again")
+                await asyncio.sleep(self.lease.retry_interval)
             finally:
-                holding.cancel()
+                for task in (taking, holding):
+                    task.cancel()
+                await settle_tasks([taking, holding], CANCEL_GRACE)
             self._stand_down()
 
     async def _take_over(self) -> None:
@@ -264,7 +275,8 @@ class ClusterSimulation:
         """Gateways asked for streams the newest frames lack. On a settled layout the newest
         snapshot is published again with them (same seq: clients that had it get nothing);
         on a moving one the next snapshot is taken at once."""
-        if not (self.holding and self.hub.settled):
+        if not (self.holding and self.hub.settled) or self.fresh:
+            # (fresh: a new epoch's first snapshot is on its way; the newest is the old one's)
             self.runner.request_snapshot()
             return
         self.streams_due()
