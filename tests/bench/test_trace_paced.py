@@ -48,3 +48,9 @@ def test_paced_rows_name_the_trace_and_compare_with_the_every_frame_client() -> 
     assert first["afterJoinTimesEveryFrame"] == 1.0
     # the join keyframe weighs more on a client of few frames: without it the ratio drops
     assert paced["afterJoinTimesEveryFrame"] < paced["timesEveryFrame"]
+
+
+def test_residual_entropy_needs_three_frames_at_the_pace() -> None:
+    trail = [np.zeros((10, 3)) + k for k in range(5)]
+    assert trace.residual_entropy(trail, 2) is not None  # frames 0, 2, 4
+    assert trace.residual_entropy(trail, 3) is None  # frames 0 and 3 only: nothing to predict

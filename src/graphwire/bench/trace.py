@@ -216,16 +216,18 @@ async def _paced(snapshots: int, intervals_ms: Sequence[int], warmup: int,
          "bytesPerNodePerFrame": round(b, 3), "timesEveryFrame": round(b / per_frame[0], 2),
          "afterJoinTimesEveryFrame": round(a / after_join[0], 2) if after_join[0] else None,
          "kBytesPerSec": round(v.nbytes / seconds / 1000, 1),
-         "residualEntropy": round(h, 3),
-         "residualEntropyTimesEveryFrame": round(h / entropy[0], 2) if entropy[0] else None}
+         "residualEntropy": None if h is None else round(h, 3),
+         "residualEntropyTimesEveryFrame":
+             round(h / entropy[0], 2) if h is not None and entropy[0] else None}
         for v, ms, b, a, h in zip(viewers, intervals_ms, per_frame, after_join, entropy,
                                   strict=True)
     ]
 
 
-def residual_entropy(trail: Sequence[np.ndarray], pace: int) -> float:
+def residual_entropy(trail: Sequence[np.ndarray], pace: int) -> float | None:
     """Bytes a node a frame that the motion costs at a pace of ``pace`` snapshots (the module
-    docstring): order-0 entropy of the residuals against a fitted linear prediction."""
+    docstring): order-0 entropy of the residuals against a fitted linear prediction; None when
+    the trail holds fewer than three frames at that pace."""
     frames = trail[::pace]
     costs = []
     for a, b, c in zip(frames, frames[1:], frames[2:], strict=False):
@@ -236,7 +238,7 @@ def residual_entropy(trail: Sequence[np.ndarray], pace: int) -> float:
         factor = (motion * moved).sum(axis=0) / np.maximum((motion * motion).sum(axis=0), 1)
         residual = qc - qb - np.floor(motion * factor).astype(np.int64)
         costs.append(sum(_entropy_bits(residual[:, axis]) for axis in range(3)) / 8)
-    return float(np.mean(costs)) if costs else 0.0
+    return float(np.mean(costs)) if costs else None
 
 
 def _entropy_bits(values: np.ndarray) -> float:
