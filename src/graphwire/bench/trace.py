@@ -48,7 +48,7 @@ from graphwire.bench.report import Row, progress
 from graphwire.protocol.header import Flags
 from graphwire.protocol.positions import FrameBuffer, NodeRecords, encode_v2
 from graphwire.protocol.q_encoder import QStreamEncoder
-from graphwire.protocol.quantized import GRID_LEVELS
+from graphwire.protocol.quantized import fit_factor, fresh_grid, predict_fitted
 from graphwire.simulation import PhysicsParams, Simulation, Snapshot
 
 TRACE = "ba10k"
@@ -231,12 +231,10 @@ def residual_entropy(trail: Sequence[np.ndarray], pace: int) -> float | None:
     frames = trail[::pace]
     costs = []
     for a, b, c in zip(frames, frames[1:], frames[2:], strict=False):
-        lo = c.min(axis=0)
-        step = np.maximum(c.max(axis=0) - lo, 1e-9) / GRID_LEVELS
-        qa, qb, qc = (np.rint((x - lo) / step).astype(np.int64) for x in (a, b, c))
-        motion, moved = qb - qa, qc - qb
-        factor = (motion * moved).sum(axis=0) / np.maximum((motion * motion).sum(axis=0), 1)
-        residual = qc - qb - np.floor(motion * factor).astype(np.int64)
+        grid = fresh_grid(c)  # the 16-bit grid of the frame's own extent
+        qa, qb, qc = (grid.quantise(x) for x in (a, b, c))
+        motion = qb - qa
+        residual = qc - predict_fitted(qb, motion, fit_factor(qc, qb, motion))
         costs.append(sum(_entropy_bits(residual[:, axis]) for axis in range(3)) / 8)
     return float(np.mean(costs)) if costs else None
 

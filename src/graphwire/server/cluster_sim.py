@@ -395,9 +395,16 @@ class ClusterSimulation:
                 self._streams[stream] = until
         return new
 
-    async def _streams_cmd(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _streams_cmd(self, body: dict[str, Any], *, snapshot: bool = False
+                           ) -> dict[str, Any]:
+        """``streams`` (and ``request_snapshot``, with ``snapshot``): new streams are
+        published, and a snapshot asked for is taken, with one request before any await
+        (asking again after it, the runner may have published in between: a second snapshot,
+        an empty frame for everyone)."""
         if self._register_streams(body):
             self._new_streams()
+        elif snapshot:
+            self.runner.request_snapshot()
         await self._save_streams()
         return {}
 
@@ -418,14 +425,7 @@ class ClusterSimulation:
                 self.link.keys.formats, json.dumps(live), px=int(STREAM_TTL * 1000)))
 
     async def _request_snapshot(self, body: dict[str, Any]) -> dict[str, Any]:
-        # one request, before any await: asking again after one (the runner may have
-        # published in between) would publish a second snapshot, an empty frame for everyone
-        if self._register_streams(body):
-            self._new_streams()
-        else:
-            self.runner.request_snapshot()
-        await self._save_streams()
-        return {}
+        return await self._streams_cmd(body, snapshot=True)
 
     def health(self) -> dict[str, Any]:
         """What ``/healthz`` and the metrics say about this simulation."""

@@ -249,7 +249,7 @@ class StreamHub:
         subscriber's stream. Asking for a snapshot instead would send every other subscriber
         an empty frame: once settled, the stream is only a keyframe every interval (§8)."""
         latest = self._latest_frames
-        if latest is None or not latest.snap.settled:
+        if latest is None or not self.settled:
             return False
         if latest.published and not self._has_published(latest, sub):
             return False  # a gateway: the simulation must publish this stream first
@@ -351,18 +351,17 @@ class StreamHub:
         latest = self._latest_frames
         if latest is None:
             return None
-        before = set(self._remote_lanes.values())
         self._sync_remote_lanes()
         now = self.clock()
         for lane in self._remote_lanes.values():
-            if lane not in before and lane not in latest.q:
+            if lane not in latest.q:  # new: every other remote lane was exported already
                 lane.tick_seq = latest.snap.seq
                 lane.next_tick = now + lane.interval
         for fmt in V_STREAMS:
             if fmt in self.remote_streams and fmt not in latest.moved:
-                self._v[fmt] = _VStream()
-                self._advance_v(latest.snap, fmt, latest.keyframe_all, exact=True)
-                latest.moved[fmt] = None  # a new stream: its keyframe alone
+                # a new stream starts from this snapshot: its keyframe alone
+                self._advance_v(latest.snap, fmt, True, exact=True)
+                latest.moved[fmt] = None
         return self.export(epoch, rate_hz)
 
     def on_frames(self, fs: FrameSet, snap: Snapshot) -> None:
