@@ -12,10 +12,12 @@ import json
 import math
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from graphwire.bench.trace import standard_trace
@@ -25,6 +27,29 @@ from graphwire.protocol.sssp import encode_sssp
 
 WEB = Path(__file__).resolve().parents[2] / "src" / "graphwire" / "web"
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+
+
+class _Snap(NamedTuple):
+    seq: int
+    ids: npt.NDArray[np.uint32]
+    pos: npt.NDArray[np.float32]
+    vel: npt.NDArray[np.float32]
+
+
+def slowing_trace(snapshots: int, nodes: int) -> Iterator[_Snap]:
+    """Nodes drifting on straight lines as a cooling layout does (each slower than the snapshot
+    before), with a slow wobble: a motion a keyframe's prediction follows, on any machine."""
+    rng = np.random.default_rng(11)
+    start = rng.uniform(-300, 300, (nodes, 3))
+    heading = rng.normal(0, 1, (nodes, 3))
+    phase = rng.uniform(0, 2 * np.pi, (nodes, 1))
+    ids = np.arange(nodes, dtype=np.uint32)
+    for seq in range(snapshots):
+        t = float(seq)
+        travel = 150.0 * (1 - math.exp(-t / 120))
+        pos = start + heading * travel + 2.0 * np.sin(t / 25 + phase)
+        vel = heading * 150.0 / 120 * math.exp(-t / 120) + 0.08 * np.cos(t / 25 + phase)
+        yield _Snap(seq, ids, pos.astype(np.float32), vel.astype(np.float32))
 
 
 def decode_with_js(frames: list[bytes]) -> list[dict[str, Any]]:
@@ -69,10 +94,13 @@ def test_js_follows_a_paced_lineage_predicted_past_16_snapshots(fit: bool, veloc
     # a lane that ticks every 30 snapshots: its keyframes span 30, so its predictions reach 30
     # snapshots ahead (docs/protocol.md §4.1), past the 16 of a stream in step; with ``fit``
     # the encoder scales them by a factor per axis fitted to each frame (value coding 2)
+    # (a smooth, slowing motion rather than the physics: whether the prediction beats the plain
+    # moves on a trajectory of the physics is a close call that floating point decides
+    # differently on another CPU)
     enc = q_encoder.QStreamEncoder(velocity=velocity, policy=q_encoder.QPolicy(fit=fit))
     frames, expected = [], []
     py = q_decoder.QDecoder()
-    for snap in standard_trace(snapshots=240, nodes=800):
+    for snap in slowing_trace(snapshots=240, nodes=800):
         if snap.seq % 30:
             continue
         frames.append(enc.encode(snap.seq, snap.ids, snap.pos, epoch=3,
