@@ -198,8 +198,10 @@ def _apply_far(gx, gy, gz, fx, fy, fz, n, cx, cy, cz, cm, nf,  # type: ignore[no
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
-def _apply_near(gx, gy, gz, fx, fy, fz, cx, cy, cz, n, xs, ys, zs,  # type: ignore[no-untyped-def]
-                ws, ns, ne, nn, eps, on2, cut2, reach):
+def _apply_near(gx, gy, gz, fx, fy, fz, cx, cy, cz, n, px, py, pz,  # type: ignore[no-untyped-def]
+                pw, m, eps, on2, cut2, reach):
+    # the near points are gathered into contiguous arrays and the collision term is a select,
+    # not a branch, so the loop over them runs as vector instructions
     for k in range(n):
         x, y, z = gx[k], gy[k], gz[k]
         ax = np.float32(0.0)
@@ -208,24 +210,22 @@ def _apply_near(gx, gy, gz, fx, fy, fz, cx, cy, cz, n, xs, ys, zs,  # type: igno
         bx = np.float32(0.0)
         by = np.float32(0.0)
         bz = np.float32(0.0)
-        for t in range(nn):
-            for j in range(ns[t], ne[t]):
-                dx = x - xs[j]
-                dy = y - ys[j]
-                dz = z - zs[j]
-                r2 = dx * dx + dy * dy + dz * dz
-                s = ws[j] / (r2 + eps)
-                if cut2 > 0:
-                    s = s * _switch(r2, on2, cut2) if r2 < cut2 else np.float32(0.0)
-                ax += dx * s
-                ay += dy * s
-                az += dz * s
-                if r2 < reach * reach and r2 > 0:
-                    d = np.sqrt(r2)
-                    c = (reach - d) / d
-                    bx += dx * c
-                    by += dy * c
-                    bz += dz * c
+        for t in range(m):
+            dx = x - px[t]
+            dy = y - py[t]
+            dz = z - pz[t]
+            r2 = dx * dx + dy * dy + dz * dz
+            s = pw[t] / (r2 + eps)
+            if cut2 > 0:
+                s = s * _switch(r2, on2, cut2) if r2 < cut2 else np.float32(0.0)
+            ax += dx * s
+            ay += dy * s
+            az += dz * s
+            d = np.sqrt(r2)
+            c = (reach - d) / d if r2 < reach * reach and r2 > 0 else np.float32(0.0)
+            bx += dx * c
+            by += dy * c
+            bz += dz * c
         fx[k] += ax
         fy[k] += ay
         fz[k] += az
@@ -278,8 +278,10 @@ def repulsion(xs, ys, zs, ws, groups, start, end, first, nchild,  # type: ignore
         cy = np.empty(_LIST, np.float32)
         cz = np.empty(_LIST, np.float32)
         cm = np.empty(_LIST, np.float32)
-        ns = np.empty(_LIST, np.int64)
-        ne = np.empty(_LIST, np.int64)
+        nx = np.empty(_LIST, np.float32)
+        ny = np.empty(_LIST, np.float32)
+        nz = np.empty(_LIST, np.float32)
+        nw = np.empty(_LIST, np.float32)
         nf = 0
         nn = 0
         stack = np.empty(8 * (MORTON_BITS + 2), np.int64)
@@ -309,20 +311,23 @@ def repulsion(xs, ys, zs, ws, groups, start, end, first, nchild,  # type: ignore
                     _apply_far(gx, gy, gz, fx, fy, fz, n, cx, cy, cz, cm, nf, e32, on2, cut2)
                     nf = 0
             elif first[node] < 0:
-                ns[nn] = start[node]
-                ne[nn] = end[node]
-                nn += 1
-                if nn == _LIST:
-                    _apply_near(gx, gy, gz, fx, fy, fz, qx, qy, qz, n, xs, ys, zs, ws, ns, ne,
-                                nn, e32, on2, cut2, r32)
-                    nn = 0
+                for j in range(start[node], end[node]):
+                    if nn == _LIST:
+                        _apply_near(gx, gy, gz, fx, fy, fz, qx, qy, qz, n, nx, ny, nz, nw, nn,
+                                    e32, on2, cut2, r32)
+                        nn = 0
+                    nx[nn] = xs[j]
+                    ny[nn] = ys[j]
+                    nz[nn] = zs[j]
+                    nw[nn] = ws[j]
+                    nn += 1
             else:
                 for c in range(first[node], first[node] + nchild[node]):
                     stack[sp] = c
                     sp += 1
         _apply_far(gx, gy, gz, fx, fy, fz, n, cx, cy, cz, cm, nf, e32, on2, cut2)
-        _apply_near(gx, gy, gz, fx, fy, fz, qx, qy, qz, n, xs, ys, zs, ws, ns, ne, nn, e32, on2,
-                    cut2, r32)
+        _apply_near(gx, gy, gz, fx, fy, fz, qx, qy, qz, n, nx, ny, nz, nw, nn, e32, on2, cut2,
+                    r32)
         for k in range(n):
             out[s + k, 0] = fx[k]
             out[s + k, 1] = fy[k]
