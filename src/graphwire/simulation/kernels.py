@@ -171,37 +171,16 @@ _LIST = 2048  # interaction-list entries a group collects before it evaluates th
 GROUP_SIZE = 16  # points that share one tree walk and one interaction list
 
 
-# _apply_far and _apply_near spell the same pair force out on purpose: written once in a shared
-# inline helper, the hottest loop of the step ran measurably slower.
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
-def _apply_far(gx, gy, gz, fx, fy, fz, n, cx, cy, cz, cm, nf,  # type: ignore[no-untyped-def]
-               eps, on2, cut2):
-    for k in range(n):
-        x, y, z = gx[k], gy[k], gz[k]
-        ax = np.float32(0.0)
-        ay = np.float32(0.0)
-        az = np.float32(0.0)
-        for t in range(nf):
-            dx = x - cx[t]
-            dy = y - cy[t]
-            dz = z - cz[t]
-            r2 = dx * dx + dy * dy + dz * dz
-            s = cm[t] / (r2 + eps)
-            if cut2 > 0:
-                s = s * _switch(r2, on2, cut2) if r2 < cut2 else np.float32(0.0)
-            ax += dx * s
-            ay += dy * s
-            az += dz * s
-        fx[k] += ax
-        fy[k] += ay
-        fz[k] += az
+def _apply(gx, gy, gz, fx, fy, fz, cx, cy, cz, n, px, py, pz,  # type: ignore[no-untyped-def]
+           pw, m, eps, on2, cut2, reach):
+    """Add the field of ``m`` sources (points, or the centres of far cells) at the ``n``
+    points of a group to ``f``, and the collision push of those within ``reach`` to ``c``.
 
-
-@njit(cache=True, nogil=True, error_model="numpy", fastmath=True)
-def _apply_near(gx, gy, gz, fx, fy, fz, cx, cy, cz, n, px, py, pz,  # type: ignore[no-untyped-def]
-                pw, m, eps, on2, cut2, reach):
-    # the near points are gathered into contiguous arrays and the collision term is a select,
-    # not a branch, so the loop over them runs as vector instructions
+    The sources are gathered into contiguous arrays and the collision term is a select, not a
+    branch, so the loop over them runs as vector instructions. A far cell lies beyond
+    ``reach`` of every point of the group, so its push is zero.
+    """
     for k in range(n):
         x, y, z = gx[k], gy[k], gz[k]
         ax = np.float32(0.0)
@@ -274,15 +253,10 @@ def repulsion(xs, ys, zs, ws, groups, start, end, first, nchild,  # type: ignore
         qx = np.zeros(n, np.float32)
         qy = np.zeros(n, np.float32)
         qz = np.zeros(n, np.float32)
-        cx = np.empty(_LIST, np.float32)
-        cy = np.empty(_LIST, np.float32)
-        cz = np.empty(_LIST, np.float32)
-        cm = np.empty(_LIST, np.float32)
         nx = np.empty(_LIST, np.float32)
         ny = np.empty(_LIST, np.float32)
         nz = np.empty(_LIST, np.float32)
         nw = np.empty(_LIST, np.float32)
-        nf = 0
         nn = 0
         stack = np.empty(8 * (MORTON_BITS + 2), np.int64)
         sp = 1
@@ -302,19 +276,20 @@ def repulsion(xs, ys, zs, ws, groups, start, end, first, nchild,  # type: ignore
             dy = max(loy - py, 0.0, py - hiy)
             dz = max(loz - pz, 0.0, pz - hiz)
             if gap2 >= reach2 and size * size < theta2 * (dx * dx + dy * dy + dz * dz):
-                cx[nf] = px
-                cy[nf] = py
-                cz[nf] = pz
-                cm[nf] = mass[node]
-                nf += 1
-                if nf == _LIST:
-                    _apply_far(gx, gy, gz, fx, fy, fz, n, cx, cy, cz, cm, nf, e32, on2, cut2)
-                    nf = 0
+                if nn == _LIST:
+                    _apply(gx, gy, gz, fx, fy, fz, qx, qy, qz, n, nx, ny, nz, nw, nn, e32, on2,
+                           cut2, r32)
+                    nn = 0
+                nx[nn] = px
+                ny[nn] = py
+                nz[nn] = pz
+                nw[nn] = mass[node]
+                nn += 1
             elif first[node] < 0:
                 for j in range(start[node], end[node]):
                     if nn == _LIST:
-                        _apply_near(gx, gy, gz, fx, fy, fz, qx, qy, qz, n, nx, ny, nz, nw, nn,
-                                    e32, on2, cut2, r32)
+                        _apply(gx, gy, gz, fx, fy, fz, qx, qy, qz, n, nx, ny, nz, nw, nn, e32,
+                               on2, cut2, r32)
                         nn = 0
                     nx[nn] = xs[j]
                     ny[nn] = ys[j]
@@ -325,9 +300,7 @@ def repulsion(xs, ys, zs, ws, groups, start, end, first, nchild,  # type: ignore
                 for c in range(first[node], first[node] + nchild[node]):
                     stack[sp] = c
                     sp += 1
-        _apply_far(gx, gy, gz, fx, fy, fz, n, cx, cy, cz, cm, nf, e32, on2, cut2)
-        _apply_near(gx, gy, gz, fx, fy, fz, qx, qy, qz, n, nx, ny, nz, nw, nn, e32, on2, cut2,
-                    r32)
+        _apply(gx, gy, gz, fx, fy, fz, qx, qy, qz, n, nx, ny, nz, nw, nn, e32, on2, cut2, r32)
         for k in range(n):
             out[s + k, 0] = fx[k]
             out[s + k, 1] = fy[k]
