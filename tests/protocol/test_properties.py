@@ -356,6 +356,25 @@ DECODERS: list[tuple[str, Callable[[bytes], Any], list[bytes]]] = [
 ]
 
 
+# The flag bits each kind defines (§2.2: the others are 0); a frame with any other bit set is
+# malformed, whatever the kind.
+DEFINED_FLAGS = [("v1", 0x06), ("v2", 0x06), ("q", 0x3F), ("sssp", 0x05), ("client", 0x07)]
+
+
+@pytest.mark.parametrize(("name", "defined"), DEFINED_FLAGS, ids=[d[0] for d in DEFINED_FLAGS])
+def test_undefined_flag_bits_are_malformed(name: str, defined: int) -> None:
+    decode, seeds = next((d[1], d[2]) for d in DECODERS if d[0] == name)
+    raw = seeds[0]
+    decode(raw)  # the seed itself is valid
+    undefined = [bit for bit in (1 << b for b in range(8)) if not bit & defined]
+    assert undefined
+    for bit in undefined:
+        with pytest.raises(ProtocolError) as info:
+            decode(raw[:1] + bytes([raw[1] | bit]) + raw[2:])
+        assert info.value.code == ErrorCode.MALFORMED_FRAME, hex(bit)
+        assert bit == 0x01 or f"0x{bit:02x}" in str(info.value)  # 0x01: "never compressed"
+
+
 def _only_protocol_errors(decode: Callable[[bytes], Any], raw: bytes) -> None:
     with contextlib.suppress(ProtocolError):
         decode(raw)

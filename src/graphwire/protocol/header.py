@@ -103,7 +103,11 @@ def frame_kind(data: bytes | memoryview) -> Kind:
 
 
 def check_flag_bits(flags: int, allowed: int, kind: int) -> None:
-    """Reject flag bits a kind does not define (they must be zero, §2.2)."""
-    extra = flags & ~allowed & 0xFF
+    """Reject flag bits a kind does not define (they must be zero, §2.2).
+
+    Plain integers on purpose: the complement of an ``IntFlag`` keeps only its defined members,
+    so ``~(Flags.KEYFRAME | Flags.SETTLED)`` would leave the undefined bits 3–7 out of the test.
+    """
+    extra = int(flags) & ~int(allowed) & 0xFF
     if extra:
         raise malformed(f"kind 0x{kind:02x} does not define flag bits 0x{extra:02x}")
