@@ -112,6 +112,20 @@ async def test_the_message_that_triggers_a_ban_is_answered_then_banned_then_clos
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
 
 
+async def test_only_a_message_over_the_maximum_closes_with_1009(make_server: ServerFactory
+                                                                ) -> None:
+    h = await make_server(overrides={"system.websocket.maxMessageSize": 4096})
+    c = await h.connect()
+    # exactly the maximum is read (an unknown kind: answered, not closed)
+    await c.send(b"\x7f" * 4096)
+    assert (await c.next_json("error"))["error"]["code"] == "unknown_kind"
+    await c.send(b"\x7f" * 4097)
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        while True:
+            await c.recv(timeout=5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
 async def test_a_ban_answers_429_with_the_rate_limit_headers(make_server: ServerFactory
                                                              ) -> None:
     h = await make_server(token="t", overrides={

@@ -78,8 +78,10 @@ class WebSocketEndpoint:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Serve one WebSocket until it closes."""
         cs = self.in_force.live.connection
+        # aiohttp refuses a message of max_msg_size bytes or more; §2 closes only one *over*
+        # the maximum, so a message of exactly maxMessageSize bytes is read
         ws = web.WebSocketResponse(compress=False, autoping=False, heartbeat=None,
-                                   max_msg_size=cs.max_message_size)
+                                   max_msg_size=cs.max_message_size + 1)
         await ws.prepare(request)
         resume = request.query.get("resume")
         client_id, reconnect = self.connections.claim_id(resume)
