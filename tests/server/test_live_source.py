@@ -17,6 +17,7 @@ from graphwire.graph.diff import Canonical, NodeState, canonical, edge_key
 from graphwire.graph.model import NodeType
 from graphwire.graph.sources import load_source
 from graphwire.protocol import QDecoder
+from graphwire.protocol.sssp import decode_sssp
 from graphwire.server.keys import GRAPH_SERVICE
 
 from .conftest import Client, Harness, ServerFactory
@@ -279,3 +280,36 @@ async def test_reload_is_a_new_epoch(make_server: ServerFactory, tmp_path: Path)
                                 headers={"Authorization": "Bearer boss"})
     assert status == 422 and "broken.md" in body["error"]["message"]
     assert (await h.get("/api/graph/state"))[1]["epoch"] == epoch + 1
+
+
+async def test_reload_keeps_the_shortest_path_source_by_key_or_clears_it_aloud(
+        make_server: ServerFactory, tmp_path: Path) -> None:
+    vault = vault_of(tmp_path / "vault", {"a.md": "- [[b]]\n", "b.md": "- [[c]]\n",
+                                          "c.md": "- x\n"})
+    h = await make_server(source=str(vault), watch=False, admin_token="boss")
+    client, _ = await h.subscribe("q", intervalMs=1000)
+    admin = {"Authorization": "Bearer boss"}
+
+    async def after_reload() -> tuple[dict[str, Any], Any]:
+        """Reload; the graph_changed, then the SSSP frame that must follow it."""
+        status, _ = await h.send("POST", "/api/graph/reload", {}, headers=admin)
+        assert status == 200
+        change = await client.next_json("graph_changed")
+        return change, decode_sssp(await client.next_frame(0x05))
+
+    status, _ = await h.send("POST", "/api/graph/sssp", {"source": (await ids_by_key(h))["b"]})
+    assert status == 200
+    assert decode_sssp(await client.next_frame(0x05)).source is not None
+    # a page added in front of a and b: "b" gets a new id in the new epoch, and stays the source
+    (vault / "0.md").write_text("- [[a]]\n", encoding="utf-8")
+    change, frame = await after_reload()
+    ids = await ids_by_key(h)
+    assert change["refetch"] is True and frame.source == ids["b"]
+    assert frame.distance[ids["c"]] == 1 and frame.distance[ids["0"]] == 2
+    # "b" gone (nothing links to it): the source is cleared, and the subscribers are told
+    (vault / "b.md").unlink()
+    (vault / "a.md").write_text("- [[c]]\n", encoding="utf-8")
+    change, frame = await after_reload()
+    assert "b" not in await ids_by_key(h)
+    assert frame.source is None and np.isinf(frame.distance).all()
+    assert (await h.get("/api/graph/state"))[1]["epoch"] == change["epoch"]

@@ -259,9 +259,16 @@ class GraphService:
 
     async def reload(self, graph: Graph, epoch: int) -> None:
         """Serve another graph (the source read again) as a new epoch: nodes whose key is
-        still there keep their place and pin, clients are told to refetch."""
+        still there keep their place and pin, clients are told to refetch. The shortest-path
+        source stays where its key is still there (and is cleared where not); either way every
+        subscriber is sent the new SSSP frame after the ``graph_changed`` (§3.5)."""
+        source: int | None = None
+
         def apply() -> None:
+            nonlocal source
             old, sim = self.graph, self.sim
+            if self.sssp.source is not None and old.is_live(self.sssp.source):
+                source = graph.id_of(old.keys[self.sssp.source])
             settled = sim.settled
             kept = Layout.of_graph(old).apply(graph)
             graph.topology_version = old.topology_version + 1  # never a version seen before
@@ -274,7 +281,10 @@ class GraphService:
             msg = GraphChanged(epoch, graph.topology_version, graph.node_count,
                                graph.edge_count, refetch=True)
             self.loop.call_soon_threadsafe(self.on_graph_changed, msg)
+        had_source = self.sssp.source is not None
         await self._locked(apply)
+        if source is not None or had_source:
+            await self.set_sssp_source(source)
 
     def _announce(self, *, added_nodes: Sequence[int] = (), added_edges: Sequence[Edge] = (),
                   removed_nodes: Sequence[int] = (),
