@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -271,6 +272,22 @@ def test_bad_client_messages(text: str, code: ErrorCode) -> None:
         control.parse_client_message(text)
     assert info.value.code == code
     assert info.value.info.to_json()["code"] == code.value
+
+
+def test_the_control_limit_counts_utf8_bytes() -> None:
+    def ping(pad: str) -> str:
+        return json.dumps({"type": "ping", "timestamp": 1, "note": pad}, ensure_ascii=False)
+
+    frame = ping("")
+    room = control.MAX_TEXT - len(frame.encode())
+    assert isinstance(control.parse_client_message(ping("x" * room)), control.Ping)  # the limit
+    # two-byte characters: under the limit in characters, over it in bytes
+    wide = ping("é" * (room // 2 + 1))
+    assert len(wide) < control.MAX_TEXT < len(wide.encode())
+    with pytest.raises(ProtocolError) as info:
+        control.parse_client_message(wide)
+    assert info.value.code == ErrorCode.TOO_LARGE
+    assert isinstance(control.parse_client_message(ping("é" * (room // 2))), control.Ping)
 
 
 def test_message_id_is_recovered_from_invalid_messages() -> None:

@@ -494,8 +494,16 @@ MAX_TEXT = 64 * 1024
 """Largest control message accepted from a client; control messages are small."""
 
 
+def _utf8_size(text: str | bytes, limit: int) -> int:
+    """The size of a control message in bytes (UTF-8), encoding only when it could matter: a
+    character is one to four bytes."""
+    if isinstance(text, bytes) or len(text) > limit or 4 * len(text) <= limit:
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def _load(text: str | bytes, limit: int) -> dict[str, Any]:
-    if len(text) > limit:
+    if _utf8_size(text, limit) > limit:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"control message over {limit} bytes")
     try:
         d = json.loads(text)
