@@ -72,6 +72,11 @@ async def test_http_errors_are_json_with_fitting_statuses(harness: Harness) -> N
     async with harness.http.post(harness.base + "/api/graph/nodes", data="key=a",
                                  headers={"Content-Type": "text/plain"}) as resp:
         assert resp.status == 415
+    # a write without a body, so without a Content-Type, is not JSON either (§1)
+    for path in ("/api/graph/sssp", "/api/graph/reload"):
+        async with harness.http.post(harness.base + path) as resp:
+            assert resp.status == 415, path
+            assert (await resp.json())["error"]["code"] == "unsupported_media_type"
     async with harness.http.get(harness.base + "/api/nothing-here") as resp:
         assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
     big = {"nodes": [{"key": "x" * 1000}] * 20_000}

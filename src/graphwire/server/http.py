@@ -143,8 +143,11 @@ def make_middlewares(access: AccessPolicy, limiter: RateLimiter, connections: Co
             raise ApiError(ErrorCode.RATE_LIMITED, f"too many {cls} requests",
                            retry_after_ms=max(1, math.ceil(wait * 1000)),
                            headers=rate_limit_headers(bucket, wait))
-        if (request.method in ("POST", "PUT", "PATCH", "DELETE") and request.can_read_body
-                and request.content_type != "application/json"):
+        # every POST, PUT and PATCH route takes a JSON body (`{}` at least), a DELETE may have
+        # none (DELETE /api/graph/nodes/{id})
+        if (request.method in ("POST", "PUT", "PATCH")
+                or (request.method == "DELETE" and request.can_read_body)) \
+                and request.content_type != "application/json":
             raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE,
                            "writes must be Content-Type: application/json")
         return await handler(request)
