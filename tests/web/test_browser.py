@@ -92,6 +92,20 @@ async def test_page_connects_applies_frames_and_draws_the_graph(serve, pages: Pa
     assert lit > 500, f"only {lit} pixels differ from the background"
 
 
+async def test_a_page_opened_on_a_settled_layout_shows_it_at_once(serve, pages: Pages) -> None:
+    # settled from the start, and no keyframe for a minute after the one a subscriber gets: the
+    # page must show (and count, and fit the camera to) that first keyframe, which arrives
+    # before the graph body it belongs to
+    served = await serve(overrides={**STILL, "system.websocket.settledKeyframeIntervalMs": 60_000})
+    assert (await served.get("/api/graph/state"))["settled"]
+    page = await pages.open(served.base + "/")
+    await wait_frames(page, 1, timeout=5_000)
+    assert await page.evaluate("window.graphwire.settled") is True
+    assert await page.locator("#settled").text_content() == "settled"
+    state = await served.get("/api/graph/state")
+    assert await page.evaluate("window.graphwire.lastSeq") == state["seq"]
+
+
 async def test_a_slider_moved_in_one_page_moves_it_in_another(serve, pages: Pages) -> None:
     served = await serve()
     path = "visualisation.graphs.logseq.physics.spring_k"

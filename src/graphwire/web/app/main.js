@@ -166,7 +166,9 @@ function onPositions(msg) {
   const applyMs = performance.now() - t0;
   // the array was copied into the GPU attribute: hand it back for the next frame
   worker.postMessage({ type: 'recycle', buf: msg.pos.buffer }, [msg.pos.buffer]);
-  if (msg.relayout) return;
+  // A relayout re-shows the last frame on new slots; it is a new frame only when that frame
+  // was never applied (it came before the graph body: a settled server sends one keyframe)
+  if (msg.relayout && app.framesApplied > 0 && msg.seq === app.lastSeq) return;
   push(app.applyTimes, applyMs);
   push(app.decodeTimes, msg.decodeMs);
   push(app.frameSizes, msg.bytes);
