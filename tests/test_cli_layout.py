@@ -48,6 +48,27 @@ def test_layout_of_a_small_vault(tmp_path: Path) -> None:
     assert all(np.isfinite([n["x"], n["y"], n["z"]]).all() for n in doc["nodes"])
 
 
+def test_a_page_that_cannot_be_read_is_left_out_and_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    (vault / "a.md").write_text("links to [[b]]\n")
+    (vault / "b.md").write_text("back to [[a]]\n")
+    (vault / "binary.md").write_bytes(b"\xff\xfe not text")
+    out = tmp_path / "o.json"
+    assert main(["layout", str(vault), "--out", str(out), "--no-progress"]) == 0
+    assert [n["key"] for n in json.loads(out.read_text())["nodes"]] == ["a", "b"]
+    captured = capsys.readouterr()
+    assert "binary.md" in captured.err and "UTF-8" in captured.err and "left out" in captured.err
+    assert "Traceback" not in captured.err
+    assert f"wrote 2 positions to {out}" in captured.out
+    # nothing readable at all is still an error
+    (vault / "a.md").write_bytes(b"\xff")
+    (vault / "b.md").write_bytes(b"\xff")
+    assert main(["layout", str(vault), "--out", str(out), "--no-progress"]) == 2
+    assert "no readable Markdown pages" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("content", "name", "expect"), [
     (None, "missing.csv", "no such file"),
     ("source,target\na,b\nc\n", "bad.csv", "line 3"),

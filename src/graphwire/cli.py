@@ -57,6 +57,8 @@ def _layout(args: argparse.Namespace) -> int:
         graph = Graph.from_data(data)
     except (SourceError, GraphError) as exc:
         return _fail(str(exc))
+    for problem in data.skipped:
+        print(f"graphwire: {problem} (left out)", file=sys.stderr)
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_dir):
         return _fail(f"{args.out}: the folder {out_dir} does not exist")
@@ -76,6 +78,8 @@ def _layout(args: argparse.Namespace) -> int:
     if not sim.settled:
         print(f"graphwire: not settled after {steps} steps (kinetic energy per node "
               f"{sim.kinetic_energy:.4f}); raise --max-steps to run longer", file=sys.stderr)
+    print(f"wrote {graph.node_count} positions to {args.out} "
+          f"({'settled' if sim.settled else 'still moving'} after {steps} steps)")
     return 0
 
 

@@ -213,6 +213,23 @@ async def test_a_malformed_page_is_reported_and_changes_nothing(
     assert [n["key"] for n in change["added"]["nodes"]] == ["brand new"]
 
 
+async def test_a_page_unreadable_at_start_is_left_out_then_read_once_fixed(
+        make_server: ServerFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    vault = ring_vault(tmp_path / "vault")
+    (vault / "binary.md").write_bytes(b"- [[p01]] \xff\xfe\n")
+    caplog.set_level(logging.WARNING, logger="graphwire.server")
+    h, viewer = await watch(make_server, vault)
+    keys = await ids_by_key(h)
+    assert "binary" not in keys and len(keys) == 40  # served without it
+    assert any("binary.md" in r.getMessage() and "UTF-8" in r.getMessage()
+               for r in caplog.records)
+    async with h.http.get(h.core_base + "/api/metrics") as resp:
+        assert (await resp.json())["sourceErrors"] == 1
+    (vault / "binary.md").write_text("- [[p01]] fixed\n")
+    change = await viewer.next_change()
+    assert [n["key"] for n in change["added"]["nodes"]] == ["binary"]
+
+
 async def test_a_json_source_is_diffed_by_key(make_server: ServerFactory,
                                               tmp_path: Path) -> None:
     path = tmp_path / "g.json"
@@ -275,11 +292,19 @@ async def test_reload_is_a_new_epoch(make_server: ServerFactory, tmp_path: Path)
     late = np.array(new_pos[new_ids["late"]])  # the newcomer starts next to its neighbour
     rest = h.core[GRAPH_SERVICE].sim.params.rest_length
     assert np.linalg.norm(late - old_pos[ids["p01"]]) < 3 * rest
+    # a page that cannot be read is left out and named; the rest is served
     (vault / "broken.md").write_bytes(b"\xff")
     status, body = await h.send("POST", "/api/graph/reload", {},
                                 headers={"Authorization": "Bearer boss"})
-    assert status == 422 and "broken.md" in body["error"]["message"]
-    assert (await h.get("/api/graph/state"))[1]["epoch"] == epoch + 1
+    assert status == 200 and body["epoch"] == epoch + 2 and body["nodesCount"] == 41
+    assert len(body["skipped"]) == 1 and "broken.md" in body["skipped"][0]
+    # a source that cannot be read at all changes nothing
+    for page in vault.iterdir():
+        page.write_bytes(b"\xff")
+    status, body = await h.send("POST", "/api/graph/reload", {},
+                                headers={"Authorization": "Bearer boss"})
+    assert status == 422 and "no readable Markdown pages" in body["error"]["message"]
+    assert (await h.get("/api/graph/state"))[1]["epoch"] == epoch + 2
 
 
 async def test_reload_keeps_the_shortest_path_source_by_key_or_clears_it_aloud(

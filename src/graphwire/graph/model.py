@@ -59,6 +59,9 @@ class GraphData:
     nodes: list[NodeSpec]
     edges: list[EdgeSpec]
     name: str = "graph"
+    skipped: list[str] = field(default_factory=list)
+    """Parts of the source left out because they could not be read, each with why (a vault's
+    unreadable pages: one bad note does not keep the others from being served)."""
 
 
 class GraphError(ValueError):

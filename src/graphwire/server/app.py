@@ -160,6 +160,9 @@ async def create_app(config: ServerConfig) -> web.Application:
     live = in_force.live
     tasks = BackgroundTasks()
     metrics = Metrics()
+    for problem in data.skipped:
+        metrics.source_errors += 1
+        log.warning("%s (left out of the graph until it is fixed)", problem)
     limiter = RateLimiter(live.limits, auth=config.token is not None)
     connections = Connections(metrics)
     sim = start_simulation(Graph.from_data(data), layout, physics_params(settings.value),

@@ -78,5 +78,9 @@ class SourceFollower:
             epoch = self.settings.start_epoch()
             await self.graph.reload(graph, epoch)
         self.metrics.source_reloads += 1
+        for problem in data.skipped:
+            self.metrics.source_errors += 1
+            log.warning("%s (left out of the graph until it is fixed)", problem)
         self.request_snapshot()
-        return {"epoch": epoch, "nodesCount": graph.node_count, "edgesCount": graph.edge_count}
+        return {"epoch": epoch, "nodesCount": graph.node_count, "edgesCount": graph.edge_count,
+                "skipped": data.skipped}

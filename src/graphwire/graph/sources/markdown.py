@@ -62,7 +62,11 @@ def load_markdown_vault(
     pages: dict[str, Page] | None = None,
 ) -> GraphData:
     """Load every page of a vault; ``progress`` as in :func:`~.load_source`. ``pages``, when
-    given, receives every page's parse by vault-relative path (a live source keeps them)."""
+    given, receives every page's parse by vault-relative path (a live source keeps them).
+
+    A page that cannot be read or parsed (not UTF-8, say) is left out and named in the result's
+    ``skipped``: one bad note does not keep the vault from being served. A vault none of whose
+    pages can be read is a SourceError."""
     root = Path(path)
     if not root.is_dir():
         raise SourceError(path, "no such folder" if not root.exists() else "is not a folder")
@@ -71,11 +75,19 @@ def load_markdown_vault(
         raise SourceError(path, "has no Markdown pages (.md files)")
     show = show_progress(progress, len(files), LARGE_FILE_COUNT)
     parsed: dict[str, Page] = {}
+    skipped: list[SourceError] = []
     for rel in tqdm(files, disable=not show, file=sys.stderr, unit="file"):
-        parsed[rel] = read_page(root, rel)
+        try:
+            parsed[rel] = read_page(root, rel)
+        except SourceError as exc:
+            skipped.append(exc)
+    if not parsed:
+        raise SourceError(path, f"has no readable Markdown pages (the first: {skipped[0]})")
     if pages is not None:
         pages.update(parsed)
-    return assemble(root, parsed)
+    data = assemble(root, parsed)
+    data.skipped = [str(exc) for exc in skipped]
+    return data
 
 
 def read_page(root: Path, rel: str) -> Page:
