@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 
-from graphwire.client import BlockingClient
+from graphwire.client import BlockingClient, ClientError
 
 
 def main() -> None:
@@ -63,4 +64,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ClientError as exc:  # no server there, a refused token: say so, no traceback
+        sys.exit(f"{__file__}: {exc}")

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 
-from graphwire.client import BlockingClient, SettingsError
+from graphwire.client import BlockingClient, ClientError, SettingsError
 
 DEFAULT_PATH = "visualisation.graphs.logseq.physics.repel_k"
 
@@ -45,4 +45,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except ClientError as exc:  # no server there, a refused token: say so, no traceback
+        sys.exit(f"{__file__}: {exc}")

@@ -10,12 +10,13 @@ runs in the background.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import networkx as nx
 import numpy as np
 
-from graphwire.client import BlockingClient
+from graphwire.client import BlockingClient, ClientError
 
 
 def main() -> None:
@@ -46,4 +47,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ClientError as exc:  # no server there, a refused token: say so, no traceback
+        sys.exit(f"{__file__}: {exc}")

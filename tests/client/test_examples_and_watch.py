@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
+import logging
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from graphwire.client import BlockingClient, ConnectError
 from graphwire.client.watch import watch
 
 from .conftest import ROOT, Harness, ServerFactory, ring_csv
@@ -105,6 +109,30 @@ async def test_watch_that_cannot_connect_fails_clearly(
     err = capsys.readouterr().err
     assert "cannot connect" in err and "127.0.0.1:9" in err
     assert "summary" not in out.getvalue()
+
+
+@pytest.mark.parametrize("name", ["watch_communities.py", "push_agents.py",
+                                  "settle_after_setting.py"])
+async def test_an_example_without_a_server_fails_fast_and_clearly(name: str) -> None:
+    start = asyncio.get_running_loop().time()
+    code, _, err = await run(sys.executable, example(name), "http://127.0.0.1:9", timeout=30)
+    assert code == 1 and "cannot connect" in err and "127.0.0.1:9" in err
+    assert "Traceback" not in err and "Task was destroyed" not in err, err
+    assert "Unclosed" not in err and "Event loop is closed" not in err, err
+    assert asyncio.get_running_loop().time() - start < 20  # three attempts, not a minute
+
+
+def test_a_blocking_client_that_cannot_connect_leaves_nothing_running(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    before = set(threading.enumerate())
+    with pytest.raises(ConnectError, match="after 3 attempts"):
+        BlockingClient("http://127.0.0.1:9")
+    with pytest.raises(ConnectError, match=r"within 1\.5 s"):  # tried until the timeout
+        BlockingClient("http://127.0.0.1:9", timeout=1.5, connect_attempts=None)
+    gc.collect()
+    assert set(threading.enumerate()) <= before
+    assert not [r for r in caplog.records if "destroyed" in r.getMessage()]
 
 
 async def test_watch_terminal_view(generous_server: Harness) -> None:

@@ -19,15 +19,35 @@ import numpy.typing as npt
 
 from .batch_queue import Mode
 from .connection import Client
+from .errors import ConnectError
 from .mirror import GraphMirror, MirrorSnapshot
 
 T = TypeVar("T")
+
+CONNECT_ATTEMPTS = 3
+"""Attempts at the first connection before a BlockingClient gives up (about 3 s of backoff)."""
+
+_CANCEL_GRACE = 15.0  # seconds a timed-out call may take to finish cancelling
+
+
+async def _cancel_the_rest() -> None:
+    """Cancel every other task of the loop and wait for them (nothing left pending when the
+    loop stops)."""
+    me = asyncio.current_task()
+    rest = [t for t in asyncio.all_tasks() if t is not me]
+    for t in rest:
+        t.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
 
 
 class BlockingClient:
     """``with BlockingClient("http://127.0.0.1:8080") as c: print(c.positions)``.
 
-    Takes the same keyword arguments as :class:`Client`; ``timeout`` bounds the connect.
+    Takes the same keyword arguments as :class:`Client`; ``timeout`` bounds the connect. A
+    script fails fast when no server answers: the first connection is tried
+    ``connect_attempts`` times (default :data:`CONNECT_ATTEMPTS`; None: until ``timeout``),
+    then :class:`~graphwire.client.errors.ConnectError` says why. Once connected, the client
+    reconnects after any fault as :class:`Client` does.
     """
 
     def __init__(self, url: str, *, timeout: float | None = 60.0, **options: Any) -> None:
@@ -36,8 +56,12 @@ class BlockingClient:
                                         name="graphwire-client", daemon=True)
         self._thread.start()
         self._closed = False
+        options.setdefault("connect_attempts", CONNECT_ATTEMPTS)
         try:
             self.client: Client = self._call(self._make(url, options), timeout)
+        except TimeoutError:
+            self._shutdown()
+            raise ConnectError(f"cannot connect to {url} within {timeout} s") from None
         except BaseException:
             self._shutdown()
             raise
@@ -52,12 +76,13 @@ class BlockingClient:
             raise
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the client's loop and wait for it. The timeout is applied on the
+        loop, so a coroutine that runs out of time has finished cancelling (and cleaning up)
+        when TimeoutError reaches the caller."""
+        if timeout is not None:
+            coro = asyncio.wait_for(coro, timeout)
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return future.result(timeout)
-        except TimeoutError:
-            future.cancel()
-            raise
+        return future.result(None if timeout is None else timeout + _CANCEL_GRACE)
 
     def _soon(self, fn: Callable[[], T], timeout: float | None = 10.0) -> T:
         async def run() -> T:
@@ -154,6 +179,8 @@ class BlockingClient:
 
     def _shutdown(self) -> None:
         self._closed = True
+        with contextlib.suppress(TimeoutError, RuntimeError):
+            asyncio.run_coroutine_threadsafe(_cancel_the_rest(), self._loop).result(5.0)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5.0)
         if not self._thread.is_alive():
