@@ -94,6 +94,7 @@ def _setting_value(text: str) -> object:
 
 def _serve(args: argparse.Namespace) -> int:
     import logging
+    import os
 
     from .graph.sources import SourceError
     from .server.app import run, serve
@@ -120,6 +121,12 @@ def _serve(args: argparse.Namespace) -> int:
         return _fail(f"--role {args.role} needs --redis URL (docs/deploy.md)")
     if args.lease_ttl <= 0:
         return _fail("--lease-ttl must be positive")
+    if not 0 <= args.port <= 65535:
+        return _fail(f"--port {args.port}: a port is 0 to 65535")
+    if args.db and args.db != ":memory:":
+        folder = os.path.dirname(os.path.abspath(args.db))
+        if not os.path.isdir(folder):  # a typo must not create a tree of folders
+            return _fail(f"--db {args.db}: the folder {folder} does not exist")
     try:
         run(serve(config))
     except (SourceError, StoreError, SettingsError) as exc:
@@ -142,7 +149,13 @@ def _settings_cli(args: argparse.Namespace) -> int:
     import urllib.parse
     import urllib.request
 
-    base = args.url.rstrip("/") + "/api/settings/" + urllib.parse.quote(args.path, safe=".")
+    from .client.connection import endpoints
+
+    try:
+        server, _ = endpoints(args.url)  # as graphwire watch reads it: host:port will do
+    except ValueError as exc:
+        return _fail(str(exc))
+    base = server + "/api/settings/" + urllib.parse.quote(args.path, safe=".")
     headers = {"Content-Type": "application/json"}
     if args.token:
         headers["Authorization"] = f"Bearer {args.token}"

@@ -131,6 +131,12 @@ async def test_settings_cli_against_a_running_server(make_server: ServerFactory)
     assert rc == 2 and "unknown_path" in err
     rc, out, err = await cli("get", path, "--url", "http://127.0.0.1:9")
     assert rc == 2 and "cannot reach" in err
+    # host:port without a scheme, as graphwire watch takes it
+    rc, out, err = await cli("get", path, "--url", h.base.removeprefix("http://"),
+                             "--token", "tok")
+    assert rc == 0 and json.loads(out) == 0.8, err
+    rc, out, err = await cli("get", path, "--url", "ftp://somewhere")
+    assert rc == 2 and "not a server address" in err and "Traceback" not in err
 
 
 KEEP_MOVING = {

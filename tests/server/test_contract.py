@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import zlib
+from pathlib import Path
 
 import pytest
 import websockets
@@ -250,3 +251,15 @@ def test_the_command_line_refuses_an_in_memory_database(capsys: pytest.CaptureFi
 
     assert main(["serve", "--db", ":memory:", "--port", "0"]) == 2
     assert "epoch" in capsys.readouterr().err
+
+
+def test_the_command_line_refuses_a_bad_port_and_a_missing_folder(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from graphwire.cli import main
+
+    assert main(["serve", "--port", "99999"]) == 2
+    assert "--port 99999: a port is 0 to 65535" in capsys.readouterr().err
+    typo = tmp_path / "no" / "such" / "s.db"
+    assert main(["serve", "--db", str(typo), "--port", "0"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "no").exists()  # no folders made for a typo
