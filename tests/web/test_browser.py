@@ -183,6 +183,14 @@ async def test_searching_a_page_name_selects_it_and_colours_paths(serve, pages: 
     nid = served.core[GRAPH_SERVICE].graph.keys.index("n042")
     assert served.core[GRAPH_SERVICE].sssp.source == nid
     assert await page.get_by_test_id("selection").is_visible()
+    # a name that matches nothing says so, and Enter keeps the selection
+    await search.fill("no such page")
+    assert await page.get_by_test_id("no-match").text_content() == "no page matches “no such page”"
+    await search.press("Enter")
+    assert await page.evaluate("window.graphwire.selected") == "n042"
+    await search.fill("n04")
+    await page.wait_for_selector("#search-results li >> text=n041")
+    assert await page.get_by_test_id("no-match").count() == 0
 
 
 async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(

@@ -345,7 +345,16 @@ function renderMatches() {
     li.addEventListener('mousedown', (ev) => { ev.preventDefault(); choose(s); });
     return li;
   }));
-  results.hidden = matches.length === 0;
+  const query = search.value.trim();
+  if (!matches.length && query) {
+    // say so, rather than showing nothing (Enter then does nothing)
+    const li = document.createElement('li');
+    li.className = 'none';
+    li.dataset.testid = 'no-match';
+    li.textContent = `no page matches “${query}”`;
+    results.append(li);
+  }
+  results.hidden = results.children.length === 0;
 }
 function choose(slot) {
   select(slot);
@@ -368,7 +377,7 @@ search.addEventListener('keydown', (ev) => {
   } else if (ev.key === 'Escape') { matches = []; renderMatches(); search.blur(); }
 });
 search.addEventListener('blur', () => { results.hidden = true; });
-search.addEventListener('focus', () => { results.hidden = matches.length === 0; });
+search.addEventListener('focus', () => { results.hidden = results.children.length === 0; });
 $('#sel-clear').addEventListener('click', () => select(-1));
 $('#sel-release').addEventListener('click', () => release(app.selected));
 document.addEventListener('keydown', (ev) => {
