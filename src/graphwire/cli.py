@@ -67,6 +67,7 @@ def _layout(args: argparse.Namespace) -> int:
     with tqdm(total=args.max_steps, unit="step", file=sys.stderr, disable=not show,
               desc=f"layout of {graph.node_count} nodes") as bar:
         steps = sim.run_until_settled(args.max_steps, progress=bar)
+        bar.total = steps  # it settled early: the bar ends full, not at the share it reached
         bar.set_postfix(settled=sim.settled, energy=f"{sim.kinetic_energy:.4f}")
     layout = Layout.of_graph(graph, settled=sim.settled)
     try:

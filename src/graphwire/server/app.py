@@ -121,7 +121,8 @@ def open_settings(config: ServerConfig) -> SettingsService:
     and the epoch raised (§7). The epoch lives in that database, so it must be a file."""
     db = config.db or str(default_db())
     if db.strip() in ("", ":memory:") or db.startswith("file::memory:"):
-        raise StoreError(f"--db {db!r}: the settings database also keeps the epoch (§7), which "
+        raise StoreError(f"--db {db!r}: the settings database also keeps the epoch "
+                         "(docs/protocol.md §7), which "
                          "must grow across restarts; give a file")
     store = SettingsStore(db, log_revisions=config.settings_log)
     try:
@@ -535,7 +536,8 @@ async def serve(config: ServerConfig, *, announce: bool = True) -> None:
     if announce:
         nodes = server[GRAPH_SERVICE].graph.node_count
         role = "" if config.role == "all" else f" as {config.role}"
-        print(f"graphwire: serving {config.source or 'the demo graph'} ({nodes} nodes) on "
+        what = f"{nodes} node{'' if nodes == 1 else 's'}"
+        print(f"graphwire: serving {config.source or 'the demo graph'} ({what}) on "
               f"{server.url}{role}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
