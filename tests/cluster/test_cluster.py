@@ -332,7 +332,7 @@ async def test_paced_q_clients_and_a_reload_through_a_gateway(cluster: Cluster) 
 
         # a reload through gateway B runs on the simulation: a new epoch for everyone
         async with (aiohttp.ClientSession() as http,
-                    http.post(gw_b.url + "/api/graph/reload") as resp):
+                    http.post(gw_b.url + "/api/graph/reload", json={}) as resp):
             assert resp.status == 200, await resp.text()
             body = await resp.json()
         assert body["epoch"] > old and body["nodesCount"] == 200

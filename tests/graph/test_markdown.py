@@ -9,7 +9,7 @@ import pytest
 from graphwire.graph import Graph
 from graphwire.graph.sources import SourceError, load_markdown_vault, load_source
 from graphwire.graph.sources.front_matter import front_matter
-from graphwire.graph.sources.markdown import page_name
+from graphwire.graph.sources.markdown import page_name, read_page
 from graphwire.graph.sources.page import parse_page
 
 from .helpers import edge_set, keys, node, write
@@ -233,28 +233,38 @@ def test_front_matter_forms() -> None:
 
 
 def test_bad_front_matter_line_is_named(tmp_path: Path) -> None:
-    write(tmp_path, {"notes/a.md": "---\ntitle: ok\njust words\n---\n"})
-    with pytest.raises(SourceError) as info:
-        load_source(tmp_path)
-    assert str(info.value) == (
+    write(tmp_path, {"notes/a.md": "---\ntitle: ok\njust words\n---\n", "b.md": "[[a]]"})
+    message = (
         f"{tmp_path / 'notes' / 'a.md'}, line 3: front matter is not valid YAML-like 'key: value'"
     )
-    assert info.value.line == 3
+    with pytest.raises(SourceError) as info:
+        read_page(tmp_path, "notes/a.md")
+    assert str(info.value) == message and info.value.line == 3
+    # the vault is served without it (its links with it), and says why
+    data = load_source(tmp_path)
+    assert data.skipped == [message]
+    assert {n.key: n.metadata for n in data.nodes}["a"] == {"placeholder": True}
 
 
 def test_unclosed_front_matter(tmp_path: Path) -> None:
     write(tmp_path, {"ok.md": "fine", "open.md": "---\ntitle: never closed\n\nbody\n"})
-    with pytest.raises(SourceError) as info:
-        load_source(tmp_path)
-    assert str(info.value).startswith(f"{tmp_path / 'open.md'}, line 1: ")
-    assert "never closed" in str(info.value)
+    data = load_source(tmp_path)
+    assert [n.key for n in data.nodes] == ["ok"]
+    [problem] = data.skipped
+    assert problem.startswith(f"{tmp_path / 'open.md'}, line 1: ") and "never closed" in problem
 
 
 def test_invalid_utf8_names_file_and_line(tmp_path: Path) -> None:
     write(tmp_path, {"good.md": "[[bad]]", "bad.md": b"line one\nline \xff two\n"})
-    with pytest.raises(SourceError) as info:
+    [problem] = load_source(tmp_path).skipped
+    assert problem.startswith(f"{tmp_path / 'bad.md'}, line 2, column 6: not valid UTF-8")
+
+
+def test_a_vault_of_unreadable_pages_is_an_error(tmp_path: Path) -> None:
+    write(tmp_path, {"a.md": b"\xff", "b.md": "---\nnever closed\n"})
+    with pytest.raises(SourceError, match="no readable Markdown pages") as info:
         load_source(tmp_path)
-    assert str(info.value).startswith(f"{tmp_path / 'bad.md'}, line 2, column 6: not valid UTF-8")
+    assert "a.md" in str(info.value) and "UTF-8" in str(info.value)
 
 
 def test_empty_vault_is_an_error(tmp_path: Path) -> None:

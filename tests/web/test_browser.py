@@ -144,7 +144,10 @@ async def test_a_slider_moved_in_one_page_moves_it_in_another(serve, pages: Page
     assert await other_slider.input_value() == "500"
     assert await other_box.input_value() == "0.316"
     assert (await served.get(f"/api/settings/{path}"))["value"] == 0.316
-    # an exact value typed in the box
+    # an exact value typed in the box, once the group is open (closed on a first visit)
+    assert not await box.is_visible()
+    await a.locator("summary", has_text="Knowledge graph physics").click()
+    assert await box.is_visible()
     await box.fill("0.125")
     await box.press("Enter")
     await b.wait_for_function(
@@ -165,6 +168,10 @@ async def test_a_slider_moved_in_one_page_moves_it_in_another(serve, pages: Page
         await page.wait_for_function(
             f"document.querySelector('[data-testid=\"number-{path}\"]').value === '2.5'")
         assert await page.get_by_test_id(f"setting-{path}").input_value() == str(position(2.5))
+    # the group opened stays open on the next visit
+    await a.reload()
+    await wait_frames(a, 1)
+    assert await a.get_by_test_id(f"number-{path}").is_visible()
 
 
 async def test_searching_a_page_name_selects_it_and_colours_paths(serve, pages: Pages) -> None:

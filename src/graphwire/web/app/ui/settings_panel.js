@@ -18,6 +18,14 @@ const GROUPS = [
 ];
 const SEND_EVERY_MS = 80;
 
+function readFlag(key) {
+  try { return globalThis.localStorage?.getItem(key) === '1'; } catch { return false; }
+}
+
+function writeFlag(key, on) {
+  try { globalThis.localStorage?.setItem(key, on ? '1' : '0'); } catch { /* storage off: forget */ }
+}
+
 function format(v, type) {
   if (type === 'i64' || type === 'i32') return String(Math.round(v));
   if (typeof v !== 'number') return String(v);
@@ -41,7 +49,11 @@ export function buildSettingsPanel(root, schema, store) {
     const rows = schema.filter((s) => s.path.startsWith(group.prefix));
     if (!rows.length) continue;
     const details = document.createElement('details');
-    details.open = group === GROUPS[0];
+    // closed at first, so a newcomer sees the graph rather than thirty sliders; a group the
+    // user opened stays open on the next visit
+    const remembered = `graphwire.panel.${group.prefix}`;
+    details.open = readFlag(remembered);
+    details.addEventListener('toggle', () => writeFlag(remembered, details.open));
     const summary = document.createElement('summary');
     summary.textContent = group.title;
     details.append(summary);
