@@ -106,6 +106,13 @@ async def test_a_page_opened_on_a_settled_layout_shows_it_at_once(serve, pages: 
     assert await page.evaluate("window.graphwire.lastSeq") == state["seq"]
 
 
+async def test_an_unknown_format_in_the_address_falls_back_to_q(serve, pages: Pages) -> None:
+    served = await serve(overrides=STILL)
+    page = await pages.open(served.base + "/?format=bogus")
+    await wait_frames(page, 1, timeout=10_000)
+    assert await page.evaluate("window.graphwire.format") == "q"
+
+
 async def test_a_slider_moved_in_one_page_moves_it_in_another(serve, pages: Pages) -> None:
     served = await serve()
     path = "visualisation.graphs.logseq.physics.spring_k"

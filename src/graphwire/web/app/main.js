@@ -29,9 +29,12 @@ const view = new Renderer($('#scene'), {
 });
 const labels = new Labels($('#labels'));
 const worker = new Worker(new URL('./decode_worker.js', import.meta.url), { type: 'module' });
+const FORMATS = ['q', 'v2', 'v1'];
+const format = params.get('format') || 'q';
+if (!FORMATS.includes(format)) console.warn(`graphwire: ?format=${format} is not one of ${FORMATS.join(', ')}; using q`);
 const conn = new Connection({
   baseUrl: location.origin,
-  format: params.get('format') || 'q',
+  format: FORMATS.includes(format) ? format : 'q',
   // every snapshot the server streams (1 ms is clamped to its fastest, 1000/maxUpdateRate),
   // so a drag shows at the stream's full rate; ?interval= paces the page slower
   intervalMs: params.has('interval') ? Number(params.get('interval')) : 1,
@@ -544,6 +547,7 @@ window.graphwire = {
   get framesOfAnotherEpoch() { return app.framesOfAnotherEpoch; },
   get framesApplied() { return app.framesApplied; },
   get status() { return conn.state; },
+  get format() { return conn.format; },
   get settled() { return app.settled; },
   get queue() { return { ...queue.counters, ...queue.pending }; },
   get settingsRevision() { return settings.revision; },
