@@ -4,7 +4,8 @@
 
 The agents are added as nodes of type ``agent`` linked to a knowledge node, then moved along
 circles through the client's BatchQueue (batched, agents first, pinned where they are put).
-Every batch is acknowledged by the server; the counters show it.
+Every batch is acknowledged by the server; the counters show it. The agents are removed again
+at the end (``--keep`` leaves them in the graph).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def main() -> None:
     parser.add_argument("url", nargs="?", default="http://127.0.0.1:8080")
     parser.add_argument("--agents", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--keep", action="store_true", help="leave the agents in the graph")
     args = parser.parse_args()
     with BlockingClient(args.url, format="q") as client:
         anchor = client.mirror.key_of(int(client.mirror.live_ids[0]))
@@ -61,6 +63,10 @@ def main() -> None:
         for nid in ids:
             x, y, z = client.positions[nid]
             print(f"agent {nid} at ({x:.1f}, {y:.1f}, {z:.1f})")
+        if not args.keep:
+            for nid in ids:
+                client.post_json(f"/api/graph/nodes/{nid}", None, method="DELETE")
+            print(f"removed {len(ids)} agents")
 
 
 if __name__ == "__main__":

@@ -52,8 +52,15 @@ async def test_push_agents(generous_server: Harness) -> None:
     queued, sent = int(counts.split(",")[0]), int(counts.split("sent ")[1].split(" ")[0])
     acked = int(counts.split("acked ")[1].split(" ")[0])
     assert queued > 3 and sent == acked and "failed 0" in out
+    assert "removed 3 agents" in out  # they leave the graph as they found it
     _, state = await generous_server.get("/api/graph/state")
-    assert state["nodesCount"] == 203
+    assert state["nodesCount"] == 200
+    code, out, err = await run(sys.executable, example("push_agents.py"),
+                               generous_server.base, "--agents", "2", "--seconds", "0.5",
+                               "--keep")
+    assert code == 0 and "removed" not in out, err
+    _, state = await generous_server.get("/api/graph/state")
+    assert state["nodesCount"] == 202
 
 
 async def test_settle_after_setting(make_server: ServerFactory, tmp_path: Path) -> None:
