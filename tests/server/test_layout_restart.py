@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,8 +22,9 @@ import pytest
 import websockets
 
 from graphwire.cli import main
-from graphwire.graph.layout_file import read_layout
+from graphwire.graph.layout_file import Layout, read_layout
 from graphwire.protocol import QDecoder
+from graphwire.settings.layout_store import LayoutStore
 
 from .conftest import ServerFactory, ring_csv
 
@@ -184,3 +187,19 @@ async def test_layout_file_written_offline_is_served_settled(make_server: Server
     stored = dict(zip(layout.keys, layout.pos.tolist(), strict=True))
     for p in state["positions"]:
         assert [p["x"], p["y"], p["z"]] == pytest.approx(stored[keys[p["id"]]], abs=1e-4)
+
+
+async def test_a_damaged_remembered_layout_is_laid_out_afresh(
+        make_server: ServerFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    source = ring_csv(tmp_path / "ring.csv", n=30)
+    store = LayoutStore(tmp_path / "s0.db", str(source.resolve()))  # the first server's db
+    store.save(Layout([f"n{i:03d}" for i in range(30)], np.zeros((30, 3), np.float32)))
+    store.close()
+    with sqlite3.connect(tmp_path / "s0.db") as damage:
+        damage.execute("UPDATE layouts SET keys = 'not json at all'")
+    damage.close()
+    caplog.set_level(logging.WARNING, logger="graphwire.server")
+    h = await make_server(source=str(source))
+    _, state = await h.get("/api/graph/state")
+    assert state["nodesCount"] == 30  # served, from a fresh layout
+    assert any("laying the graph out afresh" in r.getMessage() for r in caplog.records)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from graphwire.graph import Graph
 from graphwire.graph.layout_file import Layout, read_layout, write_layout
 from graphwire.graph.model import EdgeSpec, GraphData, NodeSpec
 from graphwire.graph.sources import SourceError
-from graphwire.settings import SettingsStore
+from graphwire.settings import SettingsStore, StoreError
 from graphwire.settings.layout_store import LayoutSaver, LayoutStore
 from graphwire.simulation import Simulation, Snapshot
 
@@ -42,6 +43,49 @@ def test_layouts_are_kept_per_source_beside_the_settings(tmp_path: Path) -> None
     assert loaded is not None and loaded.keys == ["a"] and not loaded.settled
     assert settings.revision == 0  # the settings are untouched
     settings.close()
+
+
+def test_a_layout_saved_a_row_per_node_by_an_earlier_version_is_read_then_replaced(
+        tmp_path: Path) -> None:
+    db = tmp_path / "settings.db"
+    with sqlite3.connect(db) as old:  # the tables of the first remembered layout
+        old.executescript("""
+            CREATE TABLE layout_nodes (source TEXT NOT NULL, key TEXT NOT NULL, x REAL NOT NULL,
+                y REAL NOT NULL, z REAL NOT NULL, pinned INTEGER NOT NULL,
+                PRIMARY KEY (source, key));
+            CREATE TABLE layout_state (source TEXT PRIMARY KEY, settled INTEGER NOT NULL,
+                saved_at REAL NOT NULL, nodes INTEGER NOT NULL);
+            INSERT INTO layout_nodes VALUES ('src', 'a', 1, 2, 3, 0), ('src', 'b', 4, 5, 6, 1),
+                ('other', 'z', 7, 7, 7, 0);
+            INSERT INTO layout_state VALUES ('src', 1, 0, 2), ('other', 0, 0, 1);
+        """)
+    old.close()
+    store = LayoutStore(db, "src")
+    loaded = store.load()
+    assert loaded is not None and loaded.keys == ["a", "b"] and loaded.settled
+    assert loaded.pos.tolist() == [[1, 2, 3], [4, 5, 6]] and loaded.pinned.tolist() == [0, 1]
+    loaded.pos[0] = [9, 9, 9]
+    store.save(loaded)
+    again = LayoutStore(db, "src").load()
+    assert again is not None and again.pos.tolist() == [[9, 9, 9], [4, 5, 6]]
+    with sqlite3.connect(db) as check:
+        assert check.execute("SELECT count(*) FROM layout_nodes WHERE source = 'src'"
+                             ).fetchone() == (0,)
+        assert check.execute("SELECT count(*) FROM layout_nodes").fetchone() == (1,)
+    check.close()
+    other = LayoutStore(db, "other").load()  # another source's old layout is left as it was
+    assert other is not None and other.keys == ["z"]
+
+
+def test_a_damaged_stored_layout_is_a_clear_error(tmp_path: Path) -> None:
+    db = tmp_path / "settings.db"
+    store = LayoutStore(db, "src")
+    store.save(Layout(["a", "b"], np.zeros((2, 3), np.float32)))
+    with sqlite3.connect(db) as damage:
+        damage.execute("UPDATE layouts SET pos = x'00'")
+    damage.close()
+    with pytest.raises(StoreError, match="damaged"):
+        store.load()
 
 
 def test_a_layout_restores_positions_and_pins_by_key() -> None:

@@ -116,6 +116,16 @@ class BackgroundTasks:
             task.cancel()
 
 
+def _remembered(layouts: LayoutStore) -> Layout | None:
+    """The stored layout, or None (laid out afresh) when it cannot be read: a damaged copy
+    of positions must not keep the server from starting."""
+    try:
+        return layouts.load()
+    except StoreError as exc:
+        log.warning("%s; laying the graph out afresh", exc)
+        return None
+
+
 def open_settings(config: ServerConfig) -> SettingsService:
     """The settings service on the configured database, with the ``--set`` overrides applied
     and the epoch raised (§7). The epoch lives in that database, so it must be a file."""
@@ -151,7 +161,7 @@ async def create_app(config: ServerConfig) -> web.Application:
     layouts = LayoutStore(settings.store.path, source.identity)
     try:
         data = await loop.run_in_executor(None, source.load)
-        layout = read_layout(config.layout) if config.layout else layouts.load()
+        layout = read_layout(config.layout) if config.layout else _remembered(layouts)
         await loop.run_in_executor(None, warm_up)
     except BaseException:
         layouts.close()

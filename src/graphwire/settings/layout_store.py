@@ -1,21 +1,27 @@
 """The remembered layout: positions and pins by node key in the settings database, and the
 background writer that keeps them current.
 
-Two tables of their own beside the settings (same SQLite file, own connection): ``layout_nodes``
-(one row per source and node key: x, y, z, pinned) and ``layout_state`` (per source: settled,
-when saved, how many nodes). A source is named by what was served (the resolved path, or
-``demo``), so serving another source from the same database neither reads nor overwrites this
-one's layout.
+A table of its own beside the settings (same SQLite file, own connection), ``layouts``: one row
+per source, holding its node keys (a JSON array) and, in the same order, the positions
+(float32 x, y, z, little-endian) and pins (one byte a node) as blobs, with whether the layout
+had settled, when it was saved and how many nodes it holds. A source is named by what was
+served (the resolved path, or ``demo``), so serving another source from the same database
+neither reads nor overwrites this one's layout.
 
-Each save replaces the source's rows in one transaction. Positions change many times a second
-and are worth a few seconds at most, so the connection uses ``synchronous=NORMAL`` (in WAL
-mode a crash of the process loses nothing committed; a power cut may lose the last saves), and
-:class:`LayoutSaver` writes from its own thread at most once per interval, only when a newer
-snapshot exists: the physics never waits for the disk.
+One row, not a row per node: a save runs while the layout moves, every few seconds, and binding
+10,000 rows one by one held the GIL (which the event loop needs) for 24 ms a save; writing one
+row of blobs takes about 1 ms. Layouts saved in the per-node tables of earlier versions
+(``layout_nodes``, ``layout_state``) are still read, until the first save replaces them.
+
+Positions change many times a second and are worth a few seconds at most, so the connection
+uses ``synchronous=NORMAL`` (in WAL mode a crash of the process loses nothing committed; a
+power cut may lose the last saves), and :class:`LayoutSaver` writes from its own thread at most
+once per interval, only when a newer snapshot exists: the physics never waits for the disk.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -33,13 +39,12 @@ from .store import StoreError, open_database
 log = logging.getLogger("graphwire.layout")
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS layout_nodes (
-    source TEXT NOT NULL, key TEXT NOT NULL, x REAL NOT NULL, y REAL NOT NULL, z REAL NOT NULL,
-    pinned INTEGER NOT NULL, PRIMARY KEY (source, key));
-CREATE TABLE IF NOT EXISTS layout_state (
-    source TEXT PRIMARY KEY, settled INTEGER NOT NULL, saved_at REAL NOT NULL,
-    nodes INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS layouts (
+    source TEXT PRIMARY KEY, keys TEXT NOT NULL, pos BLOB NOT NULL, pinned BLOB NOT NULL,
+    settled INTEGER NOT NULL, saved_at REAL NOT NULL, nodes INTEGER NOT NULL);
 """
+
+_POS = np.dtype("<f4")
 
 
 class LayoutStore:
@@ -52,6 +57,7 @@ class LayoutStore:
         self._db = open_database(self.path, _SCHEMA, synchronous="NORMAL",
                                  what="the layout tables")
         self._lock = threading.Lock()
+        self._migrated = False  # this source's rows of an earlier version removed
 
     def close(self) -> None:
         """Close the connection."""
@@ -61,38 +67,70 @@ class LayoutStore:
     def load(self) -> Layout | None:
         """The stored layout of this source, or None when it has none."""
         with self._lock:
-            state = self._db.execute("SELECT settled FROM layout_state WHERE source = ?",
-                                     (self.source,)).fetchone()
-            if state is None:
-                return None
-            rows = self._db.execute(
-                "SELECT key, x, y, z, pinned FROM layout_nodes WHERE source = ?",
-                (self.source,)).fetchall()
-        keys = [r[0] for r in rows]
-        pos = np.array([r[1:4] for r in rows], np.float32).reshape(-1, 3)
-        pinned = np.array([bool(r[4]) for r in rows], bool)
-        return Layout(keys, pos, pinned, bool(state[0]))
+            row = self._db.execute(
+                "SELECT keys, pos, pinned, settled, nodes FROM layouts WHERE source = ?",
+                (self.source,)).fetchone()
+            if row is None:
+                return self._load_per_node()
+        keys_json, pos, pinned, settled, nodes = row
+        try:
+            keys = json.loads(keys_json)
+        except (TypeError, ValueError):
+            keys = None
+        if not isinstance(keys, list) or len(keys) != nodes or len(pos) != 12 * nodes \
+                or len(pinned) != nodes or not all(isinstance(k, str) for k in keys):
+            raise StoreError(f"{self.path}: the stored layout of {self.source} is damaged")
+        return Layout(keys, np.frombuffer(pos, _POS).reshape(-1, 3).astype(np.float32),
+                      np.frombuffer(pinned, np.uint8).astype(bool), bool(settled))
+
+    def _load_per_node(self) -> Layout | None:
+        """A layout saved by an earlier version, a row per node (lock held)."""
+        tables = {r[0] for r in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"layout_nodes", "layout_state"} <= tables:
+            return None
+        state = self._db.execute("SELECT settled FROM layout_state WHERE source = ?",
+                                 (self.source,)).fetchone()
+        if state is None:
+            return None
+        rows = self._db.execute(
+            "SELECT key, x, y, z, pinned FROM layout_nodes WHERE source = ?",
+            (self.source,)).fetchall()
+        return Layout([r[0] for r in rows],
+                      np.array([r[1:4] for r in rows], np.float32).reshape(-1, 3),
+                      np.array([bool(r[4]) for r in rows], bool), bool(state[0]))
 
     def save(self, layout: Layout) -> None:
-        """Replace this source's layout, in one transaction."""
-        rows = [(self.source, k, float(p[0]), float(p[1]), float(p[2]), int(pin))
-                for k, p, pin in zip(layout.keys, layout.pos.tolist(), layout.pinned.tolist(),
-                                     strict=True)]
+        """Replace this source's layout (one row; the per-node rows of an earlier version
+        go with the first save)."""
+        keys = json.dumps(layout.keys, ensure_ascii=False)
+        pos = np.ascontiguousarray(layout.pos, _POS).tobytes()
+        pinned = np.ascontiguousarray(layout.pinned, np.uint8).tobytes()
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    self._db.execute("DELETE FROM layout_nodes WHERE source = ?", (self.source,))
-                    self._db.executemany("INSERT INTO layout_nodes VALUES (?, ?, ?, ?, ?, ?)",
-                                         rows)
-                    self._db.execute("INSERT OR REPLACE INTO layout_state VALUES (?, ?, ?, ?)",
-                                     (self.source, int(layout.settled), time.time(), len(rows)))
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO layouts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (self.source, keys, pos, pinned, int(layout.settled), time.time(),
+                         len(layout.keys)))
+                    if not self._migrated:
+                        self._drop_per_node()
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
                 self._db.execute("COMMIT")
+                self._migrated = True
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: cannot save the layout ({exc})") from exc
+
+    def _drop_per_node(self) -> None:
+        """Remove this source's layout in an earlier version's tables (transaction open)."""
+        tables = {r[0] for r in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for table in ("layout_nodes", "layout_state"):
+            if table in tables:
+                self._db.execute(f"DELETE FROM {table} WHERE source = ?", (self.source,))
 
 
 def layout_of(snap: Snapshot) -> Layout:
