@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -9,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from graphwire.server.metrics import METRICS as METRIC_SPECS
 from graphwire.simulation import PhysicsParams
 
-from .conftest import THROUGH_GATEWAY, Harness
+from .conftest import THROUGH_GATEWAY, Harness, ServerFactory
 
 
 async def test_graph_state_and_data_shapes(harness: Harness) -> None:
@@ -145,3 +147,44 @@ async def test_the_same_server_serves_its_own_origin(harness: Harness) -> None:
             harness.base + "/api/graph/state", headers={"Host": f"localhost:{harness.server.port}"}
     ) as resp:
         assert resp.status == 200
+
+
+GENEROUS = {"system.rateLimits.control.perMinute": 1_000_000,
+            "system.rateLimits.control.burst": 100_000}
+
+
+async def test_graph_data_and_state_hold_one_topology_while_it_changes(
+        make_server: ServerFactory) -> None:
+    h = await make_server(overrides=GENEROUS)
+    _, start = await h.get("/api/graph/state")
+    nodes, edges = start["nodesCount"], start["edgesCount"]
+    done = asyncio.Event()
+
+    async def churn() -> None:
+        """A node added beside node 0 and removed again, over and over."""
+        i = 0
+        while not done.is_set():
+            i += 1
+            status, body = await h.send("POST", "/api/graph/nodes", {
+                "nodes": [{"key": f"w{i}"}], "edges": [{"source": f"w{i}", "target": 0}]})
+            assert status == 200, body
+            async with h.http.delete(f"{h.base}/api/graph/nodes/{body['nodes'][0]['id']}") as r:
+                assert r.status == 200
+
+    writer = asyncio.create_task(churn())
+    try:
+        versions = set()
+        for _ in range(150):
+            _, data = await h.get("/api/graph/data")
+            ids = {n["id"] for n in data["nodes"]}
+            dangling = [e for e in data["edges"] if not {e["source"], e["target"]} <= ids]
+            assert dangling == [], f"topology {data['topologyVersion']}: {dangling}"
+            _, state = await h.get("/api/graph/state")
+            # the visitor with its edge, or neither: never one without the other
+            assert (state["nodesCount"], state["edgesCount"]) in (
+                (nodes, edges), (nodes + 1, edges + 1)), state
+            versions.add(data["topologyVersion"])
+        assert len(versions) > 10  # the topology did change under the reads
+    finally:
+        done.set()
+        await writer

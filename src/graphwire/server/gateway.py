@@ -153,8 +153,10 @@ class RemoteGraph:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(fut, 2.0)
 
-    async def data_json(self, snap: Snapshot, settings_revision: int) -> bytes:
-        """``GET /api/graph/data`` from the mirror at snapshot ``snap``."""
+    async def data_json(self, request: Callable[[], None], settings_revision: int) -> bytes:
+        """``GET /api/graph/data`` from the mirror at the newest snapshot (the mirror changes
+        only on the loop, so the snapshot and the document taken together agree)."""
+        snap = await self.current_snapshot(request)
         doc, epoch = self.graph.doc, self.epoch
 
         def build() -> bytes:

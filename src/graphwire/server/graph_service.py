@@ -77,17 +77,28 @@ class GraphService:
         self._commands = ThreadPoolExecutor(max_workers=1, thread_name_prefix="graphwire-cmd")
         self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="graphwire-read")
         self._snapshot_waiters: list[asyncio.Future[Snapshot]] = []
+        # Held by a topology change while it runs, and by GET /api/graph/data from its
+        # snapshot to its body: the body's nodes (the snapshot's) and edges (the graph's) are
+        # then of one topology, however fast changes come (FIFO: neither side starves).
+        self._topology = asyncio.Lock()
 
     def close(self) -> None:
         """Stop the worker threads."""
         self._commands.shutdown(wait=False, cancel_futures=True)
         self._reads.shutdown(wait=False, cancel_futures=True)
 
-    async def _locked(self, fn: Callable[[], T], *, read: bool = False) -> T:
+    async def _locked(self, fn: Callable[[], T], *, read: bool = False,
+                      topology: bool = False) -> T:
+        """Run ``fn`` with the simulation lock held, off the loop: commands one at a time in
+        order, reads beside them; ``topology``: a change of nodes or edges (see above)."""
         def run() -> T:
             with self.sim.lock:
                 return fn()
-        return await self.loop.run_in_executor(self._reads if read else self._commands, run)
+        executor = self._reads if read else self._commands
+        if not topology:
+            return await self.loop.run_in_executor(executor, run)
+        async with self._topology:
+            return await self.loop.run_in_executor(executor, run)
 
     async def set_params(self, params: PhysicsParams, *, agent: bool = False) -> None:
         """New physics parameters (of agent nodes with ``agent``), in effect from the next step;
@@ -110,7 +121,12 @@ class GraphService:
                 fut.set_result(snap)
 
     async def current_snapshot(self, request: Callable[[], None]) -> Snapshot:
-        """The latest snapshot that shows the current topology (waits for one if needed)."""
+        """The latest snapshot that shows the current topology (waits for one if needed; no
+        topology change starts meanwhile, so a stream of changes cannot keep it waiting)."""
+        async with self._topology:
+            return await self._matching_snapshot(request)
+
+    async def _matching_snapshot(self, request: Callable[[], None]) -> Snapshot:
         for _ in range(50):
             snap = self.latest
             if snap is not None and snap.topology_version == self.graph.topology_version:
@@ -123,10 +139,25 @@ class GraphService:
         raise RuntimeError("the simulation publishes no snapshots")
 
     # -- REST views --------------------------------------------------------------------------
-    async def data_json(self, snap: Snapshot, settings_revision: int) -> bytes:
-        """``GET /api/graph/data`` at snapshot ``snap``, serialized (off the event loop)."""
-        def build() -> bytes:
+    async def data_json(self, request: Callable[[], None], settings_revision: int) -> bytes:
+        """``GET /api/graph/data`` at the newest snapshot, serialized (off the event loop).
+
+        Nodes come from the snapshot and edges from the graph, both of one topology version:
+        no topology change runs from the moment the snapshot is taken to the end of the body
+        (a change that came between answered edges to nodes the body did not hold)."""
+        async with self._topology:
+            snap = await self._matching_snapshot(request)
+            body = await self._data_at(snap, settings_revision)
+        if body is None:  # a change that bypassed the gate: a bug
+            raise RuntimeError("the topology changed under GET /api/graph/data")
+        return body
+
+    async def _data_at(self, snap: Snapshot, settings_revision: int) -> bytes | None:
+        """The body at ``snap``, or None when the graph has moved past its topology."""
+        def build() -> bytes | None:
             g = self.graph
+            if g.topology_version != snap.topology_version:
+                return None
             ids = snap.ids.tolist()
             pos = snap.pos.tolist()
             nodes = [
@@ -171,7 +202,8 @@ class GraphService:
     def state_json(self, snap: Snapshot, settings_revision: int,
                    positions: bool) -> dict[str, Any]:
         """``GET /api/graph/state`` at snapshot ``snap``."""
-        return state_json(self.epoch, snap, self.graph.edge_count, settings_revision, positions)
+        edges = snap.edge_count if snap.edge_count >= 0 else self.graph.edge_count
+        return state_json(self.epoch, snap, edges, settings_revision, positions)
 
     # -- commands -----------------------------------------------------------------------------
     async def positions(self, ids: np.ndarray, pos: np.ndarray, *, pin: bool,
@@ -207,7 +239,7 @@ class GraphService:
             ids, written = self.sim.add(nodes, edges)
             self._announce(added_nodes=ids, added_edges=written)
             return ids
-        ids = await self._locked(apply)
+        ids = await self._locked(apply, topology=True)
         await self._recompute_sssp()
         return ids
 
@@ -216,7 +248,7 @@ class GraphService:
         def apply() -> None:
             gone = self.sim.remove_node(nid)
             self._announce(removed_nodes=[nid], removed_edges=gone)
-        await self._locked(apply)
+        await self._locked(apply, topology=True)
         await self._recompute_sssp()
 
     async def add_edges(self, edges: list[EdgeSpec]) -> list[Edge]:
@@ -225,7 +257,7 @@ class GraphService:
             _, added = self.sim.add((), edges)
             self._announce(added_edges=added)
             return added
-        out = await self._locked(apply)
+        out = await self._locked(apply, topology=True)
         await self._recompute_sssp()
         return out
 
@@ -238,7 +270,7 @@ class GraphService:
             if gone:
                 self._announce(removed_edges=gone)
             return gone
-        out = await self._locked(apply)
+        out = await self._locked(apply, topology=True)
         if out:
             await self._recompute_sssp()
         return out
@@ -252,7 +284,7 @@ class GraphService:
                            removed_nodes=done.removed_nodes, removed_edges=done.removed_edges,
                            updated_nodes=done.updated_nodes, updated_edges=done.updated_edges)
             return done
-        done = await self._locked(apply)
+        done = await self._locked(apply, topology=True)
         if done:
             await self._recompute_sssp()
         return done
@@ -282,7 +314,7 @@ class GraphService:
                                graph.edge_count, refetch=True)
             self.loop.call_soon_threadsafe(self.on_graph_changed, msg)
         had_source = self.sssp.source is not None
-        await self._locked(apply)
+        await self._locked(apply, topology=True)
         if source is not None or had_source:
             await self.set_sssp_source(source)
 

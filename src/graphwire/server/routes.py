@@ -59,8 +59,8 @@ def _list(body: Any, key: str, limit: int) -> list[dict[str, Any]]:
 async def graph_data(request: web.Request) -> web.Response:
     """``GET /api/graph/data`` (``?clientId=`` sends that client a keyframe, §7)."""
     service = request.app[GRAPH_SERVICE]
-    snap = await service.current_snapshot(request.app[RUNNER].request_snapshot)
-    body = await service.data_json(snap, request.app[SETTINGS].revision)
+    body = await service.data_json(request.app[RUNNER].request_snapshot,
+                                   request.app[SETTINGS].revision)
     client_id = request.query.get("clientId")
     if client_id:
         request.app[HUB].request_keyframe(client_id)

@@ -60,6 +60,7 @@ class Snapshot:
     # what a remembered layout is made of (empty in a snapshot not made by a Simulation)
     pinned: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
     keys: list[str] = field(default_factory=list)
+    edge_count: int = -1  # edges of the graph at ``topology_version`` (-1: not known)
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,6 +500,7 @@ class Simulation:
             settled=self.settled or not self.params.enabled,  # frozen: nothing moves
             kinetic_energy=self.kinetic_energy, topology_version=g.topology_version,
             steps=self.steps, pinned=g.pinned[live].copy(), keys=g.keys,
+            edge_count=g.edge_count,
         )
 
 
