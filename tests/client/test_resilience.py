@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -284,3 +285,26 @@ async def test_a_ban_closes_1008_and_the_client_waits_retry_after(
         assert client.reconnects == 1
     finally:
         await client.close()
+
+
+async def test_the_mirror_follows_the_shortest_path_source_across_a_reload(
+        make_server: ServerFactory, tmp_path: Path) -> None:
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    for name, text in {"a": "- [[b]]", "b": "- [[c]]", "c": "- x"}.items():
+        (vault / f"{name}.md").write_text(text + "\n")
+    h = await make_server(source=str(vault), watch=False, admin_token="boss")
+    async with Client(h.base) as client:
+        client.set_sssp_source("b")
+        await client.wait_for("frame", lambda e: client.mirror.sssp_source is not None)
+        (vault / "0.md").write_text("- [[a]]\n")  # a page in front: b gets a new id
+        status, _ = await h.send("POST", "/api/graph/reload", {},
+                                 headers={"Authorization": "Bearer boss"})
+        assert status == 200
+        m = client.mirror
+        deadline = asyncio.get_running_loop().time() + 10
+        while "0" not in m.ids_by_key or m.sssp_source is None \
+                or m.keys.get(m.sssp_source) != "b" or m.sssp_distance[m.node_id("0")] != 2:
+            assert asyncio.get_running_loop().time() < deadline, (m.sssp_source, m.keys)
+            await asyncio.sleep(0.02)
+        assert m.sssp_distance[m.node_id("c")] == 1 and m.sssp_parent[m.node_id("b")] == -1

@@ -13,6 +13,7 @@ lock so a frame is never seen half applied.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from graphwire.protocol.errors import ProtocolError
 from graphwire.protocol.header import Kind, frame_kind, unpack_header
 from graphwire.protocol.positions import decode_v1, decode_v2
 from graphwire.protocol.q_decoder import KeyframeMissingError, QDecoder
@@ -78,6 +80,9 @@ class GraphMirror:
         self.sssp_distance: npt.NDArray[np.float32] = np.full(0, np.inf, np.float32)
         self.sssp_parent: npt.NDArray[np.int32] = np.full(0, -1, np.int32)
         self.sssp_source: int | None = None
+        # an SSSP frame of another epoch than the graph held: after a reload it comes before
+        # the new graph's body, and is applied once that body is loaded
+        self._sssp_ahead: tuple[int, bytes] | None = None
         self.live: npt.NDArray[np.bool_] = np.zeros(0, bool)
         self.q = QDecoder()
         self.frames = 0  # position frames applied
@@ -176,6 +181,10 @@ class GraphMirror:
         the server sends after the REST call (§7) brings the exact positions.
         """
         self._load(data)
+        ahead, self._sssp_ahead = self._sssp_ahead, None
+        if ahead is not None and ahead[0] == (self.epoch or 0) & 0xFFFF:
+            with contextlib.suppress(ProtocolError):  # as a frame that does not decode
+                self._apply_sssp(ahead[1])
         if during and during[-1]["epoch"] != self.epoch:
             return True
         newer = [m for m in during if m["epoch"] == self.epoch
@@ -194,6 +203,11 @@ class GraphMirror:
                 self.velocities[:] = 0
                 self.q = QDecoder()
                 self.seq = -1
+                # ids of another epoch may mean other nodes: no shortest paths until the
+                # server sends this epoch's
+                self.sssp_distance[:] = np.inf
+                self.sssp_parent[:] = -1
+                self.sssp_source = None
             take = new_epoch or int(data["seq"]) > self.seq
             self._add_nodes(data["nodes"], set_positions=take)
             dead = ~self.live
@@ -235,6 +249,8 @@ class GraphMirror:
         kind = frame_kind(data)
         header = unpack_header(data)
         if self.epoch is not None and header.epoch16 != self.epoch & 0xFFFF:
+            if kind == Kind.SSSP:
+                self._sssp_ahead = (header.epoch16, bytes(data))
             return Applied(kind, header.seq, header.keyframe, header.settled, 0, stale=True)
         if kind == Kind.SSSP:
             return self._apply_sssp(data)
