@@ -192,6 +192,9 @@ async def test_searching_a_page_name_selects_it_and_colours_paths(serve, pages: 
     await search.fill("n042")
     await search.press("Enter")
     await page.wait_for_function("window.graphwire.selected === 'n042'")
+    await search.focus()  # the name chosen is still in the box: it matches, nothing to say
+    assert await page.get_by_test_id("no-match").count() == 0
+    await search.press("Escape")
     await page.wait_for_function("window.graphwire.ssspReached > 0")
     assert await page.evaluate("window.graphwire.ssspReached") == 200  # the ring is connected
     nid = served.core[GRAPH_SERVICE].graph.keys.index("n042")

@@ -334,7 +334,8 @@ const search = $('[data-testid="search"]');
 const results = $('#search-results');
 let matches = [];
 let active = 0;
-function renderMatches() {
+/** The matches as a list; `typed`: the query was just typed, so say when nothing matches. */
+function renderMatches(typed = false) {
   results.replaceChildren(...matches.map((s, i) => {
     const li = document.createElement('li');
     const n = model.nodes[s];
@@ -349,7 +350,7 @@ function renderMatches() {
     return li;
   }));
   const query = search.value.trim();
-  if (!matches.length && query) {
+  if (typed && !matches.length && query) {
     // say so, rather than showing nothing (Enter then does nothing)
     const li = document.createElement('li');
     li.className = 'none';
@@ -369,7 +370,7 @@ function choose(slot) {
 search.addEventListener('input', () => {
   matches = model.search(search.value, 10);
   active = 0;
-  renderMatches();
+  renderMatches(true);
 });
 search.addEventListener('keydown', (ev) => {
   if (ev.key === 'ArrowDown') { active = Math.min(matches.length - 1, active + 1); renderMatches(); ev.preventDefault(); }
@@ -377,7 +378,15 @@ search.addEventListener('keydown', (ev) => {
   else if (ev.key === 'Enter') {
     if (!matches.length) matches = model.search(search.value, 10);
     if (matches.length) choose(matches[Math.min(active, matches.length - 1)]);
-  } else if (ev.key === 'Escape') { matches = []; renderMatches(); search.blur(); }
+    else renderMatches(true);
+  } else if (ev.key === 'Escape') {
+    // leave the box, and only the box: the page's own Escape (clear the selection) must not
+    // see this key once the box has lost the focus
+    matches = [];
+    renderMatches();
+    search.blur();
+    ev.stopPropagation();
+  }
 });
 search.addEventListener('blur', () => { results.hidden = true; });
 search.addEventListener('focus', () => { results.hidden = results.children.length === 0; });
