@@ -77,15 +77,34 @@ def test_a_layout_saved_a_row_per_node_by_an_earlier_version_is_read_then_replac
     assert other is not None and other.keys == ["z"]
 
 
-def test_a_damaged_stored_layout_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", [
+    "pos = x'00'",  # too short
+    "pos = 7",  # not a blob
+    "pos = '" + "x" * 24 + "'",  # text of the right length
+    "pos = x'" + "0000c07f" * 6 + "'",  # NaN positions
+    "pinned = 1",
+    "keys = 'not json at all'",
+    "keys = '[1, 2]'",
+    "nodes = 3",
+])
+def test_a_damaged_stored_layout_is_a_clear_error(tmp_path: Path, damage: str) -> None:
     db = tmp_path / "settings.db"
     store = LayoutStore(db, "src")
     store.save(Layout(["a", "b"], np.zeros((2, 3), np.float32)))
-    with sqlite3.connect(db) as damage:
-        damage.execute("UPDATE layouts SET pos = x'00'")
-    damage.close()
+    assert store.load() is not None
+    with sqlite3.connect(db) as broken:
+        broken.execute(f"UPDATE layouts SET {damage}")
+    broken.close()
     with pytest.raises(StoreError, match="damaged"):
         store.load()
+
+
+def test_any_key_is_stored_even_one_that_is_not_valid_unicode(tmp_path: Path) -> None:
+    store = LayoutStore(tmp_path / "settings.db", "src")
+    keys = ["\ud800 lone surrogate", "naïve ✓"]
+    store.save(Layout(keys, np.ones((2, 3), np.float32)))
+    loaded = store.load()
+    assert loaded is not None and loaded.keys == keys
 
 
 def test_a_layout_restores_positions_and_pins_by_key() -> None:

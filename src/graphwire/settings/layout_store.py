@@ -65,23 +65,21 @@ class LayoutStore:
             self._db.close()
 
     def load(self) -> Layout | None:
-        """The stored layout of this source, or None when it has none."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT keys, pos, pinned, settled, nodes FROM layouts WHERE source = ?",
-                (self.source,)).fetchone()
-            if row is None:
-                return self._load_per_node()
-        keys_json, pos, pinned, settled, nodes = row
+        """The stored layout of this source, or None when it has none; StoreError when it
+        cannot be read or is damaged."""
         try:
-            keys = json.loads(keys_json)
-        except (TypeError, ValueError):
-            keys = None
-        if not isinstance(keys, list) or len(keys) != nodes or len(pos) != 12 * nodes \
-                or len(pinned) != nodes or not all(isinstance(k, str) for k in keys):
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT keys, pos, pinned, settled, nodes FROM layouts WHERE source = ?",
+                    (self.source,)).fetchone()
+                if row is None:
+                    return self._load_per_node()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot read the layout ({exc})") from exc
+        layout = _decode(*row)
+        if layout is None:
             raise StoreError(f"{self.path}: the stored layout of {self.source} is damaged")
-        return Layout(keys, np.frombuffer(pos, _POS).reshape(-1, 3).astype(np.float32),
-                      np.frombuffer(pinned, np.uint8).astype(bool), bool(settled))
+        return layout
 
     def _load_per_node(self) -> Layout | None:
         """A layout saved by an earlier version, a row per node (lock held)."""
@@ -103,7 +101,7 @@ class LayoutStore:
     def save(self, layout: Layout) -> None:
         """Replace this source's layout (one row; the per-node rows of an earlier version
         go with the first save)."""
-        keys = json.dumps(layout.keys, ensure_ascii=False)
+        keys = json.dumps(layout.keys)  # ASCII: a key with a lone surrogate is still stored
         pos = np.ascontiguousarray(layout.pos, _POS).tobytes()
         pinned = np.ascontiguousarray(layout.pinned, np.uint8).tobytes()
         with self._lock:
@@ -131,6 +129,25 @@ class LayoutStore:
         for table in ("layout_nodes", "layout_state"):
             if table in tables:
                 self._db.execute(f"DELETE FROM {table} WHERE source = ?", (self.source,))
+
+
+def _decode(keys_json: object, pos: object, pinned: object, settled: object,
+            nodes: object) -> Layout | None:
+    """A stored row as a Layout, or None when it is not what :meth:`LayoutStore.save` wrote."""
+    if not (isinstance(keys_json, str) and isinstance(pos, bytes) and isinstance(pinned, bytes)
+            and isinstance(nodes, int) and len(pos) == 12 * nodes and len(pinned) == nodes):
+        return None
+    try:
+        keys = json.loads(keys_json)
+    except ValueError:
+        return None
+    if not isinstance(keys, list) or len(keys) != nodes \
+            or not all(isinstance(k, str) for k in keys):
+        return None
+    xyz = np.frombuffer(pos, _POS).reshape(-1, 3).astype(np.float32)
+    if not np.isfinite(xyz).all():
+        return None
+    return Layout(keys, xyz, np.frombuffer(pinned, np.uint8).astype(bool), bool(settled))
 
 
 def layout_of(snap: Snapshot) -> Layout:
