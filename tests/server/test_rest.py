@@ -8,6 +8,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from graphwire.server import graph_service
+from graphwire.server.keys import RUNNER
 from graphwire.server.metrics import METRICS as METRIC_SPECS
 from graphwire.simulation import PhysicsParams
 
@@ -188,3 +190,20 @@ async def test_graph_data_and_state_hold_one_topology_while_it_changes(
     finally:
         done.set()
         await writer
+
+
+async def test_a_read_without_snapshots_fails_and_does_not_hold_up_changes(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(graph_service, "SNAPSHOT_WAIT", 1.0)
+    # no snapshot comes any more: the simulation thread stopped (a standby, or a crash)
+    await asyncio.get_running_loop().run_in_executor(None, harness.core[RUNNER].stop)
+    status, _ = await harness.send("POST", "/api/graph/nodes", {"nodes": [{"key": "late"}]})
+    assert status == 200  # the newest snapshot now shows an older topology
+    read = asyncio.create_task(harness.get("/api/graph/data"))
+    await asyncio.sleep(0.1)  # the read holds the topology lock, waiting
+    start = asyncio.get_running_loop().time()
+    status, body = await harness.send("POST", "/api/graph/nodes", {"nodes": [{"key": "later"}]})
+    assert status == 200, body
+    assert asyncio.get_running_loop().time() - start < 5  # behind the read's 1 s, no more
+    status, body = await read
+    assert status == 503 and "publishes no snapshots" in body["error"]["message"]

@@ -32,6 +32,7 @@ from graphwire.graph.model import (
     UnknownNodeError,
 )
 from graphwire.protocol.control import GraphChanged, Rejected
+from graphwire.protocol.errors import ErrorCode, ProtocolError
 from graphwire.protocol.sssp import encode_sssp
 from graphwire.simulation import (
     Change,
@@ -44,6 +45,9 @@ from graphwire.simulation import (
 )
 
 T = TypeVar("T")
+
+SNAPSHOT_WAIT = 10.0
+"""Seconds a read waits for a snapshot of the current topology before it answers an error."""
 
 GRAPH_CHANGED_INLINE = 2000
 """Larger topology changes are announced with ``refetch: true`` instead of their content."""
@@ -127,16 +131,22 @@ class GraphService:
             return await self._matching_snapshot(request)
 
     async def _matching_snapshot(self, request: Callable[[], None]) -> Snapshot:
-        for _ in range(50):
+        """Wait for it at most SNAPSHOT_WAIT seconds: the caller holds the topology lock,
+        and a simulation that stopped publishing must not hold up every change for long."""
+        deadline = self.loop.time() + SNAPSHOT_WAIT
+        while True:
             snap = self.latest
             if snap is not None and snap.topology_version == self.graph.topology_version:
                 return snap
+            left = deadline - self.loop.time()
+            if left <= 0:
+                raise ProtocolError(ErrorCode.INTERNAL, "the simulation publishes no snapshots",
+                                    retry_after_ms=1000)
             fut: asyncio.Future[Snapshot] = self.loop.create_future()
             self._snapshot_waiters.append(fut)
             request()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(fut, 2.0)
-        raise RuntimeError("the simulation publishes no snapshots")
+                await asyncio.wait_for(fut, min(2.0, left))
 
     # -- REST views --------------------------------------------------------------------------
     async def data_json(self, request: Callable[[], None], settings_revision: int) -> bytes:
