@@ -34,39 +34,58 @@ def main() -> None:
             "edges": [{"source": k, "target": anchor} for k in keys],
         })
         ids = [n["id"] for n in reply["nodes"]]
-        deadline = time.monotonic() + 10  # graph_changed brings them into the mirror
-        while not all(client.mirror.is_known(i) for i in ids):
-            if time.monotonic() > deadline:
-                raise SystemExit("the new agents never reached the mirror")
-            time.sleep(0.02)
-        print(f"added {len(ids)} agents (ids {ids}) next to {anchor!r}")
-        start = time.monotonic()
-        while (t := time.monotonic() - start) < args.seconds:
-            for k, nid in enumerate(ids):
-                angle = t + 2 * math.pi * k / len(ids)
-                why = client.move(nid, 200 * math.cos(angle), 200 * math.sin(angle), 50.0 * k,
-                                  mode="pin")
-                if why is not None:
-                    print(f"agent {nid} refused: {why}")
-            time.sleep(0.05)
-        client.flush()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            c = client.counters()
-            if c["acked"] + c["failed"] >= c["sent"]:
-                break
-            time.sleep(0.05)
+        try:
+            move_agents(client, ids, anchor, args.seconds)
+        finally:  # also after an error or Ctrl-C: leave the graph as it was found
+            if not args.keep:
+                gone = remove_agents(client, {n["id"]: n["key"] for n in reply["nodes"]})
+                print(f"removed {gone} agents")
+
+
+def move_agents(client: BlockingClient, ids: list[int], anchor: str, seconds: float) -> None:
+    """Move the agents along circles for ``seconds``, then print the BatchQueue's counters."""
+    deadline = time.monotonic() + 10  # graph_changed brings them into the mirror
+    while not all(client.mirror.is_known(i) for i in ids):
+        if time.monotonic() > deadline:
+            raise SystemExit("the new agents never reached the mirror")
+        time.sleep(0.02)
+    print(f"added {len(ids)} agents (ids {ids}) next to {anchor!r}")
+    start = time.monotonic()
+    while (t := time.monotonic() - start) < seconds:
+        for k, nid in enumerate(ids):
+            angle = t + 2 * math.pi * k / len(ids)
+            why = client.move(nid, 200 * math.cos(angle), 200 * math.sin(angle), 50.0 * k,
+                              mode="pin")
+            if why is not None:
+                print(f"agent {nid} refused: {why}")
+        time.sleep(0.05)
+    client.flush()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
         c = client.counters()
-        print(f"queued {c['queued']}, sent {c['sent']} in {c['batches']} batches, acked "
-              f"{c['acked']} (accepted {c['accepted']}), coalesced {c['replaced']}, "
-              f"retried {c['retried']}, failed {c['failed']}")
-        for nid in ids:
-            x, y, z = client.positions[nid]
-            print(f"agent {nid} at ({x:.1f}, {y:.1f}, {z:.1f})")
-        if not args.keep:
-            for nid in ids:
-                client.post_json(f"/api/graph/nodes/{nid}", None, method="DELETE")
-            print(f"removed {len(ids)} agents")
+        if c["acked"] + c["failed"] >= c["sent"]:
+            break
+        time.sleep(0.05)
+    c = client.counters()
+    print(f"queued {c['queued']}, sent {c['sent']} in {c['batches']} batches, acked "
+          f"{c['acked']} (accepted {c['accepted']}), coalesced {c['replaced']}, "
+          f"retried {c['retried']}, failed {c['failed']}")
+    for nid in ids:
+        x, y, z = client.positions[nid]
+        print(f"agent {nid} at ({x:.1f}, {y:.1f}, {z:.1f})")
+
+
+def remove_agents(client: BlockingClient, keys_by_id: dict[int, str]) -> int:
+    """Delete the agents this script added, each only while its id still names it (a reload
+    of the graph meanwhile may have given the id to another node)."""
+    data = client.get_json("/api/graph/data")
+    now = {n["id"]: n["key"] for n in data["nodes"]}
+    gone = 0
+    for nid, key in keys_by_id.items():
+        if now.get(nid) == key:
+            client.post_json(f"/api/graph/nodes/{nid}", None, method="DELETE")
+            gone += 1
+    return gone
 
 
 if __name__ == "__main__":

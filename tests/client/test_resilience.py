@@ -294,13 +294,12 @@ async def test_the_mirror_follows_the_shortest_path_source_across_a_reload(
     for name, text in {"a": "- [[b]]", "b": "- [[c]]", "c": "- x"}.items():
         (vault / f"{name}.md").write_text(text + "\n")
     h = await make_server(source=str(vault), watch=False, admin_token="boss")
-    async with Client(h.base) as client:
+    async with Client(h.base, token="boss") as client:
         client.set_sssp_source("b")
         await client.wait_for("frame", lambda e: client.mirror.sssp_source is not None)
         (vault / "0.md").write_text("- [[a]]\n")  # a page in front: b gets a new id
-        status, _ = await h.send("POST", "/api/graph/reload", {},
-                                 headers={"Authorization": "Bearer boss"})
-        assert status == 200
+        reply = await client.post_json("/api/graph/reload", None)  # sent as {}
+        assert reply["nodesCount"] == 4 and reply["skipped"] == []
         m = client.mirror
         deadline = asyncio.get_running_loop().time() + 10
         while "0" not in m.ids_by_key or m.sssp_source is None \

@@ -616,7 +616,10 @@ class Client:
         return await self._http_json("GET", path, params=params)
 
     async def post_json(self, path: str, body: Any, method: str = "POST") -> Any:
-        """Send a JSON body to a REST route (``method``: POST, PUT, PATCH or DELETE)."""
+        """Send a JSON body to a REST route (``method``: POST, PUT, PATCH or DELETE; a body of
+        None is ``{}`` except for DELETE, which then sends none)."""
+        if body is None and method.upper() != "DELETE":
+            body = {}  # every POST, PUT and PATCH route takes a JSON body (415 without one)
         return await self._http_json(method, path, body=body)
 
     async def _http_json(self, method: str, path: str, *, params: dict[str, str] | None = None,
