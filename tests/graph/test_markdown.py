@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -282,3 +283,21 @@ def test_progress_bar_follows_the_flag(
     assert capsys.readouterr().err == ""
     load_source(tmp_path, progress=True)
     assert "2/2" in capsys.readouterr().err
+
+
+def test_a_folder_that_cannot_be_listed_is_left_out_and_named(tmp_path: Path) -> None:
+    write(tmp_path, {"a.md": "[[b]]"})
+    # a folder too deep to name (its path is past PATH_MAX): made one level at a time
+    fd = os.open(tmp_path, os.O_RDONLY)
+    for level in range(20):
+        name = f"{level:02d}" + "d" * 240
+        os.mkdir(name, dir_fd=fd)
+        deeper = os.open(name, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = deeper
+    os.close(os.open("deep.md", os.O_CREAT | os.O_WRONLY, dir_fd=fd))
+    os.close(fd)
+    data = load_source(tmp_path)
+    assert [n.key for n in data.nodes] == ["a", "b"]
+    [problem] = data.skipped
+    assert "cannot be read" in problem and "too long" in problem

@@ -64,18 +64,19 @@ def load_markdown_vault(
     """Load every page of a vault; ``progress`` as in :func:`~.load_source`. ``pages``, when
     given, receives every page's parse by vault-relative path (a live source keeps them).
 
-    A page that cannot be read or parsed (not UTF-8, say) is left out and named in the result's
-    ``skipped``: one bad note does not keep the vault from being served. A vault none of whose
+    A page that cannot be read or parsed (not UTF-8, say), or a subfolder that cannot be listed,
+    is left out and named in the result's ``skipped``: one bad note does not keep the vault
+    from being served. A vault none of whose
     pages can be read is a SourceError."""
     root = Path(path)
     if not root.is_dir():
         raise SourceError(path, "no such folder" if not root.exists() else "is not a folder")
-    files = page_files(root)
+    skipped: list[SourceError] = []
+    files = page_files(root, skipped)
     if not files:
         raise SourceError(path, "has no Markdown pages (.md files)")
     show = show_progress(progress, len(files), LARGE_FILE_COUNT)
     parsed: dict[str, Page] = {}
-    skipped: list[SourceError] = []
     for rel in tqdm(files, disable=not show, file=sys.stderr, unit="file"):
         try:
             parsed[rel] = read_page(root, rel)
@@ -132,12 +133,17 @@ def is_page(rel: str) -> bool:
     return parts[-1].lower().endswith(".md")
 
 
-def page_files(root: Path) -> list[str]:
-    """Vault-relative POSIX paths of the pages under ``root``, sorted."""
+def page_files(root: Path, skipped: list[SourceError] | None = None) -> list[str]:
+    """Vault-relative POSIX paths of the pages under ``root``, sorted. A folder that cannot be
+    read is a SourceError, or, given ``skipped``, a subfolder is left out and named there."""
     found: list[str] = []
 
     def fail(error: OSError) -> None:
-        raise SourceError(error.filename or root, f"cannot be read ({error.strerror or error})")
+        problem = SourceError(error.filename or root,
+                              f"cannot be read ({error.strerror or error})")
+        if skipped is None or Path(error.filename or root) == root:
+            raise problem
+        skipped.append(problem)
 
     for folder, dirs, names in os.walk(root, onerror=fail):
         top = Path(folder) == root
