@@ -101,7 +101,9 @@ async def test_a_page_opened_on_a_settled_layout_shows_it_at_once(serve, pages: 
     page = await pages.open(served.base + "/")
     await wait_frames(page, 1, timeout=5_000)
     assert await page.evaluate("window.graphwire.settled") is True
-    assert await page.locator("#settled").text_content() == "settled"
+    # the status bar is redrawn twice a second
+    await page.wait_for_function("document.querySelector('#settled').textContent === 'settled'",
+                                 timeout=3_000)
     state = await served.get("/api/graph/state")
     assert await page.evaluate("window.graphwire.lastSeq") == state["seq"]
 
