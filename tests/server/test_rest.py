@@ -186,7 +186,7 @@ async def test_graph_data_and_state_hold_one_topology_while_it_changes(
             assert (state["nodesCount"], state["edgesCount"]) in (
                 (nodes, edges), (nodes + 1, edges + 1)), state
             versions.add(data["topologyVersion"])
-        assert len(versions) > 10  # the topology did change under the reads
+        assert len(versions) >= 3  # the topology did change under the reads
     finally:
         done.set()
         await writer
