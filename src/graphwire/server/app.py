@@ -74,7 +74,7 @@ from .routes import add_routes
 from .runner import SimulationRunner
 from .settings_endpoint import SettingsEndpoint
 from .settings_writes import LocalSettingsWrites, RemoteSettingsWrites
-from .source import SourceFollower
+from .source import SourceFollower, report_skipped
 from .stream_hub import StreamHub
 from .warmup import warm_up
 from .ws import WebSocketEndpoint
@@ -171,9 +171,7 @@ async def create_app(config: ServerConfig) -> web.Application:
     live = in_force.live
     tasks = BackgroundTasks()
     metrics = Metrics()
-    for problem in data.skipped:
-        metrics.source_errors += 1
-        log.warning("%s (left out of the graph until it is fixed)", problem)
+    report_skipped(data, metrics)
     limiter = RateLimiter(live.limits, auth=config.token is not None)
     connections = Connections(metrics)
     sim = start_simulation(Graph.from_data(data), layout, physics_params(settings.value),

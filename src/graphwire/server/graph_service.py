@@ -155,19 +155,10 @@ class GraphService:
         Nodes come from the snapshot and edges from the graph, both of one topology version:
         no topology change runs from the moment the snapshot is taken to the end of the body
         (a change that came between answered edges to nodes the body did not hold)."""
-        async with self._topology:
-            snap = await self._matching_snapshot(request)
-            body = await self._data_at(snap, settings_revision)
-        if body is None:  # a change that bypassed the gate: a bug
-            raise RuntimeError("the topology changed under GET /api/graph/data")
-        return body
-
-    async def _data_at(self, snap: Snapshot, settings_revision: int) -> bytes | None:
-        """The body at ``snap``, or None when the graph has moved past its topology."""
-        def build() -> bytes | None:
+        def build(snap: Snapshot) -> bytes:
             g = self.graph
-            if g.topology_version != snap.topology_version:
-                return None
+            if g.topology_version != snap.topology_version:  # a change bypassed the lock
+                raise RuntimeError("the topology changed under GET /api/graph/data")
             ids = snap.ids.tolist()
             pos = snap.pos.tolist()
             nodes = [
@@ -181,7 +172,9 @@ class GraphService:
                    "topologyVersion": snap.topology_version,
                    "settingsRevision": settings_revision, "nodes": nodes, "edges": edges}
             return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
-        return await self._locked(build, read=True)
+        async with self._topology:
+            snap = await self._matching_snapshot(request)
+            return await self._locked(lambda: build(snap), read=True)
 
     async def graph_doc(self) -> bytes:
         """The graph without positions (what gateways mirror): ``{epoch, topologyVersion,
@@ -212,8 +205,7 @@ class GraphService:
     def state_json(self, snap: Snapshot, settings_revision: int,
                    positions: bool) -> dict[str, Any]:
         """``GET /api/graph/state`` at snapshot ``snap``."""
-        edges = snap.edge_count if snap.edge_count >= 0 else self.graph.edge_count
-        return state_json(self.epoch, snap, edges, settings_revision, positions)
+        return state_json(self.epoch, snap, snap.edge_count, settings_revision, positions)
 
     # -- commands -----------------------------------------------------------------------------
     async def positions(self, ids: np.ndarray, pos: np.ndarray, *, pin: bool,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from graphwire.graph.live import LiveSource, SourceUpdate
-from graphwire.graph.model import Graph
+from graphwire.graph.model import Graph, GraphData
 from graphwire.graph.watch import watch_source
 from graphwire.settings import SettingsService
 
@@ -21,6 +21,13 @@ from .graph_service import GraphService
 from .metrics import Metrics
 
 log = logging.getLogger("graphwire.server")
+
+
+def report_skipped(data: GraphData, metrics: Metrics) -> None:
+    """Log and count the parts of a source that a read left out (unreadable vault pages)."""
+    for problem in data.skipped:
+        metrics.source_errors += 1
+        log.warning("%s (left out of the graph until it is fixed)", problem)
 
 
 class SourceFollower:
@@ -78,9 +85,7 @@ class SourceFollower:
             epoch = self.settings.start_epoch()
             await self.graph.reload(graph, epoch)
         self.metrics.source_reloads += 1
-        for problem in data.skipped:
-            self.metrics.source_errors += 1
-            log.warning("%s (left out of the graph until it is fixed)", problem)
+        report_skipped(data, self.metrics)
         self.request_snapshot()
         return {"epoch": epoch, "nodesCount": graph.node_count, "edgesCount": graph.edge_count,
                 "skipped": data.skipped}

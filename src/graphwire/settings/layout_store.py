@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS layouts (
 """
 
 _POS = np.dtype("<f4")
+_OLD_TABLES = {"layout_nodes", "layout_state"}  # a row per node, before one row per source
 
 
 class LayoutStore:
@@ -83,9 +84,7 @@ class LayoutStore:
 
     def _load_per_node(self) -> Layout | None:
         """A layout saved by an earlier version, a row per node (lock held)."""
-        tables = {r[0] for r in self._db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not {"layout_nodes", "layout_state"} <= tables:
+        if self._old_tables() != _OLD_TABLES:
             return None
         state = self._db.execute("SELECT settled FROM layout_state WHERE source = ?",
                                  (self.source,)).fetchone()
@@ -124,11 +123,13 @@ class LayoutStore:
 
     def _drop_per_node(self) -> None:
         """Remove this source's layout in an earlier version's tables (transaction open)."""
-        tables = {r[0] for r in self._db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        for table in ("layout_nodes", "layout_state"):
-            if table in tables:
-                self._db.execute(f"DELETE FROM {table} WHERE source = ?", (self.source,))
+        for table in self._old_tables():
+            self._db.execute(f"DELETE FROM {table} WHERE source = ?", (self.source,))
+
+    def _old_tables(self) -> set[str]:
+        """Which of an earlier version's per-node tables the database holds."""
+        rows = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {r[0] for r in rows} & _OLD_TABLES
 
 
 def _decode(keys_json: object, pos: object, pinned: object, settled: object,

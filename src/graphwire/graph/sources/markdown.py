@@ -66,8 +66,7 @@ def load_markdown_vault(
 
     A page that cannot be read or parsed (not UTF-8, say), or a subfolder that cannot be listed,
     is left out and named in the result's ``skipped``: one bad note does not keep the vault
-    from being served. A vault none of whose
-    pages can be read is a SourceError."""
+    from being served. A vault none of whose pages can be read is a SourceError."""
     root = Path(path)
     if not root.is_dir():
         raise SourceError(path, "no such folder" if not root.exists() else "is not a folder")
