@@ -183,6 +183,28 @@ async def test_rest_settings_routes(harness: Harness) -> None:
     assert harness.server[SETTINGS].revision == 1
 
 
+async def test_concurrent_puts_each_name_the_value_they_replaced(harness: Harness) -> None:
+    """PUTs of one path at once: ordered by revision, each reply's previousValue is the value
+    of the reply before it (a gateway forwards writes, so reading its mirror before forwarding
+    would name the same old value twice)."""
+    path = "visualisation.graphs.logseq.physics.spring_k"
+    values = [1.5 + k / 4 for k in range(8)]
+    replies = await asyncio.gather(*(harness.send("PUT", f"/api/settings/{path}", {"value": v})
+                                     for v in values))
+    assert all(status == 200 for status, _ in replies), replies
+    bodies = sorted((body for _, body in replies), key=lambda b: b["revision"])
+    assert [b["revision"] for b in bodies] == list(range(1, 9))
+    assert sorted(b["value"] for b in bodies) == values
+    chain = [DEFAULT.spring_k] + [b["value"] for b in bodies]
+    assert [b["previousValue"] for b in bodies] == chain[:-1]
+    status, now = await harness.get(f"/api/settings/{path}")
+    assert status == 200 and now["value"] == chain[-1] and now["revision"] == 8
+    # a PUT of the value it already has: no revision, and its value named as both
+    status, same = await harness.send("PUT", f"/api/settings/{path}", {"value": chain[-1]})
+    assert status == 200 and same == {"path": path, "value": chain[-1],
+                                      "previousValue": chain[-1], "revision": 8}
+
+
 async def test_physics_settings_change_the_running_simulation(harness: Harness) -> None:
     sim = harness.core[GRAPH_SERVICE].sim
     status, _ = await harness.send("PUT", "/api/settings/visualisation.graphs.logseq.physics"

@@ -46,6 +46,7 @@ from graphwire.settings import SettingsError, SettingsService
 from .errors import graph_code
 from .graph_service import GraphService
 from .runner import SimulationRunner
+from .settings_writes import commit_here
 from .stream_hub import StreamHub, is_stream_name
 
 log = logging.getLogger("graphwire.cluster")
@@ -69,6 +70,11 @@ def command_error(exc: Exception) -> dict[str, Any] | None:
     if isinstance(exc, ProtocolError):
         return {"kind": "protocol", "code": exc.code.value, "message": exc.message}
     return None
+
+
+def _b64_delta(revision: int, entries: sc.Entries) -> str:
+    """Settings entries as a Delta body in base64 (a command reply is JSON)."""
+    return base64.b64encode(sc.encode_body(sc.Delta(revision, entries))).decode()
 
 
 class ClusterSimulation:
@@ -378,12 +384,12 @@ class ClusterSimulation:
     async def _settings(self, body: dict[str, Any]) -> dict[str, Any]:
         msg = sc.decode_body(base64.b64decode(body["delta"]))
         assert isinstance(msg, sc.Delta)
-        revision, written = self.settings.apply(msg.entries, admin=bool(body["admin"]),
-                                                origin=str(body["origin"]))
-        if written:
-            await self.writer.appended_future(revision)  # acknowledged once in Redis too
-        delta = sc.encode_body(sc.Delta(revision, written))
-        return {"revision": revision, "written": base64.b64encode(delta).decode()}
+        done = commit_here(self.settings, msg.entries, admin=bool(body["admin"]),
+                           origin=str(body["origin"]))
+        if done.written:
+            await self.writer.appended_future(done.revision)  # acknowledged in Redis too
+        return {"revision": done.revision, "written": _b64_delta(done.revision, done.written),
+                "previous": _b64_delta(0, done.previous)}
 
     def _register_streams(self, body: dict[str, Any]) -> bool:
         """Note the streams a gateway's clients use; True if one of them is new."""

@@ -191,16 +191,14 @@ async def get_setting(request: web.Request) -> web.Response:
 
 async def put_setting(request: web.Request) -> web.Response:
     """``PUT /api/settings/{path}``."""
-    settings = request.app[SETTINGS]
     path = request.match_info["path"]
     body = await read_json(request)
     if not isinstance(body, dict) or "value" not in body:
         raise ApiError(ErrorCode.MALFORMED_FRAME, 'the body is {"value": ...}')
-    previous = settings.value(path)
-    revision, _ = await request.app[SETTINGS_WRITES].apply_paths({path: body["value"]},
-                                                                 admin=request[ADMIN])
-    return json_response({"path": path, "value": settings.value(path),
-                          "previousValue": previous, "revision": revision})
+    revision, value, previous = await request.app[SETTINGS_WRITES].put(
+        path, body["value"], admin=request[ADMIN])
+    return json_response({"path": path, "value": value, "previousValue": previous,
+                          "revision": revision})
 
 
 async def patch_settings(request: web.Request) -> web.Response:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from graphwire.cluster.commands import (
     CommandClient,
@@ -43,16 +43,41 @@ def command_error(exc: Exception) -> Exception:
     return exc
 
 
+class Commit(NamedTuple):
+    """What one write did, as the writer of revisions saw it: the revision, the entries it
+    changed, and the value each written path held just before (read in the same step as the
+    commit, so concurrent writers each see the value their own write replaced)."""
+
+    revision: int
+    written: Entries
+    previous: Entries
+
+
 class _Writes:
     """What both kinds of writes share: REST's dotted paths and JSON values on top of
-    ``apply``."""
+    ``commit``."""
 
     service: SettingsService
+
+    async def commit(self, entries: Iterable[tuple[int, Value]], *, admin: bool = False,
+                     origin: object | None = None) -> Commit:
+        """Validate and commit ``(path id, value)`` pairs (see :class:`Commit`)."""
+        raise NotImplementedError
 
     async def apply(self, entries: Iterable[tuple[int, Value]], *, admin: bool = False,
                     origin: object | None = None) -> tuple[int, Entries]:
         """Validate and commit ``(path id, value)`` pairs; (revision, what changed)."""
-        raise NotImplementedError
+        done = await self.commit(entries, admin=admin, origin=origin)
+        return done.revision, done.written
+
+    async def put(self, path: str, value: Any, *, admin: bool = False) -> tuple[int, Any, Any]:
+        """One dotted path set to a JSON value (REST ``PUT``): (revision, the value as
+        committed, the value it replaced), both as plain Python values."""
+        pid = self.service.path_id(path)
+        done = await self.commit([(pid, from_json(value))], admin=admin)
+        before = dict(done.previous)[pid]
+        after = dict(done.written).get(pid, before)
+        return done.revision, after.to_python(), before.to_python()
 
     async def apply_paths(self, values: dict[str, Any], *, admin: bool = False,
                           origin: object | None = None) -> tuple[int, Entries]:
@@ -70,13 +95,22 @@ class LocalSettingsWrites(_Writes):
         self.service = service
         self.writable = writable
 
-    async def apply(self, entries: Iterable[tuple[int, Value]], *, admin: bool = False,
-                    origin: object | None = None) -> tuple[int, Entries]:
+    async def commit(self, entries: Iterable[tuple[int, Value]], *, admin: bool = False,
+                     origin: object | None = None) -> Commit:
         """Validate and commit (see :meth:`SettingsService.apply`)."""
         if not self.writable():
             raise ProtocolError(ErrorCode.INTERNAL, "this simulation is a standby: write "
                                 "through a gateway", retry_after_ms=1000)
-        return self.service.apply(entries, admin=admin, origin=origin)
+        return commit_here(self.service, entries, admin=admin, origin=origin)
+
+
+def commit_here(service: SettingsService, entries: Iterable[tuple[int, Value]], *,
+                admin: bool, origin: object | None) -> Commit:
+    """Commit in this process, the values replaced read in the same step (no await between)."""
+    entries = list(entries)
+    previous = service.get(dict.fromkeys(pid for pid, _ in entries))
+    revision, written = service.apply(entries, admin=admin, origin=origin)
+    return Commit(revision, written, previous)
 
 
 class RemoteSettingsWrites(_Writes):
@@ -96,9 +130,9 @@ class RemoteSettingsWrites(_Writes):
         """The local connection that wrote a change set (it gets the Response, not a Delta)."""
         return self._origins.get(tag)
 
-    async def apply(self, entries: Iterable[tuple[int, Value]], *, admin: bool = False,
-                    origin: object | None = None) -> tuple[int, Entries]:
-        """Write through the simulation; (revision, entries written) as the writer says."""
+    async def commit(self, entries: Iterable[tuple[int, Value]], *, admin: bool = False,
+                     origin: object | None = None) -> Commit:
+        """Write through the simulation; what it did as the writer says."""
         self._n += 1
         tag = f"{self.gateway}:{self._n}"
         if origin is not None:
@@ -109,7 +143,8 @@ class RemoteSettingsWrites(_Writes):
                                                         "origin": tag})
             revision = int(out["revision"])
             written = sc.decode_body(base64.b64decode(out["written"]))
-            assert isinstance(written, sc.Delta)
+            previous = sc.decode_body(base64.b64decode(out["previous"]))
+            assert isinstance(written, sc.Delta) and isinstance(previous, sc.Delta)
             async with asyncio.timeout(self.commands.timeout):
                 await self.reached(revision)
         except (CommandUnavailableError, CommandFailedError) as exc:
@@ -119,4 +154,4 @@ class RemoteSettingsWrites(_Writes):
                                 "has not reached this gateway yet", retry_after_ms=1000) from None
         finally:
             self._origins.pop(tag, None)
-        return revision, written.entries
+        return Commit(revision, written.entries, previous.entries)
