@@ -59,6 +59,8 @@ def _layout(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     for problem in data.skipped:
         print(f"graphwire: {problem} (left out)", file=sys.stderr)
+    for warning in data.warnings:
+        print(f"graphwire: {warning}", file=sys.stderr)
     out_dir = os.path.dirname(os.path.abspath(args.out))
     if not os.path.isdir(out_dir):
         return _fail(f"{args.out}: the folder {out_dir} does not exist")

@@ -70,11 +70,16 @@ def test_a_malformed_page_is_reported_and_keeps_its_last_parse(tmp_path: Path) -
     live = LiveSource(vault)
     live.load()
     before = live.graph
-    write(vault, {"a.md": b"- [[c]] \xff\xfe\n", "new.md": "---\nnot front matter\n---\n"})
+    write(vault, {"a.md": b"- [[c]] \xff\xfe\n", "new.md": b"\xff"})
     up = live.update([str(vault / "a.md"), str(vault / "new.md")])
     assert not up.diff
     assert sorted(e.path.rsplit("/", 1)[-1] for e in up.errors) == ["a.md", "new.md"]
     assert "UTF-8" in str(up.errors[0]) and live.graph == before
+    write(vault, {"new.md": "---\nnot front matter\n---\n[[b]]"})  # kept, and said so
+    up = live.update([str(vault / "new.md")])
+    assert [n.key for n in up.diff.added_nodes] == ["new"] and not up.errors
+    [warning] = up.warnings
+    assert warning.startswith(f"{vault / 'new.md'}, line 2: ")
     write(vault, {"a.md": "- [[c]]\n"})  # fixed: now it counts
     up = live.update([str(vault / "a.md")])
     assert [n.key for n in up.diff.added_nodes] == ["c"] and not up.errors

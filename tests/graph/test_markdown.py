@@ -233,25 +233,37 @@ def test_front_matter_forms() -> None:
     assert front_matter("f.md", ["no front matter", "---"]) == ({}, 0)
 
 
-def test_bad_front_matter_line_is_named(tmp_path: Path) -> None:
-    write(tmp_path, {"notes/a.md": "---\ntitle: ok\njust words\n---\n", "b.md": "[[a]]"})
+def test_bad_front_matter_is_ignored_and_named(tmp_path: Path) -> None:
+    """Obsidian and Logseq show a note whose front matter they cannot read, without its
+    properties: so does graphwire, and it says which line it could not read."""
+    write(tmp_path, {"notes/a.md": "---\ntitle: ok\njust words\n---\nsee [[b]]\n",
+                     "b.md": "[[a]]", "c.md": "---\n- a list\n---\n[[b]]",
+                     "d.md": "---\n\ttitle: tab\n---\n"})
     message = (
         f"{tmp_path / 'notes' / 'a.md'}, line 3: front matter is not valid YAML-like 'key: value'"
     )
     with pytest.raises(SourceError) as info:
-        read_page(tmp_path, "notes/a.md")
+        front_matter(tmp_path / "notes" / "a.md", ["---", "title: ok", "just words", "---"])
     assert str(info.value) == message and info.value.line == 3
-    # the vault is served without it (its links with it), and says why
+    page = read_page(tmp_path, "notes/a.md")
+    assert page.problem == message + " (its properties are ignored; the page is kept)"
+    assert page.metadata == {} and page.references == [("b", "link")]
     data = load_source(tmp_path)
-    assert data.skipped == [message]
-    assert {n.key: n.metadata for n in data.nodes}["a"] == {"placeholder": True}
+    assert data.skipped == [] and len(data.warnings) == 3
+    assert data.warnings[0].startswith(str(tmp_path / "c.md") + ", line 2: ")
+    nodes = {n.key: n for n in data.nodes}
+    assert sorted(nodes) == ["a", "b", "c", "d"]
+    assert nodes["a"].metadata == {"path": "notes/a.md"} and nodes["a"].label == "a"
+    assert sorted((e.source, e.target) for e in data.edges) == [("a", "b"), ("b", "a"),
+                                                                ("c", "b")]
 
 
-def test_unclosed_front_matter(tmp_path: Path) -> None:
-    write(tmp_path, {"ok.md": "fine", "open.md": "---\ntitle: never closed\n\nbody\n"})
+def test_unclosed_front_matter_is_body(tmp_path: Path) -> None:
+    write(tmp_path, {"ok.md": "fine", "open.md": "---\ntitle: never closed\n\n[[ok]]\n"})
     data = load_source(tmp_path)
-    assert [n.key for n in data.nodes] == ["ok"]
-    [problem] = data.skipped
+    assert sorted(n.key for n in data.nodes) == ["ok", "open"]
+    assert [(e.source, e.target) for e in data.edges] == [("open", "ok")]
+    [problem] = data.warnings
     assert problem.startswith(f"{tmp_path / 'open.md'}, line 1: ") and "never closed" in problem
 
 
@@ -262,7 +274,7 @@ def test_invalid_utf8_names_file_and_line(tmp_path: Path) -> None:
 
 
 def test_a_vault_of_unreadable_pages_is_an_error(tmp_path: Path) -> None:
-    write(tmp_path, {"a.md": b"\xff", "b.md": "---\nnever closed\n"})
+    write(tmp_path, {"a.md": b"\xff", "b.md": b"ok\n\xfe"})
     with pytest.raises(SourceError, match="no readable Markdown pages") as info:
         load_source(tmp_path)
     assert "a.md" in str(info.value) and "UTF-8" in str(info.value)

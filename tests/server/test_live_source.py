@@ -293,11 +293,14 @@ async def test_reload_is_a_new_epoch(make_server: ServerFactory, tmp_path: Path)
     rest = h.core[GRAPH_SERVICE].sim.params.rest_length
     assert np.linalg.norm(late - old_pos[ids["p01"]]) < 3 * rest
     # a page that cannot be read is left out and named; the rest is served
+    # and a page whose front matter cannot be read is kept without it, and named
     (vault / "broken.md").write_bytes(b"\xff")
+    (vault / "odd.md").write_text("---\n- not key: value\n---\n[[p01]]\n")
     status, body = await h.send("POST", "/api/graph/reload", {},
                                 headers={"Authorization": "Bearer boss"})
-    assert status == 200 and body["epoch"] == epoch + 2 and body["nodesCount"] == 41
+    assert status == 200 and body["epoch"] == epoch + 2 and body["nodesCount"] == 42
     assert len(body["skipped"]) == 1 and "broken.md" in body["skipped"][0]
+    assert len(body["warnings"]) == 1 and "odd.md, line 2" in body["warnings"][0]
     # a source that cannot be read at all changes nothing
     for page in vault.iterdir():
         page.write_bytes(b"\xff")

@@ -39,6 +39,8 @@ class SourceUpdate:
 
     diff: TopologyDiff = field(default_factory=TopologyDiff)
     errors: list[SourceError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """Pages read but not whole (front matter ignored: :attr:`Page.problem`)."""
     files_read: int = 0
 
 
@@ -168,9 +170,13 @@ class LiveSource:
                 continue
             out.files_read += 1
             try:
-                changes[rel], stats[rel] = read_page(self.path, rel), stat
+                page = read_page(self.path, rel)
             except SourceError as exc:
                 out.errors.append(exc)  # the page keeps its last good parse
+                continue
+            changes[rel], stats[rel] = page, stat
+            if page.problem is not None:
+                out.warnings.append(page.problem)
         came = [rel for rel, page in changes.items() if page is not None and rel not in pages]
         gone = [rel for rel, page in changes.items() if page is None]
         change = self._index.apply(changes)  # a SourceError here changes nothing

@@ -62,6 +62,9 @@ class GraphData:
     skipped: list[str] = field(default_factory=list)
     """Parts of the source left out because they could not be read, each with why (a vault's
     unreadable pages: one bad note does not keep the others from being served)."""
+    warnings: list[str] = field(default_factory=list)
+    """What was read but not all of it, each with why (a vault page whose front matter was
+    ignored): nothing is left out of the graph."""
 
 
 class GraphError(ValueError):

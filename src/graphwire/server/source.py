@@ -24,10 +24,13 @@ log = logging.getLogger("graphwire.server")
 
 
 def report_skipped(data: GraphData, metrics: Metrics) -> None:
-    """Log and count the parts of a source that a read left out (unreadable vault pages)."""
+    """Log and count the parts of a source that a read left out (unreadable vault pages), and
+    log what it read only in part (ignored front matter)."""
     for problem in data.skipped:
         metrics.source_errors += 1
         log.warning("%s (left out of the graph until it is fixed)", problem)
+    for warning in data.warnings:
+        log.warning("%s", warning)
 
 
 class SourceFollower:
@@ -62,6 +65,8 @@ class SourceFollower:
         for err in update.errors:
             self.metrics.source_errors += 1
             log.warning("%s (the graph keeps its last good version)", err)
+        for warning in update.warnings:
+            log.warning("%s", warning)
         if update.diff:
             done = await self.graph.apply_change(update.diff)
             self.metrics.source_changes += 1
@@ -88,4 +93,4 @@ class SourceFollower:
         report_skipped(data, self.metrics)
         self.request_snapshot()
         return {"epoch": epoch, "nodesCount": graph.node_count, "edgesCount": graph.edge_count,
-                "skipped": data.skipped}
+                "skipped": data.skipped, "warnings": data.warnings}

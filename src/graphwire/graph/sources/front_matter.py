@@ -43,8 +43,8 @@ def front_matter(path: str | os.PathLike[str], lines: list[str]) -> tuple[dict[s
     """
     if not lines or lines[0].rstrip() != _FENCE:
         return {}, 0
-    end = next((i for i in range(1, len(lines)) if lines[i].rstrip() in _ENDS), None)
-    if end is None:
+    end = front_matter_end(lines) - 1
+    if end < 0:
         raise SourceError(path, "front matter opened with '---' is never closed", 1)
     values: dict[str, Value] = {}
     key: str | None = None  # the key that indented or "- item" lines continue
@@ -66,6 +66,15 @@ def front_matter(path: str | os.PathLike[str], lines: list[str]) -> tuple[dict[s
         joiner = "\n" if raw_value.startswith("|") else " "
         values[key] = "" if _BLOCK_SCALAR.fullmatch(raw_value) else parse_value(raw_value)
     return values, end + 1
+
+
+def front_matter_end(lines: list[str]) -> int:
+    """The index of the first line after a closed front-matter block at the top of ``lines``
+    (0 when there is none, or it is never closed: then every line is the page's body)."""
+    if not lines or lines[0].rstrip() != _FENCE:
+        return 0
+    end = next((i for i in range(1, len(lines)) if lines[i].rstrip() in _ENDS), None)
+    return 0 if end is None else end + 1
 
 
 def parse_value(text: str) -> Value:

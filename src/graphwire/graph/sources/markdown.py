@@ -87,6 +87,7 @@ def load_markdown_vault(
         pages.update(parsed)
     data = assemble(root, parsed)
     data.skipped = [str(exc) for exc in skipped]
+    data.warnings = [page.problem for _, page in sorted(parsed.items()) if page.problem]
     return data
 
 

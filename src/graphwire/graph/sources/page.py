@@ -1,6 +1,7 @@
 """One Markdown page of a Logseq or Obsidian vault: its properties and the references it makes.
 
-- Front matter (see :mod:`.front_matter`) and Logseq page properties (``key:: value`` lines at
+- Front matter (see :mod:`.front_matter`; front matter it cannot read is ignored, and said so
+  in :attr:`Page.problem`) and Logseq page properties (``key:: value`` lines at
   the top of the page, before the first block) become metadata; properties win over front
   matter. ``alias``/``aliases``/``tags``/``tag`` values are always lists (``[[b]]`` and ``#b``
   items lose their brackets and ``#``); another property is a list only when it is a comma list
@@ -23,7 +24,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .front_matter import Value, front_matter
+from .errors import SourceError
+from .front_matter import Value, front_matter, front_matter_end
 
 ALIAS_KEYS = frozenset({"alias", "aliases"})
 """Property keys (any case) whose items are other names of the page."""
@@ -48,6 +50,10 @@ class Page:
     """Front matter and page properties (strings, or lists of strings)."""
     references: list[tuple[str, str]] = field(default_factory=list)
     """``(target text, edge type)`` pairs in order of appearance, one per mention."""
+    problem: str | None = None
+    """Why the page's front matter was ignored (it is not the YAML-like ``key: value`` this
+    reader knows, or it is never closed), naming the file and line; None when it was read.
+    The page is kept, as Obsidian and Logseq show such a note without its properties."""
 
     @property
     def title(self) -> str | None:
@@ -61,8 +67,12 @@ class Page:
 def parse_page(path: str | os.PathLike[str], text: str) -> Page:
     """Read one page's text (``\\n`` line endings); ``path`` names the file in errors."""
     lines = text.split("\n")
-    matter, start = front_matter(path, lines)
     page = Page()
+    try:
+        matter, start = front_matter(path, lines)
+    except SourceError as exc:
+        matter, start = {}, front_matter_end(lines)
+        page.problem = f"{exc} (its properties are ignored; the page is kept)"
     linked: list[str] = []  # front-matter text to scan for [[links]]
     scanned: list[str] = []  # property text to scan for links and tags like the body
     for key, value in matter.items():
