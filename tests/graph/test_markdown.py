@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,18 @@ def test_page_names_decode_logseq_escapes() -> None:
     assert page_name("a%2Fb.md") == "a/b"
     assert page_name("Q1%3A plans.md") == "Q1: plans"
     assert page_name("Case Kept.MD") == "Case Kept"
+
+
+def test_decomposed_file_names_and_table_links(tmp_path: Path) -> None:
+    """A file name macOS wrote decomposed is the page a typed (composed) link names; a link
+    with shown text inside a table row escapes its pipe."""
+    nfd = lambda text: unicodedata.normalize("NFD", text)  # noqa: E731
+    write(tmp_path, {f"{nfd('Café')}.md": "", f"sub/{nfd('Résumé')}.md": "",
+                     "a.md": "[[Café]] [[sub/Résumé]]\n| [[Café\\|the café]] | x |\n"})
+    data = load_source(tmp_path)
+    assert keys(data) == {"Café", "Résumé", "a"}  # no placeholder beside the page
+    assert [(e.source, e.target) for e in data.edges] == [("a", "Café"), ("a", "Résumé"),
+                                                          ("a", "Café")]
 
 
 def test_tags_and_code_rules() -> None:

@@ -15,7 +15,8 @@ would in a flat Logseq graph.
 **Links** (see :mod:`.page` for what counts as one): a target is resolved, in order, to the page
 with exactly that key, the page with exactly that vault-relative path (Obsidian's
 ``[[folder/note]]``; a trailing ``.md`` is dropped), then the same two ignoring case (Logseq is
-case-insensitive; the smallest matching key wins). A target matching no page becomes a
+case-insensitive; the smallest matching key wins); names and targets are compared in Unicode's
+composed form (NFC). A target matching no page becomes a
 placeholder node keyed by the link text (first spelling met, files in path order; other
 spellings that differ only in case join it) with metadata ``{"placeholder": true}``. A link to
 an attachment (``![[diagram.png]]``, ``[[paper.pdf]]``) that is not a page is no edge. A page's
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import os
 import sys
+import unicodedata
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -51,10 +53,16 @@ ATTACHMENT_SUFFIXES = frozenset({
 """Link targets with these suffixes are attachments, not pages (unless a page has that name)."""
 
 
+def nfc(text: str) -> str:
+    """Text in Unicode's composed form: a file name macOS wrote decomposed (``Cafe`` + a
+    combining accent) names the same page as the ``[[Café]]`` a keyboard types."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
+
+
 def page_name(file_name: str) -> str:
     """The page a file holds: ``"a___b.md"`` and ``"a%2Fb.md"`` both hold ``"a/b"``."""
     stem = file_name[:-3] if file_name.lower().endswith(".md") else file_name
-    return unquote(stem.replace("___", "/"))
+    return nfc(unquote(stem.replace("___", "/")))
 
 
 def load_markdown_vault(
@@ -184,7 +192,7 @@ def page_keys(vault: str | os.PathLike[str], files: list[str]) -> dict[str, str]
 
 def link_target(text: str) -> str:
     """A link's text as it is looked up: stripped, without a trailing ``.md``."""
-    target = text.strip()
+    target = nfc(text.strip())
     if target.lower().endswith(".md") and len(target) > 3:
         target = target[:-3]
     return target
@@ -214,6 +222,7 @@ class Resolver:
 
     def add(self, path: str, key: str) -> None:
         """A page at ``path`` (without ``.md``) with this key."""
+        path = nfc(path)
         self.keys.add(key)
         self.by_path[path] = key
         self._folded.setdefault(key.casefold(), set()).add(key)
@@ -221,6 +230,7 @@ class Resolver:
 
     def remove(self, path: str, key: str) -> None:
         """The page at ``path`` with this key is gone."""
+        path = nfc(path)
         self.keys.discard(key)
         self.by_path.pop(path, None)
         for table, item in ((self._folded, key), (self._folded_paths, path)):

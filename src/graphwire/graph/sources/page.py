@@ -7,9 +7,10 @@
   items lose their brackets and ``#``); another property is a list only when it is a comma list
   of ``[[refs]]``/``#tags``, else the string as written.
 - References: ``alias``/``aliases`` items (type ``"alias"``) and ``tags``/``tag`` items
-  (``"tag"``), then ``[[wiki links]]`` (``"link"``; the target is the text before ``|`` and
-  ``#``) and ``#tag`` / ``#[[multi word tag]]`` (``"tag"``) in the other property values and in
-  the body, in order (front matter values give links only: ``#`` is not a tag in YAML).
+  (``"tag"``), then ``[[wiki links]]`` (``"link"``; the target is the text before ``|``, or a
+  table row's ``\\|``, and ``#``) and ``#tag`` / ``#[[multi word tag]]`` (``"tag"``) in the
+  other property values and in the body, in order (front matter values give links only: ``#``
+  is not a tag in YAML).
 - A tag is ``#`` after the start of a line or whitespace, then a word character; it runs over
   word characters, ``-`` and ``/`` and ends on a word character. Headings (``# Title``) and
   ``#`` inside URLs are therefore not tags.
@@ -171,7 +172,8 @@ def _without_code(lines: list[str]) -> list[str]:
 
 
 def _link_target(text: str) -> str:
-    return text.split("|", 1)[0].split("#", 1)[0].strip()
+    # "[[a\\|b]]" is how a link with shown text is written inside a table row
+    return text.split("|", 1)[0].split("#", 1)[0].removesuffix("\\").strip()
 
 
 def _links_only(text: str) -> list[str]:

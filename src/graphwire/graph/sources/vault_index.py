@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..diff import Canonical, EdgeKey, NodeState, TopologyDiff, edge_key
 from ..model import EdgeSpec, NodeType
-from .markdown import Resolver, is_attachment, link_target, page_keys, page_name
+from .markdown import Resolver, is_attachment, link_target, nfc, page_keys, page_name
 from .page import Page
 
 _Ref = tuple[str | None, str | None, str]
@@ -81,7 +81,7 @@ class VaultIndex:
                     assert key is not None
                     touched_keys.add(key)
                     redo |= self._mentions.get(key.casefold(), set())
-                redo |= self._mentions.get(rel[:-3].casefold(), set())
+                redo |= self._mentions.get(nfc(rel[:-3]).casefold(), set())
         for rel in changes.keys() - gone:
             touched_keys.add(keys[rel])
         redo -= gone
