@@ -133,9 +133,10 @@ def test_random_edits_with_folders_cases_and_duplicates_match_a_fresh_load(
     rng = random.Random(11)
     vault = tmp_path / "v"
     files = ["a.md", "A.md", "b.md", "sub/a.md", "sub/c.md", "deep/sub/c.md", "x___y.md",
-             "Idea.md", "idea.md", "sub/Idea.md"]
+             "Idea.md", "idea.md", "sub/Idea.md", "q/deep/sub/c.md", "q/deep/sub/IDEA.md"]
     words = ["a", "A", "b", "c", "sub/a", "sub/c", "x/y", "Idea", "idea", "IDEA", "Ghost",
-             "ghost", "pic.png", "b.md", "deep/sub/c", "sub/idea"]
+             "ghost", "pic.png", "b.md", "deep/sub/c", "sub/idea", "SUB/C", "deep/sub/idea",
+             "../a", "./c", "../../A"]
 
     def page() -> str:
         lines = [f"- [[{rng.choice(words)}]] #{rng.choice(['tag', 'Tag', 'b'])}"

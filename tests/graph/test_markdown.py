@@ -193,6 +193,27 @@ def test_decomposed_file_names_and_table_links(tmp_path: Path) -> None:
                                                           ("a", "Café")]
 
 
+def test_markdown_and_relative_links(tmp_path: Path) -> None:
+    """Obsidian with wiki links off writes [text](Note%20Name.md); with relative paths on it
+    writes ../ and ./ targets, relative to the note's folder."""
+    write(tmp_path, {
+        "Home.md": "", "Other Page.md": "", "sub/Target.md": "", "sub/deeper/Leaf.md": "",
+        "sub/Note.md": "\n".join([
+            "[o](../Other%20Page.md) [t](./Target.md#Part) [l](<deeper/Leaf.md> \"title\")",
+            "[[../Home]] [[./deeper/Leaf|leaf]] [h](Home) [far](../../Outside.md)",
+            "not pages: [web](https://example.com/a.md) [mail](mailto:a@b.c) [here](#Part)",
+            "[pdf](paper.pdf) ![img](pic.png) [html](page.html) [gone](Missing%20One.md)",
+            "`[code](Home.md)`",
+        ]),
+    })
+    data = load_source(tmp_path)
+    assert keys(data) == {"Home", "Other Page", "Target", "Leaf", "Note", "Missing One",
+                          "../../Outside"}
+    assert [e.target for e in data.edges] == ["Other Page", "Target", "Leaf", "Home", "Leaf",
+                                              "Home", "../../Outside", "Missing One"]
+    assert {e.source for e in data.edges} == {"Note"}
+
+
 def test_tags_and_code_rules() -> None:
     page = parse_page("p.md", "\n".join([
         "#start of line, mid #tag, end #tail-",

@@ -15,7 +15,9 @@ would in a flat Logseq graph.
 **Links** (see :mod:`.page` for what counts as one): a target is resolved, in order, to the page
 with exactly that key, the page with exactly that vault-relative path (Obsidian's
 ``[[folder/note]]``; a trailing ``.md`` is dropped), then the same two ignoring case (Logseq is
-case-insensitive; the smallest matching key wins); names and targets are compared in Unicode's
+case-insensitive; the smallest matching key wins), then a page whose path ends with the target
+(``[[deeper/note]]`` names ``sub/deeper/note.md``, as in Obsidian; the shallowest, then the
+smallest path, wins); names and targets are compared in Unicode's
 composed form (NFC). A target matching no page becomes a
 placeholder node keyed by the link text (first spelling met, files in path order; other
 spellings that differ only in case join it) with metadata ``{"placeholder": true}``. A link to
@@ -102,7 +104,7 @@ def load_markdown_vault(
 def read_page(root: Path, rel: str) -> Page:
     """Read and parse one page (``rel``: its vault-relative POSIX path); SourceError if not."""
     file = os.path.join(os.fspath(root), rel)
-    return parse_page(file, read_text(file))
+    return parse_page(file, read_text(file), rel.rpartition("/")[0])
 
 
 def assemble(root: Path, pages: dict[str, Page]) -> GraphData:
@@ -203,6 +205,17 @@ def is_attachment(target: str) -> bool:
     return os.path.splitext(target)[1].lower() in ATTACHMENT_SUFFIXES
 
 
+def path_tails(path: str) -> list[str]:
+    """The case-folded ends of a vault path that a link may name it by, each with a folder:
+    ``"a/b/c"`` gives ``["b/c"]`` (``"c"`` is a page name, looked up as one)."""
+    parts = path.casefold().split("/")
+    return ["/".join(parts[i:]) for i in range(1, len(parts) - 1)]
+
+
+def _shallow_first(path: str) -> tuple[int, str]:
+    return path.count("/"), path
+
+
 class Resolver:
     """Link text → node key, creating placeholders for pages that do not exist.
 
@@ -216,6 +229,7 @@ class Resolver:
         self.by_path: dict[str, str] = {}
         self._folded: dict[str, set[str]] = {}
         self._folded_paths: dict[str, set[str]] = {}
+        self._tails: dict[str, set[str]] = {}  # folded path tail ("b/c" of "a/b/c") -> paths
         for path, key in by_path.items():
             self.add(path, key)
         self.placeholders: dict[str, str] = {}  # casefolded text → first spelling
@@ -227,6 +241,8 @@ class Resolver:
         self.by_path[path] = key
         self._folded.setdefault(key.casefold(), set()).add(key)
         self._folded_paths.setdefault(path.casefold(), set()).add(path)
+        for tail in path_tails(path):
+            self._tails.setdefault(tail, set()).add(path)
 
     def remove(self, path: str, key: str) -> None:
         """The page at ``path`` with this key is gone."""
@@ -239,6 +255,12 @@ class Resolver:
                 group.discard(item)
                 if not group:
                     del table[item.casefold()]
+        for tail in path_tails(path):
+            paths = self._tails.get(tail)
+            if paths is not None:
+                paths.discard(path)
+                if not paths:
+                    del self._tails[tail]
 
     def page(self, target: str) -> str | None:
         """The key of the page a (normalised, non-empty) target names, if any."""
@@ -251,7 +273,10 @@ class Resolver:
         if keys:
             return min(keys)
         paths = self._folded_paths.get(folded)
-        return self.by_path[min(paths)] if paths else None
+        if paths:
+            return self.by_path[min(paths)]
+        paths = self._tails.get(folded)
+        return self.by_path[min(paths, key=_shallow_first)] if paths else None
 
     def resolve(self, text: str) -> str | None:
         """The key a link's text names: a page, or a placeholder (created on first use), or

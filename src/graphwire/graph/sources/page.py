@@ -11,6 +11,11 @@
   table row's ``\\|``, and ``#``) and ``#tag`` / ``#[[multi word tag]]`` (``"tag"``) in the
   other property values and in the body, in order (front matter values give links only: ``#``
   is not a tag in YAML).
+- Markdown links to pages, ``[text](Other%20Page.md)`` or ``[text](<Other Page.md>)``
+  (``"link"``; the target is URL-decoded and loses its ``#heading``), count like wiki links;
+  a link to a URL, to a heading of the same page or to a file other than ``.md`` does not.
+- A link target that starts with ``./`` or ``../`` is relative to the page's folder (Obsidian
+  writes these when its links are set to relative paths); any other is a vault path or a name.
 - A tag is ``#`` after the start of a line or whitespace, then a word character; it runs over
   word characters, ``-`` and ``/`` and ends on a word character. Headings (``# Title``) and
   ``#`` inside URLs are therefore not tags.
@@ -21,9 +26,11 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from .errors import SourceError
 from .front_matter import Value, front_matter, front_matter_end
@@ -41,6 +48,8 @@ _BRACKET_TAG = re.compile(r"(?<!\S)#\[\[(?P<target>[^\[\]]+)\]\]")
 _WIKI_LINK = re.compile(r"\[\[(?P<target>[^\[\]]+)\]\]")
 _TAG = re.compile(r"(?<!\S)#(?P<target>\w(?:[\w\-/]*\w)?)")
 _REF_ITEM = re.compile(r"#?\[\[(?P<bracketed>[^\[\]]+)\]\]|#(?P<tag>\S+)")
+_MD_LINK = re.compile(r"\[[^\[\]]*\]\((?P<target><[^<>]+>|[^()\s]+)(?:\s+\"[^\"]*\")?\)")
+_SCHEME = re.compile(r"[A-Za-z][\w+.-]*:")
 
 
 @dataclass(slots=True)
@@ -65,8 +74,10 @@ class Page:
         return None
 
 
-def parse_page(path: str | os.PathLike[str], text: str) -> Page:
-    """Read one page's text (``\\n`` line endings); ``path`` names the file in errors."""
+def parse_page(path: str | os.PathLike[str], text: str, folder: str = "") -> Page:
+    """Read one page's text (``\\n`` line endings); ``path`` names the file in errors, and
+    ``folder`` is the vault-relative POSIX folder that holds it (links that start with ``./``
+    or ``../`` are relative to it)."""
     lines = text.split("\n")
     page = Page()
     try:
@@ -95,7 +106,17 @@ def parse_page(path: str | os.PathLike[str], text: str) -> Page:
         page.references.extend((target, "link") for target in _links_only(value_text))
     for line in [*scanned, *_without_code(lines[start:])]:
         page.references.extend(_line_references(line))
+    if any(t.startswith(("./", "../")) for t, _ in page.references):
+        page.references = [(_relative(t, folder), kind) for t, kind in page.references]
     return page
+
+
+def _relative(target: str, folder: str) -> str:
+    """A ``./`` or ``../`` target as a vault-relative path (as written if it leaves the vault)."""
+    if not target.startswith(("./", "../")):
+        return target
+    joined = posixpath.normpath(posixpath.join(folder, target))
+    return target if joined == ".." or joined.startswith("../") else joined
 
 
 def _skip_blank(lines: list[str], start: int) -> int:
@@ -180,8 +201,19 @@ def _links_only(text: str) -> list[str]:
     return [t for m in _WIKI_LINK.finditer(text) if (t := _link_target(m["target"]))]
 
 
+def _md_target(raw: str) -> str:
+    """The page a Markdown link ``[text](raw)`` names ("" when it names none: a URL, a heading
+    of this page, a file that is not a page)."""
+    target = raw[1:-1] if raw.startswith("<") else raw
+    if target.startswith("#") or _SCHEME.match(target):
+        return ""
+    target = unquote(target.split("#", 1)[0]).strip()
+    suffix = posixpath.splitext(target)[1].lower()
+    return target if suffix in ("", ".md") else ""
+
+
 def _line_references(line: str) -> list[tuple[str, str]]:
-    if "[[" not in line and "#" not in line:
+    if "[[" not in line and "#" not in line and "](" not in line:
         return []
     found: list[tuple[int, str, str]] = []  # (offset, target, type), sorted at the end
 
@@ -192,5 +224,7 @@ def _line_references(line: str) -> list[tuple[str, str]]:
 
     line = _BRACKET_TAG.sub(lambda m: take(m, m["target"].strip(), "tag"), line)
     line = _WIKI_LINK.sub(lambda m: take(m, _link_target(m["target"]), "link"), line)
+    if "](" in line:
+        line = _MD_LINK.sub(lambda m: take(m, _md_target(m["target"]), "link"), line)
     _TAG.sub(lambda m: take(m, m["target"], "tag"), line)
     return [(target, kind) for _, target, kind in sorted(found, key=lambda f: f[0])]

@@ -10,8 +10,8 @@ compares it with a fresh load after random edits):
 - page keys are recomputed over the file list (a sort: cheap) and a page whose key changed (a
   page of the same name appeared or went) counts as changed;
 - when the set of page keys changes, the links that may now resolve differently are those whose
-  case-folded text is a case-folded key or path that came or went; an index of the texts each
-  page mentions finds their pages, which are resolved again;
+  case-folded text is a case-folded key, path or path's tail that came or went; an index of
+  the texts each page mentions finds their pages, which are resolved again;
 - a placeholder is keyed by the first spelling of its text in path order, so it is kept per page
   (the first spelling in each page) and its key is that of the smallest path;
 - an edge between two nodes depends only on the pages at its two ends: its weight is the number
@@ -25,7 +25,15 @@ from pathlib import Path
 
 from ..diff import Canonical, EdgeKey, NodeState, TopologyDiff, edge_key
 from ..model import EdgeSpec, NodeType
-from .markdown import Resolver, is_attachment, link_target, nfc, page_keys, page_name
+from .markdown import (
+    Resolver,
+    is_attachment,
+    link_target,
+    nfc,
+    page_keys,
+    page_name,
+    path_tails,
+)
 from .page import Page
 
 _Ref = tuple[str | None, str | None, str]
@@ -81,7 +89,9 @@ class VaultIndex:
                     assert key is not None
                     touched_keys.add(key)
                     redo |= self._mentions.get(key.casefold(), set())
-                redo |= self._mentions.get(nfc(rel[:-3]).casefold(), set())
+                path = nfc(rel[:-3])
+                for text in (path.casefold(), *path_tails(path)):
+                    redo |= self._mentions.get(text, set())
         for rel in changes.keys() - gone:
             touched_keys.add(keys[rel])
         redo -= gone
