@@ -133,22 +133,25 @@ def test_random_edits_with_folders_cases_and_duplicates_match_a_fresh_load(
     rng = random.Random(11)
     vault = tmp_path / "v"
     files = ["a.md", "A.md", "b.md", "sub/a.md", "sub/c.md", "deep/sub/c.md", "x___y.md",
-             "Idea.md", "idea.md", "sub/Idea.md", "q/deep/sub/c.md", "q/deep/sub/IDEA.md"]
+             "Idea.md", "idea.md", "sub/Idea.md", "q/deep/sub/c.md", "q/deep/sub/IDEA.md",
+             "journals/2024_01_15.md", "journals/2024_01_16.md"]
     words = ["a", "A", "b", "c", "sub/a", "sub/c", "x/y", "Idea", "idea", "IDEA", "Ghost",
              "ghost", "pic.png", "b.md", "deep/sub/c", "sub/idea", "SUB/C", "deep/sub/idea",
-             "../a", "./c", "../../A"]
+             "../a", "./c", "../../A", "Jan 15th, 2024", "jan 16th, 2024", "Named", "named"]
 
     def page() -> str:
         lines = [f"- [[{rng.choice(words)}]] #{rng.choice(['tag', 'Tag', 'b'])}"
                  for _ in range(rng.randint(0, 3))]
         if rng.random() < 0.3:
             lines.insert(0, f"alias:: {rng.choice(words)}")
+        if rng.random() < 0.2:
+            lines.insert(0, f"title:: {rng.choice(['Named', 'Idea', 'Jan 16th, 2024'])}")
         return "\n".join(lines) + "\n"
 
     write(vault, {"a.md": page()})
     live = LiveSource(vault)
     live.load()
-    for _ in range(120):
+    for _ in range(200):
         touched = []
         for _ in range(rng.randint(1, 3)):
             rel = rng.choice(files)

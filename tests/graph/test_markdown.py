@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import unicodedata
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from graphwire.graph import Graph
 from graphwire.graph.sources import SourceError, load_markdown_vault, load_source
 from graphwire.graph.sources.front_matter import front_matter
+from graphwire.graph.sources.journal import journal_title
 from graphwire.graph.sources.markdown import page_name, read_page
 from graphwire.graph.sources.page import parse_page
 
@@ -36,10 +38,10 @@ LOGSEQ = {
         "- # Heading, not a tag; https://example.com/#fragment neither; a#b neither\n"
         "- waiting on [[Missing Page]] and [[missing page]]\n"
     ),
-    "pages/Rust.md": "- Compared with [[python]] #Python #123\n",
+    "pages/Rust.md": "- Compared with [[python]] #Python #123, alias [[Snake Lang]]\n",
     "pages/projects___graphwire.md": "- part of [[projects]]\n",
     "pages/a%2Fb.md": "- namespaced with percent escape\n",
-    "pages/design.md": "",
+    "pages/design.md": "- see [[Jan 15th, 2024]] and [[The Python Language]]\n",
     "journals/2024_01_15.md": "- Worked on [[projects/graphwire]] #python\n",
 }
 
@@ -63,7 +65,7 @@ OBSIDIAN = {
     ),
     "Projects/Alpha.md": "Back to [[Home]]. Related: [[Notes|notes]] and [[Alpha]] itself.\n",
     "Projects/Beta.md": '---\nstatus: draft\nrelated: "[[Home]]"\n---\nNothing else.\n',
-    "Notes.md": "Root notes.\n",
+    "Notes.md": "Root notes, from [[start page]].\n",
     "Archive/Notes.md": "Older notes, see [[Alpha]] and [[Archive/Notes]].\n",
 }
 
@@ -72,13 +74,11 @@ def test_logseq_vault(tmp_path: Path) -> None:
     data = load_source(write(tmp_path / "graph", LOGSEQ))
     pages = {"Python", "Rust", "projects/graphwire", "a/b", "design", "2024_01_15"}
     placeholders = {
-        "py", "snake lang", "language", "Programming Languages", "book", "Guido",
+        "language", "Programming Languages", "book", "Guido",
         "multi word tag", "Missing Page", "projects", "123",
     }
     assert keys(data) == pages | placeholders
-    assert edge_set(data) == {
-        ("Python", "py", "alias"),
-        ("Python", "snake lang", "alias"),
+    assert edge_set(data) == {  # aliases name the page: no alias node, no edge to itself
         ("Python", "language", "tag"),
         ("Python", "Programming Languages", "tag"),
         ("Python", "book", "link"),
@@ -94,6 +94,9 @@ def test_logseq_vault(tmp_path: Path) -> None:
         ("projects/graphwire", "projects", "link"),
         ("2024_01_15", "projects/graphwire", "link"),
         ("2024_01_15", "Python", "tag"),
+        ("Rust", "Python", "link"),  # [[Snake Lang]]: an alias (any case)
+        ("design", "2024_01_15", "link"),  # a journal by its date title
+        ("design", "Python", "link"),  # a page by its title:: property
     }
     python = node(data, "Python")
     assert python.label == "The Python Language"
@@ -107,6 +110,7 @@ def test_logseq_vault(tmp_path: Path) -> None:
     assert node(data, "Rust").label == "Rust"
     assert dict(node(data, "Guido").metadata) == {"placeholder": True}
     assert dict(node(data, "2024_01_15").metadata) == {"path": "journals/2024_01_15.md"}
+    assert node(data, "2024_01_15").label == "Jan 15th, 2024"
     assert dict(node(data, "projects/graphwire").metadata) == {
         "path": "pages/projects___graphwire.md"
     }
@@ -125,12 +129,11 @@ def test_obsidian_vault(tmp_path: Path) -> None:
     data = load_markdown_vault(write(tmp_path / "vault", OBSIDIAN))
     assert keys(data) == {
         "Home", "Alpha", "Beta", "Notes", "Archive/Notes",
-        "start", "index", "Start Page", "inbox", "Nowhere",
+        "start", "index", "inbox", "Nowhere",
     }
     assert edge_set(data) == {
         ("Home", "start", "tag"),
         ("Home", "index", "tag"),
-        ("Home", "Start Page", "alias"),
         ("Home", "Alpha", "link"),  # [[Projects/Alpha|...]]: by vault path
         ("Home", "Notes", "link"),  # [[Notes#...]]: the shallower Notes.md
         ("Home", "Beta", "link"),
@@ -140,6 +143,7 @@ def test_obsidian_vault(tmp_path: Path) -> None:
         ("Alpha", "Notes", "link"),
         ("Beta", "Home", "link"),  # a link in a front-matter value
         ("Archive/Notes", "Alpha", "link"),
+        ("Notes", "Home", "link"),  # [[start page]]: an alias of Home (any case)
     }
     home = node(data, "Home")
     assert home.label == "Welcome"
@@ -212,6 +216,23 @@ def test_markdown_and_relative_links(tmp_path: Path) -> None:
     assert [e.target for e in data.edges] == ["Other Page", "Target", "Leaf", "Home", "Leaf",
                                               "Home", "../../Outside", "Missing One"]
     assert {e.source for e in data.edges} == {"Note"}
+
+
+def test_journal_titles_follow_the_graphs_format(tmp_path: Path) -> None:
+    write(tmp_path, {
+        "logseq/config.edn": ('{:meta/version 1\n ;; :journal/page-title-format "MMM do"\n'
+                              ' :journal/page-title-format "EEE, dd.MM.yyyy"}\n'),
+        "journals/2024_02_29.md": "", "journals/2024_02_30.md": "",  # no such day: a page
+        "pages/a.md": "- [[Thu, 29.02.2024]] [[Feb 29th, 2024]]\n",
+    })
+    data = load_source(tmp_path)
+    assert node(data, "2024_02_29").label == "Thu, 29.02.2024"
+    assert node(data, "2024_02_30").label == "2024_02_30"
+    assert edge_set(data) == {("a", "2024_02_29", "link"), ("a", "Feb 29th, 2024", "link")}
+    assert journal_title(dt.date(2023, 3, 1), "do MMMM yyyy, EEEE 'week' M/d/yy") == (
+        "1st March 2023, Wednesday week 3/1/23")
+    assert [journal_title(dt.date(2024, 1, d), "do") for d in (2, 3, 11, 12, 13, 21, 22, 23)] == [
+        "2nd", "3rd", "11th", "12th", "13th", "21st", "22nd", "23rd"]
 
 
 def test_tags_and_code_rules() -> None:

@@ -28,6 +28,7 @@ from stat import S_ISREG
 from .diff import Canonical, TopologyDiff, canonical, diff
 from .model import GraphData, GraphError
 from .sources import SourceError, load_source
+from .sources.journal import title_format
 from .sources.markdown import is_page, load_markdown_vault, page_files, read_page
 from .sources.page import Page
 from .sources.vault_index import VaultIndex
@@ -92,7 +93,7 @@ class LiveSource:
             assert self.path is not None
             pages: dict[str, Page] = {}
             data = load_markdown_vault(self.path, progress=progress, pages=pages)
-            index = VaultIndex(self.path)
+            index = VaultIndex(self.path, title_format(self.path))
             index.apply(pages)
             self._index = index
             self._stats = {rel: st for rel in pages if (st := self._stat(rel)) is not None}

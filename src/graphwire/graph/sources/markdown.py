@@ -17,16 +17,20 @@ with exactly that key, the page with exactly that vault-relative path (Obsidian'
 ``[[folder/note]]``; a trailing ``.md`` is dropped), then the same two ignoring case (Logseq is
 case-insensitive; the smallest matching key wins), then a page whose path ends with the target
 (``[[deeper/note]]`` names ``sub/deeper/note.md``, as in Obsidian; the shallowest, then the
-smallest path, wins); names and targets are compared in Unicode's
-composed form (NFC). A target matching no page becomes a
-placeholder node keyed by the link text (first spelling met, files in path order; other
-spellings that differ only in case join it) with metadata ``{"placeholder": true}``. A link to
-an attachment (``![[diagram.png]]``, ``[[paper.pdf]]``) that is not a page is no edge. A page's
-links to itself are dropped; a link made twice is two edge specs (``Graph.from_data`` adds their
-weights).
+smallest path, wins), then a page's other name, ignoring case: its ``title``, an item of its
+``alias``/``aliases`` (so ``[[ML]]`` and ``#ML`` name the page with ``alias:: ML``, and an alias
+is no node of its own), or a Logseq journal's date title (``[[Jan 31st, 2024]]`` names
+``journals/2024_01_31.md``, in the graph's title format: :mod:`.journal`; the smallest key
+wins). Names and targets are compared in Unicode's composed form (NFC). A target matching no
+page becomes a placeholder node keyed by the link text (first spelling met, files in path
+order; other spellings that differ only in case join it) with metadata
+``{"placeholder": true}``. A link to an attachment (``![[diagram.png]]``, ``[[paper.pdf]]``)
+that is not a page is no edge. A page's links to itself are dropped; a link made twice is two
+edge specs (``Graph.from_data`` adds their weights).
 
-**Nodes**: label = the ``title`` property, else the key; metadata = ``{"path": <vault-relative
-path>}`` plus the page's front matter and properties (a property named ``path`` wins).
+**Nodes**: label = the ``title`` property, else a journal's date title, else the key;
+metadata = ``{"path": <vault-relative path>}`` plus the page's front matter and properties (a
+property named ``path`` wins).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from tqdm import tqdm
 
 from ..model import EdgeSpec, GraphData, NodeSpec
 from .errors import SourceError
+from .journal import DEFAULT_TITLE_FORMAT, journal_date, journal_title, title_format
 from .page import Page, parse_page
 from .progress import LARGE_FILE_COUNT, show_progress
 from .text_file import read_text
@@ -95,7 +100,7 @@ def load_markdown_vault(
         raise SourceError(path, f"has no readable Markdown pages (the first: {skipped[0]})")
     if pages is not None:
         pages.update(parsed)
-    data = assemble(root, parsed)
+    data = assemble(root, parsed, title_format(root))
     data.skipped = [str(exc) for exc in skipped]
     data.warnings = [page.problem for _, page in sorted(parsed.items()) if page.problem]
     return data
@@ -107,12 +112,16 @@ def read_page(root: Path, rel: str) -> Page:
     return parse_page(file, read_text(file), rel.rpartition("/")[0])
 
 
-def assemble(root: Path, pages: dict[str, Page]) -> GraphData:
+def assemble(root: Path, pages: dict[str, Page],
+             journal_format: str = DEFAULT_TITLE_FORMAT) -> GraphData:
     """The graph of a vault from its parsed pages (by vault-relative path): keys, links,
     placeholders and nodes by the rules of this module."""
     files = sorted(pages)
     keys = page_keys(root, files)
     resolver = Resolver({rel[:-3]: key for rel, key in keys.items()})
+    for rel, key in keys.items():
+        for name in page_names(rel, pages[rel], journal_format):
+            resolver.add_name(name, key)
     edges: list[EdgeSpec] = []
     for rel in files:
         key = keys[rel]
@@ -122,7 +131,8 @@ def assemble(root: Path, pages: dict[str, Page]) -> GraphData:
                 edges.append(EdgeSpec(key, target, 1.0, kind))
 
     nodes = [
-        NodeSpec(key, label=pages[rel].title or key, metadata={"path": rel, **pages[rel].metadata})
+        NodeSpec(key, label=page_label(rel, pages[rel], key, journal_format),
+                 metadata={"path": rel, **pages[rel].metadata})
         for rel, key in keys.items()
     ]
     nodes += [
@@ -130,6 +140,27 @@ def assemble(root: Path, pages: dict[str, Page]) -> GraphData:
         for key in resolver.placeholders.values()
     ]
     return GraphData(nodes=nodes, edges=edges, name=root.resolve().name or "vault")
+
+
+def page_names(rel: str, page: Page, journal_format: str = DEFAULT_TITLE_FORMAT) -> set[str]:
+    """A page's other names, which links may name it by: its title, its aliases, and a Logseq
+    journal's date title."""
+    names = set(page.aliases)
+    if page.title:
+        names.add(page.title)
+    day = journal_date(rel)
+    if day is not None:
+        names.add(journal_title(day, journal_format))
+    return names
+
+
+def page_label(rel: str, page: Page, key: str,
+               journal_format: str = DEFAULT_TITLE_FORMAT) -> str:
+    """What a page's node shows: its title, else a journal's date title, else its key."""
+    if page.title:
+        return page.title
+    day = journal_date(rel)
+    return key if day is None else journal_title(day, journal_format)
 
 
 def is_page(rel: str) -> bool:
@@ -230,6 +261,7 @@ class Resolver:
         self._folded: dict[str, set[str]] = {}
         self._folded_paths: dict[str, set[str]] = {}
         self._tails: dict[str, set[str]] = {}  # folded path tail ("b/c" of "a/b/c") -> paths
+        self._names: dict[str, set[str]] = {}  # folded other name (title, alias) -> keys
         for path, key in by_path.items():
             self.add(path, key)
         self.placeholders: dict[str, str] = {}  # casefolded text → first spelling
@@ -262,6 +294,19 @@ class Resolver:
                 if not paths:
                     del self._tails[tail]
 
+    def add_name(self, name: str, key: str) -> None:
+        """Another name of the page with this key (its title or an alias)."""
+        self._names.setdefault(nfc(name).casefold(), set()).add(key)
+
+    def remove_name(self, name: str, key: str) -> None:
+        """The page with this key no longer has this name."""
+        folded = nfc(name).casefold()
+        keys = self._names.get(folded)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._names[folded]
+
     def page(self, target: str) -> str | None:
         """The key of the page a (normalised, non-empty) target names, if any."""
         if target in self.keys:
@@ -276,7 +321,10 @@ class Resolver:
         if paths:
             return self.by_path[min(paths)]
         paths = self._tails.get(folded)
-        return self.by_path[min(paths, key=_shallow_first)] if paths else None
+        if paths:
+            return self.by_path[min(paths, key=_shallow_first)]
+        keys = self._names.get(folded)
+        return min(keys) if keys else None
 
     def resolve(self, text: str) -> str | None:
         """The key a link's text names: a page, or a placeholder (created on first use), or

@@ -66,6 +66,12 @@ class Page:
     The page is kept, as Obsidian and Logseq show such a note without its properties."""
 
     @property
+    def aliases(self) -> list[str]:
+        """The ``alias``/``aliases`` property items (any case of the key)."""
+        return [item for key, value in self.metadata.items() if key.lower() in ALIAS_KEYS
+                for item in value]
+
+    @property
     def title(self) -> str | None:
         """The ``title`` property (any case of the key) when it is a non-empty string."""
         for key, value in self.metadata.items():

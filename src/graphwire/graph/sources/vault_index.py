@@ -12,6 +12,8 @@ compares it with a fresh load after random edits):
 - when the set of page keys changes, the links that may now resolve differently are those whose
   case-folded text is a case-folded key, path or path's tail that came or went; an index of
   the texts each page mentions finds their pages, which are resolved again;
+- a page's other names (title, aliases, a journal's date title) are kept per page; the links
+  whose case-folded text is a name that came to or went from a page are resolved again;
 - a placeholder is keyed by the first spelling of its text in path order, so it is kept per page
   (the first spelling in each page) and its key is that of the smallest path;
 - an edge between two nodes depends only on the pages at its two ends: its weight is the number
@@ -25,13 +27,16 @@ from pathlib import Path
 
 from ..diff import Canonical, EdgeKey, NodeState, TopologyDiff, edge_key
 from ..model import EdgeSpec, NodeType
+from .journal import DEFAULT_TITLE_FORMAT
 from .markdown import (
     Resolver,
     is_attachment,
     link_target,
     nfc,
     page_keys,
+    page_label,
     page_name,
+    page_names,
     path_tails,
 )
 from .page import Page
@@ -43,8 +48,9 @@ _Ref = tuple[str | None, str | None, str]
 class VaultIndex:
     """The graph of a vault's pages, updated by :meth:`apply`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, journal_format: str = DEFAULT_TITLE_FORMAT) -> None:
         self.root = root
+        self.journal_format = journal_format
         self.graph = Canonical()
         self.pages: dict[str, Page] = {}
         self._keys: dict[str, str] = {}  # rel -> key
@@ -57,6 +63,7 @@ class VaultIndex:
         self._placeholder: dict[str, str] = {}  # placeholder folded -> its key
         self._named: dict[str, set[str]] = {}  # page name -> rels of the files with that name
         self._renamed = False  # some page is keyed by its path (its name was taken)
+        self._names_of: dict[str, tuple[str, set[str]]] = {}  # rel -> (key, its other names)
 
     def apply(self, changes: Mapping[str, Page | None]) -> TopologyDiff:
         """Apply page changes (``rel`` → its new parse, or None when the file is gone) and
@@ -94,6 +101,19 @@ class VaultIndex:
                     redo |= self._mentions.get(text, set())
         for rel in changes.keys() - gone:
             touched_keys.add(keys[rel])
+        for rel in changes.keys() | rekeyed:  # other names (titles, aliases) that came or went
+            key, names = self._names_of.pop(rel, ("", set()))
+            for name in names:
+                self._resolver.remove_name(name, key)
+            now = (page_names(rel, self.pages[rel], self.journal_format) if rel not in gone
+                   else set())
+            for name in now:
+                self._resolver.add_name(name, keys[rel])
+            if now:
+                self._names_of[rel] = (keys[rel], now)
+            moved = names ^ now if key == keys.get(rel) else names | now
+            for name in moved:
+                redo |= self._mentions.get(nfc(name).casefold(), set())
         redo -= gone
 
         for rel in gone | redo:  # take back what these pages said
@@ -207,8 +227,8 @@ class VaultIndex:
         rel = self._rel_of.get(key)
         if rel is not None:
             page = self.pages[rel]
-            return NodeState(page.title or key, NodeType.KNOWLEDGE,
-                             {"path": rel, **page.metadata})
+            return NodeState(page_label(rel, page, key, self.journal_format),
+                             NodeType.KNOWLEDGE, {"path": rel, **page.metadata})
         placeholder = self._placeholder.get(key.casefold())
         if placeholder == key:
             return NodeState(key, NodeType.KNOWLEDGE, {"placeholder": True})
