@@ -128,6 +128,25 @@ def test_a_file_source_is_read_again_and_diffed(tmp_path: Path) -> None:
     assert [n.key for n in live.update([str(csv)]).diff.added_nodes] == ["z"]
 
 
+def test_a_linked_folder_is_followed_by_its_one_way_in(tmp_path: Path) -> None:
+    """The watcher follows links too and may name a linked page by another way in (through a
+    loop): the page is read again under the name it was loaded by, never twice."""
+    vault, shared = tmp_path / "v", tmp_path / "ext" / "shared"
+    write(vault, {"a.md": "[[Shared]]"})
+    write(shared, {"Shared.md": ""})
+    (vault / "s").symlink_to("../ext/shared")
+    (shared / "loop").symlink_to("../../ext")
+    live = LiveSource(vault)
+    live.load()
+    (shared / "Shared.md").write_text("[[New]]\n[[a]]\n")
+    up = live.update([str(vault / "s" / "loop" / "shared" / "Shared.md")])
+    assert [n.key for n in up.diff.added_nodes] == ["New"] and not up.diff.removed_nodes
+    (shared / "Other.md").write_text("[[a]]")
+    up = live.update([str(vault / "s" / "Other.md")])
+    assert [n.key for n in up.diff.added_nodes] == ["Other"]
+    assert live.graph == fresh(vault)
+
+
 def test_random_edits_with_folders_cases_and_duplicates_match_a_fresh_load(
         tmp_path: Path) -> None:
     rng = random.Random(11)

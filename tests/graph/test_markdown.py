@@ -13,7 +13,7 @@ from graphwire.graph import Graph
 from graphwire.graph.sources import SourceError, load_markdown_vault, load_source
 from graphwire.graph.sources.front_matter import front_matter
 from graphwire.graph.sources.journal import journal_title
-from graphwire.graph.sources.markdown import page_name, read_page
+from graphwire.graph.sources.markdown import page_files, page_name, read_page
 from graphwire.graph.sources.page import parse_page
 
 from .helpers import edge_set, keys, node, write
@@ -233,6 +233,23 @@ def test_journal_titles_follow_the_graphs_format(tmp_path: Path) -> None:
         "1st March 2023, Wednesday week 3/1/23")
     assert [journal_title(dt.date(2024, 1, d), "do") for d in (2, 3, 11, 12, 13, 21, 22, 23)] == [
         "2nd", "3rd", "11th", "12th", "13th", "21st", "22nd", "23rd"]
+
+
+def test_linked_folders_are_read_once(tmp_path: Path) -> None:
+    """A folder linked in from outside the vault is part of it (Obsidian follows such links);
+    loops, a second link to it and links to the vault's own folders add nothing."""
+    vault, shared = tmp_path / "v", tmp_path / "ext" / "shared"
+    write(vault, {"a.md": "[[Shared]] [[Deep]]", "real/R.md": ""})
+    write(shared, {"Shared.md": "[[a]]", "inner/Deep.md": ""})
+    for link, target in [(vault / "s1", "../ext/shared"), (vault / "s2", "../ext/shared"),
+                         (shared / "inner" / "up", ".."), (shared / "loop", "../../ext"),
+                         (vault / "again", "real"), (vault / "self", ".")]:
+        link.symlink_to(target)
+    assert page_files(vault) == ["a.md", "real/R.md", "s1/Shared.md", "s1/inner/Deep.md"]
+    data = load_source(vault)
+    assert keys(data) == {"a", "R", "Shared", "Deep"}
+    assert edge_set(data) == {("a", "Shared", "link"), ("a", "Deep", "link"),
+                              ("Shared", "a", "link")}
 
 
 def test_tags_and_code_rules() -> None:

@@ -153,10 +153,10 @@ class LiveSource:
             rel = self._rel(path)
             if rel is None or not self.concerns(path):
                 continue
-            if is_page(rel):
+            if is_page(rel) and (rel in pages or not self._through_link(rel)):
                 todo.add(rel)
-            else:
-                rescan = True  # a folder appeared, went, or was renamed
+            else:  # a folder appeared, went, or was renamed; or a linked folder's page
+                rescan = True  # by another way in than the one read (page_files)
         if rescan:
             files = set(page_files(self.path))
             todo |= pages.keys() - files
@@ -207,6 +207,16 @@ class LiveSource:
                     if counts[folder] <= 0:
                         del counts[folder]
         self._folders = frozenset(counts)
+
+    def _through_link(self, rel: str) -> bool:
+        """Whether a path's folder is reached through a symbolic link (the watcher follows
+        links too, and names a linked folder's page by whatever way in it found)."""
+        assert self.path is not None
+        folder = rel.rpartition("/")[0]
+        if not folder:
+            return False
+        root = os.path.realpath(self.path)
+        return os.path.realpath(os.path.join(root, folder)) != os.path.join(root, folder)
 
     def _stat(self, rel: str) -> tuple[int, int] | None:
         assert self.path is not None

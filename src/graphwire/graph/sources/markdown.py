@@ -176,7 +176,11 @@ def is_page(rel: str) -> bool:
 
 def page_files(root: Path, skipped: list[SourceError] | None = None) -> list[str]:
     """Vault-relative POSIX paths of the pages under ``root``, sorted. A folder that cannot be
-    read is a SourceError, or, given ``skipped``, a subfolder is left out and named there."""
+    read is a SourceError, or, given ``skipped``, a subfolder is left out and named there.
+
+    A symbolic link to a folder outside the vault is read as a folder of the vault (once,
+    whatever the links to it, loops included); a link to a folder inside the vault is not
+    followed (its pages are read where they lie)."""
     found: list[str] = []
 
     def fail(error: OSError) -> None:
@@ -186,12 +190,23 @@ def page_files(root: Path, skipped: list[SourceError] | None = None) -> list[str
             raise problem
         skipped.append(problem)
 
-    for folder, dirs, names in os.walk(root, onerror=fail):
+    inside = os.path.realpath(root)
+    walked = {inside}  # the real folders read so far
+
+    def follow(folder: str, name: str, top: bool) -> bool:
+        if name.startswith(".") or (top and name in SKIPPED_TOP_FOLDERS):
+            return False
+        full = os.path.join(folder, name)
+        real = os.path.realpath(full)  # every folder once (links can make loops)
+        if real in walked or (os.path.islink(full) and (
+                os.path.commonpath([real, inside]) == inside or not os.path.isdir(real))):
+            return False
+        walked.add(real)
+        return True
+
+    for folder, dirs, names in os.walk(root, onerror=fail, followlinks=True):
         top = Path(folder) == root
-        dirs[:] = sorted(
-            d for d in dirs
-            if not d.startswith(".") and not (top and d in SKIPPED_TOP_FOLDERS)
-        )
+        dirs[:] = [d for d in sorted(dirs) if follow(folder, d, top)]
         rel_folder = Path(folder).relative_to(root)
         found.extend(
             (rel_folder / name).as_posix()
