@@ -208,3 +208,56 @@ def test_a_value_a_setting_cannot_hold_is_a_settings_error_before_it_is_sent() -
         with pytest.raises(SettingsError) as err:
             typed(tag, value)
         assert "64 bits" in str(err.value)
+
+
+def test_frames_that_overtook_the_first_graph_body_are_kept() -> None:
+    """The stream may deliver the join keyframe before ``GET /api/graph/data`` returns: a body
+    of the same epoch keeps it (grid, positions, seq), so the next delta applies at once."""
+    from graphwire.client.mirror import GraphMirror
+    from graphwire.protocol.q_encoder import QStreamEncoder
+
+    ids = np.arange(3, dtype=np.uint32)
+    pos = np.array([[0.0, 0.0, 0.0], [10.0, 5.0, -3.0], [20.0, -8.0, 4.0]])
+    body = {"epoch": 1, "seq": 2, "topologyVersion": 0, "settingsRevision": 0, "edges": [],
+            "nodes": [{"id": i, "key": f"n{i}", "label": f"n{i}", "type": "knowledge",
+                       "x": 99.0, "y": 99.0, "z": 99.0, "metadata": {}} for i in range(3)]}
+    enc = QStreamEncoder()
+    key = enc.encode(3, ids, pos, epoch=1)
+    m = GraphMirror()
+    assert m.apply(key.frame).keyframe
+    assert not m.load(body)
+    assert m.grid_step() is not None and m.seq == 3
+    step = m.grid_step()
+    assert step is not None and np.all(np.abs(m.positions[:3] - pos) <= step / 2 + 1e-9)
+    moved = pos + 0.5
+    delta = enc.encode(4, ids, moved, epoch=1, may_rebase=False)
+    applied = m.apply(delta.frame)
+    assert not applied.need_keyframe and m.seq == 4
+    assert np.all(np.abs(m.positions[:3] - moved) <= step / 2 + 1e-9)
+    # frames of an epoch the body is not: the body wins (its positions, no grid)
+    other = GraphMirror()
+    other.apply(QStreamEncoder().encode(3, ids, pos, epoch=2).frame)
+    assert not other.load(body)
+    assert other.grid_step() is None and other.seq == 2
+    assert other.positions[:3].tolist() == [[99.0, 99.0, 99.0]] * 3
+
+
+def test_a_late_reply_to_a_write_nobody_waits_for_still_updates_the_mirror() -> None:
+    """A Set that waited in the outgoing queue while disconnected may outlive its caller's
+    timeout; when the server applies it, the mirror must show it (no Delta comes to the
+    writer's own connection)."""
+    from graphwire.client.settings_mirror import SettingsMirror
+    from graphwire.protocol import settings_codec as sc
+    from graphwire.protocol.settings_codec import Tag, Value
+
+    sent: list[bytes] = []
+    m = SettingsMirror(sent.append)
+    path = "visualisation.graphs.logseq.physics.repel_k"
+    m.handle(sc.encode_settings(sc.PathTable((sc.PathEntry(3, Tag.F64, path),))))
+    entries = ((3, Value(Tag.F64, 7.7)),)
+    m.handle(sc.encode_settings(sc.Snapshot(0, 1, sc.settings_digest(entries), entries)))
+    assert m.get(path) == 7.7 and m.revision == 1
+    m.handle(sc.encode_settings(sc.Response(41, 2, ((3, Value(Tag.F64, 8.8)),))))
+    assert m.get(path) == 8.8 and m.revision == 2
+    m.handle(sc.encode_settings(sc.Response(42, 1, ((3, Value(Tag.F64, 1.0)),))))  # older
+    assert m.get(path) == 8.8 and m.revision == 2

@@ -86,6 +86,9 @@ class GraphMirror:
         self.live: npt.NDArray[np.bool_] = np.zeros(0, bool)
         self.q = QDecoder()
         self.frames = 0  # position frames applied
+        # the 16-bit epoch of the frames applied before the first graph body (the stream may
+        # overtake the REST call): a body of that epoch keeps them
+        self._early_epoch16: int | None = None
         self.keyframes = 0  # of those, full keyframes (not deltas, not Q rebases)
 
     # -- tables ------------------------------------------------------------------------------
@@ -193,7 +196,8 @@ class GraphMirror:
 
     def _load(self, data: dict[str, Any]) -> None:
         with self.lock:
-            new_epoch = data["epoch"] != self.epoch
+            early = self.epoch is None and self._early_epoch16 == int(data["epoch"]) & 0xFFFF
+            new_epoch = data["epoch"] != self.epoch and not early
             self.epoch = int(data["epoch"])
             self.topology_version = int(data["topologyVersion"])
             self.nodes, self.keys, self.ids_by_key, self.edges = {}, {}, {}, {}
@@ -252,6 +256,10 @@ class GraphMirror:
             if kind == Kind.SSSP:
                 self._sssp_ahead = (header.epoch16, bytes(data))
             return Applied(kind, header.seq, header.keyframe, header.settled, 0, stale=True)
+        if self.epoch is None:
+            if self._early_epoch16 not in (None, header.epoch16):  # epochs before any body:
+                self.q = QDecoder()  # only the newest one's frames can be kept
+            self._early_epoch16 = header.epoch16
         if kind == Kind.SSSP:
             return self._apply_sssp(data)
         with self.lock:

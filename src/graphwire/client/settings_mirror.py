@@ -194,7 +194,10 @@ class SettingsMirror:
                     self._apply(msg.entries, msg.revision, "sync", force=True)
                 self.synced.set()
                 self._check_expected()
-            elif msg.revision >= self.revision and pending is not None:
+            elif msg.revision > self.revision or (pending is not None
+                                                  and msg.revision == self.revision):
+                # also the late reply to a write whose caller stopped waiting (it waited in
+                # the outgoing queue while disconnected): the server applied it
                 self._apply(msg.entries, msg.revision, "local")
             self._settle(msg.req, msg)
         elif isinstance(msg, sc.Error):
