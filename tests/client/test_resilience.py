@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from graphwire.client import AuthenticationError, Backoff, Client, ConnectError
+from graphwire.client import (
+    AuthenticationError,
+    Backoff,
+    BlockingClient,
+    Client,
+    ClientClosedError,
+    ClientError,
+    ClientTimeoutError,
+    ConnectError,
+    RequestError,
+)
 
 from .conftest import Harness, ServerFactory, ServerProcess
 
@@ -250,12 +261,13 @@ async def test_a_refused_token_stops_the_client_with_a_clear_exception(
 
 async def test_an_attempt_limit_gives_up_with_connect_error(make_server: ServerFactory) -> None:
     client = Client("http://127.0.0.1:9", backoff=Backoff(base=0.05, cap=0.1, max_attempts=3))
-    attempts: list[int] = []
-    client.on("reconnecting", lambda e: attempts.append(e.attempt))
+    retries: list[tuple[int, str]] = []
+    client.on("reconnecting", lambda e: retries.append((e.attempt, e.reason)))
     with pytest.raises(ConnectError) as err:
         await client.start()
     assert "after 3 attempts" in str(err.value)
-    assert attempts == [2, 3]
+    assert [attempt for attempt, _ in retries] == [1, 2]  # three attempts: two retries
+    assert all("refused" in reason.lower() for _, reason in retries), retries
 
 
 @pytest.mark.timeout(60)
@@ -307,3 +319,39 @@ async def test_the_mirror_follows_the_shortest_path_source_across_a_reload(
             assert asyncio.get_running_loop().time() < deadline, (m.sssp_source, m.keys)
             await asyncio.sleep(0.02)
         assert m.sssp_distance[m.node_id("c")] == 1 and m.sssp_parent[m.node_id("b")] == -1
+
+
+def test_the_blocking_client_says_what_failed_and_keeps_a_late_write(
+        server_process: Callable[..., ServerProcess], recwarn: pytest.WarningsRecorder) -> None:
+    """While the server is down: a REST call is a RequestError, a write that outlives its
+    timeout a ClientTimeoutError (both ClientErrors, so a script's one except clause holds);
+    the write goes out when the server is back and the mirror shows it; a closed client is a
+    ClientClosedError, with no coroutine left unawaited."""
+    server = server_process()
+    server.start()
+    c = BlockingClient(server.url, backoff=Backoff(base=0.2, cap=0.5))
+    try:
+        before = c.setting(DAMPING)
+        down, up = threading.Event(), threading.Event()
+        c.on("disconnected", lambda _: down.set())
+        c.on("connected", lambda _: up.set())
+        server.kill()
+        assert down.wait(10)
+        with pytest.raises(RequestError, match=r"GET .*/api/graph/state"):
+            c.get_json("/api/graph/state")
+        with pytest.raises(ClientTimeoutError, match=f"setting {DAMPING} did not finish"):
+            c.set(DAMPING, 0.37, timeout=0.5)
+        assert c.setting(DAMPING) == before
+        server.start()
+        assert up.wait(15)
+        deadline = time.monotonic() + 10
+        while c.setting(DAMPING) != 0.37:  # the late Response: no Delta comes to the writer
+            assert time.monotonic() < deadline, "the write applied late never reached the mirror"
+            c.wait_for("frame", timeout=5)
+        assert c.get_json(f"/api/settings/{DAMPING}")["value"] == 0.37
+    finally:
+        c.close()
+    with pytest.raises(ClientClosedError):
+        c.set(DAMPING, 0.5)
+    assert issubclass(RequestError, ClientError) and issubclass(ClientTimeoutError, TimeoutError)
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]

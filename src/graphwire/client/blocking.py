@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from .batch_queue import Mode
 from .connection import Client
-from .errors import ConnectError
+from .errors import ClientClosedError, ClientError, ClientTimeoutError, ConnectError
 from .mirror import GraphMirror, MirrorSnapshot
 
 T = TypeVar("T")
@@ -75,14 +75,24 @@ class BlockingClient:
             await client.close()
             raise
 
-    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None,
+              what: str = "the call") -> T:
         """Run ``coro`` on the client's loop and wait for it. The timeout is applied on the
         loop, so a coroutine that runs out of time has finished cancelling (and cleaning up)
-        when TimeoutError reaches the caller."""
+        when ClientTimeoutError (``what`` names the call in its message) reaches the caller;
+        a closed client raises ClientClosedError."""
+        if self._closed:
+            coro.close()
+            raise ClientClosedError("the client is closed")
         if timeout is not None:
             coro = asyncio.wait_for(coro, timeout)
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        return future.result(None if timeout is None else timeout + _CANCEL_GRACE)
+        try:
+            return future.result(None if timeout is None else timeout + _CANCEL_GRACE)
+        except TimeoutError as exc:
+            if isinstance(exc, ClientError):
+                raise
+            raise ClientTimeoutError(f"{what} did not finish within {timeout:g} s") from None
 
     def _soon(self, fn: Callable[[], T], timeout: float | None = 10.0) -> T:
         async def run() -> T:
@@ -122,12 +132,17 @@ class BlockingClient:
 
     # -- acting ------------------------------------------------------------------------------
     def set(self, path: str, value: Any, timeout: float | None = 30.0) -> int:
-        """Write a setting, wait for the Response; returns the new revision."""
-        return int(self._call(self.client.settings.set(path, value), timeout).revision)
+        """Write a setting, wait for the Response; returns the new revision.
+        ClientTimeoutError after ``timeout`` seconds (while disconnected the write waits in
+        the outgoing queue, and may still be applied when the connection returns)."""
+        return int(self._call(self.client.settings.set(path, value), timeout,
+                              f"setting {path}").revision)
 
     def batch_set(self, values: Mapping[str, Any], timeout: float | None = 30.0) -> int:
-        """Write several settings atomically; returns the new revision."""
-        return int(self._call(self.client.settings.batch_set(values), timeout).revision)
+        """Write several settings atomically; returns the new revision (timeout as
+        :meth:`set`)."""
+        return int(self._call(self.client.settings.batch_set(values), timeout,
+                              f"setting {', '.join(values)}").revision)
 
     def move(self, node: int | str, x: float, y: float, z: float,
              mode: Mode = "move") -> str | None:
@@ -148,12 +163,13 @@ class BlockingClient:
 
     def wait_settled(self, timeout: float | None = 60.0) -> int:
         """Block until a frame says the layout is settled; returns its seq."""
-        return self._call(self.client.wait_settled(), timeout)
+        return self._call(self.client.wait_settled(), timeout, "waiting for the layout to settle")
 
     def wait_for(self, name: str, predicate: Callable[[Any], bool] | None = None,
                  timeout: float | None = 60.0) -> Any:
         """Block until the next event ``name`` for which ``predicate`` holds."""
-        return self._call(self.client.wait_for(name, predicate), timeout)
+        return self._call(self.client.wait_for(name, predicate), timeout,
+                          f"waiting for a {name!r} event")
 
     def on(self, name: str, callback: Callable[[Any], object]) -> Callable[[], None]:
         """Register a callback (it runs in the client's thread)."""
@@ -161,11 +177,12 @@ class BlockingClient:
 
     def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
         """``GET`` a REST route."""
-        return self._call(self.client.get_json(path, params), 60.0)
+        return self._call(self.client.get_json(path, params), 60.0, f"GET {path}")
 
     def post_json(self, path: str, body: Any, method: str = "POST") -> Any:
         """Send a JSON body to a REST route."""
-        return self._call(self.client.post_json(path, body, method), 60.0)
+        return self._call(self.client.post_json(path, body, method), 60.0,
+                          f"{method} {path}")
 
     # -- closing -----------------------------------------------------------------------------
     def close(self) -> None:

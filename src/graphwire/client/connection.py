@@ -45,7 +45,15 @@ from graphwire.protocol.header import Kind
 from . import events as ev
 from .backoff import Backoff
 from .batch_queue import BatchQueue, Mode
-from .errors import AuthenticationError, ClientClosedError, ClientError, ConnectError, ServerError
+from .errors import (
+    AuthenticationError,
+    ClientClosedError,
+    ClientError,
+    ClientTimeoutError,
+    ConnectError,
+    RequestError,
+    ServerError,
+)
 from .mirror import GraphMirror
 from .settings_mirror import SettingsMirror
 
@@ -326,6 +334,7 @@ class Client:
 
     async def _run(self) -> None:
         failures = 0
+        retries = 0  # since the last established connection (or the start)
         while not self._closing:
             self._set_state("reconnecting" if self._had_connection else "connecting")
             try:
@@ -336,7 +345,7 @@ class Client:
             if self._closing or self._fatal is not None:
                 return
             if established:
-                failures = 0
+                failures = retries = 0
                 self._emit(ev.Disconnected(code, reason))
             failures += 0 if established else 1
             limit = self.backoff.max_attempts
@@ -351,7 +360,8 @@ class Client:
                 delay = max(delay, self._retry_after)
                 self._retry_after = 0.0
             self._set_state("reconnecting")
-            self._emit(ev.Reconnecting(failures + 1, round(delay, 4)))
+            retries += 1
+            self._emit(ev.Reconnecting(retries, round(delay, 4), reason))
             await asyncio.sleep(delay)
 
     async def _connect_once(self) -> tuple[int, str, bool]:
@@ -612,7 +622,8 @@ class Client:
 
     async def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
         """``GET`` a REST route of the server (with the token); raises ServerError for an error
-        answer and AuthenticationError for 401/403."""
+        answer, AuthenticationError for 401/403, RequestError when no server answers and
+        ClientTimeoutError when it does not answer in time."""
         return await self._http_json("GET", path, params=params)
 
     async def post_json(self, path: str, body: Any, method: str = "POST") -> Any:
@@ -626,7 +637,20 @@ class Client:
                          body: Any = None) -> Any:
         if self._http is None:
             self._http = aiohttp.ClientSession(headers=self._auth_headers())
-        timeout = aiohttp.ClientTimeout(total=max(30.0, self.open_timeout))
+        seconds = max(30.0, self.open_timeout)
+        try:
+            return await self._http_exchange(method, path, params, body, seconds)
+        except aiohttp.ClientError as exc:
+            raise RequestError(f"{method} {self.base_url}{path}: {exc or type(exc).__name__}"
+                               ) from None
+        except TimeoutError:
+            raise ClientTimeoutError(f"{method} {self.base_url}{path}: no answer within "
+                                     f"{seconds:g} s") from None
+
+    async def _http_exchange(self, method: str, path: str, params: dict[str, str] | None,
+                             body: Any, seconds: float) -> Any:
+        assert self._http is not None
+        timeout = aiohttp.ClientTimeout(total=seconds)
         async with self._http.request(method, self.base_url + path, params=params, json=body,
                                       timeout=timeout) as resp:
             try:

@@ -25,6 +25,16 @@ class ConnectError(ClientError):
     """The connection could not be (re)established within the allowed attempts."""
 
 
+class ClientTimeoutError(ClientError, TimeoutError):
+    """A call that did not finish within its timeout. What it asked for may still happen: a
+    write waits in the outgoing queue while the connection is down and goes out when it
+    returns (the mirror then shows it)."""
+
+
+class RequestError(ClientError):
+    """A REST call that reached no server (refused, reset, a name that does not resolve)."""
+
+
 class ClientClosedError(ClientError):
     """The client was closed (by its owner) while something waited on it."""
 

@@ -61,11 +61,14 @@ class Disconnected(Event):
 
 @dataclass(frozen=True, slots=True)
 class Reconnecting(Event):
-    """The client waits ``delay`` seconds before attempt ``attempt`` (1 for the first)."""
+    """The client waits ``delay`` seconds before retry ``attempt`` (1 for the first retry
+    after a connection was lost or the first connect failed); ``reason`` says why the last
+    connection or attempt ended (a close reason, or the error of a failed attempt)."""
 
     name: ClassVar[str] = "reconnecting"
     attempt: int
     delay: float
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
