@@ -30,3 +30,25 @@ test('graph_changed: added, removed and updated (a placeholder promoted to a pag
   assert.equal(m.edgeCount, 2);
   assert.equal(m.topologyVersion, 1);
 });
+
+test('search: key, label and a vault page\'s aliases; prefix matches first', () => {
+  const m = new GraphModel();
+  m.load({
+    epoch: 1, topologyVersion: 0,
+    nodes: [
+      { id: 0, key: 'Machine Learning', label: 'Machine Learning', type: 'knowledge',
+        metadata: { alias: ['ML', 'Statistical Learning'] } },
+      { id: 1, key: '2024_01_31', label: 'Jan 31st, 2024', type: 'knowledge', metadata: {} },
+      { id: 2, key: 'html', label: 'html', type: 'knowledge', metadata: { Aliases: 'markup' } },
+      { id: 3, key: 'deep', label: 'Deep Learning', type: 'knowledge', metadata: null },
+    ],
+    edges: [],
+  });
+  const keys = (text) => m.search(text).map((s) => m.nodes[s].key);
+  assert.deepEqual(keys('ml'), ['Machine Learning', 'html']); // the alias ML is a prefix match
+  assert.deepEqual(keys('statistical'), ['Machine Learning']);
+  assert.deepEqual(keys('jan 31'), ['2024_01_31']);
+  assert.deepEqual(keys('mark'), ['html']);
+  assert.deepEqual(keys('learning'), ['deep', 'Machine Learning']);
+  assert.deepEqual(keys('nothing'), []);
+});

@@ -170,8 +170,9 @@ export class GraphModel {
   }
 
   /**
-   * Nodes whose key or label matches `text` (case-insensitive): prefix matches first, then
-   * substring matches, each shortest first. Returns slots.
+   * Nodes whose key, label or alias (a vault page's `alias`/`aliases` property) matches `text`
+   * (case-insensitive): prefix matches first, then substring matches, each shortest first.
+   * Returns slots.
    */
   search(text, limit = 10) {
     const needle = text.trim().toLowerCase();
@@ -181,14 +182,27 @@ export class GraphModel {
     for (let s = 0; s < this.nodes.length; s++) {
       const n = this.nodes[s];
       if (!n) continue;
-      const key = n.key.toLowerCase();
-      const label = String(n.label).toLowerCase();
-      if (key.startsWith(needle) || label.startsWith(needle)) prefix.push(s);
-      else if (inner.length < 5 * limit && (key.includes(needle) || label.includes(needle))) inner.push(s);
+      const names = [n.key.toLowerCase(), String(n.label).toLowerCase(), ...aliasesOf(n)];
+      if (names.some((name) => name.startsWith(needle))) prefix.push(s);
+      else if (inner.length < 5 * limit && names.some((name) => name.includes(needle))) inner.push(s);
     }
     const byLength = (a, b) => this.nodes[a].key.length - this.nodes[b].key.length;
     prefix.sort(byLength);
     inner.sort(byLength);
     return prefix.concat(inner).slice(0, limit);
   }
+}
+
+/** A node's other names, lower-cased: the items of its `alias`/`aliases` metadata (any case). */
+function aliasesOf(node) {
+  const meta = node.metadata;
+  if (!meta || typeof meta !== 'object') return [];
+  const out = [];
+  for (const [k, v] of Object.entries(meta)) {
+    if (!/^alias(es)?$/i.test(k)) continue;
+    for (const item of Array.isArray(v) ? v : [v]) {
+      if (typeof item === 'string') out.push(item.toLowerCase());
+    }
+  }
+  return out;
 }
