@@ -51,4 +51,7 @@ test('search: key, label and a vault page\'s aliases; prefix matches first', () 
   assert.deepEqual(keys('mark'), ['html']);
   assert.deepEqual(keys('learning'), ['deep', 'Machine Learning']);
   assert.deepEqual(keys('nothing'), []);
+  m.updateNode({ id: 3, key: 'deep', label: 'Deep Learning', type: 'knowledge',
+    metadata: { alias: ['DL'] } });
+  assert.deepEqual(keys('dl'), ['deep']); // an alias added in place is found at once
 });

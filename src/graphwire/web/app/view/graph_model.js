@@ -94,6 +94,7 @@ export class GraphModel {
     node.label = n.label ?? n.key;
     node.type = n.type || node.type;
     node.metadata = n.metadata || {};
+    aliasCache.delete(node);
   }
 
   /** Apply a `graph_changed` message that carries the change (not `refetch`). */
@@ -193,10 +194,21 @@ export class GraphModel {
   }
 }
 
+const aliasCache = new WeakMap(); // node object -> its aliases (a changed node is a new object)
+const NONE = [];
+
 /** A node's other names, lower-cased: the items of its `alias`/`aliases` metadata (any case). */
 function aliasesOf(node) {
-  const meta = node.metadata;
-  if (!meta || typeof meta !== 'object') return [];
+  let out = aliasCache.get(node);
+  if (out === undefined) {
+    out = findAliases(node.metadata);
+    aliasCache.set(node, out);
+  }
+  return out;
+}
+
+function findAliases(meta) {
+  if (!meta || typeof meta !== 'object') return NONE;
   const out = [];
   for (const [k, v] of Object.entries(meta)) {
     if (!/^alias(es)?$/i.test(k)) continue;
@@ -204,5 +216,5 @@ function aliasesOf(node) {
       if (typeof item === 'string') out.push(item.toLowerCase());
     }
   }
-  return out;
+  return out.length ? out : NONE;
 }
