@@ -208,14 +208,19 @@ def test_markdown_and_relative_links(tmp_path: Path) -> None:
             "not pages: [web](https://example.com/a.md) [mail](mailto:a@b.c) [here](#Part)",
             "[pdf](paper.pdf) ![img](pic.png) [html](page.html) [gone](Missing%20One.md)",
             "`[code](Home.md)`",
+            "no scheme: [d](docs.python.org/3/library) [w](www.example.com/page) [s](sub/Target)",
+            "[a #texttag in the text](https://example.com)",
         ]),
+        "sub/Aliased.md": "alias:: ./odd\n",
     })
     data = load_source(tmp_path)
     assert keys(data) == {"Home", "Other Page", "Target", "Leaf", "Note", "Missing One",
-                          "../../Outside"}
-    assert [e.target for e in data.edges] == ["Other Page", "Target", "Leaf", "Home", "Leaf",
-                                              "Home", "../../Outside", "Missing One"]
-    assert {e.source for e in data.edges} == {"Note"}
+                          "../../Outside", "texttag", "Aliased"}
+    assert [e.target for e in data.edges if e.source == "Note"] == [
+        "Other Page", "Target", "Leaf", "Home", "Leaf", "Home", "../../Outside", "Missing One",
+        "texttag"]
+    assert [(e.source, e.type) for e in data.edges if e.source != "Note"] == []  # ./odd: a name
+    assert read_page(tmp_path, "sub/Aliased.md").aliases == ["./odd"]
 
 
 def test_journal_titles_follow_the_graphs_format(tmp_path: Path) -> None:

@@ -90,7 +90,7 @@ class BlockingClient:
         try:
             return future.result(None if timeout is None else timeout + _CANCEL_GRACE)
         except TimeoutError as exc:
-            if isinstance(exc, ClientError):
+            if isinstance(exc, ClientError) or timeout is None:
                 raise
             raise ClientTimeoutError(f"{what} did not finish within {timeout:g} s") from None
 

@@ -259,6 +259,7 @@ class GraphMirror:
         if self.epoch is None:
             if self._early_epoch16 not in (None, header.epoch16):  # epochs before any body:
                 self.q = QDecoder()  # only the newest one's frames can be kept
+                self.seq = -1
             self._early_epoch16 = header.epoch16
         if kind == Kind.SSSP:
             return self._apply_sssp(data)

@@ -28,7 +28,7 @@ from stat import S_ISREG
 from .diff import Canonical, TopologyDiff, canonical, diff
 from .model import GraphData, GraphError
 from .sources import SourceError, load_source
-from .sources.journal import title_format
+from .sources.journal import CONFIG_FILE, journal_date, title_format
 from .sources.markdown import is_page, load_markdown_vault, page_files, read_page
 from .sources.page import Page
 from .sources.vault_index import VaultIndex
@@ -83,8 +83,10 @@ class LiveSource:
         rel = self._rel(path)
         if rel is None or any(p.startswith(".") for p in rel.split("/")):
             return False
-        # pages, and folders (a folder renamed or deleted moves or removes its pages)
-        return is_page(rel) or rel in self._folders or os.path.isdir(path)
+        # pages, folders (a folder renamed or deleted moves or removes its pages), and the
+        # Logseq config that says how journal pages are named
+        return (is_page(rel) or rel in self._folders or rel == CONFIG_FILE
+                or os.path.isdir(path))
 
     # -- reading ---------------------------------------------------------------------------
     def load(self, *, progress: bool | None = None) -> GraphData:
@@ -148,23 +150,27 @@ class LiveSource:
         assert self.path is not None
         pages = self._index.pages
         todo: set[str] = set()
-        rescan = changed is None
+        rescan = config = changed is None
         for path in changed or ():
             rel = self._rel(path)
             if rel is None or not self.concerns(path):
                 continue
-            if is_page(rel) and (rel in pages or not self._through_link(rel)):
+            if rel == CONFIG_FILE:
+                config = True
+            elif is_page(rel) and (rel in pages or not self._through_link(rel)):
                 todo.add(rel)
             else:  # a folder appeared, went, or was renamed; or a linked folder's page
                 rescan = True  # by another way in than the one read (page_files)
+        unlisted: set[str] = set()  # gone from the listing, even if a path still opens it
         if rescan:
             files = set(page_files(self.path))
-            todo |= pages.keys() - files
+            unlisted = pages.keys() - files
+            todo |= unlisted
             todo |= {rel for rel in files if self._stats.get(rel) != self._stat(rel)}
         changes: dict[str, Page | None] = {}
         stats: dict[str, tuple[int, int] | None] = {}
         for rel in sorted(todo):
-            stat = self._stat(rel)
+            stat = None if rel in unlisted else self._stat(rel)
             if stat is None:
                 if rel in pages:
                     changes[rel], stats[rel] = None, None
@@ -178,6 +184,11 @@ class LiveSource:
             changes[rel], stats[rel] = page, stat
             if page.problem is not None:
                 out.warnings.append(page.problem)
+        if config and (fmt := title_format(self.path)) != self._index.journal_format:
+            self._index.journal_format = fmt  # every journal's name and label change
+            for rel, page in pages.items():
+                if journal_date(rel) is not None:
+                    changes.setdefault(rel, page)
         came = [rel for rel, page in changes.items() if page is not None and rel not in pages]
         gone = [rel for rel, page in changes.items() if page is None]
         change = self._index.apply(changes)  # a SourceError here changes nothing

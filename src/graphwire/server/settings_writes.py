@@ -137,13 +137,18 @@ class RemoteSettingsWrites(_Writes):
         tag = f"{self.gateway}:{self._n}"
         if origin is not None:
             self._origins[tag] = origin
-        body = base64.b64encode(sc.encode_body(sc.Delta(0, tuple(entries)))).decode()
+        entries = tuple(entries)
+        mirror = self.service.get(dict.fromkeys(pid for pid, _ in entries))  # see below
+        body = base64.b64encode(sc.encode_body(sc.Delta(0, entries))).decode()
         try:
             out = await self.commands.call("settings", {"delta": body, "admin": admin,
                                                         "origin": tag})
             revision = int(out["revision"])
             written = sc.decode_body(base64.b64decode(out["written"]))
-            previous = sc.decode_body(base64.b64decode(out["previous"]))
+            # the writer's own view of what it replaced; a simulation of an older version
+            # does not say, and this gateway's mirror before the call stands in for it
+            previous = (sc.decode_body(base64.b64decode(out["previous"])) if "previous" in out
+                        else sc.Delta(0, mirror))
             assert isinstance(written, sc.Delta) and isinstance(previous, sc.Delta)
             async with asyncio.timeout(self.commands.timeout):
                 await self.reached(revision)

@@ -18,6 +18,9 @@ from pathlib import Path
 DEFAULT_TITLE_FORMAT = "MMM do, yyyy"
 """Logseq's default journal page title format."""
 
+CONFIG_FILE = "logseq/config.edn"
+"""Where a Logseq graph sets its journal title format (vault-relative)."""
+
 _FILE = re.compile(r"journals/(?P<y>\d{4})[_-](?P<m>\d{2})[_-](?P<d>\d{2})\.md", re.IGNORECASE)
 _SETTING = re.compile(r':journal/page-title-format\s+"(?P<format>[^"]+)"')
 _TOKEN = re.compile(r"yyyy|yy|MMMM|MMM|MM|M|do|dd|d|EEEE|EEE|EE|E|'[^']*'")
@@ -30,7 +33,7 @@ def title_format(vault: str | os.PathLike[str]) -> str:
     """The journal title format a Logseq graph's ``logseq/config.edn`` sets (the default when
     it sets none, or there is no such file, or it cannot be read)."""
     try:
-        text = (Path(vault) / "logseq" / "config.edn").read_text(encoding="utf-8")
+        text = (Path(vault) / CONFIG_FILE).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return DEFAULT_TITLE_FORMAT
     for line in text.splitlines():

@@ -199,7 +199,7 @@ def page_files(root: Path, skipped: list[SourceError] | None = None) -> list[str
         full = os.path.join(folder, name)
         real = os.path.realpath(full)  # every folder once (links can make loops)
         if real in walked or (os.path.islink(full) and (
-                os.path.commonpath([real, inside]) == inside or not os.path.isdir(real))):
+                _within(real, inside) or not os.path.isdir(real))):
             return False
         walked.add(real)
         return True
@@ -214,6 +214,14 @@ def page_files(root: Path, skipped: list[SourceError] | None = None) -> list[str
             if name.lower().endswith(".md") and not name.startswith(".")
         )
     return sorted(found)
+
+
+def _within(path: str, folder: str) -> bool:
+    """Whether an absolute path lies in a folder (not on another drive, say)."""
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:
+        return False
 
 
 def page_keys(vault: str | os.PathLike[str], files: list[str]) -> dict[str, str]:

@@ -11,9 +11,11 @@
   table row's ``\\|``, and ``#``) and ``#tag`` / ``#[[multi word tag]]`` (``"tag"``) in the
   other property values and in the body, in order (front matter values give links only: ``#``
   is not a tag in YAML).
-- Markdown links to pages, ``[text](Other%20Page.md)`` or ``[text](<Other Page.md>)``
-  (``"link"``; the target is URL-decoded and loses its ``#heading``), count like wiki links;
-  a link to a URL, to a heading of the same page or to a file other than ``.md`` does not.
+- Markdown links to pages, ``[text](Other%20Page.md)``, ``[text](<Other Page.md>)`` or
+  ``[text](Name)`` (``"link"``; the target is URL-decoded and loses its ``#heading``), count
+  like wiki links; a link to a URL (with a scheme, or a path without ``.md``), to a heading of
+  the same page or to a file other than ``.md`` does not. A ``#tag`` in the link's text is a
+  tag.
 - A link target that starts with ``./`` or ``../`` is relative to the page's folder (Obsidian
   writes these when its links are set to relative paths); any other is a vault path or a name.
 - A tag is ``#`` after the start of a line or whitespace, then a word character; it runs over
@@ -48,7 +50,8 @@ _BRACKET_TAG = re.compile(r"(?<!\S)#\[\[(?P<target>[^\[\]]+)\]\]")
 _WIKI_LINK = re.compile(r"\[\[(?P<target>[^\[\]]+)\]\]")
 _TAG = re.compile(r"(?<!\S)#(?P<target>\w(?:[\w\-/]*\w)?)")
 _REF_ITEM = re.compile(r"#?\[\[(?P<bracketed>[^\[\]]+)\]\]|#(?P<tag>\S+)")
-_MD_LINK = re.compile(r"\[[^\[\]]*\]\((?P<target><[^<>]+>|[^()\s]+)(?:\s+\"[^\"]*\")?\)")
+_MD_LINK = re.compile(
+    r"\[(?P<text>[^\[\]]*)\]\((?P<target><[^<>]+>|[^()\s]+)(?:\s+\"[^\"]*\")?\)")
 _SCHEME = re.compile(r"[A-Za-z][\w+.-]*:")
 
 
@@ -113,7 +116,8 @@ def parse_page(path: str | os.PathLike[str], text: str, folder: str = "") -> Pag
     for line in [*scanned, *_without_code(lines[start:])]:
         page.references.extend(_line_references(line))
     if any(t.startswith(("./", "../")) for t, _ in page.references):
-        page.references = [(_relative(t, folder), kind) for t, kind in page.references]
+        page.references = [(_relative(t, folder) if kind == "link" else t, kind)
+                           for t, kind in page.references]
     return page
 
 
@@ -214,8 +218,10 @@ def _md_target(raw: str) -> str:
     if target.startswith("#") or _SCHEME.match(target):
         return ""
     target = unquote(target.split("#", 1)[0]).strip()
-    suffix = posixpath.splitext(target)[1].lower()
-    return target if suffix in ("", ".md") else ""
+    if target.lower().endswith(".md"):
+        return target
+    # without .md only a bare page name: "docs.python.org/3/library" is a web address
+    return target if "/" not in target and "." not in target else ""
 
 
 def _line_references(line: str) -> list[tuple[str, str]]:
@@ -230,7 +236,11 @@ def _line_references(line: str) -> list[tuple[str, str]]:
 
     line = _BRACKET_TAG.sub(lambda m: take(m, m["target"].strip(), "tag"), line)
     line = _WIKI_LINK.sub(lambda m: take(m, _link_target(m["target"]), "link"), line)
+    def md_link(match: re.Match[str]) -> str:  # blank the target; keep the text's #tags
+        blank = take(match, _md_target(match["target"]), "link")
+        return f"[{match['text']}{blank[len(match['text']) + 1:]}"
+
     if "](" in line:
-        line = _MD_LINK.sub(lambda m: take(m, _md_target(m["target"]), "link"), line)
+        line = _MD_LINK.sub(md_link, line)
     _TAG.sub(lambda m: take(m, m["target"], "tag"), line)
     return [(target, kind) for _, target, kind in sorted(found, key=lambda f: f[0])]

@@ -101,10 +101,15 @@ class VaultIndex:
                     redo |= self._mentions.get(text, set())
         for rel in changes.keys() - gone:
             touched_keys.add(keys[rel])
-        for rel in changes.keys() | rekeyed:  # other names (titles, aliases) that came or went
-            key, names = self._names_of.pop(rel, ("", set()))
+        # other names (titles, aliases) that came or went: every old (name, key) pair is taken
+        # back before any new one is added, as one page's old key may be another's new key
+        renamed = changes.keys() | rekeyed
+        before = {rel: self._names_of.pop(rel, ("", set())) for rel in renamed}
+        for key, names in before.values():
             for name in names:
                 self._resolver.remove_name(name, key)
+        for rel in renamed:
+            key, names = before[rel]
             now = (page_names(rel, self.pages[rel], self.journal_format) if rel not in gone
                    else set())
             for name in now:
