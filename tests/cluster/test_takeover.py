@@ -4,12 +4,20 @@ against the default 2.5 s) must still end with the lease held, renewed all along
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 import pytest
+import redis.asyncio
 
+from graphwire.cluster import envelope
+from graphwire.cluster.envelope import FrameSet
 from graphwire.server.app import GraphwireServer
 from graphwire.server.cluster_sim import ClusterSimulation
 from graphwire.server.config import ServerConfig
@@ -57,3 +65,95 @@ async def test_a_takeover_slower_than_the_ttl_keeps_the_lease(
         await server.stop()
     assert first["takeovers"] == later["takeovers"] == 1, (first, later)
     assert later["lease"] == "held" and later["epoch"] == first["epoch"]
+
+
+async def test_a_standby_places_nodes_by_key_and_takes_over_past_the_clusters_epoch(
+        redis_server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A standby whose graph has other ids (one node more, sorting first) places the nodes
+    where the last holder published them, by key; and when Redis comes back empty (a restart
+    without persistence) the epoch a standby takes still goes past every epoch clients saw
+    (it noted the cluster's while waiting)."""
+    ring = ring_csv(tmp_path / "ring.csv")
+    other = tmp_path / "other.csv"
+    other.write_text(ring.read_text() + "a000,n000\n")  # a000: id 0 there, every n shifted
+
+    def make(source: Path, db: str) -> GraphwireServer:
+        return GraphwireServer(ServerConfig(
+            source=str(source), port=0, db=str(tmp_path / db), static_dir=None,
+            redis=redis_server.url, role="simulation", lease_ttl=TTL))
+
+    def noted_epoch(db: str) -> int:
+        with contextlib.closing(sqlite3.connect(tmp_path / db)) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+            return int(row[0]) if row else 0
+
+    async def held(http: aiohttp.ClientSession, server: GraphwireServer) -> dict[str, Any]:
+        async with asyncio.timeout(20):
+            while True:  # polled: the lease is taken in another object's loop
+                now = await health(http, f"http://127.0.0.1:{server.port}")
+                if now.get("lease") == "held":
+                    return now
+                await asyncio.sleep(0.05)
+
+    r = redis.asyncio.Redis.from_url(redis_server.url)
+    await r.set("graphwire:epoch", 10)  # a cluster that has been through some epochs
+    a, b = make(ring, "a.db"), make(other, "b.db")
+    a2: GraphwireServer | None = None
+    await a.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            assert (await held(http, a))["epoch"] == 11
+            await b.start()
+            async with asyncio.timeout(20):
+                while True:  # polled: published by the holder's loop
+                    if await r.get("graphwire:frames:last") is not None:
+                        break
+                    await asyncio.sleep(0.05)
+            await a.stop()  # gives the lease up: b takes over
+            last = FrameSet.from_envelope(envelope.decode(bytes(await r.get(
+                "graphwire:frames:last"))))
+            doc = json.loads(await r.get("graphwire:graph"))
+            caplog.set_level(logging.WARNING, logger="graphwire")
+            now = await held(http, b)
+            assert now["epoch"] == 12
+            async with http.get(f"http://127.0.0.1:{b.port}/api/graph/data") as resp:
+                ids_b = {n["key"]: n["id"] for n in (await resp.json())["nodes"]}
+            key_of = {n["id"]: n["key"] for n in doc["nodes"]}
+            want = {key_of[int(i)]: p for i, p in zip(last.ids, last.pos, strict=True)}
+            keys = sorted(want)
+            assert all(ids_b[k] != next(i for i, x in key_of.items() if x == k)
+                       for k in ("n000", "n005", "n199"))
+            async with http.get(f"http://127.0.0.1:{b.port}/api/graph/state?positions=1"
+                                ) as resp:
+                state = await resp.json()
+            pos = {p["id"]: (p["x"], p["y"], p["z"]) for p in state["positions"]}
+            got = np.array([pos[ids_b[k]] for k in keys])
+            ref = np.array([want[k] for k in keys], np.float64)
+            # node by node where the last holder left it (the first steps move it a little;
+            # placed by id, each node would sit where its ring neighbour was)
+            err = np.linalg.norm((got - got.mean(0)) - (ref - ref.mean(0)), axis=1)
+            spacing = np.median(np.linalg.norm(np.diff(ref, axis=0), axis=1))
+            print("ERR", float(np.median(err)), float(spacing))
+            assert np.median(err) < 0.5 * spacing, (np.median(err), spacing)
+            placed = [x.getMessage() for x in caplog.records if "holding the lease" in
+                      x.getMessage()]
+            assert placed and f"resumed {len(keys)} node positions" in placed[-1], placed
+            assert not [x for x in caplog.records if "another graph" in x.getMessage()]
+
+            # Redis comes back empty while only a standby that held epoch 11 is left
+            a2 = make(ring, "a.db")
+            await a2.start()
+            async with asyncio.timeout(20):
+                while True:  # polled: the standby notes the cluster's epoch
+                    if noted_epoch("a.db") >= 12:
+                        break
+                    await asyncio.sleep(0.05)
+            await b.stop()
+            await r.flushall()
+            now = await held(http, a2)
+            assert now["epoch"] > 12, now  # past every epoch clients saw
+    finally:
+        for server in (b, a2):
+            if server is not None:
+                await server.stop()
+        await r.aclose()

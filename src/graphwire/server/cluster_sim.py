@@ -130,6 +130,7 @@ class ClusterSimulation:
             if self._stopping:  # stop() came while Redis answered: never take it back
                 return
             if not got:
+                await self._note_epoch()
                 await asyncio.sleep(self.lease.retry_interval)
                 continue
             # renewed from the moment it is taken: a takeover of a large graph can take longer
@@ -170,12 +171,7 @@ class ClusterSimulation:
         self.settings.store.set_epoch(epoch)
         self.epoch = epoch
         self.set_epoch(epoch)
-        raw = await self.link.call(lambda: self.link.redis.get(keys.last_frames))
-        placed = 0
-        if raw is not None:
-            last = FrameSet.from_envelope(envelope.decode(bytes(raw)))
-            placed = await self.graph.restore_positions(last.ids.astype(np.int64),
-                                                        last.pos.astype(np.float32))
+        placed = await self._resume_layout()
         await self.writer.take_over()
         await self._load_streams()
         self.fresh = True
@@ -193,6 +189,40 @@ class ClusterSimulation:
         log.warning("simulation: holding the lease (token %s, epoch %d); resumed %d node "
                     "positions in %.0f ms", self.lease.token, epoch, placed,
                     (time.monotonic() - t0) * 1000)
+
+    async def _note_epoch(self) -> None:
+        """A standby remembers the cluster's epoch (in its settings file): if Redis comes back
+        empty, the epoch it takes over with still goes past every epoch clients have seen."""
+        with contextlib.suppress(RedisDownError, ValueError, TypeError):
+            raw = await self.link.call(lambda: self.link.redis.get(self.link.keys.epoch))
+            seen = int(raw) if raw is not None else 0
+            if seen > self.settings.store.epoch:
+                self.settings.store.set_epoch(seen)
+
+    async def _resume_layout(self) -> int:
+        """Place the nodes where the previous holder last published them, matched by key
+        through the graph it last published; warn when that graph is mostly another one (two
+        simulations started on different sources). Returns how many nodes were placed."""
+        keys = self.link.keys
+        raw = await self.link.call(lambda: self.link.redis.get(keys.last_frames))
+        doc = await self.link.call(lambda: self.link.redis.get(keys.graph))
+        if raw is None or doc is None:
+            return 0
+        last = FrameSet.from_envelope(envelope.decode(bytes(raw)))
+        key_of = {int(n["id"]): str(n["key"]) for n in json.loads(bytes(doc))["nodes"]}
+        ids = last.ids.astype(np.int64).tolist()
+        named = [(i, key_of[nid]) for i, nid in enumerate(ids) if nid in key_of]
+        placed = 0
+        if named:
+            rows = np.asarray([i for i, _ in named], np.int64)
+            placed = await self.graph.restore_positions([k for _, k in named],
+                                                        last.pos[rows].astype(np.float32))
+        ours = self.graph.graph.node_count
+        if key_of and placed < 0.5 * min(len(key_of), ours):
+            log.warning("simulation: the previous lease holder served another graph (%d of "
+                        "its %d nodes are here, of %d): are the simulations started on the "
+                        "same source?", placed, len(key_of), ours)
+        return placed
 
     async def _hold(self) -> None:
         """Renew until the lease is lost (or cannot be renewed for a whole ttl), from the

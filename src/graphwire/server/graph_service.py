@@ -189,17 +189,17 @@ class GraphService:
             return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
         return await self._locked(build, read=True)
 
-    async def restore_positions(self, ids: np.ndarray, pos: np.ndarray) -> int:
-        """Put live nodes where a previous simulation last published them (a takeover);
-        returns how many were placed."""
+    async def restore_positions(self, keys: list[str], pos: np.ndarray) -> int:
+        """Put live nodes where a previous simulation last published them (a takeover), by
+        node key (the previous holder's ids may name other nodes here); returns how many were
+        placed."""
         def apply() -> int:
             g = self.graph
-            nids = ids.astype(np.int64)
-            live = (nids >= 0) & (nids < g.id_limit)
-            live[live] = g.alive[nids[live]]
-            if live.any():
-                self.sim.move(nids[live], pos[live])
-            return int(live.sum())
+            found = [(i, nid) for i, key in enumerate(keys) if (nid := g.id_of(key)) is not None]
+            if found:
+                rows, nids = (np.asarray(c, np.int64) for c in zip(*found, strict=True))
+                self.sim.move(nids, pos[rows])
+            return len(found)
         return await self._locked(apply)
 
     def state_json(self, snap: Snapshot, settings_revision: int,

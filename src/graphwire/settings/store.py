@@ -70,6 +70,11 @@ class SettingsStore:
         """The global revision of the last committed change set (0: none yet)."""
         return self._meta("revision")
 
+    @property
+    def epoch(self) -> int:
+        """The last epoch this file recorded (0: none yet)."""
+        return self._meta("epoch")
+
     def bump_epoch(self) -> int:
         """Raise the epoch by one (every start or reload of the source) and return it."""
         with self._tx():
