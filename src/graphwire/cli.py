@@ -122,6 +122,9 @@ def _serve(args: argparse.Namespace) -> int:
         node_id=args.node_id)
     if args.role != "all" and not args.redis:
         return _fail(f"--role {args.role} needs --redis URL (docs/deploy.md)")
+    if args.redis and not args.redis.startswith(("redis://", "rediss://", "unix://")):
+        return _fail(f"--redis {args.redis}: a Redis URL starts with redis://, rediss:// or "
+                     f"unix:// (redis://{args.redis.split('://')[-1]}, say)")
     if args.lease_ttl <= 0:
         return _fail("--lease-ttl must be positive")
     if not 0 <= args.port <= 65535:

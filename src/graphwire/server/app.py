@@ -451,7 +451,8 @@ async def _wait_for_simulation(link: Link) -> dict[str, int]:
         except RedisDownError:
             pass
         if not told:
-            log.warning("gateway: waiting for a simulation to publish on %s", link.url)
+            log.warning("gateway: waiting for a simulation to publish on %s (namespace %r); "
+                        "the port opens once one has", link.url, link.keys.namespace)
             told = True
         await asyncio.sleep(0.2)
 
@@ -545,8 +546,9 @@ async def serve(config: ServerConfig, *, announce: bool = True) -> None:
         nodes = server[GRAPH_SERVICE].graph.node_count
         role = "" if config.role == "all" else f" as {config.role}"
         what = f"{nodes} node{'' if nodes == 1 else 's'}"
-        print(f"graphwire: serving {config.source or 'the demo graph'} ({what}) on "
-              f"{server.url}{role}", flush=True)
+        source = ("the cluster's graph" if config.role == "gateway"
+                  else config.source or "the demo graph")
+        print(f"graphwire: serving {source} ({what}) on {server.url}{role}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
