@@ -99,6 +99,7 @@ def _serve(args: argparse.Namespace) -> int:
     import logging
     import os
 
+    from .cluster.link import RedisConfigError
     from .graph.sources import SourceError
     from .server.app import run, serve
     from .server.config import ServerConfig
@@ -135,7 +136,7 @@ def _serve(args: argparse.Namespace) -> int:
             return _fail(f"--db {args.db}: the folder {folder} does not exist")
     try:
         run(serve(config))
-    except (SourceError, StoreError, SettingsError) as exc:
+    except (SourceError, StoreError, SettingsError, RedisConfigError) as exc:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"cannot serve on {args.host}:{args.port} ({exc.strerror or exc})")

@@ -291,3 +291,17 @@ def test_keys_are_namespaced() -> None:
     k = Keys("prod")
     assert k.lease == "prod:lease" and k.reply("gw") == "prod:reply:gw"
     assert Value.of(1.0).tag is not None
+
+
+def test_a_redis_url_that_can_never_work_is_one_line(
+        redis_server: RedisServer, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Redis answers that the database index does not exist: retrying would wait for ever,
+    so ``serve`` says so in one line, before loading anything."""
+    from graphwire.cli import main
+
+    url = redis_server.url.rsplit("/", 1)[0] + "/99"
+    for role in ("gateway", "simulation"):
+        assert main(["serve", "--redis", url, "--role", role, "--port", "0",
+                     "--db", str(tmp_path / f"{role}.db")]) == 2
+        err = capsys.readouterr().err
+        assert "DB index is out of range" in err and "Traceback" not in err, err

@@ -266,3 +266,4 @@ def test_the_command_line_refuses_a_bad_port_and_a_missing_folder(
     # a Redis address without its scheme: one line that shows the URL, not a traceback
     assert main(["serve", "--redis", "127.0.0.1:6379", "--role", "gateway", "--port", "0"]) == 2
     assert "redis://127.0.0.1:6379" in capsys.readouterr().err
+

@@ -21,8 +21,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .keys import Keys
@@ -83,6 +83,11 @@ def _raise_if_cancelling(exc: BaseException) -> None:
 
 class RedisDownError(Exception):
     """Redis cannot be reached now (the operation may be retried later)."""
+
+
+class RedisConfigError(Exception):
+    """Redis answers, and says this URL can never work (a database index it does not have, a
+    refused password): retrying would wait for ever."""
 
 
 class Link:
@@ -153,6 +158,16 @@ class Link:
             raise RedisDownError(self.last_error) from exc
         self.mark_up()
         return out
+
+    async def check(self) -> None:
+        """At start: RedisConfigError when Redis answers that the URL can never work. Redis
+        not being up (yet) is no error here: every part retries until it is."""
+        try:
+            await self.redis.ping()
+        except (ResponseError, AuthenticationError) as exc:
+            raise RedisConfigError(f"--redis {self.url}: {exc}") from None
+        except (RedisError, OSError):
+            return
 
     # -- fenced writes ------------------------------------------------------------------------
     async def _fenced(self, lease: Lease, script: str, keys: list[str], *args: Any) -> Any:

@@ -153,6 +153,12 @@ async def create_app(config: ServerConfig) -> web.Application:
         raise ValueError(f"unknown role {config.role!r}: all, simulation or gateway")
     if config.role != "all" and not config.redis:
         raise ValueError(f"--role {config.role} needs --redis URL")
+    if config.redis:  # a URL that can never work fails now, not after a long load
+        probe = Link(config.redis)
+        try:
+            await probe.check()
+        finally:
+            await probe.close()
     if config.role == "gateway":
         return await create_gateway_app(config)
     loop = asyncio.get_running_loop()
@@ -522,7 +528,12 @@ class GraphwireServer:
                                      shutdown_timeout=SHUTDOWN_GRACE)
         await self._runner.setup()
         site = web.TCPSite(self._runner, cfg.host, cfg.port)
-        await site.start()
+        try:
+            await site.start()
+        except BaseException:  # the port is taken, say: stop what setup started, then say so
+            await self._runner.cleanup()
+            self._runner = None
+            raise
         for addr in self._runner.addresses:
             if isinstance(addr, tuple) and len(addr) >= 2:
                 self.port = int(addr[1])
