@@ -95,6 +95,7 @@ async def test_a_standby_places_nodes_by_key_and_takes_over_past_the_clusters_ep
                     return now
                 await asyncio.sleep(0.05)
 
+    caplog.set_level(logging.WARNING, logger="graphwire")
     r = redis.asyncio.Redis.from_url(redis_server.url)
     await r.set("graphwire:epoch", 10)  # a cluster that has been through some epochs
     a, b = make(ring, "a.db"), make(other, "b.db")
@@ -113,9 +114,10 @@ async def test_a_standby_places_nodes_by_key_and_takes_over_past_the_clusters_ep
             last = FrameSet.from_envelope(envelope.decode(bytes(await r.get(
                 "graphwire:frames:last"))))
             doc = json.loads(await r.get("graphwire:graph"))
-            caplog.set_level(logging.WARNING, logger="graphwire")
             now = await held(http, b)
             assert now["epoch"] == 12
+            assert any("standing by (the lease is held by" in x.getMessage()
+                       for x in caplog.records)  # b said so once while it waited
             async with http.get(f"http://127.0.0.1:{b.port}/api/graph/data") as resp:
                 ids_b = {n["key"]: n["id"] for n in (await resp.json())["nodes"]}
             key_of = {n["id"]: n["key"] for n in doc["nodes"]}

@@ -111,6 +111,7 @@ class ClusterSimulation:
             "sssp": self._sssp, "settings": self._settings, "streams": self._streams_cmd,
             "request_snapshot": self._request_snapshot, "reload": self._reload,
         }, command_error)
+        self._said_standby = False  # the standby's one log line, again after each holding
         # reads the served source again as a new epoch (the app's source follower)
         self.reload_source: Callable[[], Awaitable[dict[str, Any]]] | None = None
 
@@ -131,8 +132,16 @@ class ClusterSimulation:
                 return
             if not got:
                 await self._note_epoch()
+                if not self._said_standby:
+                    self._said_standby = True
+                    with contextlib.suppress(RedisDownError):
+                        holder = await self.link.call(
+                            lambda: self.link.redis.get(self.link.keys.lease))
+                        log.warning("simulation: standing by (the lease is held by %s)",
+                                    bytes(holder).decode(errors="replace") if holder else "?")
                 await asyncio.sleep(self.lease.retry_interval)
                 continue
+            self._said_standby = False
             # renewed from the moment it is taken: a takeover of a large graph can take longer
             # than the ttl, and a lease that expired during it would be taken again and lost
             # again, for ever (seen at 100,000 nodes)
