@@ -159,3 +159,50 @@ async def test_a_standby_places_nodes_by_key_and_takes_over_past_the_clusters_ep
             if server is not None:
                 await server.stop()
         await r.aclose()
+
+
+async def test_a_holder_taking_the_lease_again_serves_the_source_as_it_is_on_disk(
+        redis_server: RedisServer, tmp_path: Path) -> None:
+    """Nodes added through the API live with the lease they were added under: a process that
+    lost the lease and takes it again serves the source as on disk, as any standby does (it
+    brought back a node the cluster had dropped meanwhile)."""
+    ring = ring_csv(tmp_path / "ring.csv")
+
+    def make(db: str) -> GraphwireServer:
+        return GraphwireServer(ServerConfig(
+            source=str(ring), port=0, db=str(tmp_path / db), static_dir=None,
+            redis=redis_server.url, role="simulation", lease_ttl=TTL))
+
+    async def keys_of(http: aiohttp.ClientSession, server: GraphwireServer) -> set[str]:
+        async with http.get(f"http://127.0.0.1:{server.port}/api/graph/data") as resp:
+            return {n["key"] for n in (await resp.json())["nodes"]}
+
+    async def lease(http: aiohttp.ClientSession, server: GraphwireServer, want: str) -> None:
+        async with asyncio.timeout(20):
+            while True:  # polled: the lease is taken in another object's loop
+                if (await health(http, f"http://127.0.0.1:{server.port}")).get("lease") == want:
+                    return
+                await asyncio.sleep(0.05)
+
+    r = redis.asyncio.Redis.from_url(redis_server.url)
+    a, b = make("a.db"), make("b.db")
+    await a.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            await lease(http, a, "held")
+            async with http.post(f"http://127.0.0.1:{a.port}/api/graph/nodes",
+                                 json={"nodes": [{"key": "extra-node"}]}) as resp:
+                assert resp.status == 200, await resp.text()
+            assert "extra-node" in await keys_of(http, a)
+            await b.start()
+            await lease(http, b, "standby")
+            await r.delete("graphwire:lease")  # a's lease is gone (expired, say): b takes it
+            await lease(http, b, "held")
+            await lease(http, a, "standby")
+            await b.stop()  # and a takes it again
+            await lease(http, a, "held")
+            keys = await keys_of(http, a)
+        assert "extra-node" not in keys and len(keys) == 200
+    finally:
+        await a.stop()
+        await r.aclose()

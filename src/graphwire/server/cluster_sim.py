@@ -171,6 +171,14 @@ class ClusterSimulation:
         settings state, then publish."""
         t0 = time.monotonic()
         self.replica.stop()
+        if self.takeovers and self.reload_source is not None:
+            # a holder again: serve the source as it is on disk, as any standby would (what
+            # was added through the API while this process held the lease went with it)
+            try:
+                await self.reload_source()
+            except (SourceError, GraphError) as exc:
+                log.warning("simulation: the source cannot be read again (%s); serving the "
+                            "graph as it was", exc)
         keys = self.link.keys
         epoch = int(await self.link.call(lambda: self.link.redis.incr(keys.epoch)))
         local = self.settings.store.bump_epoch()
