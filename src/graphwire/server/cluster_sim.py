@@ -19,7 +19,6 @@ published them and start stepping. While it holds the lease it:
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
@@ -38,7 +37,6 @@ from graphwire.cluster.link import CANCEL_GRACE, Link, RedisDownError, settle_ta
 from graphwire.cluster.settings_sync import SettingsReplica, SettingsWriter
 from graphwire.graph.model import GraphError
 from graphwire.graph.sources import SourceError
-from graphwire.protocol import settings_codec as sc
 from graphwire.protocol.control import GraphChanged
 from graphwire.protocol.errors import ErrorCode, ProtocolError
 from graphwire.settings import SettingsError, SettingsService
@@ -46,7 +44,7 @@ from graphwire.settings import SettingsError, SettingsService
 from .errors import graph_code
 from .graph_service import GraphService
 from .runner import SimulationRunner
-from .settings_writes import commit_here
+from .settings_writes import commit_here, delta_b64, delta_of_b64
 from .stream_hub import StreamHub, is_stream_name
 
 log = logging.getLogger("graphwire.cluster")
@@ -70,11 +68,6 @@ def command_error(exc: Exception) -> dict[str, Any] | None:
     if isinstance(exc, ProtocolError):
         return {"kind": "protocol", "code": exc.code.value, "message": exc.message}
     return None
-
-
-def _b64_delta(revision: int, entries: sc.Entries) -> str:
-    """Settings entries as a Delta body in base64 (a command reply is JSON)."""
-    return base64.b64encode(sc.encode_body(sc.Delta(revision, entries))).decode()
 
 
 class ClusterSimulation:
@@ -429,14 +422,13 @@ class ClusterSimulation:
                                 f"{exc} (the graph was left as it was)") from None
 
     async def _settings(self, body: dict[str, Any]) -> dict[str, Any]:
-        msg = sc.decode_body(base64.b64decode(body["delta"]))
-        assert isinstance(msg, sc.Delta)
+        msg = delta_of_b64(body["delta"])
         done = commit_here(self.settings, msg.entries, admin=bool(body["admin"]),
                            origin=str(body["origin"]))
         if done.written:
             await self.writer.appended_future(done.revision)  # acknowledged in Redis too
-        return {"revision": done.revision, "written": _b64_delta(done.revision, done.written),
-                "previous": _b64_delta(0, done.previous)}
+        return {"revision": done.revision, "written": delta_b64(done.revision, done.written),
+                "previous": delta_b64(0, done.previous)}
 
     def _register_streams(self, body: dict[str, Any]) -> bool:
         """Note the streams a gateway's clients use; True if one of them is new."""

@@ -43,6 +43,19 @@ def command_error(exc: Exception) -> Exception:
     return exc
 
 
+def delta_b64(revision: int, entries: Entries) -> str:
+    """Settings entries as a Delta body in base64: how the ``settings`` command carries them
+    (its request and its reply are JSON)."""
+    return base64.b64encode(sc.encode_body(sc.Delta(revision, entries))).decode()
+
+
+def delta_of_b64(text: str) -> sc.Delta:
+    """The Delta :func:`delta_b64` wrote."""
+    msg = sc.decode_body(base64.b64decode(text))
+    assert isinstance(msg, sc.Delta)
+    return msg
+
+
 class Commit(NamedTuple):
     """What one write did, as the writer of revisions saw it: the revision, the entries it
     changed, and the value each written path held just before (read in the same step as the
@@ -137,19 +150,11 @@ class RemoteSettingsWrites(_Writes):
         tag = f"{self.gateway}:{self._n}"
         if origin is not None:
             self._origins[tag] = origin
-        entries = tuple(entries)
-        mirror = self.service.get(dict.fromkeys(pid for pid, _ in entries))  # see below
-        body = base64.b64encode(sc.encode_body(sc.Delta(0, entries))).decode()
         try:
-            out = await self.commands.call("settings", {"delta": body, "admin": admin,
-                                                        "origin": tag})
+            out = await self.commands.call("settings", {
+                "delta": delta_b64(0, tuple(entries)), "admin": admin, "origin": tag})
             revision = int(out["revision"])
-            written = sc.decode_body(base64.b64decode(out["written"]))
-            # the writer's own view of what it replaced; a simulation of an older version
-            # does not say, and this gateway's mirror before the call stands in for it
-            previous = (sc.decode_body(base64.b64decode(out["previous"])) if "previous" in out
-                        else sc.Delta(0, mirror))
-            assert isinstance(written, sc.Delta) and isinstance(previous, sc.Delta)
+            written, previous = delta_of_b64(out["written"]), delta_of_b64(out["previous"])
             async with asyncio.timeout(self.commands.timeout):
                 await self.reached(revision)
         except (CommandUnavailableError, CommandFailedError) as exc:

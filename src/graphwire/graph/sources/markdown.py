@@ -145,22 +145,19 @@ def assemble(root: Path, pages: dict[str, Page],
 def page_names(rel: str, page: Page, journal_format: str = DEFAULT_TITLE_FORMAT) -> set[str]:
     """A page's other names, which links may name it by: its title, its aliases, and a Logseq
     journal's date title."""
-    names = set(page.aliases)
-    if page.title:
-        names.add(page.title)
-    day = journal_date(rel)
-    if day is not None:
-        names.add(journal_title(day, journal_format))
-    return names
+    more = (page.title, _journal_name(rel, journal_format))
+    return {*page.aliases, *(name for name in more if name)}
 
 
 def page_label(rel: str, page: Page, key: str,
                journal_format: str = DEFAULT_TITLE_FORMAT) -> str:
     """What a page's node shows: its title, else a journal's date title, else its key."""
-    if page.title:
-        return page.title
+    return page.title or _journal_name(rel, journal_format) or key
+
+
+def _journal_name(rel: str, journal_format: str) -> str | None:
     day = journal_date(rel)
-    return key if day is None else journal_title(day, journal_format)
+    return None if day is None else journal_title(day, journal_format)
 
 
 def is_page(rel: str) -> bool:
@@ -270,6 +267,15 @@ def _shallow_first(path: str) -> tuple[int, str]:
     return path.count("/"), path
 
 
+def _discard(table: dict[str, set[str]], folded: str, item: str) -> None:
+    """Take ``item`` out of the group ``folded`` names, and the group once it is empty."""
+    group = table.get(folded)
+    if group is not None:
+        group.discard(item)
+        if not group:
+            del table[folded]
+
+
 class Resolver:
     """Link text → node key, creating placeholders for pages that do not exist.
 
@@ -304,18 +310,10 @@ class Resolver:
         path = nfc(path)
         self.keys.discard(key)
         self.by_path.pop(path, None)
-        for table, item in ((self._folded, key), (self._folded_paths, path)):
-            group = table.get(item.casefold())
-            if group is not None:
-                group.discard(item)
-                if not group:
-                    del table[item.casefold()]
+        _discard(self._folded, key.casefold(), key)
+        _discard(self._folded_paths, path.casefold(), path)
         for tail in path_tails(path):
-            paths = self._tails.get(tail)
-            if paths is not None:
-                paths.discard(path)
-                if not paths:
-                    del self._tails[tail]
+            _discard(self._tails, tail, path)
 
     def add_name(self, name: str, key: str) -> None:
         """Another name of the page with this key (its title or an alias)."""
@@ -323,12 +321,7 @@ class Resolver:
 
     def remove_name(self, name: str, key: str) -> None:
         """The page with this key no longer has this name."""
-        folded = nfc(name).casefold()
-        keys = self._names.get(folded)
-        if keys is not None:
-            keys.discard(key)
-            if not keys:
-                del self._names[folded]
+        _discard(self._names, nfc(name).casefold(), key)
 
     def page(self, target: str) -> str | None:
         """The key of the page a (normalised, non-empty) target names, if any."""

@@ -183,9 +183,9 @@ export class GraphModel {
     for (let s = 0; s < this.nodes.length; s++) {
       const n = this.nodes[s];
       if (!n) continue;
-      const names = [n.key.toLowerCase(), String(n.label).toLowerCase(), ...aliasesOf(n)];
-      if (names.some((name) => name.startsWith(needle))) prefix.push(s);
-      else if (inner.length < 5 * limit && names.some((name) => name.includes(needle))) inner.push(s);
+      const found = nameMatch(n, needle);
+      if (found === PREFIX) prefix.push(s);
+      else if (found === INNER && inner.length < 5 * limit) inner.push(s);
     }
     const byLength = (a, b) => this.nodes[a].key.length - this.nodes[b].key.length;
     prefix.sort(byLength);
@@ -194,8 +194,27 @@ export class GraphModel {
   }
 }
 
-const aliasCache = new WeakMap(); // node object -> its aliases (a changed node is a new object)
+const aliasCache = new WeakMap(); // node object -> its aliases (updateNode forgets them)
 const NONE = [];
+const PREFIX = 2;
+const INNER = 1;
+
+/** How a name (lower-cased) matches `needle`: PREFIX, INNER (a substring) or 0. */
+function grade(name, needle) {
+  if (name.startsWith(needle)) return PREFIX;
+  return name.includes(needle) ? INNER : 0;
+}
+
+/** The best match of `needle` among a node's key, label and aliases. */
+function nameMatch(node, needle) {
+  let best = Math.max(grade(node.key.toLowerCase(), needle),
+    grade(String(node.label).toLowerCase(), needle));
+  for (const alias of aliasesOf(node)) {
+    if (best === PREFIX) break;
+    best = Math.max(best, grade(alias, needle));
+  }
+  return best;
+}
 
 /** A node's other names, lower-cased: the items of its `alias`/`aliases` metadata (any case). */
 function aliasesOf(node) {
