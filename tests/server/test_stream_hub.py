@@ -210,3 +210,30 @@ async def test_v2_clients_stay_within_the_deadband() -> None:
             off = np.linalg.norm(state - s.history[s.seq], axis=1)
             assert off.max() <= deadband + 1e-6
     assert len(early.updates) == 40 and len(late.updates) == 31
+
+
+async def test_a_paced_v2_client_due_between_snapshots_gets_an_exact_keyframe() -> None:
+    # A 200 ms client on a 60 Hz stream falls due between snapshots (its catch-up timer fires
+    # there) and is sent the newest snapshot as a keyframe: it holds that snapshot exactly, not
+    # what the in-step clients hold within the deadband.
+    s = Stream(0.01)
+    follower, paced = Viewer("follower"), Viewer("paced")
+    s.hub.subscribe(follower, "v2", False, PERIOD)
+    s.hub.subscribe(paced, "v2", False, 0.2)
+    for _ in range(120):
+        s.publish(step=0.004)
+        s.now += PERIOD / 2
+        s.hub.catch_up()  # what the hub's timer does between snapshots
+    keyframes = [decode_v2(u[0]) for u in paced.updates]
+    assert len(keyframes) >= 9
+    for frame in keyframes:
+        assert frame.header.keyframe
+        assert np.array_equal(frame.nodes.pos, s.history[frame.header.seq][frame.nodes.ids])
+    # the follower was sent every snapshot and stays within the deadband of each
+    assert len(follower.updates) == 120
+    held = np.full((N, 3), np.nan, np.float32)
+    for update in follower.updates:
+        frame = decode_v2(update[0])
+        held[frame.nodes.ids] = frame.nodes.pos
+        off = np.linalg.norm(held - s.history[frame.header.seq], axis=1)
+        assert off.max() <= 0.01 + 1e-6

@@ -20,8 +20,10 @@ beyond that shares the lane of the nearest slower-or-equal pace and is paced by 
 
 **V1/V2.** Every client in step with a V stream holds what the stream last sent of each node;
 a keyframe carries exactly that, so whoever joined by keyframe holds the same, and every client
-stays within the deadband of the layout. A snapshot at which some client is due a keyframe moves
-every node that moved at all (not only past the deadband), so the keyframe is then exact.
+stays within the deadband of the layout. A snapshot at which some client is due a keyframe, or
+falls due before the next snapshot is expected (a paced client's timer firing between
+snapshots), moves every node that moved at all (not only past the deadband), so the keyframe is
+then exact.
 
 **Cluster.** The hub takes snapshots from the local simulation (:meth:`StreamHub.on_snapshot`),
 or, in a gateway, the frames a simulation encoded and published (:meth:`StreamHub.on_frames`):
@@ -274,7 +276,8 @@ class StreamHub:
         self.metrics.snapshots += 1
         latest = self._latest_frames = _Latest(snap, keyframe_all)
         now = self.clock()
-        tolerance = 0.5 * self.stream_interval()
+        period = self.stream_interval()
+        tolerance = 0.5 * period
         self._sync_remote_lanes()
         self._tick(latest, now, tolerance)
         for fmt in V_STREAMS:
@@ -283,7 +286,7 @@ class StreamHub:
                 # a gateway's client due a keyframe is not known here: its keyframe is what
                 # was last sent, within the deadband, like any in-step client's view
                 self._advance_v(snap, fmt, keyframe_all,
-                                exact=any(self._wants_v_key(s, snap.seq, now, tolerance)
+                                exact=any(self._wants_v_key(s, snap.seq, now, tolerance, period)
                                           for s in subs))
                 moved = self._v[fmt].moved
                 latest.moved[fmt] = None if moved is None else int(moved.shape[0])
@@ -456,9 +459,11 @@ class StreamHub:
             return sub.seq is None or sub.seq < lane.tick_seq
         return now + tolerance >= sub.next_due
 
-    def _wants_v_key(self, sub: Subscription, seq: int, now: float, tolerance: float) -> bool:
-        """A V subscriber that will be sent a keyframe at snapshot ``seq`` if it can take it."""
-        return sub.needs_key or (sub.seq != seq - 1 and self._due(sub, now, tolerance))
+    def _wants_v_key(self, sub: Subscription, seq: int, now: float, tolerance: float,
+                     period: float) -> bool:
+        """A V subscriber that will be sent snapshot ``seq`` as a keyframe if it can take it:
+        now, or when its pace falls due before the next snapshot is expected (``period`` on)."""
+        return sub.needs_key or (sub.seq != seq - 1 and self._due(sub, now + period, tolerance))
 
     def _deliver(self, subs: list[Subscription], now: float, tolerance: float) -> None:
         latest = self._latest_frames
