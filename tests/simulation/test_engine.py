@@ -56,6 +56,45 @@ def test_a_path_graph_ends_nearly_straight(n: int) -> None:
     assert straightness(g.pos[:n]) > 0.9
 
 
+def spread(pos: np.ndarray) -> np.ndarray:
+    """The layout's extent along its three principal axes, over the longest (1, a, b)."""
+    p = pos.astype(np.float64)
+    s = np.linalg.svd(p - p.mean(axis=0), compute_uv=False)
+    return s / s[0]
+
+
+def angle(at: np.ndarray, b: np.ndarray, c: np.ndarray) -> float:
+    """The angle at ``at`` of the triangle (at, b, c), in degrees."""
+    u, v = b - at, c - at
+    cos = u @ v / (np.linalg.norm(u) * np.linalg.norm(v))
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+
+def test_a_small_graph_keeps_its_triangle_and_uses_three_dimensions() -> None:
+    # A triangle with a tail, weighted as in a user's CSV, came to rest on one line, its
+    # triangle's edges on top of each other; the karate club lay almost flat (third axis 4 %
+    # of the first)
+    for shape, fat in ((None, True), (0.0, False)):
+        g = Graph.from_data(GraphData([NodeSpec(k) for k in "abcdef"], [
+            EdgeSpec("a", "b"), EdgeSpec("b", "c", 2.5), EdgeSpec("c", "a"), EdgeSpec("c", "d"),
+            EdgeSpec("d", "e", 0.5), EdgeSpec("e", "f")]))
+        sim = Simulation(g, PhysicsParams() if shape is None
+                         else PhysicsParams(shape_gravity=shape))
+        sim.run_until_settled(20_000)
+        assert sim.settled
+        a, b, c = g.pos[:3].astype(np.float64)
+        assert (min(angle(a, b, c), angle(b, c, a), angle(c, a, b)) > 15) is fat
+    karate = _graph(nx.karate_club_graph(), "karate")
+    sim = Simulation(karate)
+    sim.run_until_settled(20_000)
+    assert spread(karate.pos[karate.live_ids()])[2] > 0.1
+    # without the shape pull it is the flat layout of before
+    flat = _graph(nx.karate_club_graph(), "karate")
+    sim = Simulation(flat, PhysicsParams(shape_gravity=0.0))
+    sim.run_until_settled(20_000)
+    assert spread(flat.pos[flat.live_ids()])[2] < 0.06
+
+
 def test_a_layout_at_rest_stays_at_rest() -> None:
     sim = Simulation(barabasi_albert(300))
     steps = sim.run_until_settled(20_000)

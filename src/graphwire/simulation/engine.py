@@ -14,6 +14,7 @@ shape appear and sharpen. A drag, pin or topology change ends the refinement at 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -225,12 +226,15 @@ class Simulation:
         assert r is not None
         work = 0
         budget = self.graph.node_count
+        # a coarse level is small, but stands for the graph: it takes no shape pull
+        p = dataclasses.replace(p, shape_gravity=0.0)
+        agent_p = dataclasses.replace(self.agent_params, shape_gravity=0.0)
         while work < budget:
             level = r.level
             arrays = forcefield.Arrays(
                 r.pos, r.vel, r.live, level.indptr, level.nbr, level.wts, level.weight,
                 level.agent, r.pinned, r.force, r.last, r.heat, r.component)
-            moved2, biggest = forcefield.step(arrays, r.speed, p, self.agent_params,
+            moved2, biggest = forcefield.step(arrays, r.speed, p, agent_p,
                                               seed=self.seed, count=self.steps, stride=r.stride)
             work += level.size
             self.kinetic_energy = moved2
@@ -540,7 +544,8 @@ def initial_positions(g: Graph, live: I64, params: PhysicsParams, seed: int) -> 
     """The default start: random points smoothed along the edges, sized to the equilibrium.
 
     Each of a few rounds moves every node halfway to the mean of its neighbours, so linked
-    nodes start near each other and communities start together. Used when the multilevel
+    nodes start near each other and communities start together; the three axes are kept
+    orthogonal (an iteration towards the graph's three slowest modes). Used when the multilevel
     start is off or the graph is too small for one. Deterministic for a seed.
     """
     rng = np.random.default_rng(seed)
@@ -554,7 +559,12 @@ def initial_positions(g: Graph, live: I64, params: PhysicsParams, seed: int) -> 
         mean[has] /= deg[has, None]
         p[has] = 0.5 * p[has] + 0.5 * mean[has]
         p -= p.mean(axis=0)
-        p /= p.std(axis=0) + 1e-12
+        if m > 3:
+            # the axes kept orthogonal: smoothed alone, each would tend to the same slowest
+            # mode of the graph, and a small graph would start (and rest) on a line
+            p = np.linalg.qr(p)[0] * np.sqrt(m)
+        else:
+            p /= p.std(axis=0) + 1e-12
     radius = min(START_RADIUS * params.rest_length * max(m, 1) ** (1 / 3),
                  params.bounds_size * params.boundary_margin)
     r = np.linalg.norm(p, axis=1, keepdims=True)

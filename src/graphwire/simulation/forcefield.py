@@ -16,7 +16,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from . import kernels
-from .params import PhysicsParams
+from .params import SHAPE_NODES, PhysicsParams
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -111,7 +111,7 @@ def step(a: Arrays, speed: Speed, p: PhysicsParams, agent_p: PhysicsParams, *, s
     params = np.array([
         [q.repel_k / total, q.spring_k, float(q.linlog), q.gravity, q.center_gravity_k,
          q.bounds_size, q.boundary_margin, q.boundary_k, q.temperature, q.collision_k,
-         q.max_force]
+         q.max_force, q.shape_gravity * q.repel_k]
         for q in (p, agent_p)
     ], np.float64)
     hub = _component_centres(a, unit)
@@ -176,16 +176,23 @@ def components(indptr: I64, nbr: npt.NDArray[np.int32], rows: int) -> I64:
 
 
 def _component_centres(a: Arrays, unit: float) -> F64:
-    """The weighted centre of each connected component (layout units), (k, 3)."""
+    """Per connected component, (k, 4): its weighted centre (layout units) and the scale of
+    its shape pull, ``min(1, SHAPE_NODES / n) / R`` (R: its weighted RMS radius, at least
+    one unit)."""
     live = a.live
     comp = a.component[live]
     k = int(comp.max()) + 1 if comp.shape[0] else 0
     w = a.weight[live]
-    total = np.bincount(comp, weights=w, minlength=k)
-    hub = np.empty((k, 3), np.float64)
+    total = np.maximum(np.bincount(comp, weights=w, minlength=k), 1e-300)
+    hub = np.empty((k, 4), np.float64)
     for axis in range(3):
         hub[:, axis] = np.bincount(comp, weights=w * a.pos[live, axis], minlength=k)
-    return hub / (np.maximum(total, 1e-300)[:, None] * unit)
+    hub[:, :3] /= total[:, None] * unit
+    off = a.pos[live] / unit - hub[comp, :3]
+    r2 = np.bincount(comp, weights=w * (off * off).sum(axis=1), minlength=k) / total
+    size = np.maximum(np.bincount(comp, minlength=k), 1)
+    hub[:, 3] = np.minimum(1.0, SHAPE_NODES / size) / np.sqrt(np.maximum(r2, 1.0))
+    return hub
 
 
 def _repulsion(a: Arrays, codes: I64, rows: I64, lo: F64, cube: float, p: PhysicsParams,

@@ -312,7 +312,7 @@ def repulsion(xs, ys, zs, ws, groups, start, end, first, nchild,  # type: ignore
 
 # Rows of the ``params`` table of ``forces``: one per node type (knowledge 0, agent 1).
 (P_REPEL, P_SPRING, P_LINLOG, P_GRAVITY, P_CENTER, P_BOUNDS, P_MARGIN, P_WALL, P_NOISE,
- P_COLLIDE, P_MAX_FORCE) = range(11)
+ P_COLLIDE, P_MAX_FORCE, P_SHAPE) = range(12)
 
 
 @njit(cache=True, nogil=True, error_model="numpy", parallel=True, fastmath=True)
@@ -322,11 +322,13 @@ def forces(pos, live, order, rep, crowd, weight, agent, indptr, nbr,  # type: ig
 
     ``rep`` is the repulsion field in Morton order (``order`` maps it to ``live``); a node's
     repulsion is its weight × the field × the repulsion strength. Springs pull with
-    ``spring · w · log(1 + d)`` (LinLog) or ``spring · w · d`` along each edge, using the agent
-    row when either end is an agent. Gravity pulls ``gravity · weight`` towards the origin
-    whatever the distance, the centre spring ``center · weight · d``, both measured at the
-    centre of the node's connected ``component`` (``hub``, layout units); a soft wall pushes back
-    past ``margin · bounds``; noise ``noise · heat`` shakes nodes (off by default); the collision
+    ``spring · w`` (LinLog: a constant pull past one unit, linear inside) or ``spring · w · d``
+    along each edge, using the agent row when either end is an agent. Gravity pulls
+    ``gravity · weight`` towards the origin whatever the distance, the centre spring
+    ``center · weight · d``, both measured at the centre of the node's connected
+    ``component`` (``hub``, layout units); the shape pull ``shape · weight · hub[c, 3]``
+    towards that centre, constant past one unit; a soft wall pushes back past
+    ``margin · bounds``; noise ``noise · heat`` shakes nodes (off by default); the collision
     force ``collide · crowd`` pushes apart nodes closer than one layout unit.
     """
     for p in prange(order.shape[0]):
@@ -366,6 +368,15 @@ def forces(pos, live, order, rep, crowd, weight, agent, indptr, nbr,  # type: ig
         fx -= g * cx
         fy -= g * cy
         fz -= g * cz
+        # the shape pull: towards the component's centre, constant past one unit (``hub[c, 3]``
+        # is its scale: the component's size factor over its radius)
+        sh = params[row, P_SHAPE] * wi * hub[c, 3]
+        if sh != 0.0:
+            dx, dy, dz = px - cx, py - cy, pz - cz
+            sh /= max(np.sqrt(dx * dx + dy * dy + dz * dz), 1.0)
+            fx -= sh * dx
+            fy -= sh * dy
+            fz -= sh * dz
         wall = params[row, P_MARGIN] * params[row, P_BOUNDS] / unit
         wall_k = params[row, P_WALL] * wi
         if px > wall:

@@ -18,6 +18,12 @@ node:
 - gravity ``gravity · w`` and a centre spring ``center_gravity_k · w · r``, both measured at
   the centre of the node's connected component: they pull each component into view as a
   whole and bend none of them;
+- a shape pull ``shape_gravity · repel_k · w / R`` towards the centre of the node's component,
+  where R is the component's radius (so it stands in the same proportion to the repulsion at
+  any scale), in components of up to :data:`SHAPE_NODES` nodes, fading as ``SHAPE_NODES / n``
+  past that; not on the coarse levels of the multilevel start. A few hubs' repulsion otherwise
+  stretches a small graph into a line or a flat sheet, where a large one is held round by the
+  repulsion of its many nodes;
 - a soft wall ``boundary_k · w · overshoot`` past ``boundary_margin · bounds_size`` and a hard
   clamp at ``±bounds_size``; ``temperature · heat · w`` of deterministic noise (off by
   default); the total at most ``max_force · w``.
@@ -54,6 +60,10 @@ from typing import Any
 def _knob(default: Any, lo: float | None = None, hi: float | None = None, help: str = "") -> Any:
     """A dataclass field with its range (inclusive) and a line of help in its metadata."""
     return field(default=default, metadata={"range": (lo, hi), "help": help})
+
+
+SHAPE_NODES = 100
+"""Components of up to this many nodes feel the whole shape pull (``shape_gravity``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +120,10 @@ class PhysicsParams:
                                "than rest_length (0: nodes may overlap)")
     multilevel: bool = _knob(True, help="lay a new graph out coarse-to-fine (unfolds grids, "
                              "trees and other large sparse graphs)")
+    shape_gravity: float = _knob(0.3, 0.0, 100.0, "pull of each node towards its connected "
+                                 "component's centre, relative to the repulsion at the "
+                                 "component's edge, fading past 100 nodes: keeps a small "
+                                 "graph from stretching into a line (0: none)")
 
     @staticmethod
     def helps() -> dict[str, str]:
