@@ -76,13 +76,13 @@ class Stream:
                              clock=lambda: self.now)
         self.history: dict[int, np.ndarray] = {}
 
-    def publish(self, step: float = 0.5) -> Snapshot:
+    def publish(self, step: float = 0.5, settled: bool = False) -> Snapshot:
         self.seq += 1
         self.now = self.seq * PERIOD
         self.vel = (0.8 * self.vel + self.rng.normal(0, step, (N, 3))).astype(np.float32)
         self.pos = (self.pos + self.vel).astype(np.float32)
         snap = Snapshot(self.seq, np.arange(N, dtype=np.uint32), np.zeros(N, bool),
-                        self.pos.copy(), self.vel.copy(), False, 1.0, 0, self.seq)
+                        self.pos.copy(), self.vel.copy(), settled, 1.0, 0, self.seq)
         self.history[self.seq] = snap.pos
         self.hub.on_snapshot(snap, False)
         return snap
@@ -237,3 +237,30 @@ async def test_a_paced_v2_client_due_between_snapshots_gets_an_exact_keyframe() 
         held[frame.nodes.ids] = frame.nodes.pos
         off = np.linalg.norm(held - s.history[frame.header.seq], axis=1)
         assert off.max() <= 0.01 + 1e-6
+
+
+async def test_a_keyframe_sent_after_the_paths_changed_carries_the_new_paths() -> None:
+    # V records carry each node's distance and parent: a client that joins after the source
+    # changed, before the next snapshot (a settled layout sends none for 10 s), must not be
+    # sent the keyframe encoded with the old paths
+    s = Stream()
+    asked: list[int] = []
+    s.hub.request_snapshot = lambda: asked.append(s.seq)
+    old = ShortestPaths(None, np.full(N, np.inf, np.float32), np.full(N, -1, np.int32), 0)
+    new = ShortestPaths(5, np.arange(N, dtype=np.float32), np.full(N, 5, np.int32), 0)
+    paths = [old]
+    s.hub.sssp = lambda: paths[0]
+    first, later = Viewer("first"), Viewer("later")
+    s.hub.subscribe(first, "v2", False, PERIOD)
+    s.publish(settled=True)
+    before = decode_v2(first.updates[-1][0])
+    assert before.header.keyframe and np.isinf(before.nodes.dist).all()
+    paths[0] = new
+    asked.clear()
+    s.hub.paths_changed()
+    assert asked == [s.seq]  # and the next snapshot is asked for
+    s.hub.subscribe(later, "v2", False, PERIOD)
+    frame = decode_v2(later.updates[-1][0])
+    assert frame.header.keyframe and frame.header.seq == before.header.seq
+    assert np.array_equal(frame.nodes.dist, new.distance[frame.nodes.ids])
+    assert np.all(frame.nodes.parent == 5)

@@ -188,6 +188,7 @@ async def create_app(config: ServerConfig) -> web.Application:
     def broadcast_sssp(result: ShortestPaths) -> None:
         frame = graph_service.sssp_frame()
         connections.send_to(hub.subs, frame)
+        hub.paths_changed()
         if cluster is not None:
             cluster.sssp_changed(frame, graph_service.sssp_seq, result.source)
 

@@ -259,6 +259,16 @@ class StreamHub:
         self._deliver_newest(latest, [sub])
         return True
 
+    def paths_changed(self) -> None:
+        """The shortest paths changed: V1/V2 records carry them, so the newest snapshot's
+        frames are encoded again when next sent (a keyframe of it sent later shows the new
+        paths, as the SSSP frame does), and a snapshot is asked for, so that the frames a
+        simulation publishes to its gateways carry them at once too."""
+        latest = self._latest_frames
+        if latest is not None and not latest.published:
+            latest.v.clear()
+        self.request_snapshot()
+
     def request_keyframes(self) -> None:
         """Send every subscriber a keyframe with the next snapshot (published at once)."""
         for sub in self.subs.values():
