@@ -45,6 +45,12 @@ async def test_topology_routes(harness: Harness) -> None:
     status, body = await harness.send("DELETE", "/api/graph/edges",
                                       {"edges": [{"source": 5, "target": 201}]})
     assert status == 200 and body == {"removed": [[5, 201]]}
+    # a DELETE without a body needs no Content-Type, but one that says it is not JSON is
+    # refused like any other write, and the node stays
+    async with harness.http.delete(harness.base + "/api/graph/nodes/200",
+                                   headers={"Content-Type": "text/plain"}) as resp:
+        err = await resp.json()
+        assert resp.status == 415 and err["error"]["code"] == "unsupported_media_type"
     async with harness.http.delete(harness.base + "/api/graph/nodes/200") as resp:
         assert resp.status == 200 and await resp.json() == {"removed": 200}
     async with harness.http.delete(harness.base + "/api/graph/nodes/200") as resp:

@@ -15,7 +15,7 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
 from graphwire.protocol.errors import ErrorCode
@@ -143,10 +143,12 @@ def make_middlewares(access: AccessPolicy, limiter: RateLimiter, connections: Co
             raise ApiError(ErrorCode.RATE_LIMITED, f"too many {cls} requests",
                            retry_after_ms=max(1, math.ceil(wait * 1000)),
                            headers=rate_limit_headers(bucket, wait))
-        # every POST, PUT and PATCH route takes a JSON body (`{}` at least), a DELETE may have
-        # none (DELETE /api/graph/nodes/{id})
+        # every POST, PUT and PATCH route takes a JSON body (`{}` at least); a DELETE may have
+        # none (DELETE /api/graph/nodes/{id}) and then no Content-Type, but one that says it
+        # is something other than JSON is refused like any other write
         if (request.method in ("POST", "PUT", "PATCH")
-                or (request.method == "DELETE" and request.can_read_body)) \
+                or (request.method == "DELETE" and (request.can_read_body
+                                                    or hdrs.CONTENT_TYPE in request.headers))) \
                 and request.content_type != "application/json":
             raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE,
                            "writes must be Content-Type: application/json")
