@@ -3,7 +3,9 @@
     python examples/settle_after_setting.py [URL] [--path P] [--value V] [--timeout S]
 
 The write goes through the binary settings protocol (the Response carries the new revision);
-every other client sees it as a Delta. The script then waits for a frame with the settled flag.
+every other client sees it as a Delta. The script then waits for a frame with the settled flag,
+and puts the setting back as it was (settings are durable and shared: ``--keep`` leaves the
+new value for everyone).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ def main() -> int:
     parser.add_argument("--value", type=json.loads, default=None,
                         help="JSON value (default: the current value × 1.5)")
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the new value (default: put the old one back at the end)")
     args = parser.parse_args()
     with BlockingClient(args.url, format="q") as client:
         before = client.setting(args.path)
@@ -41,6 +45,9 @@ def main() -> int:
         print("the layout moves")
         settled_at = client.wait_settled(timeout=args.timeout)
         print(f"settled at seq {settled_at} after {time.monotonic() - start:.1f} s")
+        if not args.keep:
+            client.set(args.path, before)
+            print(f"{args.path}: put back to {before} (--keep leaves the new value)")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""`graphwire layout`: the command a user runs, on real files."""
+"""`graphwire layout`, and the command line's checks of its options: the commands a user
+runs, on real files."""
 
 from __future__ import annotations
 
@@ -93,3 +94,28 @@ def test_unwritable_output_is_a_clear_error(tmp_path: Path, capsys: pytest.Captu
     src.write_text("a,b\n")
     assert main(["layout", str(src), "--out", str(tmp_path / "no" / "o.json")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["layout", "g.json", "--out", "o.json", "--max-steps", "-5"],
+    ["layout", "g.json", "--out", "o.json", "--max-steps", "2.5"],
+    ["serve", "--physics-hz", "0"],
+    ["serve", "--physics-hz", "-3"],
+    ["serve", "--physics-hz", "abc"],
+])
+def test_a_count_or_rate_out_of_range_is_refused_before_anything_runs(
+        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {argv[-2]}: must be" in err and f"(got {argv[-1]})" in err
+
+
+def test_every_bench_answers_help(capsys: pytest.CaptureFixture[str]) -> None:
+    # benches without options of their own say what they measure (they refused --help)
+    assert main(["bench", "physics", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: graphwire bench physics [--json]") and "stepMs" in out
+    assert main(["bench", "physics", "--bogus"]) == 2
+    assert "takes no options" in capsys.readouterr().err

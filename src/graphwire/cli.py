@@ -29,12 +29,37 @@ def _bench(args: argparse.Namespace) -> int:
     runner: Callable[..., list[report.Row]] = module.run
     if inspect.signature(runner).parameters:
         rows = runner(options)
+    elif options in (["--help"], ["-h"]):
+        print(f"usage: graphwire bench {name} [--json]\n\n{inspect.getdoc(module)}")
+        return 0
     elif options:
         return _fail(f"bench {name} takes no options (got {' '.join(options)})")
     else:
         rows = runner()
     report.emit(name, rows, as_json=as_json)
     return 0
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0 (got {text})")
+    return value
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more (got {text})")
+    return value
 
 
 def _fail(message: str) -> int:
@@ -229,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--trusted-proxy", action="store_true",
                        help="the peer is a reverse proxy: identify clients by the address "
                        "it saw (the right-most X-Forwarded-For entry)")
-    serve.add_argument("--physics-hz", type=float, help="cap physics steps per second "
+    serve.add_argument("--physics-hz", type=_positive, help="cap physics steps per second "
                        "(default: real time, 1/dt)")
     serve.add_argument("--seed", type=int, default=1, help="seed of the start layout")
     serve.add_argument("--set", action="append", metavar="PATH=VALUE",
@@ -282,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     layout.add_argument("source", help="a Markdown vault folder, .json, .graphml, .gexf or .csv")
     layout.add_argument("--out", required=True, help="where to write the positions file (JSON, "
                         "read by `graphwire serve --layout`)")
-    layout.add_argument("--max-steps", type=int, default=30_000,
+    layout.add_argument("--max-steps", type=_count, default=30_000,
                         help="stop after this many physics steps if not settled (default 30000)")
     layout.add_argument("--seed", type=int, default=1, help="seed of the start (default 1)")
     layout.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,

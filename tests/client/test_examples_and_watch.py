@@ -70,6 +70,13 @@ async def test_settle_after_setting(make_server: ServerFactory, tmp_path: Path) 
     assert code == 0, err
     assert "repel_k: 3.0 -> 4.5 (revision 1)" in out
     assert "the layout moves" in out and "settled at seq" in out
+    # durable and shared: the example puts the setting back unless told to keep it
+    _, rest = await harness.get("/api/settings/visualisation.graphs.logseq.physics.repel_k")
+    assert rest["value"] == 3.0 and rest["revision"] == 2
+    code, out, err = await run(sys.executable, example("settle_after_setting.py"),
+                               harness.base, "--value", "4.5", "--keep")
+    assert code == 0, err
+    assert "put back" not in out
     _, rest = await harness.get("/api/settings/visualisation.graphs.logseq.physics.repel_k")
     assert rest["value"] == 4.5
 
