@@ -55,3 +55,48 @@ test('search: key, label and a vault page\'s aliases; prefix matches first', () 
     metadata: { alias: ['DL'] } });
   assert.deepEqual(keys('dl'), ['deep']); // an alias added in place is found at once
 });
+
+function graphOf(n, pairs) {
+  const m = new GraphModel();
+  m.load({
+    epoch: 1, topologyVersion: 0,
+    nodes: Array.from({ length: n }, (_, i) => ({ id: i, key: `n${i}`, label: `n${i}`, type: 'knowledge', metadata: {} })),
+    edges: pairs.map(([a, b]) => ({ source: a, target: b, weight: 1, type: 'link' })),
+  });
+  return m;
+}
+
+test('communities: two cliques joined by one edge are two communities, split where the bridge is', () => {
+  const pairs = [];
+  for (const base of [0, 5]) for (let i = 0; i < 5; i++) for (let j = i + 1; j < 5; j++) pairs.push([base + i, base + j]);
+  pairs.push([4, 5]);
+  const c = graphOf(10, pairs).communities();
+  assert.equal(new Set(c).size, 2);
+  for (let i = 1; i < 5; i++) { assert.equal(c[i], c[0]); assert.equal(c[5 + i], c[5]); }
+  assert.notEqual(c[0], c[5]);
+});
+
+test('communities: the karate club is not one colour (label propagation flooded it)', () => {
+  const karate = [[0,1],[0,2],[0,3],[0,4],[0,5],[0,6],[0,7],[0,8],[0,10],[0,11],[0,12],[0,13],[0,17],[0,19],[0,21],[0,31],
+    [1,2],[1,3],[1,7],[1,13],[1,17],[1,19],[1,21],[1,30],[2,3],[2,7],[2,8],[2,9],[2,13],[2,27],[2,28],[2,32],[3,7],[3,12],
+    [3,13],[4,6],[4,10],[5,6],[5,10],[5,16],[6,16],[8,30],[8,32],[8,33],[9,33],[13,33],[14,32],[14,33],[15,32],[15,33],
+    [18,32],[18,33],[19,33],[20,32],[20,33],[22,32],[22,33],[23,25],[23,27],[23,29],[23,32],[23,33],[24,25],[24,27],
+    [24,31],[25,31],[26,29],[26,33],[27,33],[28,31],[28,33],[29,32],[29,33],[30,32],[30,33],[31,32],[31,33],[32,33]];
+  const c = graphOf(34, karate).communities();
+  const count = new Set(c).size;
+  assert.ok(count >= 3 && count <= 6, `communities: ${count}`);
+  assert.notEqual(c[0], c[33]); // the two leaders end in different communities
+  assert.equal(c[0], c[1]);
+  assert.equal(c[32], c[33]);
+});
+
+test('communities: an empty slot is -1, a lone node its own community', () => {
+  const m = graphOf(4, [[0, 1], [1, 2]]);
+  m.applyChange({ topologyVersion: 1, added: { nodes: [], edges: [] },
+    removed: { nodes: [2], edges: [[1, 2]] } });
+  const c = m.communities();
+  assert.equal(c[2], -1);
+  assert.equal(c[0], c[1]);
+  assert.notEqual(c[3], c[0]);
+  assert.ok(c[3] >= 0);
+});

@@ -1,6 +1,6 @@
 /**
  * The graph as the page holds it: nodes in render slots, edges, degrees, neighbours, and
- * communities (label propagation) for colouring. Topology changes (`graph_changed`) are applied
+ * communities (Louvain) for colouring. Topology changes (`graph_changed`) are applied
  * in place: new nodes take new slots at the end, removed nodes leave an empty slot (hidden), so
  * the GPU buffers keep their layout and nothing is reloaded.
  * @module view/graph_model
@@ -138,35 +138,97 @@ export class GraphModel {
   }
 
   /**
-   * Communities by label propagation (a few sweeps, ties to the smallest label): cheap, good
-   * enough to colour clusters. Returns a community index per slot (-1 for empty slots).
+   * Communities by Louvain modularity optimisation (local moving, then aggregation, until a
+   * level merges nothing). Label propagation, used before, let one label flood a small dense
+   * graph (the karate club came out as one colour). Returns a community index per slot,
+   * numbered by size with the largest first (-1 for empty slots).
    */
-  communities(sweeps = 6) {
+  communities(maxSweeps = 10) {
     const n = this.nodes.length;
-    const label = new Int32Array(n);
-    for (let s = 0; s < n; s++) label[s] = this.nodes[s] ? s : -1;
-    const counts = new Map();
-    for (let sweep = 0; sweep < sweeps; sweep++) {
-      let changed = 0;
-      for (let s = 0; s < n; s++) {
-        const nb = this.adjacency[s];
-        if (!nb || nb.size === 0) continue;
-        counts.clear();
-        for (const t of nb) counts.set(label[t], (counts.get(label[t]) || 0) + 1);
-        let best = label[s];
-        let bestCount = counts.get(best) || 0;
-        for (const [l, c] of counts) if (c > bestCount || (c === bestCount && l < best)) { best = l; bestCount = c; }
-        if (best !== label[s]) { label[s] = best; changed += 1; }
+    // Level 0: one vertex per slot, unit edge weights, as CSR (offsets, targets, weights).
+    let off = new Int32Array(n + 1);
+    for (let s = 0; s < n; s++) off[s + 1] = off[s] + (this.nodes[s] && this.adjacency[s] ? this.adjacency[s].size : 0);
+    let tgt = new Int32Array(off[n]);
+    let wt = new Float64Array(off[n]).fill(1);
+    for (let s = 0, e = 0; s < n; s++) if (this.nodes[s] && this.adjacency[s]) for (const t of this.adjacency[s]) tgt[e++] = t;
+    // Weight inside each vertex (twice the edges a community has inside): it counts in the
+    // vertex's degree but moves with it.
+    let inner = new Float64Array(n);
+    const member = new Int32Array(n);
+    for (let s = 0; s < n; s++) member[s] = s;
+    for (;;) {
+      const v = off.length - 1;
+      const k = new Float64Array(v);
+      let m2 = 0;
+      for (let i = 0; i < v; i++) {
+        k[i] = inner[i];
+        for (let e = off[i]; e < off[i + 1]; e++) k[i] += wt[e];
+        m2 += k[i];
       }
-      if (!changed) break;
+      if (m2 === 0) break;
+      const comm = new Int32Array(v);
+      const tot = new Float64Array(v);
+      for (let i = 0; i < v; i++) { comm[i] = i; tot[i] = k[i]; }
+      const wTo = new Float64Array(v); // weight from the vertex to each community (scratch)
+      const touched = new Int32Array(v);
+      let moved = false;
+      for (let sweep = 0; sweep < maxSweeps; sweep++) {
+        let changed = 0;
+        for (let i = 0; i < v; i++) {
+          if (k[i] === 0) continue;
+          let nt = 0;
+          for (let e = off[i]; e < off[i + 1]; e++) {
+            const c = comm[tgt[e]];
+            if (tgt[e] === i) continue;
+            if (wTo[c] === 0) touched[nt++] = c;
+            wTo[c] += wt[e];
+          }
+          const own = comm[i];
+          tot[own] -= k[i];
+          let best = own;
+          let bestGain = wTo[own] - tot[own] * k[i] / m2;
+          for (let t = 0; t < nt; t++) {
+            const c = touched[t];
+            const gain = wTo[c] - tot[c] * k[i] / m2;
+            if (gain > bestGain + 1e-12) { best = c; bestGain = gain; }
+          }
+          for (let t = 0; t < nt; t++) wTo[touched[t]] = 0;
+          tot[best] += k[i];
+          if (best !== own) { comm[i] = best; changed += 1; moved = true; }
+        }
+        if (!changed) break;
+      }
+      if (!moved) break;
+      // Aggregate: one vertex per community, edge weights summed between communities.
+      const renum = new Int32Array(v).fill(-1);
+      let nc = 0;
+      for (let i = 0; i < v; i++) if (renum[comm[i]] < 0) renum[comm[i]] = nc++;
+      const next = Array.from({ length: nc }, () => new Map());
+      const nextInner = new Float64Array(nc);
+      for (let i = 0; i < v; i++) {
+        const a = renum[comm[i]];
+        nextInner[a] += inner[i];
+        for (let e = off[i]; e < off[i + 1]; e++) {
+          const b = renum[comm[tgt[e]]];
+          if (a !== b) next[a].set(b, (next[a].get(b) || 0) + wt[e]);
+          else nextInner[a] += wt[e];
+        }
+      }
+      off = new Int32Array(nc + 1);
+      for (let a = 0; a < nc; a++) off[a + 1] = off[a] + next[a].size;
+      tgt = new Int32Array(off[nc]);
+      wt = new Float64Array(off[nc]);
+      for (let a = 0, e = 0; a < nc; a++) for (const [b, w] of next[a]) { tgt[e] = b; wt[e++] = w; }
+      inner = nextInner;
+      for (let s = 0; s < n; s++) member[s] = renum[comm[member[s]]];
     }
-    const index = new Map();
     const sizes = new Map();
-    for (let s = 0; s < n; s++) if (label[s] >= 0) sizes.set(label[s], (sizes.get(label[s]) || 0) + 1);
+    for (let s = 0; s < n; s++) if (this.nodes[s]) sizes.set(member[s], (sizes.get(member[s]) || 0) + 1);
+    const index = new Map();
     // Number communities by size, largest first, so the largest get the most distinct colours.
-    [...sizes.entries()].sort((a, b) => b[1] - a[1]).forEach(([l], i) => index.set(l, i));
+    [...sizes.entries()].sort((a, b) => b[1] - a[1] || a[0] - b[0]).forEach(([l], i) => index.set(l, i));
     const out = new Int32Array(n);
-    for (let s = 0; s < n; s++) out[s] = label[s] >= 0 ? index.get(label[s]) : -1;
+    for (let s = 0; s < n; s++) out[s] = this.nodes[s] ? index.get(member[s]) : -1;
     return out;
   }
 
