@@ -179,7 +179,6 @@ export class GraphModel {
           let nt = 0;
           for (let e = off[i]; e < off[i + 1]; e++) {
             const c = comm[tgt[e]];
-            if (tgt[e] === i) continue;
             if (wTo[c] === 0) touched[nt++] = c;
             wTo[c] += wt[e];
           }
