@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import __version__
+from .bench.report import positive as _positive
 
 BENCHES = ("codec", "physics", "trace", "fanout", "settings", "layout", "browser", "client",
            "live")
@@ -38,17 +39,6 @@ def _bench(args: argparse.Namespace) -> int:
         rows = runner()
     report.emit(name, rows, as_json=as_json)
     return 0
-
-
-def _positive(text: str) -> float:
-    """An argparse type: a number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number above 0 (got {text})")
-    return value
 
 
 def _count(text: str) -> int:

@@ -35,3 +35,17 @@ def test_the_command_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
                  "--budgets", "0.2", "--impls", "graphwire"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["bench"] == "layout" and {r["budgetS"] for r in doc["rows"]} == {0.2, "rest"}
+
+
+@pytest.mark.parametrize(("option", "said"), [
+    (["--impls", "igraph"], "invalid choice: 'igraph'"),
+    (["--graphs", "nope"], "invalid choice: 'nope'"),
+    (["--budgets", "-1"], "must be a number above 0"),
+])
+def test_an_unknown_engine_graph_or_budget_is_refused_in_one_line(
+        option: list[str], said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "layout", "--small", *option])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err

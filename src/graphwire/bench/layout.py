@@ -38,10 +38,11 @@ from graphwire.simulation import PhysicsParams, Simulation, compile_kernels
 
 from .graphs import SBM_BLOCKS, barabasi_albert, grid, planted_communities
 from .quality import community_ratio, neighbour_share
-from .report import Row, progress
+from .report import Row, positive, progress
 
 BUDGETS = (1.0, 2.0, 5.0, 10.0, 20.0)
 """The issue's budgets (1, 5, 20 s) and the two its goals name (2 s, 10 s)."""
+GRAPHS = ("communities", "grid", "ba10k", "demo")
 REST_STEPS = 20_000
 """``budgetS: "rest"`` stops here if the layout has not settled."""
 FR_END_ITERATIONS = 500  # igraph's own default
@@ -80,7 +81,7 @@ class Case:
 def cases(names: Sequence[str] | None = None, *, small: bool = False) -> list[Case]:
     """The bench's graphs (``small``: tiny versions, for a quick check of the command)."""
     out: list[Case] = []
-    want = set(names) if names else {"communities", "grid", "ba10k", "demo"}
+    want = set(names) if names else set(GRAPHS)
     if "communities" in want:
         blocks = 4 if small else SBM_BLOCKS
         out.append(Case("communities", lambda: planted_communities(blocks)[0],
@@ -177,6 +178,7 @@ def _fa2(case: Case) -> Layout:
 
 
 PEERS: dict[str, Callable[[Case], Layout]] = {"igraph-fr": _igraph_fr, "fa2": _fa2}
+IMPLS = ("graphwire", "igraph-fr", "igraph-drl", "fa2")
 
 
 def peer_rows(case: Case, impl: str, budgets: Sequence[float], *,
@@ -247,10 +249,12 @@ def drl_rows(case: Case, *, timeout: float = DRL_TIMEOUT,
 def run(argv: Sequence[str] | None = None) -> list[Row]:
     """All rows of the layout bench (``argv``: the options after ``bench layout``)."""
     ap = argparse.ArgumentParser(prog="graphwire bench layout")
-    ap.add_argument("--graphs", nargs="*", help="communities grid ba10k demo (default: all)")
-    ap.add_argument("--budgets", type=float, nargs="*", default=list(BUDGETS))
-    ap.add_argument("--impls", nargs="*",
-                    default=["graphwire", "igraph-fr", "igraph-drl", "fa2"])
+    ap.add_argument("--graphs", nargs="*", choices=GRAPHS, metavar="GRAPH",
+                    help=f"some of {', '.join(GRAPHS)} (default: all)")
+    ap.add_argument("--budgets", type=positive, nargs="*", default=list(BUDGETS),
+                    metavar="SECONDS", help="wall-clock budgets to judge each layout at")
+    ap.add_argument("--impls", nargs="*", choices=IMPLS, default=list(IMPLS), metavar="IMPL",
+                    help=f"some of {', '.join(IMPLS)} (default: all)")
     ap.add_argument("--small", action="store_true", help="tiny graphs: a quick check")
     ap.add_argument("--plots", type=Path, help="write a picture of each graph's layouts here")
     args = ap.parse_args(list(argv or []))

@@ -96,6 +96,15 @@ def progress(message: str) -> None:
         sys.stderr.write(message + "\n")
         sys.stderr.flush()
 
+def positive(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0 (got {text})")
+    return value
 
 
 def int_list(text: str) -> list[int]:
