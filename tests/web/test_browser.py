@@ -115,6 +115,27 @@ async def test_an_unknown_format_in_the_address_falls_back_to_q(serve, pages: Pa
     assert await page.evaluate("window.graphwire.format") == "q"
 
 
+async def test_a_server_that_needs_a_token_says_so_and_takes_it(serve, pages: Pages) -> None:
+    served = await serve(token="sekrit", overrides=STILL)
+    pages.allowed += ["401", "Authentication failed"]  # the refusals the page must explain
+    page = await pages.open(served.base + "/")
+    notice = page.get_by_test_id("notice")
+    await notice.wait_for(state="visible", timeout=10_000)
+    assert "needs a token" in await notice.inner_text()
+    assert await page.evaluate("window.graphwire.status") == "disconnected"
+    await page.get_by_test_id("token-input").fill("wrong")
+    await page.get_by_test_id("token-input").press("Enter")
+    await page.wait_for_url("**/?token=wrong")
+    await notice.wait_for(state="visible", timeout=10_000)
+    assert "refused" in await notice.inner_text()
+    await page.get_by_test_id("token-input").fill("sekrit")
+    await page.get_by_test_id("token-input").press("Enter")
+    await page.wait_for_url("**/?token=sekrit")
+    await wait_frames(page, 1, timeout=10_000)
+    assert await notice.is_hidden()
+    assert await page.evaluate("window.graphwire.status") == "connected"
+
+
 async def test_a_slider_moved_in_one_page_moves_it_in_another(serve, pages: Pages) -> None:
     served = await serve()
     path = "visualisation.graphs.logseq.physics.spring_k"

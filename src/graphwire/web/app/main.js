@@ -80,9 +80,32 @@ const app = {
 const statusEl = $('[data-testid="status"]');
 const FOLLOW_MS = 1000;  // how often the camera re-frames a layout that is still unfolding
 view.controls.addEventListener('start', () => { app.userMoved = true; });
-conn.on('state', ({ state }) => {
+conn.on('state', ({ state, reason }) => {
   statusEl.textContent = state;
   statusEl.dataset.state = state;
+  statusEl.title = reason || '';
+  if (state === 'disconnected' && (reason === 'unauthorized' || reason === 'token refused')) {
+    askForToken(Boolean(params.get('token')));
+  }
+});
+
+/**
+ * The server wants a token this page does not have (or refused the one it has): say so in the
+ * middle of the screen, with a field that reopens the page with `?token=`.
+ */
+function askForToken(hadOne) {
+  $('#notice-title').textContent = hadOne ? 'This token was refused' : 'This server needs a token';
+  $('#notice-text').textContent = hadOne
+    ? 'The server did not accept the token in the address. Enter the right one to open the graph.'
+    : 'It was started with --token. Enter it here, or open the page as /?token=… to connect.';
+  $('#notice').hidden = false;
+  $('#token-form input').focus();
+}
+$('#token-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const next = new URLSearchParams(location.search);
+  next.set('token', $('#token-form input').value);
+  location.search = next.toString();
 });
 conn.on('established', ({ message }) => {
   settings.expect(message.settings);
