@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from graphwire.bench.redis_server import free_port
+from graphwire.graph.layout_file import Layout, write_layout
 from graphwire.server.keys import GRAPH_SERVICE
 from tests.server.conftest import THROUGH_GATEWAY, ring_csv
 
@@ -90,6 +91,43 @@ async def test_page_connects_applies_frames_and_draws_the_graph(serve, pages: Pa
     background = (0x0B, 0x0E, 0x14)
     lit = sum(1 for p in pixels if sum(abs(p[k] - background[k]) for k in range(3)) > 40)
     assert lit > 500, f"only {lit} pixels differ from the background"
+
+
+async def test_a_wide_layout_fills_the_view_and_every_node_stays_visible(
+        serve, pages: Pages, tmp_path: Path) -> None:
+    # a ring 40,000 units across: a node's world radius (about 2) is a tenth of a pixel at the
+    # distance that shows it whole, so only the pixel floor keeps the nodes on screen
+    n = 200
+    angle = [2 * math.pi * i / n for i in range(n)]
+    layout = Layout([f"n{i:03d}" for i in range(n)],
+                    [[20_000 * math.cos(a), 20_000 * math.sin(a), 0.0] for a in angle],
+                    settled=True)
+    write_layout(tmp_path / "ring.layout.json", layout)
+    served = await serve(layout=str(tmp_path / "ring.layout.json"), overrides={
+        **STILL, "visualisation.rendering.edges.opacity": 0.0,
+        "visualisation.rendering.nodes.labels": False})
+    page = await pages.open(served.base + "/?nodes=instanced")
+    await wait_frames(page, 1, timeout=10_000)
+    await page.wait_for_timeout(300)  # a drawn frame after the fit
+    where = await page.evaluate(
+        "window.graphwire.keys().map((k) => window.graphwire.screenOf(k))")
+    xs = [p["x"] for p in where]
+    ys = [p["y"] for p in where]
+    status_top = await page.evaluate(
+        "document.querySelector('#status').getBoundingClientRect().top")
+    # all in view, none under the status bar, and the ring fills the view (not a dot in it)
+    assert min(xs) > 0 and max(xs) < 1000 and min(ys) > 0 and max(ys) < status_top
+    assert max(xs) - min(xs) > 600 or max(ys) - min(ys) > 0.7 * status_top
+    width, _, pixels = png_pixels(await page.screenshot())
+    background = (0x0B, 0x0E, 0x14)
+
+    def lit(x: float, y: float) -> bool:
+        return any(sum(abs(c - b) for c, b in zip(pixels[(int(y) + dy) * width + int(x) + dx],
+                                                   background, strict=True)) > 60
+                   for dx in (-1, 0, 1) for dy in (-1, 0, 1))
+
+    shown = sum(lit(x, y) for x, y in zip(xs, ys, strict=True))
+    assert shown >= 0.95 * n, f"only {shown} of {n} nodes have a pixel on screen"
 
 
 async def test_a_page_opened_on_a_settled_layout_shows_it_at_once(serve, pages: Pages) -> None:

@@ -247,6 +247,7 @@ function recolor() {
   const ac = hexToRgb(settings.get(R + 'nodes.agentColor') ?? '#ffb74d');
   const sssp = app.sssp;
   const onPath = new Set(app.path);
+  view.setSizeUnit(base * sizeForDegree(1));  // a leaf's size: the unit of the pixel floor
   for (let s = 0; s < model.slotCount; s++) {
     const n = model.nodes[s];
     if (!n) { view.size[s] = 0; continue; }

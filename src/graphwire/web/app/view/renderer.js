@@ -23,6 +23,24 @@
 import * as THREE from 'three';
 import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
 
+/**
+ * Pixel radius under which no node is drawn, for a node of the base size (a hub's floor is
+ * larger, by its size over the base): zoomed out on a large layout, a node whose world radius
+ * is under a pixel would vanish, and a cluster of them with it.
+ */
+export const MIN_NODE_PIXELS = 1.5;
+/** The largest such floor, in pixels (a hub seen from afar stays a dot, not a disc). */
+export const MAX_NODE_FLOOR_PIXELS = 5;
+
+// GLSL both node shaders share: the pixel floor of a node's radius, and fog by depth measured
+// from the point the camera looks at (uFog: where it starts, over what depth it is full), so a
+// graph of any extent is lit the same at the fitted view.
+const SHARED_GLSL = `
+float minPixels(float size) {
+  return clamp(${MIN_NODE_PIXELS.toFixed(2)} * size / uSizeUnit, 1.0, ${MAX_NODE_FLOOR_PIXELS.toFixed(2)});
+}
+float fog(float depth) { return 0.6 * clamp((depth - uFog.x) / uFog.y, 0.0, 1.0); }`;
+
 const NODE_VERTEX = `
 attribute vec3 prevPos;
 attribute vec3 nextPos;
@@ -30,16 +48,21 @@ attribute vec3 color;
 attribute float size;
 uniform float uT;
 uniform float uScale;
+uniform float uPixels;
+uniform float uSizeUnit;
+uniform vec2 uFog;
 varying vec2 vUv;
 varying vec3 vColor;
 varying float vFog;
+${SHARED_GLSL}
 void main() {
   vec3 p = mix(prevPos, nextPos, uT);
   vec4 mv = modelViewMatrix * vec4(p, 1.0);
-  mv.xy += position.xy * size * uScale;
+  float depth = max(1e-3, -mv.z);
+  mv.xy += position.xy * max(size * uScale, minPixels(size) * depth / uPixels);
   vUv = position.xy;
   vColor = color;
-  vFog = clamp((-mv.z) / 6000.0, 0.0, 0.6);
+  vFog = fog(depth);
   gl_Position = projectionMatrix * mv;
 }`;
 
@@ -68,14 +91,18 @@ attribute float size;
 uniform float uT;
 uniform float uScale;
 uniform float uPixels;
+uniform float uSizeUnit;
+uniform vec2 uFog;
 varying vec3 vColor;
 varying float vFog;
+${SHARED_GLSL}
 void main() {
   vec3 p = mix(prevPos, position, uT);
   vec4 mv = modelViewMatrix * vec4(p, 1.0);
-  gl_PointSize = max(1.5, 2.0 * size * uScale * uPixels / max(1e-3, -mv.z));
+  float depth = max(1e-3, -mv.z);
+  gl_PointSize = 2.0 * max(minPixels(size), size * uScale * uPixels / depth);
   vColor = color;
-  vFog = clamp((-mv.z) / 6000.0, 0.0, 0.6);
+  vFog = fog(depth);
   gl_Position = projectionMatrix * mv;
 }`;
 
@@ -139,7 +166,7 @@ export class Renderer {
     this.nodeScale = 1;
     this.uniforms = {
       uT: { value: 1 }, uScale: { value: 1 }, uBackground: { value: this.background },
-      uPixels: { value: 1 },
+      uPixels: { value: 1 }, uSizeUnit: { value: 1 }, uFog: { value: new THREE.Vector2(1e9, 1) },
     };
     this.edgeUniforms = {
       uT: this.uniforms.uT, uColor: { value: new THREE.Color('#90a4ae') }, uOpacity: { value: 0.35 },
@@ -373,6 +400,9 @@ export class Renderer {
   markColors() { this.attrs.color.needsUpdate = true; }
   markSizes() { this.attrs.size.needsUpdate = true; }
 
+  /** The size of a node of the base size (the `nodes.size` setting): the pixel floor's unit. */
+  setSizeUnit(unit) { this.uniforms.uSizeUnit.value = Math.max(unit, 1e-6); }
+
   resize() {
     const w = this.container.clientWidth || window.innerWidth;
     const h = this.container.clientHeight || window.innerHeight;
@@ -391,16 +421,24 @@ export class Renderer {
     this.uniforms.uT.value = this.currentT(now);
     if (this.flight) this.flight(now);
     this.controls.update();
+    // fog from just behind the point looked at to three times as far
+    const d = this.camera.position.distanceTo(this.controls.target);
+    this.uniforms.uFog.value.set(d, 3 * d);
     this.renderer.render(this.scene, this.camera);
   }
 
-  /** Frame the camera on the nodes shown (their bounding sphere). */
   /**
-   * Frame the graph: centre on the median node, far enough to see 95 % of the nodes. A few
-   * nodes far out (a lone component, a weakly linked group) must not shrink the rest to a dot.
-   * `ms` > 0 glides there (following a layout as it unfolds), 0 jumps.
+   * Frame the graph: centre on the median node, close enough that every node is in view (less
+   * `margin` CSS pixels on each side, where panels lie over the canvas), but no farther than
+   * twice what 95 % of the nodes need: a few nodes far out (a lone component flung away) must
+   * not shrink the rest to a dot.
+   * The distance is what each node needs to be in view from the camera's direction (its offset
+   * across the view over the half-angle's tangent, plus how far it stands towards the camera),
+   * so a flat or long layout fills the screen, not only its bounding sphere.
+   * `ms` > 0 glides there (following a layout as it unfolds, from the present direction), 0
+   * jumps (from the default direction).
    */
-  fit(ms = 0) {
+  fit(ms = 0, margin = { top: 40, bottom: 56, side: 24 }) {
     const slots = [];
     const step = Math.max(1, Math.floor(this.count / 4000));  // a sample is enough
     for (let s = 0; s < this.count; s += step) if (this.size[s] !== 0) slots.push(s);
@@ -410,14 +448,58 @@ export class Renderer {
       return v[v.length >> 1];
     };
     const centre = new THREE.Vector3(median(0), median(1), median(2));
-    const dist2 = slots.map((s) => {
-      const dx = this.next[3 * s] - centre.x;
-      const dy = this.next[3 * s + 1] - centre.y;
-      const dz = this.next[3 * s + 2] - centre.z;
-      return dx * dx + dy * dy + dz * dz;
-    }).sort((a, b) => a - b);
-    const r = Math.max(Math.sqrt(dist2[Math.floor(0.95 * (dist2.length - 1))]) * 1.1, 10);
-    const dist = r / Math.sin((this.camera.fov * Math.PI) / 360);
+    const back = ms > 0
+      ? this.camera.position.clone().sub(this.controls.target).normalize()
+      : new THREE.Vector3(0.25, 0.2, 1).normalize();
+    const right = new THREE.Vector3().crossVectors(this.camera.up, back).normalize();
+    const up = new THREE.Vector3().crossVectors(back, right);
+    const h = Math.max(1, this.height || 1);
+    const w = Math.max(1, this.width || 1);
+    // tangents of the half-angles left for the graph, across and up, once margins are taken
+    const tanY = Math.tan((this.camera.fov * Math.PI) / 360);
+    const tanUp = tanY * Math.max(0.2, 1 - (2 * Math.max(margin.top, margin.bottom)) / h);
+    const tanAcross = tanY * (w / h) * Math.max(0.2, 1 - (2 * margin.side) / w);
+    // each node's offset towards the camera, across and up the view, from the median node
+    const n = slots.length;
+    const towards = new Float64Array(n);
+    const across = new Float64Array(n);
+    const upward = new Float64Array(n);
+    const p = new THREE.Vector3();
+    slots.forEach((s, i) => {
+      p.fromArray(this.next, 3 * s).sub(centre);
+      towards[i] = p.dot(back); across[i] = p.dot(right); upward[i] = p.dot(up);
+    });
+    // the camera distance that shows a node, looking at the centre moved by (du, dv)
+    const need = (i, du, dv) => towards[i]
+      + Math.max(Math.abs(across[i] - du) / tanAcross, Math.abs(upward[i] - dv) / tanUp);
+    // which nodes to keep in view: all, or those that need at most twice what 95 % need
+    const first = Float64Array.from({ length: n }, (_, i) => need(i, 0, 0));
+    const cap = 2 * Float64Array.from(first).sort()[Math.floor(0.95 * (n - 1))];
+    const kept = [];
+    for (let i = 0; i < n; i++) if (first[i] <= cap) kept.push(i);
+    // look at the middle of the kept nodes as they appear (near ones loom larger, so the middle
+    // of their extent is not the middle of the picture): a few rounds of centring and refitting
+    const distance = (du, dv) => {
+      let d = 0;
+      for (const i of kept) d = Math.max(d, need(i, du, dv));
+      return Math.max(d * 1.05, 10 / tanY);
+    };
+    let du = 0;
+    let dv = 0;
+    for (let round = 0; round < 4; round++) {
+      const dist = distance(du, dv);
+      let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
+      for (const i of kept) {
+        const depth = Math.max(dist - towards[i], 1e-6);
+        const x = (across[i] - du) / depth;
+        const y = (upward[i] - dv) / depth;
+        x0 = Math.min(x0, x); x1 = Math.max(x1, x); y0 = Math.min(y0, y); y1 = Math.max(y1, y);
+      }
+      du += ((x0 + x1) / 2) * dist;
+      dv += ((y0 + y1) / 2) * dist;
+    }
+    const dist = distance(du, dv);
+    centre.addScaledVector(right, du).addScaledVector(up, dv);
     this.camera.far = Math.max(50000, dist * 10);
     this.camera.updateProjectionMatrix();
     if (ms > 0) {
@@ -425,7 +507,7 @@ export class Renderer {
       return;
     }
     this.controls.target.copy(centre);
-    this.camera.position.copy(centre).add(new THREE.Vector3(0.25, 0.2, 1).normalize().multiplyScalar(dist));
+    this.camera.position.copy(centre).add(back.multiplyScalar(dist));
   }
 
   /**
@@ -460,7 +542,10 @@ export class Renderer {
   /** Pixel radius of a slot's sphere at a given depth. */
   pixelRadius(slot, depth) {
     const f = this.height / 2 / Math.tan((this.camera.fov * Math.PI) / 360);
-    return (this.size[slot] * this.uniforms.uScale.value * f) / depth;
+    const size = this.size[slot];
+    const floor = Math.min(Math.max(MIN_NODE_PIXELS * size / this.uniforms.uSizeUnit.value, 1),
+      MAX_NODE_FLOOR_PIXELS);
+    return Math.max((size * this.uniforms.uScale.value * f) / depth, floor);
   }
 
   /** The slot under a screen point (nearest to the camera among those hit), or -1. */
