@@ -271,6 +271,33 @@ async def test_searching_a_page_name_selects_it_and_colours_paths(serve, pages: 
     assert await page.get_by_test_id("no-match").count() == 0
 
 
+async def test_paths_another_viewer_chose_come_with_their_panel_and_clear(
+        serve, pages: Pages) -> None:
+    served = await serve(overrides=STILL)
+    first = await pages.open(served.base + "/")
+    second = await pages.open(served.base + "/")
+    for page in (first, second):
+        await wait_frames(page, 1, timeout=10_000)
+    await first.evaluate("window.graphwire.select('n042')")
+    # the other screen's colours changed: it says from which node, and how to go back
+    await second.wait_for_function("window.graphwire.selected === 'n042'", timeout=10_000)
+    await second.get_by_test_id("selection").wait_for(state="visible")
+    assert "n042" in await second.locator("#sel-label").inner_text()
+    # a page opened now (its paths may arrive before its graph) says the same, counted right
+    third = await pages.open(served.base + "/")
+    await third.get_by_test_id("selection").wait_for(state="visible", timeout=10_000)
+    await third.wait_for_function("window.graphwire.ssspReached === 200")
+    assert await third.evaluate("window.graphwire.selected") == "n042"
+    assert await third.locator("#sel-reached").inner_text() == "200 of 200"
+    # clear on one screen clears everywhere
+    await second.locator("#sel-clear").click()
+    for page in (first, third):
+        await page.wait_for_function("window.graphwire.ssspReached === null", timeout=10_000)
+        await page.get_by_test_id("selection").wait_for(state="hidden")
+        assert await page.evaluate("window.graphwire.selected") is None
+    assert served.core[GRAPH_SERVICE].sssp.source is None
+
+
 async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(
         serve, pages: Pages) -> None:
     served = await serve(overrides=STILL)

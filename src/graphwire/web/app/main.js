@@ -55,7 +55,8 @@ const app = {
   settled: false,
   decodeTimes: [],
   applyTimes: [],
-  selected: -1, // slot
+  selected: -1, // slot (the shared shortest-path source, or what this page just asked for)
+  asked: null, // {source, at}: the shortest-path source this page asked for, until it arrives
   hovered: -1,
   sssp: null, // {source, distance, parent} by node id
   ssspReached: null,
@@ -78,7 +79,8 @@ const app = {
 
 // -- the connection -------------------------------------------------------------------------
 const statusEl = $('[data-testid="status"]');
-const FOLLOW_MS = 1000;  // how often the camera re-frames a layout that is still unfolding
+const FOLLOW_MS = 1000;
+const ASK_MS = 3000;  // how long paths of another source are taken as older than this page's ask  // how often the camera re-frames a layout that is still unfolding
 view.controls.addEventListener('start', () => { app.userMoved = true; });
 conn.on('state', ({ state, reason }) => {
   statusEl.textContent = state;
@@ -118,6 +120,13 @@ conn.on('graph', (data) => {
   relayout(true);
   for (const slot of [...app.pinned.keys()]) if (!model.nodes[slot]) app.pinned.delete(slot);
   if (newEpoch) { app.pinned.clear(); select(-1, false); }
+  else if (app.sssp && app.selected < 0) {
+    // the shared paths came before the graph they belong to: show whose they are now
+    app.selected = model.slotOf.get(app.sssp.source) ?? -1;
+    countReached();
+    recolor();
+    showSelection();
+  }
 });
 conn.on('graph_changed', (msg) => {
   if (msg.refetch) return; // the connection refetches /api/graph/data
@@ -222,22 +231,34 @@ function push(arr, v) {
   if (arr.length > 50) arr.shift();
 }
 
+/** How many nodes on screen the shared paths reach (null: no paths). */
+function countReached() {
+  const sssp = app.sssp;
+  if (!sssp) { app.ssspReached = null; return; }
+  let reached = 0;
+  for (const s of model.slotOf.values()) {
+    const id = model.nodes[s].id;
+    if (id < sssp.distance.length && Number.isFinite(sssp.distance[id])) reached += 1;
+  }
+  app.ssspReached = reached;
+}
+
+/**
+ * Shortest paths from the source every viewer shares (§ set_sssp_source): this page's selection
+ * follows it, so colours that another viewer's click brought always come with the panel that
+ * says whose paths they are, and its clear button. Paths from an older source that arrive after
+ * this page asked for a new one (within a few seconds) are skipped: ours are on their way.
+ */
 function onSssp(msg) {
+  if (app.asked && msg.source !== app.asked.source && performance.now() - app.asked.at < ASK_MS) return;
+  app.asked = null;
+  app.selected = msg.source === null ? -1 : model.slotOf.get(msg.source) ?? -1;
   app.sssp = msg.source === null ? null : msg;
   app.ssspSorted = app.sssp ? Float32Array.from(msg.distance.filter(Number.isFinite)).sort() : null;
-  if (app.sssp) {
-    let reached = 0;
-    for (const s of model.slotOf.values()) {
-      const id = model.nodes[s].id;
-      if (id < msg.distance.length && Number.isFinite(msg.distance[id])) reached += 1;
-    }
-    app.ssspReached = reached;
-  } else {
-    app.ssspReached = null;
-  }
+  countReached();
   updatePath();
   recolor();
-  if (app.selected >= 0) showSelection();
+  showSelection();
 }
 
 // -- colours, sizes and the highlighted path ------------------------------------------------------
@@ -306,7 +327,11 @@ function updatePath() {
 // -- selection, hover, search ------------------------------------------------------------------------
 function select(slot, tell = true) {
   app.selected = slot;
-  if (tell) conn.sendJson({ type: 'set_sssp_source', source: slot >= 0 ? model.nodes[slot].id : null });
+  if (tell) {
+    const source = slot >= 0 ? model.nodes[slot].id : null;
+    app.asked = { source, at: performance.now() };
+    conn.sendJson({ type: 'set_sssp_source', source });
+  }
   recolor();
   showSelection();
 }
