@@ -1,9 +1,10 @@
-"""Take docs/screenshot.png: the demo graph in the browser client, a node selected, paths coloured.
+"""Take docs/overview.png and docs/screenshot.png: the demo graph in the browser client.
 
 Starts ``graphwire serve`` (the bundled demo) on a free port with a fresh settings database,
-lets the layout run, opens the page in headless Chromium, selects a well-connected page so the
-shortest-path colouring shows, hovers a far node so its path back is highlighted, and writes
-the PNG. Run it with ``make screenshot`` (or ``python scripts/screenshot.py [OUT] [--settle S]``).
+lets the layout run, opens the page in headless Chromium and takes the first view (the whole
+graph, coloured by community: what a person sees on opening the page); then selects a
+well-connected page so the shortest-path colouring shows, hovers a far node so its path back is
+highlighted, and takes the second. Run it with ``make screenshot`` (or ``python scripts/screenshot.py [OUT] [--settle S]``).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SELECT = "json"  # a page of the demo: the json package
 
 
-async def shoot(url: str, out: Path, settle: float) -> None:
-    """Open the client, wait for the layout, select, hover, write the PNG."""
+async def shoot(url: str, out: Path, overview: Path, settle: float) -> None:
+    """Open the client, wait for the layout, take the overview; select, hover, take ``out``."""
     async with async_playwright() as pw:
         browser = await launch(pw)
         try:
@@ -36,6 +37,7 @@ async def shoot(url: str, out: Path, settle: float) -> None:
             await page.wait_for_function("window.graphwire && window.graphwire.framesApplied > 2",
                                          timeout=60_000)
             await page.wait_for_timeout(settle * 1000)  # let the layout unfold (a picture)
+            await page.screenshot(path=str(overview))
             await page.get_by_test_id("search").fill(SELECT)
             await page.get_by_test_id("search").press("Enter")
             await page.wait_for_function("window.graphwire.ssspReached > 0", timeout=30_000)
@@ -60,6 +62,8 @@ def main() -> int:
     """Serve the demo, take the screenshot, stop the server."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", default=str(ROOT / "docs" / "screenshot.png"))
+    parser.add_argument("--overview", default=str(ROOT / "docs" / "overview.png"),
+                        help="where the first view goes (default docs/overview.png)")
     parser.add_argument("--settle", type=float, default=25.0,
                         help="seconds of layout before the picture (default 25)")
     args = parser.parse_args()
@@ -73,11 +77,11 @@ def main() -> int:
             wait_ready(proc, "graphwire serve")
             # a picture is worth the slow path on a software rasteriser: quads and multisampling
             url = f"http://127.0.0.1:{port}/?nodes=instanced&aa=1"
-            asyncio.run(shoot(url, Path(args.out), args.settle))
+            asyncio.run(shoot(url, Path(args.out), Path(args.overview), args.settle))
         finally:
             proc.terminate()
             proc.wait(30)
-    print(f"wrote {args.out}")
+    print(f"wrote {args.overview} and {args.out}")
     return 0
 
 
