@@ -4,7 +4,8 @@ Starts ``graphwire serve`` (the bundled demo) on a free port with a fresh settin
 lets the layout run, opens the page in headless Chromium and takes the first view (the whole
 graph, coloured by community: what a person sees on opening the page); then selects a
 well-connected page so the shortest-path colouring shows, hovers a far node so its path back is
-highlighted, and takes the second. Run it with ``make screenshot`` (or ``python scripts/screenshot.py [OUT] [--settle S]``).
+highlighted, and takes the second. Run it with ``make screenshot`` (or
+``python scripts/screenshot.py [OUT] [--overview PNG] [--settle S]``).
 """
 
 from __future__ import annotations
