@@ -296,6 +296,13 @@ async def test_paths_another_viewer_chose_come_with_their_panel_and_clear(
         await page.get_by_test_id("selection").wait_for(state="hidden")
         assert await page.evaluate("window.graphwire.selected") is None
     assert served.core[GRAPH_SERVICE].sssp.source is None
+    # clicks in quick succession: every screen ends on the last, as the server does
+    await first.evaluate("['n010', 'n020', 'n030'].forEach((k) => window.graphwire.select(k))")
+    for page in (first, second, third):
+        await page.wait_for_function("window.graphwire.selected === 'n030'"
+                                     " && window.graphwire.ssspReached === 200", timeout=10_000)
+    nid = served.core[GRAPH_SERVICE].graph.keys.index("n030")
+    assert served.core[GRAPH_SERVICE].sssp.source == nid
 
 
 async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(

@@ -56,7 +56,7 @@ const app = {
   decodeTimes: [],
   applyTimes: [],
   selected: -1, // slot (the shared shortest-path source, or what this page just asked for)
-  asked: null, // {source, at}: the shortest-path source this page asked for, until it arrives
+  asked: [], // [{source, at}]: shortest-path sources this page asked for, until one arrives
   hovered: -1,
   sssp: null, // {source, distance, parent} by node id
   ssspReached: null,
@@ -80,7 +80,7 @@ const app = {
 // -- the connection -------------------------------------------------------------------------
 const statusEl = $('[data-testid="status"]');
 const FOLLOW_MS = 1000;
-const ASK_MS = 3000;  // how long paths of another source are taken as older than this page's ask  // how often the camera re-frames a layout that is still unfolding
+const ASK_MS = 3000;  // how long paths of an older ask are taken as older than the newest ask  // how often the camera re-frames a layout that is still unfolding
 view.controls.addEventListener('start', () => { app.userMoved = true; });
 conn.on('state', ({ state, reason }) => {
   statusEl.textContent = state;
@@ -246,12 +246,16 @@ function countReached() {
 /**
  * Shortest paths from the source every viewer shares (§ set_sssp_source): this page's selection
  * follows it, so colours that another viewer's click brought always come with the panel that
- * says whose paths they are, and its clear button. Paths from an older source that arrive after
- * this page asked for a new one (within a few seconds) are skipped: ours are on their way.
+ * says whose paths they are, and its clear button. Paths of a source this page asked for before
+ * its newest ask (clicks in quick succession) are skipped for a few seconds: the newest answer is
+ * on its way. Any other viewer's source is the server's newest word, and is shown.
  */
 function onSssp(msg) {
-  if (app.asked && msg.source !== app.asked.source && performance.now() - app.asked.at < ASK_MS) return;
-  app.asked = null;
+  const latest = app.asked.at(-1);
+  const echo = latest && msg.source !== latest.source && performance.now() - latest.at < ASK_MS
+    && app.asked.some((a) => a.source === msg.source);
+  if (echo) return;  // an older ask of ours, answered after a newer one: the newer is coming
+  app.asked = [];
   app.selected = msg.source === null ? -1 : model.slotOf.get(msg.source) ?? -1;
   app.sssp = msg.source === null ? null : msg;
   app.ssspSorted = app.sssp ? Float32Array.from(msg.distance.filter(Number.isFinite)).sort() : null;
@@ -329,7 +333,7 @@ function select(slot, tell = true) {
   app.selected = slot;
   if (tell) {
     const source = slot >= 0 ? model.nodes[slot].id : null;
-    app.asked = { source, at: performance.now() };
+    app.asked.push({ source, at: performance.now() });
     conn.sendJson({ type: 'set_sssp_source', source });
   }
   recolor();
