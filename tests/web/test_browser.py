@@ -130,6 +130,30 @@ async def test_a_wide_layout_fills_the_view_and_every_node_stays_visible(
     assert shown >= 0.95 * n, f"only {shown} of {n} nodes have a pixel on screen"
 
 
+@pytest.mark.parametrize("viewport", [(390, 844), (1280, 720)], ids=["phone", "laptop"])
+async def test_the_panels_never_cover_each_other(
+        serve, pages: Pages, viewport: tuple[int, int]) -> None:
+    served = await serve(overrides=STILL)
+    page = await pages.open(served.base + "/")
+    await page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
+    await wait_frames(page, 1, timeout=10_000)
+    await page.get_by_test_id("settings").locator("details").first.wait_for()
+    for selected in (False, True):
+        if selected:
+            await page.evaluate("window.graphwire.select('n042')")
+            await page.get_by_test_id("selection").wait_for(state="visible")
+        boxes = await page.evaluate("""['#top', '#side', '#status'].map((id) => {
+            const r = document.querySelector(id).getBoundingClientRect();
+            return [id, r.left, r.top, r.right, r.bottom]; })""")
+        for box in boxes:  # each within the window
+            assert box[1] >= 0 and box[2] >= 0, box
+            assert box[3] <= viewport[0] and box[4] <= viewport[1], box
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                apart = a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2]
+                assert apart, (a, b)
+
+
 async def test_a_page_opened_on_a_settled_layout_shows_it_at_once(serve, pages: Pages) -> None:
     # settled from the start, and no keyframe for a minute after the one a subscriber gets: the
     # page must show (and count, and fit the camera to) that first keyframe, which arrives
