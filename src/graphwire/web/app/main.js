@@ -215,15 +215,35 @@ function onPositions(msg) {
   app.framesWindow.push(t0);
   $('[data-testid="frames"]').textContent = app.framesApplied;
   if (!app.fitted) {
-    view.fit();
+    view.fit(0, fitMargins());
     app.fitted = true;
     app.lastFit = t0;
   } else if (!app.userMoved && !app.settledFit && t0 - app.lastFit > FOLLOW_MS) {
     // until the user takes the camera, follow the layout as it unfolds and settles
-    view.fit(FOLLOW_MS * 0.8);
+    view.fit(FOLLOW_MS * 0.8, fitMargins());
     app.lastFit = t0;
     if (msg.settled) app.settledFit = true;
   }
+}
+
+/**
+ * What the panels cover of the canvas, for the camera's fit: the status bar, and a panel that
+ * spans the window's width (a phone's search bar and settings); corner panels on a wide window
+ * leave the middle free and take only a small margin.
+ */
+function fitMargins() {
+  const w = window.innerWidth;
+  const h = window.innerHeight;
+  const box = (sel) => $(sel).getBoundingClientRect();
+  const wide = (r) => r.width > 0.6 * w;
+  const top = box('#top');
+  const side = box('#side');
+  const lowest = Math.min(box('#status').top, wide(side) && side.height > 0 ? side.top : h);
+  return {
+    top: Math.max(40, wide(top) ? top.bottom + 8 : 0),
+    bottom: Math.max(56, h - lowest + 8),
+    side: 24,
+  };
 }
 
 function push(arr, v) {
