@@ -288,6 +288,13 @@ async def settle_tasks(tasks: list[asyncio.Task[Any]] | set[asyncio.Task[Any]],
     report it again); the tasks still running."""
     done, pending = await asyncio.wait(tasks, timeout=seconds)
     for task in done:
-        if not task.cancelled():
-            task.exception()
+        _collect(task)
+    for task in pending:  # ending later (a step in a thread): collected then
+        task.add_done_callback(_collect)
     return pending
+
+
+def _collect(task: asyncio.Task[Any]) -> None:
+    """Take a finished task's exception, so asyncio does not log it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
