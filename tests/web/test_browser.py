@@ -154,6 +154,35 @@ async def test_the_panels_never_cover_each_other(
                 assert apart, (a, b)
 
 
+async def test_whole_graph_brings_the_view_back_from_a_close_look(serve, pages: Pages) -> None:
+    served = await serve(overrides=STILL)
+    page = await pages.open(served.base + "/")
+    await wait_frames(page, 1, timeout=10_000)
+    assert await page.get_by_test_id("loading").is_hidden()
+    on_screen = """() => window.graphwire.keys().filter((k) => {
+        const p = window.graphwire.screenOf(k);
+        return p.x >= 0 && p.x <= innerWidth && p.y >= 0 && p.y <= innerHeight; }).length"""
+    # the whole ring in view and filling it (not a dot in it): wide on screen
+    whole = f"""({on_screen})() === 200 && (() => {{
+        const xs = window.graphwire.keys().map((k) => window.graphwire.screenOf(k).x);
+        return Math.max(...xs) - Math.min(...xs) > 400; }})()"""
+    assert await page.evaluate(whole)
+    # search flies close to a node: most of the ring leaves the screen
+    await page.get_by_test_id("search").fill("n042")
+    await page.get_by_test_id("search").press("Enter")
+    await page.wait_for_function(f"({on_screen})() < 100", timeout=10_000)
+    await page.locator("#sel-clear").click()
+    assert await page.get_by_test_id("search").input_value() == ""  # clear empties the box
+    await page.keyboard.press("f")
+    await page.wait_for_function(whole, timeout=10_000)
+    # and the button does the same after a zoom far out
+    for _ in range(30):
+        await page.mouse.wheel(0, 2000)
+    await page.wait_for_function(f"!({whole})", timeout=10_000)
+    await page.get_by_test_id("fit-view").click()
+    await page.wait_for_function(whole, timeout=10_000)
+
+
 async def test_a_page_opened_on_a_settled_layout_shows_it_at_once(serve, pages: Pages) -> None:
     # settled from the start, and no keyframe for a minute after the one a subscriber gets: the
     # page must show (and count, and fit the camera to) that first keyframe, which arrives
@@ -260,6 +289,14 @@ async def test_a_slider_moved_in_one_page_moves_it_in_another(serve, pages: Page
         await page.wait_for_function(
             f"document.querySelector('[data-testid=\"number-{path}\"]').value === '2.5'")
         assert await page.get_by_test_id(f"setting-{path}").input_value() == str(position(2.5))
+    # a value changed from its default is marked, in both pages, until reset
+    row = f"document.querySelector('[data-testid=\"setting-{path}\"]').closest('.setting')"
+    for page in (a, b):
+        assert await page.evaluate(f"{row}.classList.contains('changed')")
+    await a.get_by_test_id(f"reset-{path}").click()
+    for page in (a, b):
+        await page.wait_for_function(f"!{row}.classList.contains('changed')")
+    assert (await served.get(f"/api/settings/{path}"))["value"] == schema[path]["default"]
     # the group opened stays open on the next visit
     await a.reload()
     await wait_frames(a, 1)
@@ -287,7 +324,7 @@ async def test_searching_a_page_name_selects_it_and_colours_paths(serve, pages: 
     assert await page.get_by_test_id("selection").is_visible()
     # a name that matches nothing says so, and Enter keeps the selection
     await search.fill("no such page")
-    assert await page.get_by_test_id("no-match").text_content() == "no page matches “no such page”"
+    assert await page.get_by_test_id("no-match").text_content() == "no node matches “no such page”"
     await search.press("Enter")
     assert await page.evaluate("window.graphwire.selected") == "n042"
     await search.fill("n04")

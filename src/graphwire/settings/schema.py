@@ -125,7 +125,8 @@ def _rendering() -> list[Setting]:
         _f(r + "nodes.labelDistance", 250.0, 0.0, 1e6),
         _f(r + "edges.opacity", 0.35, 0.0, 1.0),
         _s(r + "edges.color", "#90a4ae"),
-        _f(r + "edges.width", 1.0, 0.1, 20.0),
+        _f(r + "edges.width", 1.0, 0.1, 20.0, "line width, for clients that draw wide lines "
+           "(the browser client's WebGL lines are one pixel wide: not in its panel)"),
         _s(r + "sssp.pathColor", "#ff5252"),
         _b(r + "interpolate", True, "ease nodes between frames"),
     ]

@@ -77,6 +77,10 @@ const app = {
   bytesPerNode: 0,
 };
 
+// the legend of distance colours: the same ramp the nodes are painted with
+$('#legend-bar').style.background = `linear-gradient(to right, ${[0, 0.25, 0.5, 0.75, 1]
+  .map((k) => `rgb(${distanceColor(k).map((c) => Math.round(255 * c)).join(', ')})`).join(', ')})`;
+
 // -- the connection -------------------------------------------------------------------------
 const statusEl = $('[data-testid="status"]');
 const FOLLOW_MS = 1000;
@@ -87,6 +91,7 @@ conn.on('state', ({ state, reason }) => {
   statusEl.dataset.state = state;
   statusEl.title = reason || '';
   if (state === 'disconnected' && (reason === 'unauthorized' || reason === 'token refused')) {
+    $('#loading').hidden = true;
     askForToken(Boolean(params.get('token')));
   }
 });
@@ -114,6 +119,7 @@ conn.on('established', ({ message }) => {
   if (!settings.revision) settings.sync(0).catch(() => {});
 });
 conn.on('graph', (data) => {
+  if (!data.nodes?.length) $('#loading').hidden = true;  // an empty graph: nothing to wait for
   const newEpoch = model.epoch !== null && model.epoch !== data.epoch;
   if (newEpoch) worker.postMessage({ type: 'reset' });
   model.load(data);
@@ -208,6 +214,7 @@ function onPositions(msg) {
   push(app.decodeTimes, msg.decodeMs);
   push(app.frameSizes, msg.bytes);
   app.framesApplied += 1;
+  $('#loading').hidden = true;
   app.lastSeq = msg.seq;
   conn.lastSeq = msg.seq;
   app.settled = msg.settled;
@@ -428,7 +435,7 @@ function renderMatches(typed = false) {
     const li = document.createElement('li');
     li.className = 'none';
     li.dataset.testid = 'no-match';
-    li.textContent = `no page matches “${query}”`;
+    li.textContent = `no node matches “${query}”`;
     results.append(li);
   }
   results.hidden = results.children.length === 0;
@@ -463,11 +470,24 @@ search.addEventListener('keydown', (ev) => {
 });
 search.addEventListener('blur', () => { results.hidden = true; });
 search.addEventListener('focus', () => { results.hidden = results.children.length === 0; });
-$('#sel-clear').addEventListener('click', () => select(-1));
+$('#sel-clear').addEventListener('click', () => { select(-1); search.value = ''; });
+$('#fit-view').addEventListener('click', wholeGraph);
+
+/** Back to the whole graph (the button, or f): and follow the layout again while it moves. */
+function wholeGraph() {
+  app.userMoved = false;
+  app.settledFit = app.settled;
+  app.lastFit = performance.now();
+  view.fit(600, fitMargins());
+}
 $('#sel-release').addEventListener('click', () => release(app.selected));
 document.addEventListener('keydown', (ev) => {
   if (ev.key === 'Escape' && document.activeElement !== search) select(-1);
   if (ev.key === '/' && document.activeElement !== search) { ev.preventDefault(); search.focus(); }
+  const typing = ['INPUT', 'SELECT', 'TEXTAREA'].includes(document.activeElement?.tagName);
+  if ((ev.key === 'f' || ev.key === 'Home') && !typing && !ev.ctrlKey && !ev.metaKey && !ev.altKey) {
+    wholeGraph();
+  }
 });
 $('#color-mode').addEventListener('change', (ev) => { app.colorMode = ev.target.value; recolor(); });
 

@@ -17,6 +17,11 @@ const GROUPS = [
   { prefix: 'visualisation.rendering.', title: 'Rendering' },
 ];
 const SEND_EVERY_MS = 80;
+/**
+ * Settings this client has no use for, left out of its panel (they stay settings, for other
+ * clients): browsers draw WebGL lines one pixel wide whatever width is asked.
+ */
+const NOT_HERE = new Set(['visualisation.rendering.edges.width']);
 
 function readFlag(key) {
   try { return globalThis.localStorage?.getItem(key) === '1'; } catch { return false; }
@@ -44,9 +49,13 @@ function format(v, type) {
  */
 export function buildSettingsPanel(root, schema, store) {
   const controls = new Map(); // path -> {input, box, scale, type, busy, editing}
-  root.replaceChildren();
+  const note = document.createElement('p');
+  note.className = 'note';
+  note.textContent = 'Settings are shared: a change reaches every open screen and is kept. '
+    + '• marks a value changed from its default; ↺ puts it back.';
+  root.replaceChildren(note);
   for (const group of GROUPS) {
-    const rows = schema.filter((s) => s.path.startsWith(group.prefix));
+    const rows = schema.filter((s) => s.path.startsWith(group.prefix) && !NOT_HERE.has(s.path));
     if (!rows.length) continue;
     const details = document.createElement('details');
     // closed at first, so a newcomer sees the graph rather than thirty sliders; a group the
@@ -67,8 +76,25 @@ export function buildSettingsPanel(root, schema, store) {
   return controls;
 }
 
+/**
+ * A setting's name as a label: words, not a path (`nodes.knowledgeColor` → `nodes knowledge
+ * color`, `repel_k` → `repel k`); the full path is in the label's tooltip.
+ */
+export function humanName(name) {
+  return name.replace(/([a-z0-9])([A-Z])/g, '$1 $2').replace(/[._]/g, ' ').toLowerCase();
+}
+
+/** Whether a value is its default (numbers compared as numbers, colours case-blind). */
+function sameValue(value, def) {
+  // (to f32 precision: a value stored as f32 reads back a little off its f64 default)
+  if (typeof def === 'number') return Math.abs(Number(value) - def) <= 1e-6 * Math.max(1, Math.abs(def));
+  if (typeof def === 'string') return String(value).toLowerCase() === def.toLowerCase();
+  return value === def;
+}
+
 function show(c, value) {
   if (value === undefined) return;
+  c.row.classList.toggle('changed', !sameValue(value, c.default));
   if (c.input.type === 'checkbox') c.input.checked = Boolean(value);
   else if (c.scale) c.input.value = String(positionOf(c.scale, Number(value)));
   else c.input.value = String(value);
@@ -80,7 +106,7 @@ function row(s, prefix, store, controls) {
   div.className = 'setting';
   const label = document.createElement('label');
   const name = s.path.slice(prefix.length);
-  label.textContent = name.replace(/_/g, ' ');
+  label.textContent = humanName(name);
   label.title = `${s.path}${s.help ? `: ${s.help}` : ''} (default ${s.default})`;
   const input = document.createElement('input');
   input.dataset.testid = `setting-${s.path}`;
@@ -119,7 +145,10 @@ function row(s, prefix, store, controls) {
   } else {
     input.type = 'text';
   }
-  const c = { input, box, scale, type: s.type, busy: false, editing: false, timer: null, last: 0 };
+  const c = {
+    input, box, scale, type: s.type, row: div, default: s.default,
+    busy: false, editing: false, timer: null, last: 0,
+  };
   controls.set(s.path, c);
   const read = () => {
     if (input.type === 'checkbox') return input.checked;

@@ -502,6 +502,8 @@ export class Renderer {
     centre.addScaledVector(right, du).addScaledVector(up, dv);
     this.camera.far = Math.max(50000, dist * 10);
     this.camera.updateProjectionMatrix();
+    // zooming out further than this shows nothing more, only a smaller graph, then none
+    this.controls.maxDistance = dist * 6;
     if (ms > 0) {
       this.flyTo(centre, dist, ms);
       return;
