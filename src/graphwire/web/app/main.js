@@ -185,6 +185,11 @@ function relayout(fresh) {
   });
   view.markPositions();
   app.communities = model.communities();
+  // colour by type says nothing when every node is of one type
+  const types = new Set(model.nodes.filter(Boolean).map((n) => n.type));
+  const byType = $('#color-mode option[value=type]');
+  byType.disabled = types.size < 2;
+  byType.textContent = types.size < 2 ? `type (all ${[...types][0] ?? 'one type'})` : 'type';
   recolor();
   if (fresh) app.fitted = false;
   $('#nodes').textContent = model.nodeCount;
