@@ -550,18 +550,32 @@ export class Renderer {
     return Math.max((size * this.uniforms.uScale.value * f) / depth, floor);
   }
 
-  /** The slot under a screen point (nearest to the camera among those hit), or -1. */
+  /**
+   * The slot under a screen point, or -1: the nearest to the camera among the spheres drawn
+   * under it (what the eye sees there); if none is, the nearest on screen within a few pixels
+   * (small spheres are hard to hit), so a speck beside a hub does not steal the hub's click.
+   */
   pick(px, py, projected = this.project()) {
     const { x, y, depth } = projected;
-    let best = -1;
-    let bestDepth = Infinity;
+    const SLACK = 4;  // pixels
+    let hit = -1;
+    let hitDepth = Infinity;
+    let near = -1;
+    let nearGap = SLACK;
     for (let s = 0; s < x.length; s++) {
       const dx = x[s] - px;
       const dy = y[s] - py;
-      const r = Math.max(4, this.pixelRadius(s, depth[s]));
-      if (dx * dx + dy * dy <= r * r && depth[s] < bestDepth) { best = s; bestDepth = depth[s]; }
+      if (!Number.isFinite(dx)) continue;  // behind the camera, or hidden
+      const d = Math.hypot(dx, dy);
+      const r = this.pixelRadius(s, depth[s]);
+      if (d <= r) {
+        if (depth[s] < hitDepth) { hit = s; hitDepth = depth[s]; }
+      } else if (d - r < nearGap) {
+        near = s;
+        nearGap = d - r;
+      }
     }
-    return best;
+    return hit >= 0 ? hit : near;
   }
 
   /** Fly the camera to look at a point from nearby. */
