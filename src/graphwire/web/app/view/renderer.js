@@ -541,9 +541,11 @@ export class Renderer {
     return { x, y, depth };
   }
 
-  /** Pixel radius of a slot's sphere at a given depth. */
-  pixelRadius(slot, depth) {
-    const f = this.height / 2 / Math.tan((this.camera.fov * Math.PI) / 360);
+  /**
+   * Pixel radius of a slot's sphere at a given depth, as drawn (its pixel floor included);
+   * `f`, CSS pixels per world unit at depth 1, may be passed by a caller looping over slots.
+   */
+  pixelRadius(slot, depth, f = this.height / 2 / Math.tan((this.camera.fov * Math.PI) / 360)) {
     const size = this.size[slot];
     const floor = Math.min(Math.max(MIN_NODE_PIXELS * size / this.uniforms.uSizeUnit.value, 1),
       MAX_NODE_FLOOR_PIXELS);
@@ -562,12 +564,13 @@ export class Renderer {
     let hitDepth = Infinity;
     let near = -1;
     let nearGap = SLACK;
+    const f = this.height / 2 / Math.tan((this.camera.fov * Math.PI) / 360);
     for (let s = 0; s < x.length; s++) {
       const dx = x[s] - px;
       const dy = y[s] - py;
       if (!Number.isFinite(dx)) continue;  // behind the camera, or hidden
-      const d = Math.hypot(dx, dy);
-      const r = this.pixelRadius(s, depth[s]);
+      const d = Math.sqrt(dx * dx + dy * dy);
+      const r = this.pixelRadius(s, depth[s], f);
       if (d <= r) {
         if (depth[s] < hitDepth) { hit = s; hitDepth = depth[s]; }
       } else if (d - r < nearGap) {
