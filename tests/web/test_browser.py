@@ -410,12 +410,15 @@ async def test_a_node_added_through_rest_appears_without_a_reload(serve, pages: 
     # every node is a page: colour by type would say nothing, and says so
     by_type = page.locator("#color-mode option[value=type]")
     assert await by_type.is_disabled() and "all knowledge" in await by_type.inner_text()
+    agents = page.locator("summary", has_text="Agent graph physics")
+    assert "no agent nodes yet" in await agents.inner_text()
     await served.post("/api/graph/nodes", {
         "nodes": [{"key": "brand-new", "label": "Brand new", "x": 1, "y": 2, "z": 3},
                   {"key": "an-agent", "type": "agent"}],
         "edges": [{"source": "brand-new", "target": "n000"}]})
     await page.wait_for_function("window.graphwire.nodeCount === 202")
     assert await by_type.is_enabled()  # an agent among the pages: now it has something to show
+    assert await agents.inner_text() == "Agent graph physics"
     await page.wait_for_function("window.graphwire.keys().includes('brand-new')")
     assert await page.evaluate("window.graphwire.edgeCount") == (await served.get(
         "/api/graph/state"))["edgesCount"]

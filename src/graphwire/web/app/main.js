@@ -67,6 +67,7 @@ const app = {
   communities: new Int32Array(0),
   errors: [],
   fitted: false,
+  typeCount: 0, // how many node types the graph holds
   lastFit: 0,
   userMoved: false,  // the user turned, zoomed or flew the camera: stop following the layout
   settledFit: false,
@@ -190,6 +191,8 @@ function relayout(fresh) {
   const byType = $('#color-mode option[value=type]');
   byType.disabled = types.size < 2;
   byType.textContent = types.size < 2 ? `type (all ${[...types][0] ?? 'one type'})` : 'type';
+  app.typeCount = types.size;
+  markAgentPhysics();
   recolor();
   if (fresh) app.fitted = false;
   $('#nodes').textContent = model.nodeCount;
@@ -381,6 +384,7 @@ function showSelection() {
   $('#sel-label').textContent = n.label;
   $('#sel-key').textContent = n.key;
   $('#sel-type').textContent = n.type;
+  $('#sel-type').parentElement.hidden = app.typeCount < 2;  // one type for all: says nothing
   $('#sel-degree').textContent = model.degree(slot);
   $('#sel-reached').textContent = app.ssspReached === null ? '…' : `${app.ssspReached} of ${model.nodeCount}`;
   $('#sel-pinned').hidden = !app.pinned.has(slot);
@@ -477,6 +481,14 @@ search.addEventListener('blur', () => { results.hidden = true; });
 search.addEventListener('focus', () => { results.hidden = results.children.length === 0; });
 $('#sel-clear').addEventListener('click', () => { select(-1); search.value = ''; });
 $('#fit-view').addEventListener('click', wholeGraph);
+
+/** The agent graph's physics drives no node while the graph holds none: its heading says so. */
+function markAgentPhysics() {
+  const summary = document.querySelector('summary[data-prefix="visualisation.graphs.visionflow.physics."]');
+  if (!summary) return;  // the panel is not built yet: loadSchema calls this again
+  const agents = model.nodes.some((n) => n && n.type === 'agent');
+  summary.textContent = `${summary.dataset.title}${agents ? '' : ' (no agent nodes yet)'}`;
+}
 
 /** Back to the whole graph (the button, or f): and follow the layout again while it moves. */
 function wholeGraph() {
@@ -588,6 +600,7 @@ async function loadSchema() {
   if (!resp.ok) throw new Error(`GET /api/settings?schema=1: HTTP ${resp.status}`);
   const doc = await resp.json();
   buildSettingsPanel($('#settings-body'), doc.schema, settings);
+  markAgentPhysics();
   for (const s of doc.schema) if (s.path.startsWith(R)) applyRendering(s.path, settings.get(s.path) ?? s.default);
 }
 

@@ -65,6 +65,8 @@ export function buildSettingsPanel(root, schema, store) {
     details.addEventListener('toggle', () => writeFlag(remembered, details.open));
     const summary = document.createElement('summary');
     summary.textContent = group.title;
+    summary.dataset.prefix = group.prefix;
+    summary.dataset.title = group.title;
     details.append(summary);
     for (const s of rows) details.append(row(s, group.prefix, store, controls));
     root.append(details);
