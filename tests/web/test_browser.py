@@ -461,11 +461,15 @@ async def test_the_page_reconnects_after_the_server_is_killed_and_restarted(
         await page.wait_for_function(
             "document.querySelector('[data-testid=status]').textContent === 'reconnecting'")
         frames = await page.evaluate("window.graphwire.framesApplied")
+        notice = page.get_by_test_id("loading")
+        await notice.wait_for(state="visible")  # said where a person looks, not only below
+        assert "reconnecting" in await notice.inner_text()
         proc = await loop.run_in_executor(None, _start, source, port, db)
         await page.wait_for_function(
             "document.querySelector('[data-testid=status]').textContent === 'connected'",
             timeout=60_000)
         await page.wait_for_function(f"window.graphwire.framesApplied >= {frames + 2}")
+        assert await notice.is_hidden()
         assert await page.evaluate("window.graphwire.epoch") == epoch + 1  # a new start
         assert await page.evaluate("window.graphwire.nodeCount") == 200
     finally:

@@ -91,6 +91,14 @@ conn.on('state', ({ state, reason }) => {
   statusEl.textContent = state;
   statusEl.dataset.state = state;
   statusEl.title = reason || '';
+  // a lost connection says so in the middle of the screen until it is back
+  const notice = $('#loading');
+  if (state === 'reconnecting') {
+    notice.textContent = 'connection lost: reconnecting…';
+    notice.hidden = false;
+  } else if (state === 'connected' && app.framesApplied > 0) {
+    notice.hidden = true;
+  }
   if (state === 'disconnected' && (reason === 'unauthorized' || reason === 'token refused')) {
     $('#loading').hidden = true;
     askForToken(Boolean(params.get('token')));
@@ -222,7 +230,7 @@ function onPositions(msg) {
   push(app.decodeTimes, msg.decodeMs);
   push(app.frameSizes, msg.bytes);
   app.framesApplied += 1;
-  $('#loading').hidden = true;
+  if (conn.state === 'connected') $('#loading').hidden = true;
   app.lastSeq = msg.seq;
   conn.lastSeq = msg.seq;
   app.settled = msg.settled;
