@@ -79,6 +79,8 @@ def test_a_malformed_page_is_reported_and_keeps_its_last_parse(tmp_path: Path) -
     assert not up.diff
     assert sorted(e.path.rsplit("/", 1)[-1] for e in up.errors) == ["a.md", "new.md"]
     assert "UTF-8" in str(up.errors[0]) and live.graph == before
+    # a.md keeps its last parse; new.md had none: it is left out, and the update says which
+    assert [e.path.rsplit("/", 1)[-1] for e in up.left_out] == ["new.md"]
     write(vault, {"new.md": "---\nnot front matter\n---\n[[b]]"})  # kept, and said so
     up = live.update([str(vault / "new.md")])
     assert [n.key for n in up.diff.added_nodes] == ["new"] and not up.errors

@@ -335,6 +335,18 @@ def test_bad_front_matter_is_ignored_and_named(tmp_path: Path) -> None:
                                                                 ("c", "b")]
 
 
+def test_a_list_may_span_lines_but_must_close() -> None:
+    values, _ = front_matter("f.md", ["---", "tags: [a,", "  b, 'c, d'", "  ]", "title: t", "---"])
+    assert values == {"tags": ["a", "b", "c, d"], "title": "t"}
+    # a "[" never closed: the line where it opened is named, nothing of it becomes a value
+    for lines in (["---", "aliases: [oops,", "tags: [astronomy", "---"],
+                  ["---", "title: t", "aliases: [oops, b", "---"]):
+        with pytest.raises(SourceError) as info:
+            front_matter("f.md", lines)
+        assert info.value.line == lines.index(next(x for x in lines if "[oops" in x)) + 1
+        assert "never closed" in info.value.reason
+
+
 def test_unclosed_front_matter_is_body(tmp_path: Path) -> None:
     write(tmp_path, {"ok.md": "fine", "open.md": "---\ntitle: never closed\n\n[[ok]]\n"})
     data = load_source(tmp_path)

@@ -202,7 +202,8 @@ async def test_a_malformed_page_is_reported_and_changes_nothing(
         assert loop.time() < deadline, "the malformed page was never reported"
         with pytest.raises(AssertionError, match="timed out"):  # no graph_changed meanwhile
             await viewer.next_change(timeout=0.2)
-    assert any("p01.md" in r.getMessage() and "UTF-8" in r.getMessage() for r in caplog.records)
+    [said] = [r.getMessage() for r in caplog.records if "p01.md" in r.getMessage()]
+    assert "UTF-8" in said and "keeps its last good version" in said
     _, after = await h.get("/api/graph/data")
     assert after["topologyVersion"] == before["topologyVersion"]
     assert canonical_of(after) == canonical_of(before)

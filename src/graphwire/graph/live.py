@@ -40,6 +40,9 @@ class SourceUpdate:
 
     diff: TopologyDiff = field(default_factory=TopologyDiff)
     errors: list[SourceError] = field(default_factory=list)
+    left_out: list[SourceError] = field(default_factory=list)
+    """Those of :attr:`errors` whose page was not in the graph before (a new page that does
+    not read): it stays out until it reads; the others' pages keep their last good parse."""
     warnings: list[str] = field(default_factory=list)
     """Pages read but not whole (front matter ignored: :attr:`Page.problem`)."""
     files_read: int = 0
@@ -179,7 +182,9 @@ class LiveSource:
             try:
                 page = read_page(self.path, rel)
             except SourceError as exc:
-                out.errors.append(exc)  # the page keeps its last good parse
+                out.errors.append(exc)  # the page keeps its last good parse, if it had one
+                if rel not in pages:
+                    out.left_out.append(exc)
                 continue
             changes[rel], stats[rel] = page, stat
             if page.problem is not None:

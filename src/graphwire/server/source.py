@@ -64,7 +64,8 @@ class SourceFollower:
         """One burst's update: report its failures, apply its change."""
         for err in update.errors:
             self.metrics.source_errors += 1
-            log.warning("%s (the graph keeps its last good version)", err)
+            log.warning("%s (%s)", err, "left out of the graph until it is fixed"
+                        if err in update.left_out else "the graph keeps its last good version")
         for warning in update.warnings:
             log.warning("%s", warning)
         if update.diff:

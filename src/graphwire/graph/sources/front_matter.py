@@ -4,7 +4,8 @@ What it understands, which is what Obsidian writes and people type by hand::
 
     ---
     title: A page            # key: value      -> "A page" (quotes are removed)
-    tags: [x, "y"]           # key: [a, b]     -> ["x", "y"]
+    tags: [x, "y"]           # key: [a, b]     -> ["x", "y"] (may go on over indented lines;
+                             #   a "[" never closed is an error naming its line)
     aliases:                 # key: then "- item" lines -> ["one", "two"]
       - one
       - two
@@ -49,9 +50,19 @@ def front_matter(path: str | os.PathLike[str], lines: list[str]) -> tuple[dict[s
     values: dict[str, Value] = {}
     key: str | None = None  # the key that indented or "- item" lines continue
     joiner = " "  # how continuation lines join a text value: "\n" after "|", else " "
+    flow: list[str] = []  # the lines of a "[a, b" list still open, and where it opened
+    flow_line = 0
     for i in range(1, end):
         raw = lines[i]
         text = raw.strip()
+        if flow and key is not None and text and (raw[0] in " \t" or text.startswith("]")):
+            flow.append(text)  # a list written over several lines
+            if text.endswith("]"):
+                values[key] = parse_value(" ".join(flow))
+                flow = []
+            continue
+        if flow:
+            raise SourceError(path, "a list opened with '[' is never closed with ']'", flow_line)
         if not text or text.startswith("#"):
             continue
         item = text == "-" or text.startswith(("- ", "-\t"))
@@ -64,7 +75,12 @@ def front_matter(path: str | os.PathLike[str], lines: list[str]) -> tuple[dict[s
         key = _unquote(match["key"])
         raw_value = (match["value"] or "").strip()
         joiner = "\n" if raw_value.startswith("|") else " "
+        if raw_value.startswith("[") and not raw_value.endswith("]"):
+            flow, flow_line = [raw_value], i + 1
+            continue
         values[key] = "" if _BLOCK_SCALAR.fullmatch(raw_value) else parse_value(raw_value)
+    if flow:
+        raise SourceError(path, "a list opened with '[' is never closed with ']'", flow_line)
     return values, end + 1
 
 
