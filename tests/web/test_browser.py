@@ -372,6 +372,26 @@ async def test_paths_another_viewer_chose_come_with_their_panel_and_clear(
     assert served.core[GRAPH_SERVICE].sssp.source == nid
 
 
+async def test_a_vaults_tags_and_unwritten_pages_say_what_they_are(
+        serve, pages: Pages, tmp_path: Path) -> None:
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    (vault / "Mars.md").write_text("---\naliases: [red planet, ares]\ntags: [astro]\n---\n"
+                                   "[[Venus]] [[Andromeda]]\n")
+    (vault / "Venus.md").write_text("#astro [[Mars]]\n")
+    served = await serve(source=str(vault), overrides=STILL)
+    page = await pages.open(served.base + "/")
+    await wait_frames(page, 1, timeout=10_000)
+    said = {}
+    for key in ("Mars", "astro", "Andromeda"):
+        assert await page.evaluate(f"window.graphwire.select({key!r})")
+        await page.wait_for_function(f"window.graphwire.selected === {key!r}")
+        said[key] = await page.locator("#sel-meta").inner_text()
+    assert "red planet, ares" in said["Mars"] and "[" not in said["Mars"]  # a list, as written
+    assert "a tag, on 2 pages" in said["astro"] and "placeholder" not in said["astro"]
+    assert "not written yet: linked from 1 page" in said["Andromeda"]
+
+
 async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(
         serve, pages: Pages) -> None:
     served = await serve(overrides=STILL)

@@ -85,7 +85,14 @@ $('#legend-bar').style.background = `linear-gradient(to right, ${[0, 0.25, 0.5, 
 // -- the connection -------------------------------------------------------------------------
 const statusEl = $('[data-testid="status"]');
 const FOLLOW_MS = 1000;
-const ASK_MS = 3000;  // how long paths of an older ask are taken as older than the newest ask  // how often the camera re-frames a layout that is still unfolding
+const ASK_MS = 3000;
+const PLACEHOLDER_SIZE = 0.75;  // a tag's or an unwritten page's sphere, to a page's
+const PLACEHOLDER_DIM = 0.55;  // how far its colour fades towards the background
+/** What the panel says a node is, when it is not a page. */
+const ROLE_TEXT = {
+  tag: (n) => `a tag, on ${n} page${n === 1 ? '' : 's'}`,
+  unwritten: (n) => `not written yet: linked from ${n} page${n === 1 ? '' : 's'}`,
+};  // how long paths of an older ask are taken as older than the newest ask  // how often the camera re-frames a layout that is still unfolding
 view.controls.addEventListener('start', () => { app.userMoved = true; });
 conn.on('state', ({ state, reason }) => {
   statusEl.textContent = state;
@@ -315,12 +322,15 @@ function recolor() {
   const ac = hexToRgb(settings.get(R + 'nodes.agentColor') ?? '#ffb74d');
   const sssp = app.sssp;
   const onPath = new Set(app.path);
+  const bg = view.background.toArray();
   view.setSizeUnit(base * sizeForDegree(1));  // a leaf's size: the unit of the pixel floor
   for (let s = 0; s < model.slotCount; s++) {
     const n = model.nodes[s];
     if (!n) { view.size[s] = 0; continue; }
     const emphasis = s === app.selected ? 1.7 : s === app.hovered ? 1.45 : onPath.has(s) ? 1.3 : 1;
-    view.size[s] = base * sizeForDegree(model.degree(s)) * emphasis;
+    // a name with no page (a tag, or a link not written yet) is drawn smaller and dimmer
+    const page = model.role(s) === 'page';
+    view.size[s] = base * sizeForDegree(model.degree(s)) * emphasis * (page ? 1 : PLACEHOLDER_SIZE);
     let c;
     if (sssp) {
       const d = n.id < sssp.distance.length ? sssp.distance[n.id] : Infinity;
@@ -328,6 +338,7 @@ function recolor() {
       if (n.id === sssp.source) c = [1, 1, 1];
     } else if (n.type === 'agent') c = ac;
     else c = app.colorMode === 'community' ? communityColor(app.communities[s]) : kc;
+    if (!page && !(sssp && n.id === sssp.source)) c = c.map((v, i) => v + (bg[i] - v) * PLACEHOLDER_DIM);
     view.color.set(c, 3 * s);
   }
   view.markColors();
@@ -390,7 +401,7 @@ function showSelection() {
   const n = model.nodes[slot];
   panel.hidden = false;
   $('#sel-label').textContent = n.label;
-  $('#sel-key').textContent = n.key;
+  $('#sel-key').textContent = n.key === n.label ? '' : n.key;  // the same twice says nothing
   $('#sel-type').textContent = n.type;
   $('#sel-type').parentElement.hidden = app.typeCount < 2;  // one type for all: says nothing
   $('#sel-degree').textContent = model.degree(slot);
@@ -398,12 +409,17 @@ function showSelection() {
   $('#sel-pinned').hidden = !app.pinned.has(slot);
   $('#sel-release').hidden = !app.pinned.has(slot);
   const meta = $('#sel-meta');
-  meta.replaceChildren(...Object.entries(n.metadata).map(([k, v]) => {
+  const role = model.role(slot);
+  const rows = Object.entries(n.metadata).filter(([k]) => !(k === 'placeholder' && role !== 'page'));
+  if (role !== 'page') rows.unshift(['is', ROLE_TEXT[role](model.degree(slot))]);
+  meta.replaceChildren(...rows.map(([k, v]) => {
     const tr = document.createElement('tr');
     const a = document.createElement('td');
     const b = document.createElement('td');
     a.textContent = k;
-    b.textContent = typeof v === 'object' ? JSON.stringify(v) : String(v);
+    // lists as a person writes them (aliases, tags), other objects as JSON
+    b.textContent = Array.isArray(v) && v.every((x) => typeof x !== 'object') ? v.join(', ')
+      : typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v);
     tr.append(a, b);
     return tr;
   }));

@@ -100,3 +100,30 @@ test('communities: an empty slot is -1, a lone node its own community', () => {
   assert.notEqual(c[3], c[0]);
   assert.ok(c[3] >= 0);
 });
+
+test('role: a page, a placeholder only tags name (a tag), one a link names (not written yet)', () => {
+  const m = new GraphModel();
+  const ph = { placeholder: true };
+  m.load({
+    epoch: 1, topologyVersion: 0,
+    nodes: [
+      { id: 0, key: 'note', type: 'knowledge', metadata: { path: 'note.md' } },
+      { id: 1, key: 'cooking', type: 'knowledge', metadata: ph },
+      { id: 2, key: 'Andromeda', type: 'knowledge', metadata: ph },
+      { id: 3, key: 'both', type: 'knowledge', metadata: ph },
+      { id: 4, key: 'alone', type: 'knowledge', metadata: ph },
+    ],
+    edges: [
+      { source: 0, target: 1, type: 'tag' },
+      { source: 0, target: 2, type: 'link' },
+      { source: 0, target: 3, type: 'tag' },
+      { source: 2, target: 3, type: 'link' },
+    ],
+  });
+  const role = (key) => m.role(m.slotOfKey.get(key));
+  assert.equal(role('note'), 'page');
+  assert.equal(role('cooking'), 'tag');
+  assert.equal(role('Andromeda'), 'unwritten');
+  assert.equal(role('both'), 'unwritten');
+  assert.equal(role('alone'), 'unwritten');
+});

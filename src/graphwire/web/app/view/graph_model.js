@@ -116,6 +116,24 @@ export class GraphModel {
   get edgeCount() { return this.edges.size; }
 
   /** Node id shown by each slot (NO_ID where the slot is empty). */
+  /**
+   * What a node stands for in a vault: `page` (a note, or any node of another source), or, for
+   * a placeholder (a name linked to that has no page), `tag` when only tags name it and
+   * `unwritten` when a link does.
+   * @param {number} slot
+   * @returns {'page'|'tag'|'unwritten'}
+   */
+  role(slot) {
+    const n = this.nodes[slot];
+    if (!n || !n.metadata.placeholder) return 'page';
+    for (const other of this.adjacency[slot]) {
+      const a = Math.min(n.id, this.nodes[other].id);
+      const b = Math.max(n.id, this.nodes[other].id);
+      if (this.edges.get(`${a}:${b}`)?.type !== 'tag') return 'unwritten';
+    }
+    return this.adjacency[slot].size ? 'tag' : 'unwritten';
+  }
+
   idOfSlot() {
     const out = new Uint32Array(this.nodes.length);
     this.nodes.forEach((n, s) => { out[s] = n ? n.id : NO_ID; });
