@@ -122,6 +122,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.WARNING,
                         format="graphwire: %(asctime)s %(levelname)s %(message)s")
+    # what a watched source's edits did ("source changed: +1 -0 ~0 nodes … (added X)"): the
+    # feedback a person editing notes looks for in the terminal
+    logging.getLogger("graphwire.server.source").setLevel(logging.INFO)
     overrides: dict[str, object] = {}
     for item in args.set or []:
         path, sep, value = item.partition("=")

@@ -190,6 +190,7 @@ async def test_a_malformed_page_is_reported_and_changes_nothing(
     h, viewer = await watch(make_server, vault)
     _, before = await h.get("/api/graph/data")
     caplog.set_level(logging.WARNING, logger="graphwire.server")
+    caplog.set_level(logging.INFO, logger="graphwire.server.source")
     (vault / "p01.md").write_bytes(b"- [[p02]] [[brand new]] \xff broken\n")
 
     async def reported() -> int:  # the source is watched where the simulation runs
@@ -212,6 +213,11 @@ async def test_a_malformed_page_is_reported_and_changes_nothing(
     (vault / "p01.md").write_text("- [[p02]] [[brand new]]\n")  # fixed: it counts now
     change = await viewer.next_change()
     assert [n["key"] for n in change["added"]["nodes"]] == ["brand new"]
+    # and the log says what the edit did, by name (logged once the change is applied)
+    deadline = loop.time() + 5
+    while not any(r.getMessage().endswith("(added brand new)") for r in caplog.records):
+        assert loop.time() < deadline, "the change was not logged by name"
+        await asyncio.sleep(0.01)
 
 
 async def test_a_page_unreadable_at_start_is_left_out_then_read_once_fixed(

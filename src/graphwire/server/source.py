@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from graphwire.graph.diff import TopologyDiff
 from graphwire.graph.live import LiveSource, SourceUpdate
 from graphwire.graph.model import Graph, GraphData
 from graphwire.graph.watch import watch_source
@@ -20,7 +21,7 @@ from graphwire.settings import SettingsService
 from .graph_service import GraphService
 from .metrics import Metrics
 
-log = logging.getLogger("graphwire.server")
+log = logging.getLogger("graphwire.server.source")
 
 
 def report_skipped(data: GraphData, metrics: Metrics) -> None:
@@ -31,6 +32,17 @@ def report_skipped(data: GraphData, metrics: Metrics) -> None:
         log.warning("%s (left out of the graph until it is fixed)", problem)
     for warning in data.warnings:
         log.warning("%s", warning)
+
+
+def _names(change: TopologyDiff, most: int = 3) -> str:
+    """The nodes a small change added and removed, by key, for a person reading the log."""
+    parts = []
+    for verb, keys in (("added", [n.key for n in change.added_nodes]),
+                       ("removed", change.removed_nodes)):
+        if keys:
+            more = f" and {len(keys) - most} more" if len(keys) > most else ""
+            parts.append(f"{verb} {', '.join(keys[:most])}{more}")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 class SourceFollower:
@@ -71,7 +83,7 @@ class SourceFollower:
         if update.diff:
             done = await self.graph.apply_change(update.diff)
             self.metrics.source_changes += 1
-            log.info("source changed: %s", update.diff.summary())
+            log.info("source changed: %s%s", update.diff.summary(), _names(update.diff))
             if done.added_nodes:
                 self.interaction()  # stream fast while newcomers find their place
             if done.added_nodes or done.removed_nodes:
