@@ -96,7 +96,8 @@ async def test_page_connects_applies_frames_and_draws_the_graph(serve, pages: Pa
 async def test_a_wide_layout_fills_the_view_and_every_node_stays_visible(
         serve, pages: Pages, tmp_path: Path) -> None:
     # a ring 40,000 units across: a node's world radius (about 2) is a tenth of a pixel at the
-    # distance that shows it whole, so only the pixel floor keeps the nodes on screen
+    # distance that shows it whole, so only the pixel floor keeps the nodes on screen; the
+    # settings panel must not hide any (its schema may come before the first frame or after)
     n = 200
     angle = [2 * math.pi * i / n for i in range(n)]
     layout = Layout([f"n{i:03d}" for i in range(n)],
@@ -117,7 +118,7 @@ async def test_a_wide_layout_fills_the_view_and_every_node_stays_visible(
         "document.querySelector('#status').getBoundingClientRect().top")
     # all in view, none under the status bar, and the ring fills the view (not a dot in it)
     assert min(xs) > 0 and max(xs) < 1000 and min(ys) > 0 and max(ys) < status_top
-    assert max(xs) - min(xs) > 600 or max(ys) - min(ys) > 0.7 * status_top
+    assert max(xs) - min(xs) > 600 or max(ys) - min(ys) > 0.6 * status_top
     width, _, pixels = png_pixels(await page.screenshot())
     background = (0x0B, 0x0E, 0x14)
 
@@ -131,7 +132,7 @@ async def test_a_wide_layout_fills_the_view_and_every_node_stays_visible(
         return [r.left - 2, r.top - 2, r.right + 2, r.bottom + 2]; })""")
     clear = [(x, y) for x, y in zip(xs, ys, strict=True)
              if not any(a <= x <= c and b <= y <= d for a, b, c, d in panels)]
-    assert len(clear) >= 0.75 * n  # the corner panels cover a few at most
+    assert len(clear) == n  # the camera stepped back from the corner panels
     shown = sum(lit(x, y) for x, y in clear)
     assert shown >= 0.95 * len(clear), f"only {shown} of {len(clear)} nodes show a pixel"
 
@@ -171,8 +172,16 @@ async def test_whole_graph_brings_the_view_back_from_a_close_look(serve, pages: 
     # the whole ring in view and filling it (not a dot in it): wide on screen
     whole = f"""({on_screen})() === 200 && (() => {{
         const xs = window.graphwire.keys().map((k) => window.graphwire.screenOf(k).x);
-        return Math.max(...xs) - Math.min(...xs) > 400; }})()"""
+        return Math.max(...xs) - Math.min(...xs) > 300; }})()"""
     assert await page.evaluate(whole)
+    # the overview names its landmarks: many labels, none over another
+    boxes_js = """() => [...document.querySelectorAll('.label')].filter((el) => !el.hidden)
+        .map((el) => el.getBoundingClientRect()).map((r) => [r.left, r.top, r.right, r.bottom])"""
+    await page.wait_for_function(f"({boxes_js})().length >= 15", timeout=5_000)
+    boxes = await page.evaluate(boxes_js)
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
     # search flies close to a node: most of the ring leaves the screen
     await page.get_by_test_id("search").fill("n042")
     await page.get_by_test_id("search").press("Enter")
@@ -182,6 +191,7 @@ async def test_whole_graph_brings_the_view_back_from_a_close_look(serve, pages: 
     await page.keyboard.press("f")
     await page.wait_for_function(whole, timeout=10_000)
     # and the button does the same after a zoom far out
+    await page.mouse.move(500, 400)  # over the graph, not a panel
     for _ in range(30):
         await page.mouse.wheel(0, 2000)
     await page.wait_for_function(f"!({whole})", timeout=10_000)

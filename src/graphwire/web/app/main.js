@@ -269,10 +269,12 @@ function fitMargins() {
   const top = box('#top');
   const side = box('#side');
   const lowest = Math.min(box('#status').top, wide(side) && side.height > 0 ? side.top : h);
+  const corner = (r) => r.height > 0 && !wide(r) && r.height < 0.6 * h;
   return {
     top: Math.max(40, wide(top) ? top.bottom + 8 : 0),
     bottom: Math.max(56, h - lowest + 8),
     side: 24,
+    panels: [top, side].filter(corner).map((r) => [r.left - 4, r.top - 4, r.right + 4, r.bottom + 4]),
   };
 }
 

@@ -1,7 +1,8 @@
 /**
- * Labels with a level of detail: only the hovered, selected and source nodes, and the few
- * nodes nearest the camera (within `labelDistance`), get a label: a pool of DOM elements
- * positioned over the canvas, never one per node.
+ * Labels with a level of detail: the hovered, selected and source nodes, the few nodes
+ * nearest the camera (within `labelDistance`), then those that look biggest on screen, as many
+ * as fit without overlapping: a pool of DOM elements positioned over the canvas, never one per
+ * node.
  * @module ui/labels
  */
 
@@ -14,6 +15,23 @@ export class Labels {
     this.enabled = true;
     this.maxDistance = 250;
     this.pool = [];
+    this.widths = new Map();  // measured label widths
+    this.measure = null;  // a 2D context to measure them with
+  }
+
+  /** A label's width in CSS pixels, as the page's font draws it (measured once a text). */
+  width(text, strong) {
+    const key = (strong ? '1' : '0') + text;
+    let w = this.widths.get(key);
+    if (w === undefined) {
+      const ctx = this.measure ??= document.createElement('canvas').getContext('2d');
+      const family = getComputedStyle(this.root).fontFamily || 'sans-serif';
+      ctx.font = strong ? `600 13px ${family}` : `11px ${family}`;
+      w = Math.ceil(ctx.measureText(text).width) + 2;
+      if (this.widths.size > 20000) this.widths.clear();
+      this.widths.set(key, w);
+    }
+    return w;
   }
 
   element(i) {
@@ -57,18 +75,9 @@ export class Labels {
         if (near.length > this.nearest) near.pop();
       }
       for (const s of near) { chosen.push([s, false]); seen.add(s); }
-      // and the biggest hubs on screen, so an overview names its landmarks
-      const hubs = [];
-      for (let s = 0; s < x.length; s++) {
-        if (seen.has(s) || !Number.isFinite(x[s]) || x[s] < 0 || y[s] < 0 || x[s] > view.width || y[s] > view.height) continue;
-        const d = model.degree(s);
-        if (hubs.length < this.hubs || d > hubs[hubs.length - 1][1]) {
-          hubs.push([s, d]);
-          hubs.sort((a, b) => b[1] - a[1]);
-          if (hubs.length > this.hubs) hubs.pop();
-        }
-      }
-      for (const [s] of hubs) chosen.push([s, false]);
+      // then the nodes that look biggest on screen (hubs, and whatever is near): an overview
+      // names its landmarks, and zooming in names more, as long as labels do not overlap
+      for (const s of this.biggest(view, model, x, y, depth, seen)) chosen.push([s, false]);
     }
     // place in priority order, skipping a label that would overlap one already placed
     const boxes = [];
@@ -78,7 +87,8 @@ export class Labels {
       const r = view.pixelRadius(s, depth[s]);
       const left = x[s] + r + 3;
       const top = y[s] - 8;
-      const box = [left, top, left + text.length * (strong ? 7.5 : 6.3), top + (strong ? 17 : 14)];
+      // (heights: the font size times the page's line height, 1.4)
+      const box = [left, top, left + this.width(text, strong), top + (strong ? 19 : 16)];
       if (!strong && boxes.some((b) => box[0] < b[2] && box[2] > b[0] && box[1] < b[3] && box[3] > b[1])) continue;
       boxes.push(box);
       const el = this.element(used++);
@@ -88,5 +98,33 @@ export class Labels {
       el.hidden = false;
     }
     for (let i = used; i < this.pool.length; i++) this.pool[i].hidden = true;
+  }
+
+  /**
+   * Up to `this.hubs` × 4 slots on screen, biggest apparent sphere first (the placing step
+   * keeps those that do not overlap, so a crowded overview shows few and a close view many).
+   */
+  biggest(view, model, x, y, depth, seen) {
+    const want = this.hubs * 4;
+    const f = view.height / 2 / Math.tan((view.camera.fov * Math.PI) / 360);
+    const slots = [];
+    const score = [];
+    for (let s = 0; s < x.length; s++) {
+      if (seen.has(s) || !Number.isFinite(x[s]) || x[s] < 0 || y[s] < 0 || x[s] > view.width || y[s] > view.height) continue;
+      slots.push(s);
+      score.push(view.pixelRadius(s, depth[s], f) + 1e-3 * model.degree(s));
+    }
+    let threshold = -Infinity;
+    if (slots.length > want) {  // the want-th biggest, from a sample when there are many
+      const step = Math.max(1, Math.floor(slots.length / 2000));
+      const sample = [];
+      for (let i = 0; i < score.length; i += step) sample.push(score[i]);
+      sample.sort((a, b) => b - a);
+      threshold = sample[Math.min(sample.length - 1, Math.floor((want / slots.length) * sample.length))];
+    }
+    const top = [];
+    for (let i = 0; i < slots.length; i++) if (score[i] >= threshold) top.push(i);
+    top.sort((a, b) => score[b] - score[a]);
+    return top.slice(0, want).map((i) => slots[i]);
   }
 }

@@ -436,7 +436,8 @@ export class Renderer {
    * across the view over the half-angle's tangent, plus how far it stands towards the camera),
    * so a flat or long layout fills the screen, not only its bounding sphere.
    * `ms` > 0 glides there (following a layout as it unfolds, from the present direction), 0
-   * jumps (from the default direction).
+   * jumps (from the default direction). `margin.panels`: rectangles (CSS pixels, [left, top,
+   * right, bottom]) of panels in the corners, which the camera steps back to clear.
    */
   fit(ms = 0, margin = { top: 40, bottom: 56, side: 24 }) {
     const slots = [];
@@ -498,7 +499,17 @@ export class Renderer {
       du += ((x0 + x1) / 2) * dist;
       dv += ((y0 + y1) / 2) * dist;
     }
-    const dist = distance(du, dv);
+    let dist = distance(du, dv);
+    // a node under a corner panel (the search box, the settings) is hidden: step back until
+    // none is, a few steps at most (a panel as tall as the window is no corner)
+    const tanX = tanY * (w / h);
+    const under = (d) => kept.some((i) => {
+      const depth = Math.max(d - towards[i], 1e-6);
+      const sx = w / 2 + ((across[i] - du) / depth / tanX) * (w / 2);
+      const sy = h / 2 - ((upward[i] - dv) / depth / tanY) * (h / 2);
+      return (margin.panels ?? []).some(([l, t, r, b]) => sx >= l && sx <= r && sy >= t && sy <= b);
+    });
+    for (let step = 0; step < 6 && under(dist); step++) dist *= 1.12;
     centre.addScaledVector(right, du).addScaledVector(up, dv);
     this.camera.far = Math.max(50000, dist * 10);
     this.camera.updateProjectionMatrix();
