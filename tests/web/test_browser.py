@@ -18,6 +18,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Page
 
 from graphwire.bench.redis_server import free_port
 from graphwire.graph.layout_file import Layout, write_layout
@@ -161,6 +162,16 @@ async def test_the_panels_never_cover_each_other(
                 assert apart, (a, b)
 
 
+async def camera_still(page: Page) -> None:
+    """Wait until the view has stopped moving: a node's screen position the same 0.1 s apart."""
+    await page.wait_for_function("""() => {
+        const p = window.graphwire.screenOf(window.graphwire.keys()[0]);
+        const before = window.__still;
+        window.__still = p;
+        return before && Math.abs(before.x - p.x) < 0.01 && Math.abs(before.y - p.y) < 0.01;
+    }""", polling=100, timeout=10_000)
+
+
 async def test_whole_graph_brings_the_view_back_from_a_close_look(serve, pages: Pages) -> None:
     served = await serve(overrides=STILL)
     page = await pages.open(served.base + "/")
@@ -190,6 +201,20 @@ async def test_whole_graph_brings_the_view_back_from_a_close_look(serve, pages: 
     assert await page.get_by_test_id("search").input_value() == ""  # clear empties the box
     await page.keyboard.press("f")
     await page.wait_for_function(whole, timeout=10_000)
+    # the wheel zooms towards what the pointer is on: a node off centre stays under it
+    await camera_still(page)
+    key = await page.evaluate("""() => { const g = window.graphwire; let best = null;
+        for (const k of g.keys()) { const p = g.screenOf(k);
+            const d = Math.hypot(p.x - innerWidth / 2, p.y - innerHeight / 2);
+            if (p.x > 360 && p.x < innerWidth - 360 && (!best || d > best[1])) best = [k, d]; }
+        return best[0]; }""")
+    at = await page.evaluate(f"window.graphwire.screenOf({key!r})")
+    await page.mouse.move(at["x"], at["y"])
+    for _ in range(3):
+        await page.mouse.wheel(0, -300)
+    await camera_still(page)  # damping eases the zoom over a few hundred ms
+    now = await page.evaluate(f"window.graphwire.screenOf({key!r})")
+    assert math.dist((now["x"], now["y"]), (at["x"], at["y"])) < 40, (at, now)
     # and the button does the same after a zoom far out
     await page.mouse.move(500, 400)  # over the graph, not a panel
     for _ in range(30):

@@ -157,6 +157,7 @@ export class Renderer {
     this.controls = new OrbitControls(this.camera, this.renderer.domElement);
     this.controls.enableDamping = true;
     this.controls.dampingFactor = 0.12;
+    this.controls.zoomToCursor = true;  // the wheel zooms towards what the pointer is on
     this.capacity = 0;
     this.count = 0;
     this.t = 1;
