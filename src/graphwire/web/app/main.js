@@ -652,7 +652,7 @@ function frame(now) {
     }
     pointer = null;
   }
-  if (now - lastLabels > 100 && model.slotCount) {
+  if (drawing && now - lastLabels > 100 && model.slotCount) {  // labels are drawing too
     lastLabels = now;
     const source = app.sssp ? model.slotOf.get(app.sssp.source) ?? -1 : -1;
     labels.update(view, model, [app.hovered, app.selected, source], app.path);
