@@ -153,5 +153,20 @@ async def test_watch_terminal_view(generous_server: Harness) -> None:
     out = io.StringIO()
     assert await watch(generous_server.base, duration=1.5, out=out) == 0
     for word in ("state       connected", "frames/s", "bytes/s", "bytes/node", "layout",
-                 "reconnects 0"):
+                 "reconnects 0", "last change -"):
         assert word in out.getvalue()
+
+
+def test_watch_tells_the_last_change_by_name() -> None:
+    from graphwire.client.events import GraphChanged
+    from graphwire.client.watch import _Stats
+
+    stats = _Stats()
+    stats.changed(GraphChanged(1, 1, 10, 20, False), 0.2)  # the first fill: no change yet
+    assert stats.last_change == ""
+    stats.changed(GraphChanged(1, 2, 11, 22, False, ("Big Idea",)), 5.4)
+    assert stats.last_change == "at 5 s: +1 node (Big Idea), +2 edges"
+    stats.changed(GraphChanged(1, 3, 7, 15, False, (), ("a", "b", "c", "d")), 9)
+    assert stats.last_change == "at 9 s: -4 nodes (a, b, c and 1 more), -7 edges"
+    stats.changed(GraphChanged(2, 1, 7, 15, True), 12)
+    assert stats.last_change == "at 12 s: the graph was loaded again (epoch 2)"

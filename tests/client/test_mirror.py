@@ -104,6 +104,7 @@ async def test_q_velocities_sssp_and_topology_changes(generous_server: Harness) 
         async with asyncio.timeout(10):
             event = await changed
         assert not event.refetched and event.nodes_count == 201
+        assert event.added == ("zz-new",) and event.removed == ()  # by key, for a person
         assert m.node_id("zz-new") == new_id and m.live[new_id]
         assert (min(new_id, source), max(new_id, source)) in m.edges
         async with asyncio.timeout(10):
@@ -112,7 +113,8 @@ async def test_q_velocities_sssp_and_topology_changes(generous_server: Harness) 
         removed = asyncio.ensure_future(client.wait_for("graph_changed"))
         await client.post_json(f"/api/graph/nodes/{new_id}", None, method="DELETE")
         async with asyncio.timeout(10):
-            await removed
+            gone = await removed
+        assert gone.removed == ("zz-new",) and gone.added == ()
         assert "zz-new" not in m.ids_by_key and not m.live[new_id]
         assert np.isnan(m.positions[new_id]).all()
 

@@ -545,14 +545,19 @@ class Client:
         if self._graph_loading is not None and not self._graph_loading.done():
             self._changes_in_flight.append(change)  # applied over the body it awaits
             return
+        # the keys of the nodes it removes, while the mirror still knows them
+        gone = tuple(self.mirror.keys.get(int(i), str(i))
+                     for i in (change.get("removed") or {}).get("nodes", []))
         if self.mirror.graph_changed(change):
             if msg.epoch != self.mirror.epoch or msg.topology_version != \
                     self.mirror.topology_version or not self._graph_loaded.is_set():
                 self._load_graph_soon()
             return
         m = self.mirror
+        added = tuple(str(n.get("key", n.get("id"))) for n in
+                      (change.get("added") or {}).get("nodes", []))
         self._emit(ev.GraphChanged(msg.epoch, msg.topology_version, len(m.nodes),
-                                   len(m.edges), False))
+                                   len(m.edges), False, added, gone))
 
     def _on_binary(self, data: bytes) -> None:
         if not data:

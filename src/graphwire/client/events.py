@@ -106,6 +106,10 @@ class GraphChanged(Event):
     nodes_count: int
     edges_count: int
     refetched: bool
+    added: tuple[str, ...] = ()
+    """Keys of the nodes the change added (empty for a refetched graph)."""
+    removed: tuple[str, ...] = ()
+    """Keys of the nodes the change removed."""
 
 
 @dataclass(frozen=True, slots=True)

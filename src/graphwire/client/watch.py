@@ -22,7 +22,7 @@ from graphwire.protocol.header import Kind
 from .backoff import Backoff
 from .connection import Client
 from .errors import ClientError
-from .events import Event, Frame
+from .events import Event, Frame, GraphChanged
 
 CONNECTION_EVENTS = ("connected", "disconnected", "reconnecting", "graph_changed",
                      "rate_limit_warning", "error")
@@ -33,6 +33,20 @@ class _Stats:
 
     def __init__(self) -> None:
         self.window_frames = self.window_bytes = self.window_records = 0
+        self.last_change = ""  # what the last graph_changed did, for a person
+        self.edges: int | None = None  # edges after the last graph_changed
+
+    def changed(self, event: GraphChanged, at: float) -> None:
+        edges, self.edges = self.edges, event.edges_count
+        if event.refetched:
+            self.last_change = f"at {at:.0f} s: the graph was loaded again (epoch {event.epoch})"
+            return
+        if edges is None:
+            return  # the first fill of the mirror: nothing changed yet
+        parts = [f"{sign}{len(keys)} node{'s' * (len(keys) != 1)} ({_few(keys)})"
+                 for sign, keys in (("+", event.added), ("-", event.removed)) if keys]
+        parts.append(f"{event.edges_count - edges:+d} edges")
+        self.last_change = f"at {at:.0f} s: {', '.join(parts)}"
 
     def frame(self, event: Frame) -> None:
         if event.kind == Kind.SSSP:
@@ -49,6 +63,11 @@ class _Stats:
                if self.window_records else None}
         self.window_frames = self.window_bytes = self.window_records = 0
         return out
+
+
+def _few(keys: tuple[str, ...], most: int = 3) -> str:
+    more = f" and {len(keys) - most} more" if len(keys) > most else ""
+    return ", ".join(keys[:most]) + more
 
 
 def _print_json(out: TextIO, doc: dict[str, Any]) -> None:
@@ -68,7 +87,9 @@ async def watch(url: str, *, as_json: bool = False, duration: float | None = Non
     def on_event(event: Event) -> None:
         if isinstance(event, Frame):
             stats.frame(event)
-        elif as_json and event.name in CONNECTION_EVENTS:
+        if isinstance(event, GraphChanged):
+            stats.changed(event, time.monotonic() - started)
+        if not isinstance(event, Frame) and as_json and event.name in CONNECTION_EVENTS:
             doc = event.to_json()
             doc["t"] = round(time.monotonic() - started, 3)
             _print_json(out, doc)
@@ -95,7 +116,7 @@ async def watch(url: str, *, as_json: bool = False, duration: float | None = Non
             if as_json:
                 _print_json(out, {"event": "stats", "t": round(now - started, 3), **row})
             else:
-                _draw(out, url, row)
+                _draw(out, url, row, stats.last_change)
     finally:
         summary = {"frames": client.frames, "reconnects": client.reconnects,
                    "bytes": client.bytes_received, "nodes": len(client.mirror.nodes),
@@ -113,7 +134,7 @@ def _row(client: Client, window: dict[str, Any]) -> dict[str, Any]:
             "reconnects": client.reconnects, "format": client.format}
 
 
-def _draw(out: TextIO, url: str, row: dict[str, Any]) -> None:
+def _draw(out: TextIO, url: str, row: dict[str, Any], last_change: str = "") -> None:
     clear = "\x1b[H\x1b[2J" if out.isatty() else ""
     bpn = row["bytesPerNode"]
     lines = [
@@ -125,6 +146,7 @@ def _draw(out: TextIO, url: str, row: dict[str, Any]) -> None:
         f"  bytes/s     {row['bytesPerSec']:,.0f}",
         f"  bytes/node  {'-' if bpn is None else f'{bpn:.2f}'}",
         f"  layout      {'settled' if row['settled'] else 'moving'}",
+        f"  last change {last_change or '-'}",
     ]
     out.write(clear + "\n".join(lines) + "\n" + ("" if clear else "\n"))
     out.flush()
