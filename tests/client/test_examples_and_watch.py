@@ -7,6 +7,7 @@ import gc
 import io
 import json
 import logging
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -170,3 +171,18 @@ def test_watch_tells_the_last_change_by_name() -> None:
     assert stats.last_change == "at 9 s: -4 nodes (a, b, c and 1 more), -7 edges"
     stats.changed(GraphChanged(2, 1, 7, 15, True), 12)
     assert stats.last_change == "at 12 s: the graph was loaded again (epoch 2)"
+
+
+async def test_watch_ended_by_sigterm_still_prints_its_summary(generous_server: Harness) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "graphwire.cli", "watch", generous_server.base, "--json",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    async with asyncio.timeout(30):
+        while b'"stats"' not in await proc.stdout.readline():  # watching, for a second at least
+            pass
+        proc.send_signal(signal.SIGTERM)
+        rest, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    last = json.loads(rest.splitlines()[-1])
+    assert last["summary"]["frames"] > 0 and last["summary"]["nodes"] == 200

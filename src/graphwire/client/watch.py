@@ -11,9 +11,12 @@ a message when it cannot connect at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from graphwire.protocol.control import Format
@@ -100,6 +103,16 @@ async def watch(url: str, *, as_json: bool = False, duration: float | None = Non
     except ClientError as exc:
         print(f"graphwire watch: {exc}", file=sys.stderr)
         return 1
+    # SIGTERM (`timeout`, a service manager) ends the watch as Ctrl-C does: with the summary
+    with _end_on_sigterm() as ended:
+        return await _watching(client, stats, url, as_json=as_json, duration=duration,
+                               started=started, out=out, ended=ended)
+
+
+async def _watching(client: Client, stats: _Stats, url: str, *, as_json: bool,
+                    duration: float | None, started: float, out: TextIO,
+                    ended: asyncio.Event) -> int:
+    """The view's loop, from a standing connection to the summary."""
     try:
         # the duration is time spent watching, from the moment the connection stands
         deadline = None if duration is None else time.monotonic() + duration
@@ -117,6 +130,12 @@ async def watch(url: str, *, as_json: bool = False, duration: float | None = Non
                 _print_json(out, {"event": "stats", "t": round(now - started, 3), **row})
             else:
                 _draw(out, url, row, stats.last_change)
+    except asyncio.CancelledError:
+        if not ended.is_set():
+            raise
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()  # the cancel was ours, to end the loop: it is done
     finally:
         summary = {"frames": client.frames, "reconnects": client.reconnects,
                    "bytes": client.bytes_received, "nodes": len(client.mirror.nodes),
@@ -125,6 +144,28 @@ async def watch(url: str, *, as_json: bool = False, duration: float | None = Non
         if as_json:
             _print_json(out, {"summary": summary})
     return 0
+
+
+@contextlib.contextmanager
+def _end_on_sigterm() -> Iterator[asyncio.Event]:
+    """While inside, SIGTERM cancels the running task; the event says that this is why."""
+    ended = asyncio.Event()
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+
+    def end() -> None:
+        ended.set()
+        if task is not None:
+            task.cancel()
+
+    # not where signals can be handled (a thread other than the main one, or Windows): Ctrl-C
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGTERM, end)
+    try:
+        yield ended
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _row(client: Client, window: dict[str, Any]) -> dict[str, Any]:
