@@ -455,9 +455,10 @@ function renderMatches(typed = false) {
     const li = document.createElement('li');
     const n = model.nodes[s];
     li.textContent = n.label;
-    if (n.label !== n.key) {
+    const alias = model.aliasMatched(s, search.value);
+    if (alias !== null || n.label !== n.key) {
       const small = document.createElement('small');
-      small.textContent = n.key;
+      small.textContent = alias !== null ? `alias: ${alias}` : n.key;
       li.append(' ', small);
     }
     li.className = i === active ? 'active' : '';

@@ -254,6 +254,18 @@ export class GraphModel {
    * (case-insensitive): prefix matches first, then substring matches, each shortest first.
    * Returns slots.
    */
+  /**
+   * The alias through which a node matches `text`, when its key and label do not (a search
+   * result says so), or null.
+   */
+  aliasMatched(slot, text) {
+    const n = this.nodes[slot];
+    const needle = text.trim().toLowerCase();
+    if (!n || !needle) return null;
+    if (grade(n.key.toLowerCase(), needle) || grade(String(n.label).toLowerCase(), needle)) return null;
+    return aliasesOf(n).find((a) => grade(a, needle)) ?? null;
+  }
+
   search(text, limit = 10) {
     const needle = text.trim().toLowerCase();
     if (!needle) return [];
