@@ -96,6 +96,7 @@ def progress(message: str) -> None:
         sys.stderr.write(message + "\n")
         sys.stderr.flush()
 
+
 def positive(text: str) -> float:
     """An argparse type: a finite number above 0."""
     try:

@@ -90,9 +90,10 @@ async def watch(url: str, *, as_json: bool = False, duration: float | None = Non
     def on_event(event: Event) -> None:
         if isinstance(event, Frame):
             stats.frame(event)
+            return
         if isinstance(event, GraphChanged):
             stats.changed(event, time.monotonic() - started)
-        if not isinstance(event, Frame) and as_json and event.name in CONNECTION_EVENTS:
+        if as_json and event.name in CONNECTION_EVENTS:
             doc = event.to_json()
             doc["t"] = round(time.monotonic() - started, 3)
             _print_json(out, doc)

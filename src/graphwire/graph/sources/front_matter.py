@@ -34,6 +34,7 @@ _FENCE = "---"
 _ENDS = ("---", "...")
 _KEY_VALUE = re.compile(r"(?P<key>[^\s#].*?)\s*:(?:\s+(?P<value>.*))?")
 _BLOCK_SCALAR = re.compile(r"[|>][+-]?\d*")
+_UNCLOSED = "a list opened with '[' is never closed with ']'"
 
 
 def front_matter(path: str | os.PathLike[str], lines: list[str]) -> tuple[dict[str, Value], int]:
@@ -62,7 +63,7 @@ def front_matter(path: str | os.PathLike[str], lines: list[str]) -> tuple[dict[s
                 flow = []
             continue
         if flow:
-            raise SourceError(path, "a list opened with '[' is never closed with ']'", flow_line)
+            raise SourceError(path, _UNCLOSED, flow_line)
         if not text or text.startswith("#"):
             continue
         item = text == "-" or text.startswith(("- ", "-\t"))
@@ -80,7 +81,7 @@ def front_matter(path: str | os.PathLike[str], lines: list[str]) -> tuple[dict[s
             continue
         values[key] = "" if _BLOCK_SCALAR.fullmatch(raw_value) else parse_value(raw_value)
     if flow:
-        raise SourceError(path, "a list opened with '[' is never closed with ']'", flow_line)
+        raise SourceError(path, _UNCLOSED, flow_line)
     return values, end + 1
 
 

@@ -78,21 +78,24 @@ const app = {
   bytesPerNode: 0,
 };
 
-// the legend of distance colours: the same ramp the nodes are painted with
+// the legend of distance colours: the same ramp (and grey) the nodes are painted with
+const UNREACHED = [0.2, 0.22, 0.27];
+const css = (rgb) => `rgb(${rgb.map((c) => Math.round(255 * c)).join(', ')})`;
 $('#legend-bar').style.background = `linear-gradient(to right, ${[0, 0.25, 0.5, 0.75, 1]
-  .map((k) => `rgb(${distanceColor(k).map((c) => Math.round(255 * c)).join(', ')})`).join(', ')})`;
+  .map((k) => css(distanceColor(k))).join(', ')})`;
+$('.legend i.unreached').style.background = css(UNREACHED);
 
 // -- the connection -------------------------------------------------------------------------
 const statusEl = $('[data-testid="status"]');
-const FOLLOW_MS = 1000;
-const ASK_MS = 3000;
+const FOLLOW_MS = 1000;  // how often the camera re-frames a layout that is still unfolding
+const ASK_MS = 3000;  // how long paths of an older ask are taken as older than the newest ask
 const PLACEHOLDER_SIZE = 0.75;  // a tag's or an unwritten page's sphere, to a page's
 const PLACEHOLDER_DIM = 0.55;  // how far its colour fades towards the background
 /** What the panel says a node is, when it is not a page. */
 const ROLE_TEXT = {
   tag: (n) => `a tag, on ${n} page${n === 1 ? '' : 's'}`,
   unwritten: (n) => `not written yet: linked from ${n} page${n === 1 ? '' : 's'}`,
-};  // how long paths of an older ask are taken as older than the newest ask  // how often the camera re-frames a layout that is still unfolding
+};
 view.controls.addEventListener('start', () => { app.userMoved = true; });
 conn.on('state', ({ state, reason }) => {
   statusEl.textContent = state;
@@ -107,7 +110,7 @@ conn.on('state', ({ state, reason }) => {
     notice.hidden = true;
   }
   if (state === 'disconnected' && (reason === 'unauthorized' || reason === 'token refused')) {
-    $('#loading').hidden = true;
+    notice.hidden = true;
     askForToken(Boolean(params.get('token')));
   }
 });
@@ -336,7 +339,7 @@ function recolor() {
     let c;
     if (sssp) {
       const d = n.id < sssp.distance.length ? sssp.distance[n.id] : Infinity;
-      c = Number.isFinite(d) ? distanceColor(rankOf(d)) : [0.2, 0.22, 0.27];
+      c = Number.isFinite(d) ? distanceColor(rankOf(d)) : UNREACHED;
       if (n.id === sssp.source) c = [1, 1, 1];
     } else if (n.type === 'agent') c = ac;
     else c = app.colorMode === 'community' ? communityColor(app.communities[s]) : kc;

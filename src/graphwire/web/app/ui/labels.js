@@ -106,7 +106,7 @@ export class Labels {
    */
   biggest(view, model, x, y, depth, seen) {
     const want = this.hubs * 4;
-    const f = view.height / 2 / Math.tan((view.camera.fov * Math.PI) / 360);
+    const f = view.pixelsPerUnit();
     const slots = [];
     const score = [];
     for (let s = 0; s < x.length; s++) {

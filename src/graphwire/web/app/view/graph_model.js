@@ -52,9 +52,7 @@ export class GraphModel {
     if (slot === undefined) return;
     for (const other of this.adjacency[slot]) {
       this.adjacency[other].delete(slot);
-      const a = Math.min(id, this.nodes[other].id);
-      const b = Math.max(id, this.nodes[other].id);
-      this.edges.delete(`${a}:${b}`);
+      this.edges.delete(edgeKey(id, this.nodes[other].id));
     }
     this.adjacency[slot].clear();
     this.slotOfKey.delete(this.nodes[slot].key);
@@ -68,7 +66,7 @@ export class GraphModel {
     if (s === undefined || t === undefined || s === t) return;
     const a = Math.min(e.source, e.target);
     const b = Math.max(e.source, e.target);
-    this.edges.set(`${a}:${b}`, { source: a, target: b, weight: e.weight ?? 1, type: e.type });
+    this.edges.set(edgeKey(a, b), { source: a, target: b, weight: e.weight ?? 1, type: e.type });
     this.adjacency[s].add(t);
     this.adjacency[t].add(s);
   }
@@ -76,7 +74,7 @@ export class GraphModel {
   removeEdge(source, target) {
     const a = Math.min(source, target);
     const b = Math.max(source, target);
-    this.edges.delete(`${a}:${b}`);
+    this.edges.delete(edgeKey(a, b));
     const s = this.slotOf.get(a);
     const t = this.slotOf.get(b);
     if (s !== undefined && t !== undefined) {
@@ -115,7 +113,6 @@ export class GraphModel {
   get nodeCount() { return this.slotOf.size; }
   get edgeCount() { return this.edges.size; }
 
-  /** Node id shown by each slot (NO_ID where the slot is empty). */
   /**
    * What a node stands for in a vault: `page` (a note, or any node of another source), or, for
    * a placeholder (a name linked to that has no page), `tag` when only tags name it and
@@ -127,13 +124,12 @@ export class GraphModel {
     const n = this.nodes[slot];
     if (!n || !n.metadata.placeholder) return 'page';
     for (const other of this.adjacency[slot]) {
-      const a = Math.min(n.id, this.nodes[other].id);
-      const b = Math.max(n.id, this.nodes[other].id);
-      if (this.edges.get(`${a}:${b}`)?.type !== 'tag') return 'unwritten';
+      if (this.edges.get(edgeKey(n.id, this.nodes[other].id))?.type !== 'tag') return 'unwritten';
     }
     return this.adjacency[slot].size ? 'tag' : 'unwritten';
   }
 
+  /** Node id shown by each slot (NO_ID where the slot is empty). */
   idOfSlot() {
     const out = new Uint32Array(this.nodes.length);
     this.nodes.forEach((n, s) => { out[s] = n ? n.id : NO_ID; });
@@ -250,11 +246,6 @@ export class GraphModel {
   }
 
   /**
-   * Nodes whose key, label or alias (a vault page's `alias`/`aliases` property) matches `text`
-   * (case-insensitive): prefix matches first, then substring matches, each shortest first.
-   * Returns slots.
-   */
-  /**
    * The alias through which a node matches `text`, when its key and label do not (a search
    * result says so), or null.
    */
@@ -266,6 +257,11 @@ export class GraphModel {
     return aliasesOf(n).find((a) => grade(a, needle)) ?? null;
   }
 
+  /**
+   * Nodes whose key, label or alias (a vault page's `alias`/`aliases` property) matches `text`
+   * (case-insensitive): prefix matches first, then substring matches, each shortest first.
+   * Returns slots.
+   */
   search(text, limit = 10) {
     const needle = text.trim().toLowerCase();
     if (!needle) return [];
@@ -286,6 +282,11 @@ export class GraphModel {
 }
 
 const aliasCache = new WeakMap(); // node object -> its aliases (updateNode forgets them)
+/** The key of the edge between two node ids in `edges` ("a:b", the smaller id first). */
+function edgeKey(a, b) {
+  return a < b ? `${a}:${b}` : `${b}:${a}`;
+}
+
 const NONE = [];
 const PREFIX = 2;
 const INNER = 1;

@@ -410,10 +410,10 @@ export class Renderer {
     this.renderer.setSize(w, h);
     this.camera.aspect = w / h;
     this.camera.updateProjectionMatrix();
-    // world radius to pixel radius at depth 1 (points mode: gl_PointSize is in device pixels)
-    this.uniforms.uPixels.value = (h / 2 / Math.tan((this.camera.fov * Math.PI) / 360)) * this.renderer.getPixelRatio();
     this.width = w;
     this.height = h;
+    // world radius to pixel radius at depth 1 (points mode: gl_PointSize is in device pixels)
+    this.uniforms.uPixels.value = this.pixelsPerUnit() * this.renderer.getPixelRatio();
   }
 
   /** Draw one frame. */
@@ -553,11 +553,16 @@ export class Renderer {
     return { x, y, depth };
   }
 
+  /** CSS pixels a world unit spans at depth 1 (the projection's scale). */
+  pixelsPerUnit() {
+    return this.height / 2 / Math.tan((this.camera.fov * Math.PI) / 360);
+  }
+
   /**
    * Pixel radius of a slot's sphere at a given depth, as drawn (its pixel floor included);
-   * `f`, CSS pixels per world unit at depth 1, may be passed by a caller looping over slots.
+   * `f`, {@link pixelsPerUnit}, may be passed by a caller looping over slots.
    */
-  pixelRadius(slot, depth, f = this.height / 2 / Math.tan((this.camera.fov * Math.PI) / 360)) {
+  pixelRadius(slot, depth, f = this.pixelsPerUnit()) {
     const size = this.size[slot];
     const floor = Math.min(Math.max(MIN_NODE_PIXELS * size / this.uniforms.uSizeUnit.value, 1),
       MAX_NODE_FLOOR_PIXELS);
@@ -576,7 +581,7 @@ export class Renderer {
     let hitDepth = Infinity;
     let near = -1;
     let nearGap = SLACK;
-    const f = this.height / 2 / Math.tan((this.camera.fov * Math.PI) / 360);
+    const f = this.pixelsPerUnit();
     for (let s = 0; s < x.length; s++) {
       const dx = x[s] - px;
       const dy = y[s] - py;
