@@ -97,3 +97,10 @@ async def wait_frames(page: Page, count: int = 3, timeout: float = 30_000) -> No
     start = await page.evaluate("window.graphwire ? window.graphwire.framesApplied : 0")
     await page.wait_for_function(
         f"window.graphwire && window.graphwire.framesApplied >= {start + count}", timeout=timeout)
+
+
+async def wait_drawn(page: Page, timeout: float = 10_000) -> None:
+    """Wait until the page has applied a frame at all (on a settled layout one keyframe may be
+    all that comes for a while: waiting for one more than already applied would race it)."""
+    await page.wait_for_function("window.graphwire && window.graphwire.framesApplied > 0",
+                                 timeout=timeout)

@@ -25,7 +25,7 @@ from graphwire.graph.layout_file import Layout, write_layout
 from graphwire.server.keys import GRAPH_SERVICE
 from tests.server.conftest import THROUGH_GATEWAY, ring_csv
 
-from .conftest import Pages, needs_browser, wait_frames
+from .conftest import Pages, needs_browser, wait_drawn, wait_frames
 
 pytestmark = [needs_browser, pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -109,7 +109,7 @@ async def test_a_wide_layout_fills_the_view_and_every_node_stays_visible(
         **STILL, "visualisation.rendering.edges.opacity": 0.0,
         "visualisation.rendering.nodes.labels": False})
     page = await pages.open(served.base + "/?nodes=instanced")
-    await wait_frames(page, 1, timeout=10_000)
+    await wait_drawn(page)
     await page.wait_for_timeout(300)  # a drawn frame after the fit
     where = await page.evaluate(
         "window.graphwire.keys().map((k) => window.graphwire.screenOf(k))")
@@ -144,7 +144,7 @@ async def test_the_panels_never_cover_each_other(
     served = await serve(overrides=STILL)
     page = await pages.open(served.base + "/")
     await page.set_viewport_size({"width": viewport[0], "height": viewport[1]})
-    await wait_frames(page, 1, timeout=10_000)
+    await wait_drawn(page)
     await page.get_by_test_id("settings").locator("details").first.wait_for()
     for selected in (False, True):
         if selected:
@@ -175,7 +175,7 @@ async def camera_still(page: Page) -> None:
 async def test_whole_graph_brings_the_view_back_from_a_close_look(serve, pages: Pages) -> None:
     served = await serve(overrides=STILL)
     page = await pages.open(served.base + "/")
-    await wait_frames(page, 1, timeout=10_000)
+    await wait_drawn(page)
     assert await page.get_by_test_id("loading").is_hidden()
     on_screen = """() => window.graphwire.keys().filter((k) => {
         const p = window.graphwire.screenOf(k);
@@ -263,7 +263,7 @@ async def test_a_server_that_needs_a_token_says_so_and_takes_it(serve, pages: Pa
     await page.get_by_test_id("token-input").fill("sekrit")
     await page.get_by_test_id("token-input").press("Enter")
     await page.wait_for_url("**/?token=sekrit")
-    await wait_frames(page, 1, timeout=10_000)
+    await wait_drawn(page)
     assert await notice.is_hidden()
     assert await page.evaluate("window.graphwire.status") == "connected"
 
@@ -379,7 +379,7 @@ async def test_paths_another_viewer_chose_come_with_their_panel_and_clear(
     first = await pages.open(served.base + "/")
     second = await pages.open(served.base + "/")
     for page in (first, second):
-        await wait_frames(page, 1, timeout=10_000)
+        await wait_drawn(page)
     await first.evaluate("window.graphwire.select('n042')")
     # the other screen's colours changed: it says from which node, and how to go back
     await second.wait_for_function("window.graphwire.selected === 'n042'", timeout=10_000)
@@ -416,7 +416,7 @@ async def test_a_vaults_tags_and_unwritten_pages_say_what_they_are(
     (vault / "Venus.md").write_text("#astro [[Mars]]\n")
     served = await serve(source=str(vault), overrides=STILL)
     page = await pages.open(served.base + "/")
-    await wait_frames(page, 1, timeout=10_000)
+    await wait_drawn(page)
     said = {}
     for key in ("Mars", "astro", "Andromeda"):
         assert await page.evaluate(f"window.graphwire.select({key!r})")
