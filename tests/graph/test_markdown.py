@@ -275,6 +275,29 @@ def test_tags_and_code_rules() -> None:
     ]
 
 
+def test_digits_are_no_tag_and_quoted_fences_are_code() -> None:
+    # As in Obsidian's own help vault: "#1984 isn't a valid tag, but #y1984 is", and a CSS
+    # example inside a callout holds a colour, not a tag.
+    digits = "For example, #1984 isn't a valid tag, but #y1984 is (issue #12, #2024-review)."
+    assert parse_page("p.md", digits, digit_tags=True).references == [  # as Logseq reads it
+        ("1984", "tag"), ("y1984", "tag"), ("12", "tag"), ("2024-review", "tag")]
+    page = parse_page("p.md", "\n".join([
+        digits,
+        "> [!example] CSS",
+        "> ```css",
+        ">    border-color: #ff0000; [[not a link]]",
+        "> ```",
+        "> after the fence #quoted",
+        "> > ~~~",
+        "> > #nested",
+        "the quote ended without closing its fence: #outside [[Outside]]",
+    ]))
+    assert page.references == [
+        ("y1984", "tag"), ("2024-review", "tag"), ("quoted", "tag"),
+        ("outside", "tag"), ("Outside", "link"),
+    ]
+
+
 def test_front_matter_forms() -> None:
     lines = [
         "---",

@@ -29,7 +29,7 @@ from .diff import Canonical, TopologyDiff, canonical, diff
 from .model import GraphData, GraphError
 from .sources import SourceError, load_source
 from .sources.journal import CONFIG_FILE, journal_date, title_format
-from .sources.markdown import is_page, load_markdown_vault, page_files, read_page
+from .sources.markdown import is_logseq, is_page, load_markdown_vault, page_files, read_page
 from .sources.page import Page
 from .sources.vault_index import VaultIndex
 
@@ -172,6 +172,7 @@ class LiveSource:
             todo |= {rel for rel in files if self._stats.get(rel) != self._stat(rel)}
         changes: dict[str, Page | None] = {}
         stats: dict[str, tuple[int, int] | None] = {}
+        digit_tags = is_logseq(self.path)
         for rel in sorted(todo):
             stat = None if rel in unlisted else self._stat(rel)
             if stat is None:
@@ -180,7 +181,7 @@ class LiveSource:
                 continue
             out.files_read += 1
             try:
-                page = read_page(self.path, rel)
+                page = read_page(self.path, rel, digit_tags)
             except SourceError as exc:
                 out.errors.append(exc)  # the page keeps its last good parse, if it had one
                 if rel not in pages:

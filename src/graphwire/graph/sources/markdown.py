@@ -45,7 +45,7 @@ from tqdm import tqdm
 
 from ..model import EdgeSpec, GraphData, NodeSpec
 from .errors import SourceError
-from .journal import DEFAULT_TITLE_FORMAT, journal_date, journal_title, title_format
+from .journal import CONFIG_FILE, DEFAULT_TITLE_FORMAT, journal_date, journal_title, title_format
 from .page import Page, parse_page
 from .progress import LARGE_FILE_COUNT, show_progress
 from .text_file import read_text
@@ -91,9 +91,10 @@ def load_markdown_vault(
         raise SourceError(path, "has no Markdown pages (.md files)")
     show = show_progress(progress, len(files), LARGE_FILE_COUNT)
     parsed: dict[str, Page] = {}
+    digit_tags = is_logseq(root)
     for rel in tqdm(files, disable=not show, file=sys.stderr, unit="file"):
         try:
-            parsed[rel] = read_page(root, rel)
+            parsed[rel] = read_page(root, rel, digit_tags)
         except SourceError as exc:
             skipped.append(exc)
     if not parsed:
@@ -106,10 +107,17 @@ def load_markdown_vault(
     return data
 
 
-def read_page(root: Path, rel: str) -> Page:
-    """Read and parse one page (``rel``: its vault-relative POSIX path); SourceError if not."""
+def is_logseq(root: str | os.PathLike[str]) -> bool:
+    """Whether a vault is a Logseq graph (it has ``logseq/config.edn``), whose ``#2024`` is a
+    tag; elsewhere (Obsidian) it is text."""
+    return os.path.isfile(os.path.join(os.fspath(root), CONFIG_FILE))
+
+
+def read_page(root: Path, rel: str, digit_tags: bool = False) -> Page:
+    """Read and parse one page (``rel``: its vault-relative POSIX path); SourceError if not.
+    ``digit_tags`` as in :func:`~.page.parse_page` (:func:`is_logseq` tells)."""
     file = os.path.join(os.fspath(root), rel)
-    return parse_page(file, read_text(file), rel.rpartition("/")[0])
+    return parse_page(file, read_text(file), rel.rpartition("/")[0], digit_tags=digit_tags)
 
 
 def assemble(root: Path, pages: dict[str, Page],

@@ -21,8 +21,10 @@
 - A tag is ``#`` after the start of a line or whitespace, then a word character; it runs over
   word characters, ``-`` and ``/`` and ends on a word character. Headings (``# Title``) and
   ``#`` inside URLs are therefore not tags.
-- Fenced code blocks (``````` or ``~~~``, also inside a Logseq bullet) and inline code spans
-  are ignored.
+  A tag of digits alone (``#1984``, ``issue #12``) is no tag, as in Obsidian, except in a
+  Logseq graph (``digit_tags``), where Logseq makes it a page.
+- Fenced code blocks (``````` or ``~~~``, also inside a Logseq bullet or a block quote or
+  callout, ``> `````) and inline code spans are ignored.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ TAG_KEYS = frozenset({"tags", "tag"})
 """Property keys (any case) whose items are tags of the page."""
 
 _PROPERTY = re.compile(r"\s*(?:-\s+)?(?P<key>[\w\-./]+)::(?:\s+(?P<value>.*?))?\s*")
-_FENCE = re.compile(r"\s*(?:[-*+]\s+)?(?P<fence>`{3,}|~{3,})(?P<rest>.*)")
+_FENCE = re.compile(r"(?P<quote>\s*(?:>\s*)*)(?:[-*+]\s+)?(?P<fence>`{3,}|~{3,})(?P<rest>.*)")
+_QUOTE = re.compile(r"\s*(?:>\s*)*")
 _INLINE_CODE = re.compile(r"(`+).+?\1")
 _BRACKET_TAG = re.compile(r"(?<!\S)#\[\[(?P<target>[^\[\]]+)\]\]")
 _WIKI_LINK = re.compile(r"\[\[(?P<target>[^\[\]]+)\]\]")
@@ -83,10 +86,12 @@ class Page:
         return None
 
 
-def parse_page(path: str | os.PathLike[str], text: str, folder: str = "") -> Page:
+def parse_page(path: str | os.PathLike[str], text: str, folder: str = "", *,
+               digit_tags: bool = False) -> Page:
     """Read one page's text (``\\n`` line endings); ``path`` names the file in errors, and
     ``folder`` is the vault-relative POSIX folder that holds it (links that start with ``./``
-    or ``../`` are relative to it)."""
+    or ``../`` are relative to it). ``digit_tags``: ``#2024`` is a tag (Logseq), not text
+    (Obsidian)."""
     lines = text.split("\n")
     page = Page()
     try:
@@ -114,7 +119,7 @@ def parse_page(path: str | os.PathLike[str], text: str, folder: str = "") -> Pag
     for value_text in linked:
         page.references.extend((target, "link") for target in _links_only(value_text))
     for line in [*scanned, *_without_code(lines[start:])]:
-        page.references.extend(_line_references(line))
+        page.references.extend(_line_references(line, digit_tags))
     if any(t.startswith(("./", "../")) for t, _ in page.references):
         page.references = [(_relative(t, folder) if kind == "link" else t, kind)
                            for t, kind in page.references]
@@ -184,8 +189,11 @@ def _strip_ref(item: str) -> str:
 def _without_code(lines: list[str]) -> list[str]:
     kept: list[str] = []
     fence = ""  # the opening fence while inside a fenced block
+    quotes = 0  # the block quote depth (">" markers) the fence was opened in
     for line in lines:
         match = _FENCE.match(line)
+        if fence and _quote_depth(line) < quotes:
+            fence = ""  # the quote (a callout) ended, and the fence with it
         if fence:
             if (
                 match is not None
@@ -196,10 +204,16 @@ def _without_code(lines: list[str]) -> list[str]:
                 fence = ""
             continue
         if match is not None and not (match["fence"][0] == "`" and "`" in match["rest"]):
-            fence = match["fence"]
+            fence, quotes = match["fence"], match["quote"].count(">")
             continue
         kept.append(_INLINE_CODE.sub(" ", line) if "`" in line else line)
     return kept
+
+
+def _quote_depth(line: str) -> int:
+    """How many block quote markers (``>``) a line starts with."""
+    match = _QUOTE.match(line)
+    return match.group().count(">") if match else 0
 
 
 def _link_target(text: str) -> str:
@@ -224,7 +238,7 @@ def _md_target(raw: str) -> str:
     return target if "/" not in target and "." not in target else ""
 
 
-def _line_references(line: str) -> list[tuple[str, str]]:
+def _line_references(line: str, digit_tags: bool) -> list[tuple[str, str]]:
     if "[[" not in line and "#" not in line and "](" not in line:
         return []
     found: list[tuple[int, str, str]] = []  # (offset, target, type), sorted at the end
@@ -242,5 +256,9 @@ def _line_references(line: str) -> list[tuple[str, str]]:
 
     if "](" in line:
         line = _MD_LINK.sub(md_link, line)
-    _TAG.sub(lambda m: take(m, m["target"], "tag"), line)
+    def tag(match: re.Match[str]) -> str:  # Obsidian: "#1984" is no tag, nor "issue #12"
+        target = match["target"]
+        return take(match, target if digit_tags or not target.isdigit() else "", "tag")
+
+    _TAG.sub(tag, line)
     return [(target, kind) for _, target, kind in sorted(found, key=lambda f: f[0])]
