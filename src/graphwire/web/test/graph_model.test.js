@@ -61,6 +61,28 @@ test('search: key, label and a vault page\'s aliases; prefix matches first', () 
   assert.equal(m.aliasMatched(slot('html'), 'mark'), 'markup');
 });
 
+test('search ranks a name before an alias, and a start or word before the inside of a word', () => {
+  // Obsidian's help vault: "link" typed, its page "Tabs" (alias "linked pane") came first
+  const m = new GraphModel();
+  const names = [['Tabs', ['linked pane']], ['Internal links', []], ['Link notes', []],
+    ['Backlinks', []], ['Embed files', ['linking notes and files']], ['Link', []],
+    ['Graph', ['link']]];
+  m.load({
+    epoch: 1, topologyVersion: 0,
+    nodes: names.map(([key, alias], id) => ({ id, key, label: key, type: 'knowledge', metadata: { alias } })),
+    edges: [],
+  });
+  const keys = (text, limit) => m.search(text, limit).map((s) => m.nodes[s].key);
+  assert.deepEqual(keys('link'), ['Link', 'Graph', 'Link notes', 'Internal links', 'Tabs',
+    'Embed files', 'Backlinks']);
+  assert.deepEqual(keys('LINK', 2), ['Link', 'Graph']);
+  assert.deepEqual(keys('notes'), ['Link notes', 'Embed files']);
+  const slot = (key) => m.slotOfKey.get(key);
+  assert.equal(m.aliasMatched(slot('Graph'), 'link'), 'link');
+  assert.equal(m.aliasMatched(slot('Tabs'), 'link'), 'linked pane');
+  assert.equal(m.aliasMatched(slot('Link notes'), 'link'), null);
+});
+
 function graphOf(n, pairs) {
   const m = new GraphModel();
   m.load({

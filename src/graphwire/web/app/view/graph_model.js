@@ -253,31 +253,33 @@ export class GraphModel {
     const n = this.nodes[slot];
     const needle = text.trim().toLowerCase();
     if (!n || !needle) return null;
-    if (grade(n.key.toLowerCase(), needle) || grade(String(n.label).toLowerCase(), needle)) return null;
-    return aliasesOf(n).find((a) => grade(a, needle)) ?? null;
+    const g = nameMatch(n, needle);
+    if (!g || !ALIAS_GRADES.includes(g)) return null;  // found by its name, or not at all
+    return aliasesOf(n).find((a) => ALIAS_GRADES[grade(a, needle)] === g) ?? null;
   }
 
   /**
    * Nodes whose key, label or alias (a vault page's `alias`/`aliases` property) matches `text`
-   * (case-insensitive): prefix matches first, then substring matches, each shortest first.
-   * Returns slots.
+   * (case-insensitive), best first: the whole name, the whole alias, the name's start, a word of
+   * the name, an alias's start or word, then anywhere in the name or an alias ("link" finds
+   * *Link notes* and *Internal links* before *Tabs*, whose alias is "linked pane"); within
+   * each, the shortest label first. Returns slots.
    */
   search(text, limit = 10) {
     const needle = text.trim().toLowerCase();
     if (!needle) return [];
-    const prefix = [];
-    const inner = [];
+    const found = [];  // [grade, slot]
+    let weak = 0;  // substring matches kept: a short needle matches most of a large graph
     for (let s = 0; s < this.nodes.length; s++) {
       const n = this.nodes[s];
       if (!n) continue;
-      const found = nameMatch(n, needle);
-      if (found === PREFIX) prefix.push(s);
-      else if (found === INNER && inner.length < 5 * limit) inner.push(s);
+      const g = nameMatch(n, needle);
+      if (g && g <= IN_NAME && weak++ >= 5 * limit) continue;
+      if (g) found.push([g, s]);
     }
-    const byLength = (a, b) => this.nodes[a].key.length - this.nodes[b].key.length;
-    prefix.sort(byLength);
-    inner.sort(byLength);
-    return prefix.concat(inner).slice(0, limit);
+    const shown = (s) => String(this.nodes[s].label).length;
+    found.sort((a, b) => b[0] - a[0] || shown(a[1]) - shown(b[1]) || a[1] - b[1]);
+    return found.slice(0, limit).map(([, s]) => s);
   }
 }
 
@@ -288,24 +290,42 @@ function edgeKey(a, b) {
 }
 
 const NONE = [];
-const PREFIX = 2;
-const INNER = 1;
+// How well a node matches a search, best last (0: not at all).
+const IN_ALIAS = 1;
+const IN_NAME = 2;
+const ALIAS_WORD = 3;
+const ALIAS_START = 4;
+const NAME_WORD = 5;
+const NAME_START = 6;
+const WHOLE_ALIAS = 7;
+const WHOLE_NAME = 8;
+const WORD_START = /[\s/_.:()[\]-]/;
 
-/** How a name (lower-cased) matches `needle`: PREFIX, INNER (a substring) or 0. */
+/** Where `needle` is in a (lower-cased) name: 4 whole, 3 its start, 2 a word's start, 1 inside, 0 not. */
 function grade(name, needle) {
-  if (name.startsWith(needle)) return PREFIX;
-  return name.includes(needle) ? INNER : 0;
+  const at = name.indexOf(needle);
+  if (at < 0) return 0;
+  if (at === 0) return name.length === needle.length ? 4 : 3;
+  for (let i = at; i >= 0; i = name.indexOf(needle, i + 1)) {
+    if (WORD_START.test(name[i - 1])) return 2;
+  }
+  return 1;
 }
 
-/** The best match of `needle` among a node's key, label and aliases. */
+const NAME_GRADES = [0, IN_NAME, NAME_WORD, NAME_START, WHOLE_NAME];
+const ALIAS_GRADES = [0, IN_ALIAS, ALIAS_WORD, ALIAS_START, WHOLE_ALIAS];
+
+/** How well `needle` matches a node's key, label or aliases (the grades above). */
 function nameMatch(node, needle) {
-  let best = Math.max(grade(node.key.toLowerCase(), needle),
-    grade(String(node.label).toLowerCase(), needle));
-  for (const alias of aliasesOf(node)) {
-    if (best === PREFIX) break;
-    best = Math.max(best, grade(alias, needle));
-  }
+  let best = NAME_GRADES[Math.max(grade(node.key.toLowerCase(), needle),
+    grade(String(node.label).toLowerCase(), needle))];
+  if (best >= NAME_WORD) return best === WHOLE_NAME ? best : Math.max(best, wholeAlias(node, needle));
+  for (const alias of aliasesOf(node)) best = Math.max(best, ALIAS_GRADES[grade(alias, needle)]);
   return best;
+}
+
+function wholeAlias(node, needle) {
+  return aliasesOf(node).includes(needle) ? WHOLE_ALIAS : 0;
 }
 
 /** A node's other names, lower-cased: the items of its `alias`/`aliases` metadata (any case). */
