@@ -44,7 +44,11 @@ export function distanceColor(k) {
   return [a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f];
 }
 
-/** Node radius for a degree (world units), before the global size setting. */
+/**
+ * Node radius for a degree (world units), before the global size setting: a leaf 0.5, and the
+ * volume grows with the degree (the radius with its cube root: degree 10 0.85, 100 1.6, 350
+ * 2.3), so a hub stands out without swallowing the neighbours around it.
+ */
 export function sizeForDegree(degree) {
-  return 0.3 + 0.2 * Math.sqrt(degree);
+  return 0.2 + 0.3 * Math.cbrt(degree);
 }
