@@ -172,6 +172,36 @@ async def camera_still(page: Page) -> None:
     }""", polling=100, timeout=10_000)
 
 
+async def test_search_flies_in_to_a_hub_not_out(serve, pages: Pages, tmp_path: Path) -> None:
+    # A hub with 300 leaves round it (Logseq's docs: a Changelog page that names 351 people and
+    # days): the flight's distance grew with the hub's size and took the camera further out
+    # than the whole graph; it must come closer, and its neighbours spread wider on screen.
+    n = 300
+    keys = [f"leaf{i:03d}" for i in range(n)]
+    star = tmp_path / "star.csv"
+    star.write_text("source,target\n" + "".join(f"hub,{k}\n" for k in keys))
+    golden = math.pi * (3 - math.sqrt(5))  # leaves spread evenly over a sphere of radius 40
+    points = [[40 * math.sqrt(1 - z * z) * math.cos(golden * i),
+               40 * math.sqrt(1 - z * z) * math.sin(golden * i), 40 * z]
+              for i in range(n) for z in [1 - 2 * (i + 0.5) / n]]
+    write_layout(tmp_path / "star.layout.json",
+                 Layout(["hub", *keys], [[0.0, 0.0, 0.0], *points], settled=True))
+    served = await serve(source=str(star), layout=str(tmp_path / "star.layout.json"),
+                         overrides=STILL)
+    page = await pages.open(served.base + "/")
+    await wait_drawn(page)
+    await camera_still(page)
+    spread = f"""() => {{ const xs = {keys!r}.map((k) => window.graphwire.screenOf(k).x);
+        return Math.max(...xs) - Math.min(...xs); }}"""
+    whole = await page.evaluate(spread)
+    await page.get_by_test_id("search").fill("hub")
+    await page.get_by_test_id("search").press("Enter")
+    await page.wait_for_function("window.graphwire.selected === 'hub'")
+    await page.wait_for_timeout(800)  # the flight (700 ms)
+    await camera_still(page)
+    assert await page.evaluate(spread) > 1.2 * whole
+
+
 async def test_whole_graph_brings_the_view_back_from_a_close_look(serve, pages: Pages) -> None:
     served = await serve(overrides=STILL)
     page = await pages.open(served.base + "/")

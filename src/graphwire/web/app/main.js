@@ -443,9 +443,20 @@ function showSelection() {
   $('#sel-more').textContent = nb.length > 300 ? `and ${nb.length - 300} more` : '';
 }
 
+/**
+ * Fly to a node for a close look: near enough to tell it from its neighbours (the nearer, the
+ * smaller it is), no farther than its neighbours' median distance calls for (a hub's size would
+ * take the camera past the whole graph), and never farther than the whole graph's view.
+ */
 function flyTo(slot) {
   app.userMoved = true;
-  view.flyTo(view.positionOf(slot), 40 + 30 * view.size[slot]);
+  const at = view.positionOf(slot);
+  const p = new THREE.Vector3();
+  const reach = median([...model.adjacency[slot]].map((o) => view.positionOf(o, p).distanceTo(at)));
+  let distance = 40 + 30 * view.size[slot];
+  if (reach > 0) distance = Math.min(distance, Math.max(6 * reach, 60));
+  if (view.fitDistance) distance = Math.min(distance, 0.7 * view.fitDistance);
+  view.flyTo(at, distance);
 }
 
 const search = $('[data-testid="search"]');

@@ -516,6 +516,8 @@ export class Renderer {
     this.camera.updateProjectionMatrix();
     // zooming out further than this shows nothing more, only a smaller graph, then none
     this.controls.maxDistance = dist * 6;
+    /** How far from its centre the camera sees the whole graph (the last fit). */
+    this.fitDistance = dist;
     if (ms > 0) {
       this.flyTo(centre, dist, ms);
       return;
