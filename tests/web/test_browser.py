@@ -340,6 +340,14 @@ async def test_a_slider_moved_in_one_page_moves_it_in_another(serve, pages: Page
     assert not await box.is_visible()
     await a.locator("summary", has_text="Knowledge graph physics").click()
     assert await box.is_visible()
+    # named for what it does, its setting's name and help written under it; the technical
+    # knobs wait under "more"
+    assert await a.locator(f"label[for='setting-{path}']").inner_text() == "pull along links"
+    assert "spring k: " in await a.locator(".setting", has=slider).locator(".help").inner_text()
+    theta = a.get_by_test_id("number-visualisation.graphs.logseq.physics.theta")
+    assert not await theta.is_visible()
+    await a.locator("details.more > summary").first.click()
+    assert await theta.is_visible()
     await box.fill("0.125")
     await box.press("Enter")
     await b.wait_for_function(

@@ -18,6 +18,19 @@ const GROUPS = [
 ];
 const SEND_EVERY_MS = 80;
 /**
+ * The physics knobs a person reaches for, first, named for what they do (the setting's own
+ * name and help under each); the rest of a physics group (the solver, cooling, bounds and the
+ * model's switches) waits under "more", closed.
+ */
+const EVERYDAY = new Map([
+  ['enabled', 'layout running'],
+  ['repel_k', 'spread'],
+  ['spring_k', 'pull along links'],
+  ['collision_k', 'node spacing'],
+  ['gravity', 'keep parts together'],
+  ['rest_length', 'scale'],
+]);
+/**
  * Settings this client has no use for, left out of its panel (they stay settings, for other
  * clients): browsers draw WebGL lines one pixel wide whatever width is asked.
  */
@@ -68,7 +81,27 @@ export function buildSettingsPanel(root, schema, store) {
     summary.dataset.prefix = group.prefix;
     summary.dataset.title = group.title;
     details.append(summary);
-    for (const s of rows) details.append(row(s, group.prefix, store, controls));
+    const everyday = (s) => group.prefix.endsWith('.physics.') && EVERYDAY.has(s.path.slice(group.prefix.length));
+    const first = rows.filter(everyday);
+    const rest = rows.filter((s) => !everyday(s));
+    const rank = [...EVERYDAY.keys()];
+    first.sort((a, b) => rank.indexOf(a.path.slice(group.prefix.length))
+      - rank.indexOf(b.path.slice(group.prefix.length)));
+    for (const s of first) details.append(row(s, group.prefix, store, controls));
+    if (first.length && rest.length) {
+      const more = document.createElement('details');
+      more.className = 'more';
+      const key = `graphwire.panel.more.${group.prefix}`;
+      more.open = readFlag(key);
+      more.addEventListener('toggle', () => writeFlag(key, more.open));
+      const title = document.createElement('summary');
+      title.textContent = `more (${rest.length})`;
+      more.append(title);
+      for (const s of rest) more.append(row(s, group.prefix, store, controls));
+      details.append(more);
+    } else {
+      for (const s of rest) details.append(row(s, group.prefix, store, controls));
+    }
     root.append(details);
   }
   store.on('change', ({ path, value }) => {
@@ -108,7 +141,8 @@ function row(s, prefix, store, controls) {
   div.className = 'setting';
   const label = document.createElement('label');
   const name = s.path.slice(prefix.length);
-  label.textContent = humanName(name);
+  const plain = prefix.endsWith('.physics.') ? EVERYDAY.get(name) : undefined;
+  label.textContent = plain ?? humanName(name);
   label.title = `${s.path}${s.help ? `: ${s.help}` : ''} (default ${s.default})`;
   const input = document.createElement('input');
   input.dataset.testid = `setting-${s.path}`;
@@ -209,5 +243,11 @@ function row(s, prefix, store, controls) {
   div.append(label, input);
   if (box) div.append(box);
   div.append(reset);
+  if (plain !== undefined) {  // what it does, readable without hovering (a phone cannot)
+    const help = document.createElement('small');
+    help.className = 'help';
+    help.textContent = `${humanName(name)}: ${s.help}`;
+    div.append(help);
+  }
   return div;
 }
