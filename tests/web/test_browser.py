@@ -163,7 +163,9 @@ async def test_the_panels_never_cover_each_other(
 
 
 async def camera_still(page: Page) -> None:
-    """Wait until the view has stopped moving: a node's screen position the same 0.1 s apart."""
+    """Wait until the view has stopped moving: a node's screen position the same 0.1 s apart
+    (from now on: a position seen by an earlier call says nothing of a flight begun since)."""
+    await page.evaluate("window.__still = null")
     await page.wait_for_function("""() => {
         const p = window.graphwire.screenOf(window.graphwire.keys()[0]);
         const before = window.__still;
@@ -227,6 +229,15 @@ async def test_whole_graph_brings_the_view_back_from_a_close_look(serve, pages: 
     await page.get_by_test_id("search").fill("n042")
     await page.get_by_test_id("search").press("Enter")
     await page.wait_for_function(f"({on_screen})() < 100", timeout=10_000)
+    # the whole graph with the selection's tall panel open: framed beside it, none under it
+    await page.keyboard.press("f")
+    await page.wait_for_function(f"({on_screen})() === 200", timeout=10_000)
+    await camera_still(page)
+    under_side = await page.evaluate("""() => {
+        const r = document.querySelector('#side').getBoundingClientRect();
+        return window.graphwire.keys().filter((k) => { const p = window.graphwire.screenOf(k);
+            return p.x >= r.left && p.x <= r.right && p.y >= r.top && p.y <= r.bottom; }); }""")
+    assert under_side == []
     await page.locator("#sel-clear").click()
     assert await page.get_by_test_id("search").input_value() == ""  # clear empties the box
     await page.keyboard.press("f")
@@ -314,28 +325,31 @@ async def test_a_slider_moved_in_one_page_moves_it_in_another(serve, pages: Page
     other_slider = b.get_by_test_id(f"setting-{path}")
     other_box = b.get_by_test_id(f"number-{path}")
     assert await slider.get_attribute("type") == "range"
-    # spring_k spans 0 … 100 around a default of 1: a logarithmic slider whose floor is three
-    # decades under the default; the box beside it takes any value of the schema's range
+    # spring_k spans 0 … 100 around a default of 1: a logarithmic slider from two decades
+    # under the default to two over it (or the maximum); the box beside it takes any value of
+    # the schema's range
     assert await slider.get_attribute("data-scale") == "log"
     assert float(await box.get_attribute("min") or "nan") == lo
     assert float(await box.get_attribute("max") or "nan") == hi
-    floor = schema[path]["default"] / 1000
+    floor = schema[path]["default"] / 100
+    top = min(hi, schema[path]["default"] * 100)
 
     def position(v: float) -> int:
-        return round(1000 * math.log(v / floor) / math.log(hi / floor))
+        return round(1000 * math.log(v / floor) / math.log(top / floor))
 
     assert await slider.input_value() == str(position(start))
-    # the slider halfway: the geometric middle of floor … max, written and shown everywhere
-    assert start != 0.316
+    # the slider three quarters along: three of the four decades from floor to top (10),
+    # written and shown everywhere
+    assert start != 10
     await slider.evaluate(
-        "el => { el.value = '500'; el.dispatchEvent(new Event('input', {bubbles: true}));"
+        "el => { el.value = '750'; el.dispatchEvent(new Event('input', {bubbles: true}));"
         " el.dispatchEvent(new Event('change', {bubbles: true})); }")
-    assert await box.input_value() == "0.316"
+    assert await box.input_value() == "10"
     await b.wait_for_function(
-        f"document.querySelector('[data-testid=\"number-{path}\"]').value === '0.316'")
-    assert await other_slider.input_value() == "500"
-    assert await other_box.input_value() == "0.316"
-    assert (await served.get(f"/api/settings/{path}"))["value"] == 0.316
+        f"document.querySelector('[data-testid=\"number-{path}\"]').value === '10'")
+    assert await other_slider.input_value() == "750"
+    assert await other_box.input_value() == "10"
+    assert (await served.get(f"/api/settings/{path}"))["value"] == 10
     # an exact value typed in the box, once the group is open (closed on a first visit)
     assert not await box.is_visible()
     await a.locator("summary", has_text="Knowledge graph physics").click()
@@ -492,6 +506,23 @@ async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(
     await page.wait_for_function(f"!window.graphwire.pinned.includes({key!r})")
     await page.wait_for_function(
         "window.graphwire.queue.accepted >= 2 && window.graphwire.queue.inflight === 0")
+    assert not bool(graph.pinned[nid])
+    # a pin this page did not make (before a reload) is let go by a double-click too
+    await page.mouse.move(shown["x"], shown["y"])
+    await page.mouse.down()
+    for k in range(1, 6):
+        await page.mouse.move(shown["x"] - 6 * k, shown["y"])
+    await page.mouse.up()
+    await page.wait_for_function(
+        "window.graphwire.queue.accepted >= 3 && window.graphwire.queue.inflight === 0")
+    assert bool(graph.pinned[nid])
+    await page.reload()
+    await wait_frames(page, 1)
+    assert await page.evaluate("window.graphwire.pinned") == []
+    again = await page.evaluate(f"window.graphwire.screenOf({key!r})")
+    await page.mouse.dblclick(again["x"], again["y"])
+    await page.wait_for_function(
+        "window.graphwire.queue.accepted >= 1 && window.graphwire.queue.inflight === 0")
     assert not bool(graph.pinned[nid])
 
 

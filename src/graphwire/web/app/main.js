@@ -96,7 +96,10 @@ const ROLE_TEXT = {
   tag: (n) => `a tag, on ${n} page${n === 1 ? '' : 's'}`,
   unwritten: (n) => `not written yet: linked from ${n} page${n === 1 ? '' : 's'}`,
 };
-view.controls.addEventListener('start', () => { app.userMoved = true; });
+view.controls.addEventListener('start', () => {
+  app.userMoved = true;
+  view.flight = null;  // the user's hand wins over a glide under way (a fit, a fly-to)
+});
 conn.on('state', ({ state, reason }) => {
   statusEl.textContent = state;
   statusEl.dataset.state = state;
@@ -247,6 +250,8 @@ function onPositions(msg) {
   if (msg.nodes) app.bytesPerNode = 0.8 * app.bytesPerNode + 0.2 * (msg.bytes / msg.nodes);
   app.framesWindow.push(t0);
   $('[data-testid="frames"]').textContent = app.framesApplied;
+  // the layout woke (a setting, a new node): follow it again, unless the user took the camera
+  if (!msg.settled && app.settledFit) app.settledFit = false;
   if (!app.fitted) {
     view.fit(0, fitMargins());
     app.fitted = true;
@@ -260,23 +265,29 @@ function onPositions(msg) {
 }
 
 /**
- * What the panels cover of the canvas, for the camera's fit: the status bar, and a panel that
- * spans the window's width (a phone's search bar and settings); corner panels on a wide window
- * leave the middle free and take only a small margin.
+ * What the panels cover of the canvas, for the camera's fit: the status bar; a panel that
+ * spans the window's width (a phone's search bar and settings) takes its band off the top or
+ * the bottom, and one that spans its height (the side panel with a selection or open settings)
+ * its strip off that side; corner panels on a wide window leave the middle free, and the
+ * camera steps back to clear them.
  */
 function fitMargins() {
   const w = window.innerWidth;
   const h = window.innerHeight;
   const box = (sel) => $(sel).getBoundingClientRect();
   const wide = (r) => r.width > 0.6 * w;
+  const tall = (r) => r.height >= 0.6 * h && !wide(r);
   const top = box('#top');
   const side = box('#side');
   const lowest = Math.min(box('#status').top, wide(side) && side.height > 0 ? side.top : h);
-  const corner = (r) => r.height > 0 && !wide(r) && r.height < 0.6 * h;
+  const corner = (r) => r.height > 0 && !wide(r) && !tall(r);
+  const strip = (r, onLeft) => (tall(r) && (r.left + r.right) / 2 < w / 2 === onLeft
+    ? (onLeft ? r.right : w - r.left) + 8 : 0);
   return {
     top: Math.max(40, wide(top) ? top.bottom + 8 : 0),
     bottom: Math.max(56, h - lowest + 8),
-    side: 24,
+    left: Math.max(24, strip(top, true), strip(side, true)),
+    right: Math.max(24, strip(top, false), strip(side, false)),
     panels: [top, side].filter(corner).map((r) => [r.left - 4, r.top - 4, r.right + 4, r.bottom + 4]),
   };
 }
@@ -402,6 +413,7 @@ function select(slot, tell = true) {
 function showSelection() {
   const panel = $('#selection');
   const slot = app.selected;
+  view.mark(slot);
   if (slot < 0 || !model.nodes[slot]) { panel.hidden = true; return; }
   const n = model.nodes[slot];
   panel.hidden = false;
@@ -415,7 +427,9 @@ function showSelection() {
   $('#sel-release').hidden = !app.pinned.has(slot);
   const meta = $('#sel-meta');
   const role = model.role(slot);
-  const rows = Object.entries(n.metadata).filter(([k]) => !(k === 'placeholder' && role !== 'page'));
+  const empty = (v) => v === '' || v === null || (Array.isArray(v) && v.length === 0);
+  const rows = Object.entries(n.metadata)
+    .filter(([k, v]) => !(k === 'placeholder' && role !== 'page') && !empty(v));
   if (role !== 'page') rows.unshift(['is', ROLE_TEXT[role](model.degree(slot))]);
   meta.replaceChildren(...rows.map(([k, v]) => {
     const tr = document.createElement('tr');
@@ -429,12 +443,18 @@ function showSelection() {
     return tr;
   }));
   const list = $('#sel-neighbours');
-  const nb = [...model.adjacency[slot]].sort((a, b) => model.nodes[a].label.localeCompare(model.nodes[b].label));
+  // pages first, then names with no page (tags, links not written yet), each by name as a
+  // person reads it (case aside, "9" before "10")
+  const page = (s) => (model.role(s) === 'page' ? 0 : 1);
+  const nb = [...model.adjacency[slot]].sort((a, b) => page(a) - page(b)
+    || String(model.nodes[a].label).localeCompare(String(model.nodes[b].label), undefined,
+      { numeric: true, sensitivity: 'base' }));
   list.replaceChildren(...nb.slice(0, 300).map((s) => {
     const li = document.createElement('li');
     const btn = document.createElement('button');
     btn.textContent = model.nodes[s].label;
     btn.title = model.nodes[s].key;
+    if (page(s)) btn.className = 'unwritten';
     btn.dataset.testid = 'neighbour';
     btn.addEventListener('click', () => { select(s); flyTo(s); });
     li.append(btn);
@@ -470,7 +490,7 @@ function renderMatches(typed = false) {
     const n = model.nodes[s];
     li.textContent = n.label;
     const alias = model.aliasMatched(s, search.value);
-    if (alias !== null || n.label !== n.key) {
+    if (alias !== null || String(n.label).toLowerCase() !== n.key.toLowerCase()) {
       const small = document.createElement('small');
       small.textContent = alias !== null ? `alias: ${alias}` : n.key;
       li.append(' ', small);
@@ -540,9 +560,10 @@ function wholeGraph() {
 }
 $('#sel-release').addEventListener('click', () => release(app.selected));
 document.addEventListener('keydown', (ev) => {
-  if (ev.key === 'Escape' && document.activeElement !== search) select(-1);
-  if (ev.key === '/' && document.activeElement !== search) { ev.preventDefault(); search.focus(); }
+  // keys typed in a field (the search box, a setting's value) are the field's
   const typing = ['INPUT', 'SELECT', 'TEXTAREA'].includes(document.activeElement?.tagName);
+  if (ev.key === 'Escape' && !typing) select(-1);
+  if (ev.key === '/' && !typing) { ev.preventDefault(); search.focus(); }
   if ((ev.key === 'f' || ev.key === 'Home') && !typing && !ev.ctrlKey && !ev.metaKey && !ev.altKey) {
     wholeGraph();
   }
@@ -577,6 +598,14 @@ canvas.addEventListener('pointermove', (ev) => {
     if (hit) drag(press.slot, hit);
   }
 });
+canvas.addEventListener('pointerleave', () => {
+  pointer = null;
+  if (app.hovered >= 0 && !press) {
+    app.hovered = -1;
+    updatePath();
+    recolor();
+  }
+});
 canvas.addEventListener('pointerdown', (ev) => {
   if (ev.button !== 0) return;
   const slot = view.pick(ev.offsetX, ev.offsetY);
@@ -601,7 +630,14 @@ canvas.addEventListener('pointerup', (ev) => {
 });
 canvas.addEventListener('dblclick', (ev) => {
   const slot = view.pick(ev.offsetX, ev.offsetY);
-  if (slot >= 0 && app.pinned.has(slot)) release(slot);
+  if (slot < 0) return;
+  // a pin this page does not know of (made before a reload, or on another screen) is released
+  // where the node is: the server holds it there
+  if (!app.pinned.has(slot)) {
+    const p = view.positionOf(slot);
+    app.pinned.set(slot, [p.x, p.y, p.z]);
+  }
+  release(slot);
 });
 
 function drag(slot, p) {

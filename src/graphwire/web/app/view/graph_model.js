@@ -247,7 +247,7 @@ export class GraphModel {
 
   /**
    * The alias through which a node matches `text`, when its key and label do not (a search
-   * result says so), or null.
+   * result says so), as the page writes it, or null.
    */
   aliasMatched(slot, text) {
     const n = this.nodes[slot];
@@ -255,7 +255,8 @@ export class GraphModel {
     if (!n || !needle) return null;
     const g = nameMatch(n, needle);
     if (!g || !ALIAS_GRADES.includes(g)) return null;  // found by its name, or not at all
-    return aliasesOf(n).find((a) => ALIAS_GRADES[grade(a, needle)] === g) ?? null;
+    const at = aliasesOf(n).findIndex((a) => ALIAS_GRADES[grade(a, needle)] === g);
+    return at < 0 ? null : findAliases(n.metadata, false)[at];
   }
 
   /**
@@ -338,13 +339,14 @@ function aliasesOf(node) {
   return out;
 }
 
-function findAliases(meta) {
+/** The items of a node's `alias`/`aliases` metadata (any case of the key), lower-cased or not. */
+function findAliases(meta, lower = true) {
   if (!meta || typeof meta !== 'object') return NONE;
   const out = [];
   for (const [k, v] of Object.entries(meta)) {
     if (!/^alias(es)?$/i.test(k)) continue;
     for (const item of Array.isArray(v) ? v : [v]) {
-      if (typeof item === 'string') out.push(item.toLowerCase());
+      if (typeof item === 'string') out.push(lower ? item.toLowerCase() : item);
     }
   }
   return out.length ? out : NONE;

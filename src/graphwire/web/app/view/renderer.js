@@ -137,6 +137,32 @@ uniform vec3 uColor;
 uniform float uOpacity;
 void main() { gl_FragColor = vec4(uColor, uOpacity); }`;
 
+/**
+ * A ring drawn over everything (no depth test), a constant number of pixels across whatever
+ * the distance: where the selected node is, when other spheres stand in front of it.
+ */
+function selectionMarker() {
+  const size = 64;
+  const canvas = document.createElement('canvas');
+  canvas.width = size;
+  canvas.height = size;
+  const g = canvas.getContext('2d');
+  g.lineWidth = 5;
+  g.strokeStyle = 'rgba(11, 14, 20, 0.9)';
+  g.beginPath(); g.arc(size / 2, size / 2, size / 2 - 5, 0, 2 * Math.PI); g.stroke();
+  g.lineWidth = 2.5;
+  g.strokeStyle = '#ffffff';
+  g.beginPath(); g.arc(size / 2, size / 2, size / 2 - 5, 0, 2 * Math.PI); g.stroke();
+  const sprite = new THREE.Sprite(new THREE.SpriteMaterial({
+    map: new THREE.CanvasTexture(canvas), depthTest: false, depthWrite: false,
+    transparent: true, sizeAttenuation: false,
+  }));
+  sprite.renderOrder = 3;
+  sprite.visible = false;
+  sprite.frustumCulled = false;
+  return sprite;
+}
+
 export class Renderer {
   /**
    * @param {HTMLElement} container
@@ -150,6 +176,9 @@ export class Renderer {
     this.renderer = new THREE.WebGLRenderer({ antialias: options.antialias ?? !software });
     container.appendChild(this.renderer.domElement);
     this.scene = new THREE.Scene();
+    this.marker = selectionMarker();
+    this.markedSlot = -1;
+    this.scene.add(this.marker);
     this.background = new THREE.Color('#0b0e14');
     this.scene.background = this.background;
     this.camera = new THREE.PerspectiveCamera(50, 1, 0.5, 50000);
@@ -417,11 +446,24 @@ export class Renderer {
   }
 
   /** Draw one frame. */
+  /** Ring a slot (the selected node) so it shows through whatever stands in front; -1: none. */
+  mark(slot) { this.markedSlot = slot; }
+
   render(now = performance.now()) {
     this.adapt(now);
     this.uniforms.uT.value = this.currentT(now);
     if (this.flight) this.flight(now);
     this.controls.update();
+    const marked = this.markedSlot;
+    this.marker.visible = marked >= 0 && marked < this.count && this.size[marked] !== 0;
+    if (this.marker.visible) {
+      this.positionOf(marked, this.marker.position);
+      const depth = Math.max(this.camera.position.distanceTo(this.marker.position), 1e-6);
+      const f = this.pixelsPerUnit();
+      // the ring a little wider than the sphere as drawn, and never lost in a crowd
+      const px = Math.max(2 * this.pixelRadius(marked, depth, f) + 10, 22);
+      this.marker.scale.setScalar(px / f);
+    }
     // fog from just behind the point looked at to three times as far
     const d = this.camera.position.distanceTo(this.controls.target);
     this.uniforms.uFog.value.set(d, 3 * d);
@@ -437,8 +479,10 @@ export class Renderer {
    * across the view over the half-angle's tangent, plus how far it stands towards the camera),
    * so a flat or long layout fills the screen, not only its bounding sphere.
    * `ms` > 0 glides there (following a layout as it unfolds, from the present direction), 0
-   * jumps (from the default direction). `margin.panels`: rectangles (CSS pixels, [left, top,
-   * right, bottom]) of panels in the corners, which the camera steps back to clear.
+   * jumps (from the default direction). `margin.left`, `margin.right` (else `margin.side`),
+   * `top` and `bottom` may differ (a tall panel on one side): the graph is framed in the middle
+   * of what is left. `margin.panels`: rectangles (CSS pixels, [left, top, right, bottom]) of
+   * panels in the corners, which the camera steps back to clear.
    */
   fit(ms = 0, margin = { top: 40, bottom: 56, side: 24 }) {
     const slots = [];
@@ -459,8 +503,14 @@ export class Renderer {
     const w = Math.max(1, this.width || 1);
     // tangents of the half-angles left for the graph, across and up, once margins are taken
     const tanY = Math.tan((this.camera.fov * Math.PI) / 360);
-    const tanUp = tanY * Math.max(0.2, 1 - (2 * Math.max(margin.top, margin.bottom)) / h);
-    const tanAcross = tanY * (w / h) * Math.max(0.2, 1 - (2 * margin.side) / w);
+    const tanX = tanY * (w / h);
+    const left = margin.left ?? margin.side;
+    const rightMargin = margin.right ?? margin.side;
+    const tanUp = tanY * Math.max(0.2, 1 - (margin.top + margin.bottom) / h);
+    const tanAcross = tanX * Math.max(0.2, 1 - (left + rightMargin) / w);
+    // where the middle of what the margins leave is, off the window's middle (in tangents)
+    const offX = tanX * ((left - rightMargin) / w);
+    const offY = tanY * ((margin.bottom - margin.top) / h);
     // each node's offset towards the camera, across and up the view, from the median node
     const n = slots.length;
     const towards = new Float64Array(n);
@@ -501,17 +551,19 @@ export class Renderer {
       dv += ((y0 + y1) / 2) * dist;
     }
     let dist = distance(du, dv);
+    // the camera looks past the graph's middle so that it shows in the middle of the free part
+    const shiftX = (d) => du - offX * d;
+    const shiftY = (d) => dv - offY * d;
     // a node under a corner panel (the search box, the settings) is hidden: step back until
     // none is, a few steps at most (a panel as tall as the window is no corner)
-    const tanX = tanY * (w / h);
     const under = (d) => kept.some((i) => {
       const depth = Math.max(d - towards[i], 1e-6);
-      const sx = w / 2 + ((across[i] - du) / depth / tanX) * (w / 2);
-      const sy = h / 2 - ((upward[i] - dv) / depth / tanY) * (h / 2);
+      const sx = w / 2 + ((across[i] - shiftX(d)) / depth / tanX) * (w / 2);
+      const sy = h / 2 - ((upward[i] - shiftY(d)) / depth / tanY) * (h / 2);
       return (margin.panels ?? []).some(([l, t, r, b]) => sx >= l && sx <= r && sy >= t && sy <= b);
     });
     for (let step = 0; step < 6 && under(dist); step++) dist *= 1.12;
-    centre.addScaledVector(right, du).addScaledVector(up, dv);
+    centre.addScaledVector(right, shiftX(dist)).addScaledVector(up, shiftY(dist));
     this.camera.far = Math.max(50000, dist * 10);
     this.camera.updateProjectionMatrix();
     // zooming out further than this shows nothing more, only a smaller graph, then none
