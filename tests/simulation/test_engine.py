@@ -135,6 +135,36 @@ def test_the_run_wakes_on_a_parameter_change_and_settles_again() -> None:
     assert sim.settled
 
 
+def test_a_huge_repulsion_put_back_leaves_the_layout_as_it_was() -> None:
+    # A user dragged "spread" to 600,000 and back: the layout, blown up against the bounds,
+    # came back 7 times too large and had lost its neighbourhoods. A change of what sets the
+    # size scales the layout there at once (the shape kept), both ways.
+    g, block = planted_communities(blocks=6)
+    sim = Simulation(g)
+    sim.run_until_settled(30_000)
+    n = g.id_limit
+    indptr, nbr, _ = g.csr()
+
+    def size() -> float:
+        p = g.pos[:n].astype(np.float64)
+        return float(np.median(np.linalg.norm(p - np.median(p, axis=0), axis=1)))
+
+    rest, share = size(), neighbour_share(g.pos[:n], indptr, nbr)
+    sim.set_params(repel_k=600_000.0)
+    assert size() > 10 * rest  # answered at once, not over minutes
+    sim.step(300)
+    sim.set_params(repel_k=3.0)
+    sim.run_until_settled(30_000)
+    assert sim.settled
+    assert 0.7 * rest < size() < 1.4 * rest
+    assert neighbour_share(g.pos[:n], indptr, nbr) > share - 0.05
+    assert community_ratio(g.pos[:n], block) < 0.15
+    # a small change of an unrelated knob moves nothing at once
+    before = g.pos.copy()
+    sim.set_params(damping=0.9)
+    np.testing.assert_array_equal(g.pos, before)
+
+
 def test_a_pinned_node_stays_exactly_where_it_was_put() -> None:
     g = barabasi_albert(200)
     sim = Simulation(g)

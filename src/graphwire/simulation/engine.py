@@ -378,8 +378,34 @@ class Simulation:
                     self.agent_params = new
                 else:
                     self.params = new
+                    if any(getattr(new, k) != getattr(old, k) for k in SCALE_KNOBS):
+                        self._to_equilibrium_size()
                 self.wake()
             return new
+
+    def _to_equilibrium_size(self) -> None:
+        """After a change of what sets the layout's size: scale the layout (its free knowledge
+        nodes, about their centre) to where springs balance repulsion, when it is more than
+        twice off. The shape stays; the layout answers at once instead of drifting for
+        minutes, and one blown up against the bounds by a huge ``repel_k`` comes back whole
+        when the value is put back (it stayed 7 times too large and lost neighbourhoods)."""
+        if self.refinement is not None:
+            return  # the multilevel start sizes each level itself
+        g = self.graph
+        n = g.id_limit
+        indptr, nbr, wts = g.csr()
+        weight = self._weights(self.params)[:n]
+        free = g.alive[:n] & ~g.agent[:n] & ~g.pinned[:n]
+        if free.sum() < 2:
+            return
+        for _ in range(4):  # each factor is clipped to 0.05 … 20
+            factor = forcefield.virial_scale(g.pos[:n], indptr, nbr, wts, weight, self.params)
+            if 0.5 <= factor <= 2.0:
+                break
+            centre = g.pos[:n][free].mean(axis=0)
+            g.pos[:n][free] = (g.pos[:n][free] - centre) * np.float32(factor) + centre
+            g.vel[:n][free] = 0.0
+        self._speed = forcefield.Speed()
 
     def move(self, ids: Iterable[int], positions: npt.ArrayLike, *, pin: bool = False) -> None:
         """Put nodes where a user dragged them (and pin them there when ``pin``); wakes."""
@@ -523,6 +549,9 @@ def compile_kernels() -> None:
 
 WARM_HOPS = 2
 """A local change frees the nodes it touched and their neighbours this many hops away."""
+
+SCALE_KNOBS = ("repel_k", "spring_k", "rest_length", "linlog", "degree_repulsion")
+"""Parameters that set the size a layout comes to rest at: a change brings it there at once."""
 
 START_RADIUS = 2.0
 """A start of m nodes fills a ball of about ``START_RADIUS · m^(1/3)`` layout units."""
