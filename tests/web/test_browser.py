@@ -160,6 +160,15 @@ async def test_the_panels_never_cover_each_other(
             for b in boxes[i + 1:]:
                 apart = a[3] <= b[1] or b[3] <= a[1] or a[4] <= b[2] or b[4] <= a[2]
                 assert apart, (a, b)
+    # the panel of a node chosen from a scrolled panel is read from its name down
+    side = "document.querySelector('#side')"
+    await page.evaluate(f"{side}.scrollTop = 10000")
+    scrolls = await page.evaluate(f"{side}.scrollTop") > 0
+    assert scrolls or viewport[0] > 600  # a phone's panel (38 % of its height) does
+    if scrolls:
+        await page.get_by_test_id("neighbour").last.click()
+        await page.wait_for_function("window.graphwire.selected !== 'n042'")
+        assert await page.evaluate(f"{side}.scrollTop") == 0
 
 
 async def camera_still(page: Page) -> None:

@@ -58,6 +58,7 @@ const app = {
   selected: -1, // slot (the shared shortest-path source, or what this page just asked for)
   asked: [], // [{source, at}]: shortest-path sources this page asked for, until one arrives
   hovered: -1,
+  shownSlot: -1,  // the node whose panel is shown
   sssp: null, // {source, distance, parent} by node id
   ssspReached: null,
   pinned: new Map(), // slot -> [x, y, z]
@@ -414,6 +415,9 @@ function showSelection() {
   const panel = $('#selection');
   const slot = app.selected;
   view.mark(slot);
+  // a newly selected node's panel is read from its name down (a phone's panel scrolls)
+  if (slot !== app.shownSlot) $('#side').scrollTop = 0;
+  app.shownSlot = slot;
   if (slot < 0 || !model.nodes[slot]) { panel.hidden = true; return; }
   const n = model.nodes[slot];
   panel.hidden = false;
