@@ -44,7 +44,7 @@ async def shoot(url: str, out: Path, overview: Path, settle: float) -> None:
             await page.wait_for_function("window.graphwire.ssspReached > 0", timeout=30_000)
             await page.wait_for_timeout(1200)  # the camera's flight to the node
             await page.mouse.move(600, 430)
-            for _ in range(4):  # step back a little so the whole graph is in the picture
+            for _ in range(8):  # step back so the paths around it are in the picture
                 await page.mouse.wheel(0, 120)
                 await page.wait_for_timeout(150)
             await page.wait_for_timeout(600)
