@@ -184,6 +184,22 @@ def test_the_journal_title_format_follows_the_logseq_config(tmp_path: Path) -> N
     assert not up.diff
 
 
+def test_a_logseq_config_coming_and_going_rereads_digit_tags(tmp_path: Path) -> None:
+    # "#2024" is a tag in a Logseq graph, text elsewhere: the config decides for every page
+    vault = write(tmp_path / "v", {"a.md": "done in #2024\n"})
+    live = LiveSource(vault)
+    live.load()
+    assert live.graph == fresh(vault)
+    write(vault, {"logseq/config.edn": "{:meta/version 1}\n"})
+    up = live.update([str(vault / "logseq" / "config.edn")])
+    assert [n.key for n in up.diff.added_nodes] == ["2024"]
+    assert live.graph == fresh(vault)
+    (vault / "logseq" / "config.edn").unlink()
+    up = live.update([str(vault / "logseq" / "config.edn")])
+    assert list(up.diff.removed_nodes) == ["2024"]
+    assert live.graph == fresh(vault)
+
+
 @pytest.mark.parametrize("seed", ["0", "1", "2", "3", "4", "5"])
 def test_a_name_moving_between_pages_of_one_key_is_kept(tmp_path: Path, seed: str) -> None:
     """``n.md`` goes and ``sub/n.md`` takes its key ``n``, both with the alias X: X must name

@@ -163,6 +163,33 @@ def test_a_huge_repulsion_put_back_leaves_the_layout_as_it_was() -> None:
     before = g.pos.copy()
     sim.set_params(damping=0.9)
     np.testing.assert_array_equal(g.pos, before)
+    # nor does any change while the physics is off
+    sim.set_params(enabled=False)
+    sim.set_params(repel_k=3000.0)
+    np.testing.assert_array_equal(g.pos, before)
+
+
+def test_the_size_change_ignores_pinned_and_unlinked_nodes() -> None:
+    # Only free, linked knowledge nodes count and move: a pinned graph beside a few unlinked
+    # nodes is no reason to fling anything (the factor of the pinned edges never changed)
+    g = barabasi_albert(200)
+    sim = Simulation(g)
+    sim.run_until_settled(20_000)
+    sim.move(range(200), g.pos[:200].copy(), pin=True)
+    sim.add([NodeSpec(f"lone{i}") for i in range(10)])
+    sim.run_until_settled(20_000)
+    before = g.pos.copy()
+    sim.set_params(repel_k=30.0)
+    np.testing.assert_array_equal(g.pos, before)
+    assert np.abs(g.pos[: g.id_limit]).max() <= sim.params.bounds_size
+
+
+def test_releasing_a_node_that_is_not_pinned_changes_nothing() -> None:
+    sim = Simulation(barabasi_albert(100))
+    sim.run_until_settled(20_000)
+    assert sim.settled
+    sim.release([3])
+    assert sim.settled
 
 
 def test_a_pinned_node_stays_exactly_where_it_was_put() -> None:

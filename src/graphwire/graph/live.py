@@ -56,6 +56,7 @@ class LiveSource:
         self.is_vault = self.path is not None and self.path.is_dir()
         self._baseline = Canonical()
         self._index = VaultIndex(self.path or Path("."))
+        self._digit_tags = False  # "#2024" is a tag: the vault is a Logseq graph
         self._stats: dict[str, tuple[int, int]] = {}
         self._folders: frozenset[str] = frozenset()
         self._folder_pages: dict[str, int] = {}
@@ -101,6 +102,7 @@ class LiveSource:
             index = VaultIndex(self.path, title_format(self.path))
             index.apply(pages)
             self._index = index
+            self._digit_tags = is_logseq(self.path)
             self._stats = {rel: st for rel in pages if (st := self._stat(rel)) is not None}
             self._note_folders()
         else:
@@ -173,6 +175,9 @@ class LiveSource:
         changes: dict[str, Page | None] = {}
         stats: dict[str, tuple[int, int] | None] = {}
         digit_tags = is_logseq(self.path)
+        if digit_tags != self._digit_tags:  # a Logseq config came or went: "#2024" is read
+            todo |= pages.keys() - unlisted  # anew in every page
+            self._digit_tags = digit_tags
         for rel in sorted(todo):
             stat = None if rel in unlisted else self._stat(rel)
             if stat is None:

@@ -378,34 +378,48 @@ class Simulation:
                     self.agent_params = new
                 else:
                     self.params = new
-                    if any(getattr(new, k) != getattr(old, k) for k in SCALE_KNOBS):
+                    if new.enabled and any(getattr(new, k) != getattr(old, k)
+                                           for k in SCALE_KNOBS):
                         self._to_equilibrium_size()
                 self.wake()
             return new
 
     def _to_equilibrium_size(self) -> None:
         """After a change of what sets the layout's size: scale the layout (its free knowledge
-        nodes, about their centre) to where springs balance repulsion, when it is more than
-        twice off. The shape stays; the layout answers at once instead of drifting for
-        minutes, and one blown up against the bounds by a huge ``repel_k`` comes back whole
-        when the value is put back (it stayed 7 times too large and lost neighbourhoods)."""
+        nodes with links, about their centre) to where their springs balance their repulsion,
+        when it is more than twice off. The shape stays; the layout answers at once instead of
+        drifting for minutes, and one blown up against the bounds by a huge ``repel_k`` comes
+        back whole when the value is put back (it stayed 7 times too large and lost
+        neighbourhoods). Pinned, agent, removed and unlinked nodes neither count nor move;
+        growth is capped at 20 times, and nothing leaves the bounds."""
         if self.refinement is not None:
             return  # the multilevel start sizes each level itself
         g = self.graph
         n = g.id_limit
         indptr, nbr, wts = g.csr()
-        weight = self._weights(self.params)[:n]
         free = g.alive[:n] & ~g.agent[:n] & ~g.pinned[:n]
+        rows = np.repeat(np.arange(n), np.diff(indptr))
+        keep = free[rows] & free[nbr]
+        free &= np.bincount(rows[keep], minlength=n) > 0  # linked to another free node
         if free.sum() < 2:
             return
+        sub_indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=n))])
+        weight = np.where(free, self._weights(self.params)[:n], 0.0)
+        total = 1.0
         for _ in range(4):  # each factor is clipped to 0.05 … 20
-            factor = forcefield.virial_scale(g.pos[:n], indptr, nbr, wts, weight, self.params)
+            factor = forcefield.virial_scale(g.pos[:n], sub_indptr.astype(np.int64), nbr[keep],
+                                             wts[keep], weight, self.params)
+            factor = min(factor, 20.0 / total)
             if 0.5 <= factor <= 2.0:
                 break
-            centre = g.pos[:n][free].mean(axis=0)
-            g.pos[:n][free] = (g.pos[:n][free] - centre) * np.float32(factor) + centre
+            total *= factor
+            pos = g.pos[:n]
+            centre = pos[free].mean(axis=0)
+            limit = np.float32(self.params.bounds_size)
+            pos[free] = np.clip((pos[free] - centre) * np.float32(factor) + centre, -limit, limit)
             g.vel[:n][free] = 0.0
-        self._speed = forcefield.Speed()
+        if total != 1.0:
+            self._speed = forcefield.Speed()
 
     def move(self, ids: Iterable[int], positions: npt.ArrayLike, *, pin: bool = False) -> None:
         """Put nodes where a user dragged them (and pin them there when ``pin``); wakes."""
@@ -424,10 +438,16 @@ class Simulation:
             self.wake(ids_a)
 
     def release(self, ids: Iterable[int]) -> None:
-        """Unpin nodes and give them back to the physics; wakes."""
+        """Unpin nodes and give them back to the physics; wakes. Nodes that are not pinned are
+        left alone (a stray double-click in a viewer neither ends the multilevel start nor wakes
+        a settled layout)."""
+        ids = [int(i) for i in ids]
+        with self.lock:
+            if not any(self.graph.is_live(i) and self.graph.pinned[i] for i in ids):
+                return
         self.finish_refinement()
         with self.lock:
-            freed = [int(i) for i in ids if self.graph.is_live(int(i))]
+            freed = [i for i in ids if self.graph.is_live(i) and self.graph.pinned[i]]
             self.graph.pinned[freed] = False
             self.wake(freed)
 
