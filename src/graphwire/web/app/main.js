@@ -411,6 +411,8 @@ function select(slot, tell = true) {
   showSelection();
 }
 
+const BY_NAME = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
+
 function showSelection() {
   const panel = $('#selection');
   const slot = app.selected;
@@ -449,10 +451,10 @@ function showSelection() {
   const list = $('#sel-neighbours');
   // pages first, then names with no page (tags, links not written yet), each by name as a
   // person reads it (case aside, "9" before "10")
-  const page = (s) => (model.role(s) === 'page' ? 0 : 1);
-  const nb = [...model.adjacency[slot]].sort((a, b) => page(a) - page(b)
-    || String(model.nodes[a].label).localeCompare(String(model.nodes[b].label), undefined,
-      { numeric: true, sensitivity: 'base' }));
+  const unwritten = new Map([...model.adjacency[slot]].map((s) => [s, model.role(s) === 'page' ? 0 : 1]));
+  const page = (s) => unwritten.get(s);
+  const nb = [...unwritten.keys()].sort((a, b) => page(a) - page(b)
+    || BY_NAME.compare(String(model.nodes[a].label), String(model.nodes[b].label)));
   list.replaceChildren(...nb.slice(0, 300).map((s) => {
     const li = document.createElement('li');
     const btn = document.createElement('button');
@@ -555,6 +557,12 @@ function markAgentPhysics() {
   summary.textContent = `${summary.dataset.title}${agents ? '' : ' (no agent nodes yet)'}`;
 }
 
+const TEXT_TYPES = new Set(['text', 'number', 'search', 'password', 'email', 'url']);
+/** Whether keys typed go into this element (a text box), not to the page (a slider, a box). */
+function isTextField(el) {
+  return el?.tagName === 'TEXTAREA' || (el?.tagName === 'INPUT' && TEXT_TYPES.has(el.type));
+}
+
 /** Back to the whole graph (the button, or f): and follow the layout again while it moves. */
 function wholeGraph() {
   app.userMoved = false;
@@ -565,7 +573,7 @@ function wholeGraph() {
 $('#sel-release').addEventListener('click', () => release(app.selected));
 document.addEventListener('keydown', (ev) => {
   // keys typed in a field (the search box, a setting's value) are the field's
-  const typing = ['INPUT', 'SELECT', 'TEXTAREA'].includes(document.activeElement?.tagName);
+  const typing = isTextField(document.activeElement);
   if (ev.key === 'Escape' && !typing) select(-1);
   if (ev.key === '/' && !typing) { ev.preventDefault(); search.focus(); }
   if ((ev.key === 'f' || ev.key === 'Home') && !typing && !ev.ctrlKey && !ev.metaKey && !ev.altKey) {
@@ -592,6 +600,7 @@ canvas.addEventListener('pointermove', (ev) => {
   if (!press || press.slot < 0) return;
   if (!press.dragging && Math.hypot(ev.offsetX - press.x, ev.offsetY - press.y) > 4) {
     press.dragging = true;
+    app.userMoved = true;  // the camera must not re-frame under a node being dragged
     view.controls.enabled = false;
     const p = view.positionOf(press.slot);
     const normal = view.camera.getWorldDirection(new THREE.Vector3());

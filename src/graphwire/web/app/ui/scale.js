@@ -36,7 +36,7 @@ export function scaleFor(s) {
   if (integer) floor = Math.max(floor, 1);
   const log = min >= 0 && max > 0 && floor < max && max / Math.max(floor, min) >= LOG_SPAN
     && (min > 0 || d === 0 || max / d >= LOG_SPAN);
-  const top = d > 0 ? Math.min(max, d * around) : max;
+  const top = d > 0 ? Math.min(max, +(d * around).toPrecision(12)) : max;  // 1e-6 · 100: 1e-4
   return { kind: log ? 'log' : 'linear', min, max, floor, top, integer };
 }
 

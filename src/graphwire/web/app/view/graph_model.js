@@ -269,18 +269,22 @@ export class GraphModel {
   search(text, limit = 10) {
     const needle = text.trim().toLowerCase();
     if (!needle) return [];
-    const found = [];  // [grade, slot]
-    let weak = 0;  // substring matches kept: a short needle matches most of a large graph
+    // one bucket a grade, each holding at most `keep` (a short needle matches much of a large
+    // graph: "a" in 100,000 nodes); a bucket's shortest labels come from the nodes it holds
+    const keep = 20 * limit;
+    const buckets = Array.from({ length: WHOLE_NAME + 1 }, () => []);
     for (let s = 0; s < this.nodes.length; s++) {
       const n = this.nodes[s];
       if (!n) continue;
       const g = nameMatch(n, needle);
-      if (g && g <= IN_NAME && weak++ >= 5 * limit) continue;
-      if (g) found.push([g, s]);
+      if (g && buckets[g].length < keep) buckets[g].push(s);
     }
     const shown = (s) => String(this.nodes[s].label).length;
-    found.sort((a, b) => b[0] - a[0] || shown(a[1]) - shown(b[1]) || a[1] - b[1]);
-    return found.slice(0, limit).map(([, s]) => s);
+    const out = [];
+    for (let g = WHOLE_NAME; g > 0 && out.length < limit; g--) {
+      out.push(...buckets[g].sort((a, b) => shown(a) - shown(b) || a - b));
+    }
+    return out.slice(0, limit);
   }
 }
 

@@ -141,6 +141,8 @@ void main() { gl_FragColor = vec4(uColor, uOpacity); }`;
  * A ring drawn over everything (no depth test), a constant number of pixels across whatever
  * the distance: where the selected node is, when other spheres stand in front of it.
  */
+const RING_AT = 54 / 64;  // the ring's diameter over the sprite's width
+
 function selectionMarker() {
   const size = 64;
   const canvas = document.createElement('canvas');
@@ -445,10 +447,10 @@ export class Renderer {
     this.uniforms.uPixels.value = this.pixelsPerUnit() * this.renderer.getPixelRatio();
   }
 
-  /** Draw one frame. */
   /** Ring a slot (the selected node) so it shows through whatever stands in front; -1: none. */
   mark(slot) { this.markedSlot = slot; }
 
+  /** Draw one frame. */
   render(now = performance.now()) {
     this.adapt(now);
     this.uniforms.uT.value = this.currentT(now);
@@ -460,8 +462,9 @@ export class Renderer {
       this.positionOf(marked, this.marker.position);
       const depth = Math.max(this.camera.position.distanceTo(this.marker.position), 1e-6);
       const f = this.pixelsPerUnit();
-      // the ring a little wider than the sphere as drawn, and never lost in a crowd
-      const px = Math.max(2 * this.pixelRadius(marked, depth, f) + 10, 22);
+      // the ring a little wider than the sphere as drawn, and never lost in a crowd (it is
+      // drawn at RING_AT of the sprite's width)
+      const px = Math.max(2 * this.pixelRadius(marked, depth, f) + 10, 22) / RING_AT;
       this.marker.scale.setScalar(px / f);
     }
     // fog from just behind the point looked at to three times as far
