@@ -390,17 +390,18 @@ class Simulation:
         when it is more than twice off. The shape stays; the layout answers at once instead of
         drifting for minutes, and one blown up against the bounds by a huge ``repel_k`` comes
         back whole when the value is put back (it stayed 7 times too large and lost
-        neighbourhoods). Pinned, agent, removed and unlinked nodes neither count nor move;
-        growth is capped at 20 times, and nothing leaves the bounds."""
+        neighbourhoods). Only free knowledge nodes with links count; unlinked ones move with
+        them, pinned, agent and removed ones stay; growth is capped at 20 times, and nothing
+        leaves the bounds."""
         if self.refinement is not None:
             return  # the multilevel start sizes each level itself
         g = self.graph
         n = g.id_limit
         indptr, nbr, wts = g.csr()
-        free = g.alive[:n] & ~g.agent[:n] & ~g.pinned[:n]
+        moved = g.alive[:n] & ~g.agent[:n] & ~g.pinned[:n]
         rows = np.repeat(np.arange(n), np.diff(indptr))
-        keep = free[rows] & free[nbr]
-        free &= np.bincount(rows[keep], minlength=n) > 0  # linked to another free node
+        keep = moved[rows] & moved[nbr]
+        free = moved & (np.bincount(rows[keep], minlength=n) > 0)  # linked to a free node
         if free.sum() < 2:
             return
         sub_indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=n))])
@@ -416,8 +417,10 @@ class Simulation:
             pos = g.pos[:n]
             centre = pos[free].mean(axis=0)
             limit = np.float32(self.params.bounds_size)
-            pos[free] = np.clip((pos[free] - centre) * np.float32(factor) + centre, -limit, limit)
-            g.vel[:n][free] = 0.0
+            # unlinked nodes did not count, but move with the rest (blown out, they would stay)
+            pos[moved] = np.clip((pos[moved] - centre) * np.float32(factor) + centre,
+                                 -limit, limit)
+            g.vel[:n][moved] = 0.0
         if total != 1.0:
             self._speed = forcefield.Speed()
 
