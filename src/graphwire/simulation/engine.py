@@ -406,17 +406,17 @@ class Simulation:
             return
         sub_indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=n))])
         weight = np.where(free, self._weights(self.params)[:n], 0.0)
+        limit = np.float32(self.params.bounds_size)
         total = 1.0
         for _ in range(4):  # each factor is clipped to 0.05 … 20
-            factor = forcefield.virial_scale(g.pos[:n], sub_indptr.astype(np.int64), nbr[keep],
-                                             wts[keep], weight, self.params)
+            factor = forcefield.virial_scale(g.pos[:n], sub_indptr, nbr[keep], wts[keep],
+                                             weight, self.params)
             factor = min(factor, 20.0 / total)
             if 0.5 <= factor <= 2.0:
                 break
             total *= factor
             pos = g.pos[:n]
             centre = pos[free].mean(axis=0)
-            limit = np.float32(self.params.bounds_size)
             # unlinked nodes did not count, but move with the rest (blown out, they would stay)
             pos[moved] = np.clip((pos[moved] - centre) * np.float32(factor) + centre,
                                  -limit, limit)

@@ -46,8 +46,9 @@ TAG_KEYS = frozenset({"tags", "tag"})
 """Property keys (any case) whose items are tags of the page."""
 
 _PROPERTY = re.compile(r"\s*(?:-\s+)?(?P<key>[\w\-./]+)::(?:\s+(?P<value>.*?))?\s*")
-_FENCE = re.compile(r"(?P<quote>\s*(?:>\s*)*)(?:[-*+]\s+)?(?P<fence>`{3,}|~{3,})(?P<rest>.*)")
-_QUOTE = re.compile(r"\s*(?:>\s*)*")
+_QUOTE = r"\s*(?:>\s*)*"  # block quote markers (a callout's "> ")
+_FENCE = re.compile(rf"(?P<quote>{_QUOTE})(?:[-*+]\s+)?(?P<fence>`{{3,}}|~{{3,}})(?P<rest>.*)")
+_QUOTE_MARKS = re.compile(_QUOTE)
 _INLINE_CODE = re.compile(r"(`+).+?\1")
 _BRACKET_TAG = re.compile(r"(?<!\S)#\[\[(?P<target>[^\[\]]+)\]\]")
 _WIKI_LINK = re.compile(r"\[\[(?P<target>[^\[\]]+)\]\]")
@@ -212,7 +213,7 @@ def _without_code(lines: list[str]) -> list[str]:
 
 def _quote_depth(line: str) -> int:
     """How many block quote markers (``>``) a line starts with."""
-    match = _QUOTE.match(line)
+    match = _QUOTE_MARKS.match(line)
     return match.group().count(">") if match else 0
 
 

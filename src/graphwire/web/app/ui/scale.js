@@ -1,10 +1,10 @@
 /**
  * Slider scales. Many physics knobs range over six decades or more (`repel_k` 0 … 1e6 around a
  * default of 3), where a linear slider puts every useful value in its first pixel. Such a knob
- * gets a logarithmic slider: positions 0 … STEPS, position 0 is 0 exactly (off) where the minimum
- * is 0, and the rest
- * spread evenly over the decades from `floor` (two decades under the default, or the minimum
- * when that is larger) to `top` (two decades over it, or the maximum when that is smaller): a
+ * gets a logarithmic slider: positions 0 … STEPS, position 0 is 0 exactly (off) where the
+ * minimum is 0, and the rest spread evenly over the decades from `floor` (two decades under the
+ * default, or the minimum when that is larger) to `top` (two decades over it, or the maximum
+ * when that is smaller): a
  * slider a hundred pixels wide gives a person a few percent a pixel around the default, not a
  * leap to 1e5 for a small drag (which wrecks a layout every viewer shares). The value box beside
  * it takes the whole range. Knobs with a narrow range keep a linear slider over it.

@@ -81,13 +81,14 @@ export function buildSettingsPanel(root, schema, store) {
     summary.dataset.prefix = group.prefix;
     summary.dataset.title = group.title;
     details.append(summary);
-    const everyday = (s) => group.prefix.endsWith('.physics.') && EVERYDAY.has(s.path.slice(group.prefix.length));
-    const first = rows.filter(everyday);
-    const rest = rows.filter((s) => !everyday(s));
-    const rank = [...EVERYDAY.keys()];
-    first.sort((a, b) => rank.indexOf(a.path.slice(group.prefix.length))
-      - rank.indexOf(b.path.slice(group.prefix.length)));
-    for (const s of first) details.append(row(s, group.prefix, store, controls));
+    // a physics group: the everyday knobs first, in EVERYDAY's order
+    const byName = new Map(rows.map((s) => [s.path.slice(group.prefix.length), s]));
+    const first = group.prefix.endsWith('.physics.')
+      ? [...EVERYDAY].filter(([name]) => byName.has(name)) : [];
+    const rest = rows.filter((s) => !first.some(([name]) => byName.get(name) === s));
+    for (const [name, plain] of first) {
+      details.append(row(byName.get(name), group.prefix, store, controls, plain));
+    }
     if (first.length && rest.length) {
       const more = document.createElement('details');
       more.className = 'more';
@@ -136,12 +137,12 @@ function show(c, value) {
   if (c.box && !c.editing) c.box.value = format(value, c.type);
 }
 
-function row(s, prefix, store, controls) {
+/** One setting's row; `plain`: an everyday knob's name in words (its help is shown under it). */
+function row(s, prefix, store, controls, plain = undefined) {
   const div = document.createElement('div');
   div.className = 'setting';
   const label = document.createElement('label');
   const name = s.path.slice(prefix.length);
-  const plain = prefix.endsWith('.physics.') ? EVERYDAY.get(name) : undefined;
   label.textContent = plain ?? humanName(name);
   label.title = `${s.path}${s.help ? `: ${s.help}` : ''} (default ${s.default})`;
   const input = document.createElement('input');

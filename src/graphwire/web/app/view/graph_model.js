@@ -324,13 +324,11 @@ const ALIAS_GRADES = [0, IN_ALIAS, ALIAS_WORD, ALIAS_START, WHOLE_ALIAS];
 function nameMatch(node, needle) {
   let best = NAME_GRADES[Math.max(grade(node.key.toLowerCase(), needle),
     grade(String(node.label).toLowerCase(), needle))];
-  if (best >= NAME_WORD) return best === WHOLE_NAME ? best : Math.max(best, wholeAlias(node, needle));
-  for (const alias of aliasesOf(node)) best = Math.max(best, ALIAS_GRADES[grade(alias, needle)]);
+  for (const alias of aliasesOf(node)) {
+    if (best === WHOLE_NAME) break;
+    best = Math.max(best, ALIAS_GRADES[grade(alias, needle)]);
+  }
   return best;
-}
-
-function wholeAlias(node, needle) {
-  return aliasesOf(node).includes(needle) ? WHOLE_ALIAS : 0;
 }
 
 /** A node's other names, lower-cased: the items of its `alias`/`aliases` metadata (any case). */

@@ -137,24 +137,25 @@ uniform vec3 uColor;
 uniform float uOpacity;
 void main() { gl_FragColor = vec4(uColor, uOpacity); }`;
 
+const RING_AT = 54 / 64;  // the selection ring's diameter over its sprite's width
+
 /**
  * A ring drawn over everything (no depth test), a constant number of pixels across whatever
  * the distance: where the selected node is, when other spheres stand in front of it.
  */
-const RING_AT = 54 / 64;  // the ring's diameter over the sprite's width
-
 function selectionMarker() {
   const size = 64;
   const canvas = document.createElement('canvas');
   canvas.width = size;
   canvas.height = size;
   const g = canvas.getContext('2d');
-  g.lineWidth = 5;
-  g.strokeStyle = 'rgba(11, 14, 20, 0.9)';
-  g.beginPath(); g.arc(size / 2, size / 2, size / 2 - 5, 0, 2 * Math.PI); g.stroke();
-  g.lineWidth = 2.5;
-  g.strokeStyle = '#ffffff';
-  g.beginPath(); g.arc(size / 2, size / 2, size / 2 - 5, 0, 2 * Math.PI); g.stroke();
+  for (const [width, colour] of [[5, 'rgba(11, 14, 20, 0.9)'], [2.5, '#ffffff']]) {
+    g.lineWidth = width;  // a white ring on a dark one: seen on light and dark spheres alike
+    g.strokeStyle = colour;
+    g.beginPath();
+    g.arc(size / 2, size / 2, (RING_AT * size) / 2, 0, 2 * Math.PI);
+    g.stroke();
+  }
   const sprite = new THREE.Sprite(new THREE.SpriteMaterial({
     map: new THREE.CanvasTexture(canvas), depthTest: false, depthWrite: false,
     transparent: true, sizeAttenuation: false,
