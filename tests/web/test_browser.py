@@ -474,7 +474,14 @@ async def test_a_vaults_tags_and_unwritten_pages_say_what_they_are(
     vault.mkdir()
     (vault / "Mars.md").write_text("---\naliases: [red planet, ares]\ntags: [astro]\n---\n"
                                    "[[Venus]] [[Andromeda]]\n")
-    (vault / "Venus.md").write_text("#astro [[Mars]]\n")
+    (vault / "Venus.md").write_text("type:: [[Planet]] near [[Mars]], not [[Nowhere Yet]]\n"
+                                    "source:: [NASA](https://science.nasa.gov/venus/) and "
+                                    "[bad](javascript:alert(1))\n"
+                                    "#astro [[Mars]]\n")
+    (vault / "Planet.md").write_text("a kind of body\n")
+    # a hub linked from more pages than the panel lists at once
+    for i in range(320):
+        (vault / f"moon {i}.md").write_text("[[Hub]]\n")
     served = await serve(source=str(vault), overrides=STILL)
     page = await pages.open(served.base + "/")
     await wait_drawn(page)
@@ -486,6 +493,32 @@ async def test_a_vaults_tags_and_unwritten_pages_say_what_they_are(
     assert "red planet, ares" in said["Mars"] and "[" not in said["Mars"]  # a list, as written
     assert "a tag, on 2 pages" in said["astro"] and "placeholder" not in said["astro"]
     assert "not written yet: linked from 1 page" in said["Andromeda"]
+    # a [[link]] in a property is a link to its node; a name the graph has not, plain text
+    assert await page.evaluate("window.graphwire.select('Venus')")
+    await page.wait_for_function("window.graphwire.selected === 'Venus'")
+    meta = page.locator("#sel-meta")
+    assert "type\tPlanet near Mars, not Nowhere Yet" in await meta.inner_text()
+    assert await meta.locator("button.link").all_inner_texts() == ["Planet", "Mars", "Nowhere Yet"]
+    assert await meta.locator("button.unwritten").all_inner_texts() == ["Nowhere Yet"]
+    # a Markdown link to a web page opens it; any other address stays text
+    assert "source\tNASA and [bad](javascript:alert(1))" in await meta.inner_text()
+    assert await meta.locator("a").evaluate_all(
+        "(as) => as.map((a) => [a.textContent, a.href, a.target])") == [
+        ["NASA", "https://science.nasa.gov/venus/", "_blank"]]
+    await meta.get_by_role("button", name="Planet").click()
+    await page.wait_for_function("window.graphwire.selected === 'Planet'")
+    # a hub's neighbours come a page at a time, every one of them in the end
+    assert await page.evaluate("window.graphwire.select('Hub')")
+    await page.wait_for_function("window.graphwire.selected === 'Hub'")
+    neighbours = page.get_by_test_id("neighbour")
+    more = page.get_by_test_id("more-neighbours")
+    assert await neighbours.count() == 300
+    assert await more.inner_text() == "show 20 more (20 not shown)"
+    await more.click()
+    await page.wait_for_function(
+        "document.querySelectorAll('[data-testid=neighbour]').length === 320")
+    assert await more.is_hidden()
+    assert "moon 319" in await neighbours.all_inner_texts()
 
 
 async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(

@@ -59,6 +59,7 @@ const app = {
   asked: [], // [{source, at}]: shortest-path sources this page asked for, until one arrives
   hovered: -1,
   shownSlot: -1,  // the node whose panel is shown
+  neighboursShown: 300,  // how many of its neighbours the panel lists (a page at a time)
   sssp: null, // {source, distance, parent} by node id
   ssspReached: null,
   pinned: new Map(), // slot -> [x, y, z]
@@ -412,13 +413,18 @@ function select(slot, tell = true) {
 }
 
 const BY_NAME = new Intl.Collator(undefined, { numeric: true, sensitivity: 'base' });
+// a hub's neighbours come a page at a time (thousands of buttons at once would stall the panel)
+const NEIGHBOURS_A_PAGE = 300;
 
 function showSelection() {
   const panel = $('#selection');
   const slot = app.selected;
   view.mark(slot);
   // a newly selected node's panel is read from its name down (a phone's panel scrolls)
-  if (slot !== app.shownSlot) $('#side').scrollTop = 0;
+  if (slot !== app.shownSlot) {
+    $('#side').scrollTop = 0;
+    app.neighboursShown = NEIGHBOURS_A_PAGE;
+  }
   app.shownSlot = slot;
   if (slot < 0 || !model.nodes[slot]) { panel.hidden = true; return; }
   const n = model.nodes[slot];
@@ -442,9 +448,7 @@ function showSelection() {
     const a = document.createElement('td');
     const b = document.createElement('td');
     a.textContent = k;
-    // lists as a person writes them (aliases, tags), other objects as JSON
-    b.textContent = Array.isArray(v) && v.every((x) => typeof x !== 'object') ? v.join(', ')
-      : typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v);
+    b.append(...metadataValue(slot, k, v));
     tr.append(a, b);
     return tr;
   }));
@@ -455,18 +459,75 @@ function showSelection() {
   const page = (s) => unwritten.get(s);
   const nb = [...unwritten.keys()].sort((a, b) => page(a) - page(b)
     || BY_NAME.compare(String(model.nodes[a].label), String(model.nodes[b].label)));
-  list.replaceChildren(...nb.slice(0, 300).map((s) => {
+  list.replaceChildren(...nb.slice(0, app.neighboursShown).map((s) => {
     const li = document.createElement('li');
-    const btn = document.createElement('button');
-    btn.textContent = model.nodes[s].label;
-    btn.title = model.nodes[s].key;
-    if (page(s)) btn.className = 'unwritten';
+    const btn = nodeLink(s);
     btn.dataset.testid = 'neighbour';
-    btn.addEventListener('click', () => { select(s); flyTo(s); });
     li.append(btn);
     return li;
   }));
-  $('#sel-more').textContent = nb.length > 300 ? `and ${nb.length - 300} more` : '';
+  const more = $('#sel-more');
+  const left = Math.max(nb.length - app.neighboursShown, 0);
+  more.hidden = left <= 0;
+  more.textContent = `show ${Math.min(left, NEIGHBOURS_A_PAGE)} more (${left} not shown)`;
+}
+
+$('#sel-more').addEventListener('click', () => {
+  app.neighboursShown += NEIGHBOURS_A_PAGE;
+  showSelection();
+});
+
+/** A button naming a node (dimmed when it has no page): a click selects it and flies there. */
+function nodeLink(slot, text = model.nodes[slot].label) {
+  const btn = document.createElement('button');
+  btn.type = 'button';
+  btn.className = model.role(slot) === 'page' ? 'link' : 'link unwritten';
+  btn.textContent = text;
+  btn.title = model.nodes[slot].key;
+  btn.addEventListener('click', () => { select(slot); flyTo(slot); });
+  return btn;
+}
+
+// `[[Name]]`, or a Markdown link to a web page: `[text](https://…)`
+const LINK_IN_TEXT = /\[\[([^[\]]+)\]\]|\[([^[\]]+)\]\((https?:\/\/[^\s()]+)\)/g;
+
+/**
+ * A metadata value as the panel shows it: lists as a person writes them (aliases, tags), other
+ * objects as JSON; a `[[Name]]` in a text, or an item of a list that names one of the node's
+ * neighbours (a tag), is a link to that node when the graph has it (its own links first), and
+ * a Markdown link to a web page opens it in a new tab.
+ */
+function metadataValue(slot, key, value) {
+  const near = model.adjacency[slot];
+  if (Array.isArray(value) && value.every((x) => typeof x !== 'object')) {
+    const linked = !/^alias(es)?$/i.test(key);  // a page's other names are itself
+    return value.flatMap((item, i) => {
+      const text = String(item);
+      const to = linked ? model.named(text.replace(/^\[\[(.*)\]\]$/, '$1'), near, false) : -1;
+      return [...(i ? [', '] : []), to >= 0 && to !== slot ? nodeLink(to, text) : text];
+    });
+  }
+  if (typeof value === 'object' && value !== null) return [JSON.stringify(value)];
+  const out = [];
+  const text = String(value);
+  let at = 0;
+  for (const m of text.matchAll(LINK_IN_TEXT)) {
+    out.push(text.slice(at, m.index));
+    if (m[1] !== undefined) {
+      const to = model.named(m[1], near);
+      out.push(to >= 0 && to !== slot ? nodeLink(to, m[1]) : m[0]);
+    } else {
+      const a = document.createElement('a');
+      a.href = m[3];
+      a.textContent = m[2];
+      a.target = '_blank';
+      a.rel = 'noopener noreferrer';
+      out.push(a);
+    }
+    at = m.index + m[0].length;
+  }
+  out.push(text.slice(at));
+  return out.filter((part) => part !== '');
 }
 
 /**

@@ -154,3 +154,25 @@ test('role: a page, a placeholder only tags name (a tag), one a link names (not 
   assert.equal(role('both'), 'unwritten');
   assert.equal(role('alone'), 'unwritten');
 });
+
+test('named: the node a [[link]] in a page stands for, its own links first', () => {
+  const m = new GraphModel();
+  m.load({
+    epoch: 1, topologyVersion: 0,
+    nodes: [
+      { id: 0, key: 'advanced queries', label: 'Advanced Queries', type: 'knowledge', metadata: { type: '[[Feature]]' } },
+      { id: 1, key: 'feature', label: 'Feature', type: 'knowledge', metadata: {} },
+      { id: 2, key: 'features', label: 'Features', type: 'knowledge', metadata: { alias: ['Feature list'] } },
+      { id: 3, key: 'other/feature', label: 'feature', type: 'knowledge', metadata: {} },
+    ],
+    edges: [{ source: 0, target: 3, weight: 1, type: 'link' }],
+  });
+  const slot = (key) => m.slotOfKey.get(key);
+  const near = m.adjacency[slot('advanced queries')];
+  assert.equal(m.named('Feature', near), slot('other/feature'));  // the one the page links to
+  assert.equal(m.named('FEATURE'), slot('feature'));  // anywhere: the whole name, any case
+  assert.equal(m.named('feature list'), slot('features'));  // a whole alias
+  assert.equal(m.named('Featur'), -1);  // a start is not a name
+  assert.equal(m.named('Features', near, false), -1);  // not among its links
+  assert.equal(m.named(' '), -1);
+});

@@ -260,6 +260,23 @@ export class GraphModel {
   }
 
   /**
+   * The node a name written in a page stands for (`[[Name]]`): the one whose key, label or
+   * alias is that whole name, in any case, among `near` first (the page's own links), then
+   * anywhere unless `anywhere` is false; -1 when there is none.
+   * @param {string} name
+   * @param {Iterable<number>} [near] slots to look among first
+   */
+  named(name, near = [], anywhere = true) {
+    const needle = String(name).trim().toLowerCase();
+    if (!needle) return -1;
+    const whole = (s) => Boolean(this.nodes[s]) && nameMatch(this.nodes[s], needle) >= WHOLE_ALIAS;
+    for (const s of near) if (whole(s)) return s;
+    if (!anywhere) return -1;
+    const [best] = this.search(needle, 1);
+    return best !== undefined && whole(best) ? best : -1;
+  }
+
+  /**
    * Nodes whose key, label or alias (a vault page's `alias`/`aliases` property) matches `text`
    * (case-insensitive), best first: the whole name, the whole alias, the name's start, a word of
    * the name, an alias's start or word, then anywhere in the name or an alias ("link" finds
