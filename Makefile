@@ -25,20 +25,24 @@ $(NODE_STAMP): $(WEB)/package-lock.json $(WEB)/package.json
 run: setup
 	$(VENV)/bin/graphwire serve
 
-# JavaScript unit tests (Node's runner), then the Python suite (browser tests included).
+# JavaScript unit tests (Node's runner), then the Python suite (browser tests included), on
+# one pytest worker a core (pytest-xdist; at most four: each starts servers and browsers).
+# TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= auto
+PYTEST := $(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4
 test: setup test-js test-py
 
 test-js: $(NODE_STAMP)
 	cd $(WEB) && node --test test/*.test.js
 
 test-py: setup
-	$(VENV)/bin/python -m pytest -q
+	$(PYTEST)
 
 # The server, client and browser tests again, each server a simulation and a gateway on a real
 # redis-server: clients cannot tell a gateway from a single process (docs/deploy.md; not part
 # of `make test`, which runs tests/cluster against real processes: it adds four minutes).
 test-gateway: setup
-	GRAPHWIRE_TEST_THROUGH_GATEWAY=1 $(VENV)/bin/python -m pytest -q tests/server tests/client tests/web
+	GRAPHWIRE_TEST_THROUGH_GATEWAY=1 $(PYTEST) tests/server tests/client tests/web
 
 lint: setup
 	$(VENV)/bin/ruff check src tests scripts

@@ -99,7 +99,7 @@ async def wait_frames(page: Page, count: int = 3, timeout: float = 30_000) -> No
         f"window.graphwire && window.graphwire.framesApplied >= {start + count}", timeout=timeout)
 
 
-async def wait_drawn(page: Page, timeout: float = 10_000) -> None:
+async def wait_drawn(page: Page, timeout: float = 15_000) -> None:
     """Wait until the page has applied a frame at all (on a settled layout one keyframe may be
     all that comes for a while: waiting for one more than already applied would race it)."""
     await page.wait_for_function("window.graphwire && window.graphwire.framesApplied > 0",
