@@ -213,6 +213,41 @@ async def test_search_flies_in_to_a_hub_not_out(serve, pages: Pages, tmp_path: P
     assert await page.evaluate(spread) > 1.2 * whole
 
 
+async def test_search_turns_the_camera_so_nothing_hides_the_node(serve, pages: Pages) -> None:
+    served = await serve(overrides=STILL)
+    page = await pages.open(served.base + "/")
+    await wait_drawn(page)
+    await camera_still(page)
+    # a node put between the camera and n050, on the line the camera would fly along
+    cam = await page.evaluate("window.graphwire.camera()")
+    at = await page.evaluate("window.graphwire.positionOf('n050')")
+    way = [p - t for p, t in zip(cam["position"], cam["target"], strict=True)]
+    norm = math.hypot(*way)
+    block = [a + 20 * w / norm for a, w in zip(at, way, strict=True)]
+    await served.post("/api/graph/nodes", {"nodes": [
+        {"key": "blocker", "label": "Blocker", "x": block[0], "y": block[1], "z": block[2]}]})
+    await page.wait_for_function(f"""() => {{ const p = window.graphwire.positionOf('blocker');
+        const b = {block!r}; return p && Math.hypot(p[0] - b[0], p[1] - b[1], p[2] - b[2]) < 0.01; }}""")
+    await page.get_by_test_id("search").fill("n050")
+    await page.get_by_test_id("search").press("Enter")
+    await page.wait_for_function("window.graphwire.selected === 'n050'")
+    await camera_still(page)
+    # (still where it was put: no frame has moved it, and a frame re-shown for the new slot
+    # layout must not have put it at the origin)
+    assert math.dist(await page.evaluate("window.graphwire.positionOf('blocker')"), block) < 0.01
+    # the node asked for is what the eye sees at its place on screen, not the one in front
+    where = await page.evaluate("window.graphwire.screenOf('n050')")
+    await page.mouse.move(where["x"], where["y"])
+    await page.wait_for_function("window.graphwire.hovered !== null", timeout=5_000)
+    assert await page.evaluate("window.graphwire.hovered") == "n050"
+    # and the camera turned only a little to see it
+    cam = await page.evaluate("window.graphwire.camera()")
+    now = [p - t for p, t in zip(cam["position"], cam["target"], strict=True)]
+    turned = math.degrees(math.acos(sum(a * b for a, b in zip(way, now, strict=True))
+                                    / norm / math.hypot(*now)))
+    assert 5 < turned <= 30, turned
+
+
 async def test_whole_graph_brings_the_view_back_from_a_close_look(serve, pages: Pages) -> None:
     served = await serve(overrides=STILL)
     page = await pages.open(served.base + "/")
@@ -424,6 +459,7 @@ async def test_searching_a_page_name_selects_it_and_colours_paths(serve, pages: 
     nid = served.core[GRAPH_SERVICE].graph.keys.index("n042")
     assert served.core[GRAPH_SERVICE].sssp.source == nid
     assert await page.get_by_test_id("selection").is_visible()
+    assert await page.locator("#sel-dim-note").is_hidden()  # every node has a page of its own
     # a name that matches nothing says so, and Enter keeps the selection
     await search.fill("no such page")
     assert await page.get_by_test_id("no-match").text_content() == "no node matches “no such page”"
@@ -498,6 +534,7 @@ async def test_a_vaults_tags_and_unwritten_pages_say_what_they_are(
     # a [[link]] in a property is a link to its node; a name the graph has not, plain text
     assert await page.evaluate("window.graphwire.select('Venus')")
     await page.wait_for_function("window.graphwire.selected === 'Venus'")
+    assert await page.locator("#sel-dim-note").is_visible()  # the dimmed names are explained
     meta = page.locator("#sel-meta")
     assert "type\tPlanet near Mars, not Nowhere Yet" in await meta.inner_text()
     assert await meta.locator("button.link").all_inner_texts() == ["Planet", "Mars", "Nowhere Yet"]

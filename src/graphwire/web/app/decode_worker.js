@@ -3,8 +3,9 @@
  *
  * In: `{type: 'layout', idOfSlot}` (which node id each render slot shows; 0xFFFFFFFF = none),
  * `{type: 'frame', buf}` (an ArrayBuffer, transferred), `{type: 'reset'}` (new epoch).
- * Out: `{type: 'positions', pos, seq, ...}` where `pos` is a Float32Array of x, y, z per render
- * slot, transferred (the page copies it into the GPU attribute as is); `{type: 'sssp', ...}`;
+ * Out: `{type: 'positions', pos, seq, partial, ...}` where `pos` is a Float32Array of x, y, z per
+ * render slot, transferred (the page copies it into the GPU attribute as is; `partial`: some
+ * slots are NaN, nodes no frame has placed yet); `{type: 'sssp', ...}`;
  * `{type: 'need_keyframe'}` when a q delta names a keyframe not held.
  *
  * Positions are kept by node id, so frames that arrive before the graph (or before a topology
@@ -29,7 +30,7 @@ const state = {
 
 function ensureIds(maxId) {
   if ((maxId + 1) * 3 <= state.byId.length) return;
-  const next = new Float32Array(Math.max((maxId + 1) * 3, state.byId.length * 2));
+  const next = new Float32Array(Math.max((maxId + 1) * 3, state.byId.length * 2)).fill(NaN);
   next.set(state.byId);
   state.byId = next;
 }
@@ -50,7 +51,7 @@ function scatter() {
     out.set(byId.subarray(0, 3 * slots.length));
     return out;
   }
-  out.fill(0);
+  out.fill(NaN);
   const limit = byId.length / 3;
   for (let s = 0; s < slots.length; s++) {
     const id = slots[s];
@@ -66,9 +67,12 @@ function scatter() {
 
 function post(meta, t0) {
   const pos = scatter();
+  // a slot whose node no frame has placed yet (added since the last frame): NaN, and the page
+  // keeps where it put it (graph_changed's position) instead of drawing it at the origin
+  const partial = pos.some(Number.isNaN);
   const decodeMs = performance.now() - t0;
   state.last = meta;
-  self.postMessage({ type: 'positions', pos, decodeMs, ...meta }, [pos.buffer]);
+  self.postMessage({ type: 'positions', pos, decodeMs, partial, ...meta }, [pos.buffer]);
 }
 
 async function onFrame(buf) {

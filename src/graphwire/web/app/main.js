@@ -234,6 +234,10 @@ worker.onmessage = ({ data }) => {
 function onPositions(msg) {
   if (msg.pos.length !== 3 * model.slotCount || model.slotCount === 0) return;
   const t0 = performance.now();
+  if (msg.partial) {  // nodes no frame has placed yet stay where graph_changed put them
+    const { pos } = msg;
+    for (let i = 0; i < pos.length; i++) if (Number.isNaN(pos[i])) pos[i] = view.next[i];
+  }
   view.applyPositions(msg.pos, app.pinned);
   const applyMs = performance.now() - t0;
   // the array was copied into the GPU attribute: hand it back for the next frame
@@ -437,6 +441,7 @@ function showSelection() {
   $('#sel-reached').textContent = app.ssspReached === null ? '…' : `${app.ssspReached} of ${model.nodeCount}`;
   $('#sel-pinned').hidden = !app.pinned.has(slot);
   $('#sel-release').hidden = !app.pinned.has(slot);
+  $('#sel-dim-note').hidden = !model.nodes.some((m) => m && m.metadata.placeholder);
   const meta = $('#sel-meta');
   const role = model.role(slot);
   const empty = (v) => v === '' || v === null || (Array.isArray(v) && v.length === 0);
@@ -533,7 +538,8 @@ function metadataValue(slot, key, value) {
 /**
  * Fly to a node for a close look: near enough to tell it from its neighbours (the nearer, the
  * smaller it is), no farther than its neighbours' median distance calls for (a hub's size would
- * take the camera past the whole graph), and never farther than the whole graph's view.
+ * take the camera past the whole graph), and never farther than the whole graph's view; from
+ * the camera's direction, turned as little as it takes for no other sphere to hide the node.
  */
 function flyTo(slot) {
   app.userMoved = true;
@@ -543,7 +549,7 @@ function flyTo(slot) {
   let distance = 40 + 30 * view.size[slot];
   if (reach > 0) distance = Math.min(distance, Math.max(6 * reach, 60));
   if (view.fitDistance) distance = Math.min(distance, 0.7 * view.fitDistance);
-  view.flyTo(at, distance);
+  view.flyTo(at, distance, 700, view.clearSight(slot, distance));
 }
 
 const search = $('[data-testid="search"]');
@@ -837,6 +843,8 @@ window.graphwire = {
     const rect = canvas.getBoundingClientRect();
     return { x: rect.left + (v.x + 1) / 2 * rect.width, y: rect.top + (1 - v.y) / 2 * rect.height };
   },
+  /** Where the camera is and the point it looks at (world units). */
+  camera() { return { position: view.camera.position.toArray(), target: view.controls.target.toArray() }; },
   /** A node's position as shown now (world units). */
   positionOf(key) {
     const s = model.slotOfKey.get(key);

@@ -22,6 +22,7 @@
  */
 import * as THREE from 'three';
 import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
+import { clearDirection } from './sight.js';
 
 /**
  * Pixel radius under which no node is drawn, for a node of the base size (a hub's floor is
@@ -412,6 +413,18 @@ export class Renderer {
     }
   }
 
+  /**
+   * The direction (from the node towards the camera) to see a slot from `distance` away with no
+   * other sphere in front of it, turning the camera's as little as that takes (view/sight.js).
+   */
+  clearSight(slot, distance) {
+    const dir = this.camera.position.clone().sub(this.controls.target).normalize().toArray();
+    const scale = this.uniforms.uScale.value;
+    const { dir: best } = clearDirection(this.next, (s) => (s < this.count ? this.size[s] * scale : 0),
+      slot, dir, this.camera.up.toArray(), distance);
+    return new THREE.Vector3(...best);
+  }
+
   /** Put one node somewhere at once (a drag), in both buffers. */
   placeNow(slot, p, mark = true) {
     const o = 3 * slot;
@@ -656,12 +669,12 @@ export class Renderer {
     return hit >= 0 ? hit : near;
   }
 
-  /** Fly the camera to look at a point from nearby. */
-  flyTo(target, distance = 160, ms = 700) {
+  /** Fly the camera to look at a point from nearby (from `dir`, a unit vector, or as it looks now). */
+  flyTo(target, distance = 160, ms = 700, dir = null) {
     const fromTarget = this.controls.target.clone();
     const fromCam = this.camera.position.clone();
-    const dir = fromCam.clone().sub(fromTarget).normalize();
-    const toCam = target.clone().add(dir.multiplyScalar(distance));
+    dir ??= fromCam.clone().sub(fromTarget).normalize();
+    const toCam = target.clone().add(dir.clone().multiplyScalar(distance));
     const start = performance.now();
     this.flight = (now) => {
       const k = Math.min(1, (now - start) / ms);
