@@ -40,9 +40,11 @@ test-py: setup
 
 # The server, client and browser tests again, each server a simulation and a gateway on a real
 # redis-server: clients cannot tell a gateway from a single process (docs/deploy.md; not part
-# of `make test`, which runs tests/cluster against real processes: it adds four minutes).
+# of `make test`, which runs tests/cluster against real processes: it adds four minutes). In
+# one process: each test's simulation and gateway share it, and two such tests at once on two
+# cores starve the 100,000-node one's lease renewals (its simulation lost the lease).
 test-gateway: setup
-	GRAPHWIRE_TEST_THROUGH_GATEWAY=1 $(PYTEST) tests/server tests/client tests/web
+	GRAPHWIRE_TEST_THROUGH_GATEWAY=1 $(VENV)/bin/python -m pytest -q tests/server tests/client tests/web
 
 lint: setup
 	$(VENV)/bin/ruff check src tests scripts

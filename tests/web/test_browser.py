@@ -16,6 +16,7 @@ import subprocess
 import sys
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Page
@@ -227,7 +228,8 @@ async def test_search_turns_the_camera_so_nothing_hides_the_node(serve, pages: P
     await served.post("/api/graph/nodes", {"nodes": [
         {"key": "blocker", "label": "Blocker", "x": block[0], "y": block[1], "z": block[2]}]})
     await page.wait_for_function(f"""() => {{ const p = window.graphwire.positionOf('blocker');
-        const b = {block!r}; return p && Math.hypot(p[0] - b[0], p[1] - b[1], p[2] - b[2]) < 0.01; }}""")
+        const b = {block!r};
+        return p && Math.hypot(p[0] - b[0], p[1] - b[1], p[2] - b[2]) < 0.01; }}""")
     await page.get_by_test_id("search").fill("n050")
     await page.get_by_test_id("search").press("Enter")
     await page.wait_for_function("window.graphwire.selected === 'n050'")
@@ -560,6 +562,15 @@ async def test_a_vaults_tags_and_unwritten_pages_say_what_they_are(
     assert "moon 319" in await neighbours.all_inner_texts()
 
 
+async def pinned_on_server(graph: Any, nid: int, pinned: bool) -> None:
+    """Wait until the simulation holds the pin as the page left it: the ack is the server's
+    (through a gateway, the gateway's, and the simulation applies the batch a moment later)."""
+    deadline = asyncio.get_running_loop().time() + 5
+    while bool(graph.pinned[nid]) != pinned:
+        assert asyncio.get_running_loop().time() < deadline, f"pinned is not {pinned}"
+        await asyncio.sleep(0.01)
+
+
 async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(
         serve, pages: Pages) -> None:
     served = await serve(overrides=STILL)
@@ -578,7 +589,7 @@ async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(
         "window.graphwire.queue.accepted >= 1 && window.graphwire.queue.inflight === 0")
     put = await page.evaluate(f"window.graphwire.pinnedAt({key!r})")
     graph = served.core[GRAPH_SERVICE].graph
-    assert bool(graph.pinned[nid])
+    await pinned_on_server(graph, nid, True)
     assert [round(float(c), 3) for c in graph.pos[nid]] == [round(c, 3) for c in put]
     shown = await page.evaluate(f"window.graphwire.screenOf({key!r})")
     assert abs(shown["x"] - (start["x"] + 60)) < 2 and abs(shown["y"] - (start["y"] - 30)) < 2
@@ -587,7 +598,7 @@ async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(
     await page.wait_for_function(f"!window.graphwire.pinned.includes({key!r})")
     await page.wait_for_function(
         "window.graphwire.queue.accepted >= 2 && window.graphwire.queue.inflight === 0")
-    assert not bool(graph.pinned[nid])
+    await pinned_on_server(graph, nid, False)
     # a pin this page did not make (before a reload) is let go by a double-click too
     await page.mouse.move(shown["x"], shown["y"])
     await page.mouse.down()
@@ -596,7 +607,7 @@ async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(
     await page.mouse.up()
     await page.wait_for_function(
         "window.graphwire.queue.accepted >= 3 && window.graphwire.queue.inflight === 0")
-    assert bool(graph.pinned[nid])
+    await pinned_on_server(graph, nid, True)
     await page.reload()
     await wait_drawn(page)
     assert await page.evaluate("window.graphwire.pinned") == []
@@ -604,7 +615,7 @@ async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(
     await page.mouse.dblclick(again["x"], again["y"])
     await page.wait_for_function(
         "window.graphwire.queue.accepted >= 1 && window.graphwire.queue.inflight === 0")
-    assert not bool(graph.pinned[nid])
+    await pinned_on_server(graph, nid, False)
 
 
 async def test_a_node_added_through_rest_appears_without_a_reload(serve, pages: Pages) -> None:
