@@ -162,8 +162,12 @@ class Stacks:
             redis = RedisServer(self.folder / f"redis{len(self.redis_servers)}")
             redis.start()
             self.redis_servers.append(redis)
+            # the simulation shares this process's event loop with the gateway and the test:
+            # a 100,000-node graph's body served by the gateway stalls the loop past the
+            # default 2.5 s lease (separate processes do not: tests/cluster, docs/deploy.md),
+            # and no test here takes a lease over
             core = GraphwireServer(dataclasses.replace(config, redis=redis.url,
-                                                       role="simulation", port=0))
+                                                       role="simulation", port=0, lease_ttl=15.0))
             await core.start()
             self.behind.append(core)
             # a gateway keeps no source, database or --set overrides of its own

@@ -611,7 +611,12 @@ async def test_a_drag_pins_the_node_on_the_server_where_the_page_put_it(
     await page.reload()
     await wait_drawn(page)
     assert await page.evaluate("window.graphwire.pinned") == []
+    # (the first frame after a reload eases the nodes in from where the page had them: the
+    # double-click goes where the node has come to rest, once the pointer is over it)
+    await camera_still(page)
     again = await page.evaluate(f"window.graphwire.screenOf({key!r})")
+    await page.mouse.move(again["x"], again["y"])
+    await page.wait_for_function(f"window.graphwire.hovered === {key!r}")
     await page.mouse.dblclick(again["x"], again["y"])
     await page.wait_for_function(
         "window.graphwire.queue.accepted >= 1 && window.graphwire.queue.inflight === 0")
