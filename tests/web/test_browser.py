@@ -512,7 +512,8 @@ async def test_a_vaults_tags_and_unwritten_pages_say_what_they_are(
     vault.mkdir()
     (vault / "Mars.md").write_text("---\naliases: [red planet, ares]\ntags: [astro]\n---\n"
                                    "[[Venus]] [[Andromeda]]\n")
-    (vault / "Venus.md").write_text("type:: [[Planet]] near [[Mars]], not [[Nowhere Yet]]\n"
+    (vault / "Venus.md").write_text("type:: [[Planet|a planet]] near [[Mars#Moons]], not "
+                                    "[[Nowhere Yet]]\n"
                                     "source:: [NASA](https://science.nasa.gov/venus/) and "
                                     "[bad](javascript:alert(1))\n"
                                     "#astro [[Mars]]\n")
@@ -538,15 +539,16 @@ async def test_a_vaults_tags_and_unwritten_pages_say_what_they_are(
     await page.wait_for_function("window.graphwire.selected === 'Venus'")
     assert await page.locator("#sel-dim-note").is_visible()  # the dimmed names are explained
     meta = page.locator("#sel-meta")
-    assert "type\tPlanet near Mars, not Nowhere Yet" in await meta.inner_text()
-    assert await meta.locator("button.link").all_inner_texts() == ["Planet", "Mars", "Nowhere Yet"]
+    assert "type\ta planet near Mars#Moons, not Nowhere Yet" in await meta.inner_text()
+    assert await meta.locator("button.link").all_inner_texts() == [
+        "a planet", "Mars#Moons", "Nowhere Yet"]
     assert await meta.locator("button.unwritten").all_inner_texts() == ["Nowhere Yet"]
     # a Markdown link to a web page opens it; any other address stays text
     assert "source\tNASA and [bad](javascript:alert(1))" in await meta.inner_text()
     assert await meta.locator("a").evaluate_all(
         "(as) => as.map((a) => [a.textContent, a.href, a.target])") == [
         ["NASA", "https://science.nasa.gov/venus/", "_blank"]]
-    await meta.get_by_role("button", name="Planet").click()
+    await meta.get_by_role("button", name="a planet").click()
     await page.wait_for_function("window.graphwire.selected === 'Planet'")
     # a hub's neighbours come a page at a time, every one of them in the end
     assert await page.evaluate("window.graphwire.select('Hub')")

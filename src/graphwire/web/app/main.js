@@ -439,8 +439,7 @@ function showSelection() {
   $('#sel-type').parentElement.hidden = app.typeCount < 2;  // one type for all: says nothing
   $('#sel-degree').textContent = model.degree(slot);
   $('#sel-reached').textContent = app.ssspReached === null ? '…' : `${app.ssspReached} of ${model.nodeCount}`;
-  $('#sel-pinned').hidden = !app.pinned.has(slot);
-  $('#sel-release').hidden = !app.pinned.has(slot);
+  showPinned(slot);
   $('#sel-dim-note').hidden = !model.nodes.some((m) => m && m.metadata.placeholder);
   const meta = $('#sel-meta');
   const role = model.role(slot);
@@ -466,7 +465,7 @@ function showSelection() {
     || BY_NAME.compare(String(model.nodes[a].label), String(model.nodes[b].label)));
   list.replaceChildren(...nb.slice(0, app.neighboursShown).map((s) => {
     const li = document.createElement('li');
-    const btn = nodeLink(s);
+    const btn = nodeLink(s, model.nodes[s].label, !page(s));
     btn.dataset.testid = 'neighbour';
     li.append(btn);
     return li;
@@ -483,14 +482,21 @@ $('#sel-more').addEventListener('click', () => {
 });
 
 /** A button naming a node (dimmed when it has no page): a click selects it and flies there. */
-function nodeLink(slot, text = model.nodes[slot].label) {
+function nodeLink(slot, text = model.nodes[slot].label, isPage = model.role(slot) === 'page') {
   const btn = document.createElement('button');
   btn.type = 'button';
-  btn.className = model.role(slot) === 'page' ? 'link' : 'link unwritten';
+  btn.className = isPage ? 'link' : 'link unwritten';
   btn.textContent = text;
   btn.title = model.nodes[slot].key;
   btn.addEventListener('click', () => { select(slot); flyTo(slot); });
   return btn;
+}
+
+/** The page a link's inside names and the text it shows: `Name|shown`, `Name#Heading` (as the vault reader cuts it). */
+function linkParts(inside) {
+  const bar = inside.indexOf('|');
+  const target = (bar < 0 ? inside : inside.slice(0, bar)).split('#')[0].replace(/\\$/, '').trim();
+  return [target, bar < 0 ? inside : inside.slice(bar + 1)];
 }
 
 // `[[Name]]`, or a Markdown link to a web page: `[text](https://…)`
@@ -508,8 +514,9 @@ function metadataValue(slot, key, value) {
     const linked = !/^alias(es)?$/i.test(key);  // a page's other names are itself
     return value.flatMap((item, i) => {
       const text = String(item);
-      const to = linked ? model.named(text.replace(/^\[\[(.*)\]\]$/, '$1'), near, false) : -1;
-      return [...(i ? [', '] : []), to >= 0 && to !== slot ? nodeLink(to, text) : text];
+      const [target, shown] = linkParts(text.replace(/^\[\[(.*)\]\]$/, '$1'));
+      const to = linked ? model.named(target, near, false) : -1;
+      return [...(i ? [', '] : []), to >= 0 && to !== slot ? nodeLink(to, shown) : text];
     });
   }
   if (typeof value === 'object' && value !== null) return [JSON.stringify(value)];
@@ -519,8 +526,9 @@ function metadataValue(slot, key, value) {
   for (const m of text.matchAll(LINK_IN_TEXT)) {
     out.push(text.slice(at, m.index));
     if (m[1] !== undefined) {
-      const to = model.named(m[1], near);
-      out.push(to >= 0 && to !== slot ? nodeLink(to, m[1]) : m[0]);
+      const [target, shown] = linkParts(m[1]);
+      const to = model.named(target, near);
+      out.push(to >= 0 && to !== slot ? nodeLink(to, shown) : m[0]);
     } else {
       const a = document.createElement('a');
       a.href = m[3];
@@ -725,7 +733,7 @@ function drag(slot, p) {
   app.pinned.set(slot, xyz);
   view.placeNow(slot, xyz);
   queue.enqueue(model.nodes[slot].id, p.x, p.y, p.z, PIN);
-  if (slot === app.selected) showSelection();
+  if (slot === app.selected) showPinned(slot);
 }
 
 function release(slot) {
@@ -734,7 +742,13 @@ function release(slot) {
   app.pinned.delete(slot);
   queue.enqueue(model.nodes[slot].id, x, y, z, RELEASE);
   queue.flush();
-  if (slot === app.selected) showSelection();
+  if (slot === app.selected) showPinned(slot);
+}
+
+/** The panel's pin line and button (a drag moves them often: nothing else is redrawn). */
+function showPinned(slot) {
+  $('#sel-pinned').hidden = !app.pinned.has(slot);
+  $('#sel-release').hidden = !app.pinned.has(slot);
 }
 
 // -- settings ------------------------------------------------------------------------------------------

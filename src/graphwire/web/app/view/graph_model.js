@@ -93,6 +93,7 @@ export class GraphModel {
     node.type = n.type || node.type;
     node.metadata = n.metadata || {};
     aliasCache.delete(node);
+    this.names = null;
   }
 
   /** Apply a `graph_changed` message that carries the change (not `refetch`). */
@@ -272,8 +273,20 @@ export class GraphModel {
     const whole = (s) => Boolean(this.nodes[s]) && nameMatch(this.nodes[s], needle) >= WHOLE_ALIAS;
     for (const s of near) if (whole(s)) return s;
     if (!anywhere) return -1;
-    const [best] = this.search(needle, 1);
-    return best !== undefined && whole(best) ? best : -1;
+    // every whole name and alias, lower-cased, built once a version (a panel asks often)
+    if (!this.names || this.namesVersion !== this.version) {
+      this.names = new Map();
+      this.namesVersion = this.version;
+      const add = (text, s) => { if (!this.names.has(text)) this.names.set(text, s); };
+      const byShortest = this.nodes.map((_, s) => s).filter((s) => this.nodes[s])
+        .sort((a, b) => String(this.nodes[a].label).length - String(this.nodes[b].label).length || a - b);
+      for (const s of byShortest) {
+        add(this.nodes[s].key.toLowerCase(), s);
+        add(String(this.nodes[s].label).toLowerCase(), s);
+      }
+      for (const s of byShortest) for (const alias of aliasesOf(this.nodes[s])) add(alias, s);
+    }
+    return this.names.get(needle) ?? -1;
   }
 
   /**

@@ -312,6 +312,12 @@ export class Renderer {
       while (cap < count) cap *= 2;
       this.allocate(cap);
     }
+    // slots let go (a smaller graph loaded) forget their positions: a node that takes one later
+    // starts where its change puts it, not where the old graph's node was
+    if (count < this.count) {
+      this.prev.fill(0, 3 * count, 3 * this.count);
+      this.next.fill(0, 3 * count, 3 * this.count);
+    }
     this.count = count;
     if (this.mode === 'points') this.nodes.geometry.setDrawRange(0, count);
     else this.nodes.geometry.instanceCount = count;
@@ -672,15 +678,22 @@ export class Renderer {
   /** Fly the camera to look at a point from nearby (from `dir`, a unit vector, or as it looks now). */
   flyTo(target, distance = 160, ms = 700, dir = null) {
     const fromTarget = this.controls.target.clone();
-    const fromCam = this.camera.position.clone();
-    dir ??= fromCam.clone().sub(fromTarget).normalize();
-    const toCam = target.clone().add(dir.clone().multiplyScalar(distance));
+    const offset = this.camera.position.clone().sub(fromTarget);
+    const fromDistance = Math.max(offset.length(), 1e-6);
+    const fromDir = offset.divideScalar(fromDistance);
+    // the direction turns evenly along the way, and the distance changes by equal factors (a
+    // straight line between the two camera positions would swing the view at the very end)
+    const turn = new THREE.Quaternion().setFromUnitVectors(fromDir, dir ?? fromDir);
+    const none = new THREE.Quaternion();
+    const now = new THREE.Quaternion();
     const start = performance.now();
-    this.flight = (now) => {
-      const k = Math.min(1, (now - start) / ms);
+    this.flight = (time) => {
+      const k = Math.min(1, (time - start) / ms);
       const e = k < 0.5 ? 2 * k * k : 1 - (-2 * k + 2) ** 2 / 2;
       this.controls.target.lerpVectors(fromTarget, target, e);
-      this.camera.position.lerpVectors(fromCam, toCam, e);
+      now.slerpQuaternions(none, turn, e);
+      const d = fromDistance * (distance / fromDistance) ** e;
+      this.camera.position.copy(fromDir).applyQuaternion(now).multiplyScalar(d).add(this.controls.target);
       if (k >= 1) this.flight = null;
     };
   }

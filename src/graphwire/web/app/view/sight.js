@@ -51,6 +51,7 @@ export function clearDirection(positions, radius, slot, dir, up, distance) {
     const yawed = turn(d0, axis, yaw);
     return unit(turn(yawed, unit(cross(yawed, axis)), pitch));
   });
+  const flat = Float64Array.from(dirs.flat());
   const hidden = new Int32Array(dirs.length);
   const o = 3 * slot;
   const [tx, ty, tz] = [positions[o], positions[o + 1], positions[o + 2]];
@@ -65,8 +66,11 @@ export function clearDirection(positions, radius, slot, dir, up, distance) {
     const v2 = vx * vx + vy * vy + vz * vz;
     const reach = r + 0.5 * own;  // a sphere this near the line of sight covers the node's middle
     if (v2 > (distance + reach) ** 2) continue;  // farther than the camera: behind it
-    for (let i = 0; i < dirs.length; i++) {
-      const t = vx * dirs[i][0] + vy * dirs[i][1] + vz * dirs[i][2];
+    // a sphere overlapping the node hides part of it from every side of it: no turn helps
+    // much, and counting it would swing the camera a quarter turn for a neighbour
+    if (v2 < (r + own) ** 2) continue;
+    for (let i = 0, j = 0; i < hidden.length; i++, j += 3) {
+      const t = vx * flat[j] + vy * flat[j + 1] + vz * flat[j + 2];
       if (t <= 0 || t >= distance) continue;  // behind the node, or behind the camera
       if (v2 - t * t < reach * reach) hidden[i] += 1;
     }
