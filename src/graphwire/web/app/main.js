@@ -59,7 +59,7 @@ const app = {
   asked: [], // [{source, at}]: shortest-path sources this page asked for, until one arrives
   hovered: -1,
   shownSlot: -1,  // the node whose panel is shown
-  neighboursShown: 300,  // how many of its neighbours the panel lists (a page at a time)
+  neighboursShown: 0,  // how many of its neighbours the panel lists (a page more a click; reset on a new selection)
   sssp: null, // {source, distance, parent} by node id
   ssspReached: null,
   pinned: new Map(), // slot -> [x, y, z]
@@ -215,6 +215,8 @@ function relayout(fresh) {
   byType.disabled = types.size < 2;
   byType.textContent = types.size < 2 ? `type (all ${[...types][0] ?? 'one type'})` : 'type';
   app.typeCount = types.size;
+  // the selection panel explains the dimmed nodes where there are any (a vault's tags and links)
+  $('#sel-dim-note').hidden = !model.nodes.some((n) => n && n.metadata.placeholder);
   markAgentPhysics();
   recolor();
   if (fresh) app.fitted = false;
@@ -440,7 +442,6 @@ function showSelection() {
   $('#sel-degree').textContent = model.degree(slot);
   $('#sel-reached').textContent = app.ssspReached === null ? '…' : `${app.ssspReached} of ${model.nodeCount}`;
   showPinned(slot);
-  $('#sel-dim-note').hidden = !model.nodes.some((m) => m && m.metadata.placeholder);
   const meta = $('#sel-meta');
   const role = model.role(slot);
   const empty = (v) => v === '' || v === null || (Array.isArray(v) && v.length === 0);
