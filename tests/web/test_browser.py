@@ -78,8 +78,12 @@ async def test_page_connects_applies_frames_and_draws_the_graph(serve, pages: Pa
     page = await pages.open(served.base + "/")
     await page.wait_for_function(
         "document.querySelector('[data-testid=status]').textContent === 'connected'")
+    await page.wait_for_function("window.graphwire.nodeCount > 0")
+    # the status bar shows the graph's epoch as soon as the graph is in, not at its next redraw
+    epoch_shown = await page.evaluate("document.querySelector('#epoch').textContent")
     await wait_frames(page, 3)
     state = await served.get("/api/graph/state")
+    assert epoch_shown == str(state["epoch"])
     assert await page.evaluate("window.graphwire.nodeCount") == state["nodesCount"] == 200
     assert await page.evaluate("window.graphwire.edgeCount") == state["edgesCount"]
     frames = int(await page.get_by_test_id("frames").text_content() or 0)

@@ -157,6 +157,7 @@ conn.on('graph', (data) => {
     recolor();
     showSelection();
   }
+  updateStatus(performance.now());  // the epoch and counts now, not at the next 500 ms tick
 });
 conn.on('graph_changed', (msg) => {
   if (msg.refetch) return; // the connection refetches /api/graph/data
